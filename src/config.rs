@@ -1,0 +1,259 @@
+//! The engine's one configuration, parsed from the JSON the host passes.
+//!
+//! Every key is optional. Unknown keys, wrong types and bad values are
+//! rejected at parse time with a message that names the field, so a host
+//! learns about a typo when it creates the server, not when a user connects.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::host::LogLevel;
+
+/// The whole configuration. See `docs/C-API.md` for the table of keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on; port 0 lets the system pick one.
+    pub listen: String,
+    /// Number of tokio worker threads.
+    pub workers: usize,
+    /// How tokens become user ids.
+    pub auth: AuthConfig,
+    /// Where messages are kept.
+    pub store: StoreConfig,
+    /// Timeouts and size limits.
+    pub limits: Limits,
+    /// The queue of events waiting for the host.
+    pub events: EventsConfig,
+    /// The most detailed log level forwarded to the host.
+    pub log_level: LogLevel,
+}
+
+/// Authentication mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// The host's `authenticate` callback maps a token to a user id.
+    // Empty struct variants, not unit ones: serde enforces deny_unknown_fields only on these.
+    Callback {},
+    /// HS256 JSON Web Tokens: `sub` is the user id, `exp` is required.
+    Jwt {
+        /// The shared HMAC secret.
+        secret: String,
+        /// When set, the token's `iss` must equal it.
+        #[serde(default)]
+        issuer: Option<String>,
+        /// When set, the token's `aud` must contain it.
+        #[serde(default)]
+        audience: Option<String>,
+    },
+    /// The token is the user id. For demos and tests only.
+    Dev {},
+}
+
+/// Store settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `":memory:"` keeps messages in memory only.
+    pub path: String,
+}
+
+/// Timeouts and size limits; every value must be positive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The largest text frame or message a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Bytes waiting to be written to one session before it is closed with 1013.
+    pub outbound_queue_bytes: usize,
+    /// WebSocket upgrade plus authentication must finish within this.
+    pub handshake_timeout_ms: u64,
+    /// How often the server pings each connection.
+    pub ping_interval_ms: u64,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout_ms: u64,
+}
+
+/// The event queue between the network and the host's dispatcher thread.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events that may wait for the host before newer ones are dropped and counted.
+    pub queue_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            workers: 2,
+            auth: AuthConfig::Callback {},
+            store: StoreConfig::default(),
+            limits: Limits::default(),
+            events: EventsConfig::default(),
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: ":memory:".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            outbound_queue_bytes: 1024 * 1024,
+            handshake_timeout_ms: 10_000,
+            ping_interval_ms: 20_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration from JSON text.
+    pub fn from_json(text: &str) -> Result<Config, Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                Error::InvalidConfig(e.inner().to_string())
+            } else {
+                Error::InvalidConfig(format!("{path}: {}", e.inner()))
+            }
+        })?;
+        de.end()
+            .map_err(|e| Error::InvalidConfig(format!("trailing characters: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that types alone cannot.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &str, why: &str| Err(Error::InvalidConfig(format!("{field}: {why}")));
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return bad("listen", "expected IP:PORT, such as 127.0.0.1:8080");
+        }
+        if !(1..=64).contains(&self.workers) {
+            return bad("workers", "must be between 1 and 64");
+        }
+        if let AuthConfig::Jwt { secret, .. } = &self.auth {
+            if secret.is_empty() {
+                return bad("auth.secret", "must not be empty");
+            }
+        }
+        if self.store.path != ":memory:" {
+            return bad(
+                "store.path",
+                "only \":memory:\" is available in this build",
+            );
+        }
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_frame_bytes", l.max_frame_bytes as u64),
+            ("limits.outbound_queue_bytes", l.outbound_queue_bytes as u64),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.ping_interval_ms", l.ping_interval_ms),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("events.queue_capacity", self.events.queue_capacity as u64),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return bad(field, "must be greater than 0");
+        }
+        if l.max_frame_bytes > 16 * 1024 * 1024 {
+            return bad("limits.max_frame_bytes", "must be at most 16 MiB");
+        }
+        Ok(())
+    }
+
+    /// The listen address; valid after [`Config::validate`].
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated at parse time")
+    }
+}
+
+impl Limits {
+    /// [`Limits::handshake_timeout_ms`] as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// [`Limits::ping_interval_ms`] as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// [`Limits::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(json: &str) -> String {
+        match Config::from_json(json) {
+            Err(Error::InvalidConfig(m)) => m,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_object_gives_defaults() {
+        let c = Config::from_json("{}").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.workers, 2);
+        assert!(matches!(c.auth, AuthConfig::Callback {}));
+        assert_eq!(c.limits.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        assert!(error_of(r#"{"nope":1}"#).contains("nope"));
+        assert!(error_of(r#"{"workers":"two"}"#).starts_with("workers:"));
+        assert!(error_of(r#"{"workers":0}"#).starts_with("workers:"));
+        assert!(error_of(r#"{"auth":{"mode":"jwt"}}"#).contains("secret"));
+        assert!(error_of(r#"{"auth":{"mode":"magic"}}"#).contains("magic"));
+        assert!(error_of(r#"{"auth":{"mode":"dev","x":1}}"#).contains("x"));
+        assert!(error_of(r#"{"limits":{"idle_timeout_ms":0}}"#).contains("limits.idle_timeout_ms"));
+        assert!(error_of(r#"{"limits":{"max_frame_bytes":-1}}"#).contains("limits.max_frame_bytes"));
+        assert!(error_of(r#"{"listen":"localhost"}"#).starts_with("listen:"));
+        assert!(error_of(r#"{"log_level":"loud"}"#).starts_with("log_level:"));
+        assert!(error_of(r#"{} x"#).contains("trailing"));
+        assert!(!error_of("not json").is_empty());
+    }
+
+    #[test]
+    fn jwt_options_parse() {
+        let c = Config::from_json(
+            r#"{"auth":{"mode":"jwt","secret":"s","issuer":"me","audience":"app"}}"#,
+        )
+        .unwrap();
+        match c.auth {
+            AuthConfig::Jwt { secret, issuer, audience } => {
+                assert_eq!((secret.as_str(), issuer.as_deref(), audience.as_deref()), ("s", Some("me"), Some("app")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The dispatcher thread: events and log records, in order, off the network.
+//!
+//! Network tasks never block on the host: they `post` into a bounded queue and
+//! move on. When the queue is full the event is dropped and counted, and the
+//! host receives [`Event::Overflow`] with the count before its next event. A log
+//! record that finds the queue full is dropped without counting: logs are best
+//! effort, events are the contract.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
+use super::gate::CallbackGate;
+use super::{Event, LogLevel};
+
+enum Queued {
+    Event(Event),
+    Log {
+        level: LogLevel,
+        target: String,
+        message: String,
+    },
+    Shutdown,
+}
+
+/// The sending side of the event queue, shared by every network task.
+pub struct EventQueue {
+    tx: SyncSender<Queued>,
+    dropped: AtomicU64,
+}
+
+impl EventQueue {
+    /// Queues an event for the host without waiting.
+    pub fn post(&self, event: Event) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Queued::Event(event)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues a log record for the host without waiting.
+    pub fn post_log(&self, level: LogLevel, target: String, message: String) {
+        let _ = self.tx.try_send(Queued::Log {
+            level,
+            target,
+            message,
+        });
+    }
+}
+
+/// The running dispatcher thread.
+pub struct Dispatcher {
+    queue: Arc<EventQueue>,
+    thread: JoinHandle<()>,
+}
+
+impl Dispatcher {
+    /// Starts the thread, delivering through `gate`, with room for `capacity` queued items.
+    pub fn start(gate: Arc<CallbackGate>, capacity: usize) -> std::io::Result<Dispatcher> {
+        let (tx, rx) = sync_channel(capacity);
+        let queue = Arc::new(EventQueue {
+            tx,
+            dropped: AtomicU64::new(0),
+        });
+        let thread = std::thread::Builder::new()
+            .name("imbed-events".into())
+            .spawn({
+                let queue = queue.clone();
+                move || run(rx, &gate, &queue)
+            })?;
+        Ok(Dispatcher { queue, thread })
+    }
+
+    /// The queue to post into.
+    pub fn queue(&self) -> &Arc<EventQueue> {
+        &self.queue
+    }
+
+    /// Delivers everything queued so far, then ends the thread and joins it.
+    pub fn shutdown(self) {
+        // A blocking send: the dispatcher is draining, so room appears.
+        let _ = self.queue.tx.send(Queued::Shutdown);
+        let _ = self.thread.join();
+    }
+}
+
+fn run(rx: Receiver<Queued>, gate: &CallbackGate, queue: &EventQueue) {
+    for item in rx {
+        let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            deliver(gate, &Queued::Event(Event::Overflow { dropped }));
+        }
+        if let Queued::Shutdown = item {
+            break;
+        }
+        deliver(gate, &item);
+    }
+}
+
+fn deliver(gate: &CallbackGate, item: &Queued) {
+    // A panic in the host's Rust code must not end the dispatcher; C callbacks cannot unwind.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        gate.call(|host| match item {
+            Queued::Event(event) => host.on_event(event),
+            Queued::Log {
+                level,
+                target,
+                message,
+            } => host.on_log(*level, target, message),
+            Queued::Shutdown => {}
+        })
+    }));
+}

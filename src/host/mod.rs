@@ -1,0 +1,100 @@
+//! What the engine tells its host, and how.
+//!
+//! The host implements [`Host`]. Events and log records leave the network
+//! threads through a bounded queue and reach the host on one thread the engine
+//! owns ([`dispatcher`]), in order; `authenticate` is the one callback that runs
+//! on engine worker threads, because a connection waits for its answer.
+
+pub mod dispatcher;
+pub mod gate;
+pub mod log_layer;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A host's view of the engine. Every method has a default that does nothing.
+pub trait Host: Send + Sync + 'static {
+    /// An event, on the engine's dispatcher thread, in order.
+    fn on_event(&self, _event: &Event) {}
+    /// A log record at or above the configured level, on the dispatcher thread.
+    fn on_log(&self, _level: LogLevel, _target: &str, _message: &str) {}
+    /// Maps a token to a user id (auth mode `callback`); `None` rejects it.
+    /// Runs on engine worker threads, possibly several at once.
+    fn authenticate(&self, _token: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Something that happened in the engine that the host may want to know.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A user's session was authenticated.
+    Connected {
+        /// The user.
+        user: Arc<str>,
+        /// The new session's id.
+        session: Arc<str>,
+    },
+    /// A session ended.
+    Disconnected {
+        /// The user.
+        user: Arc<str>,
+        /// The session's id.
+        session: Arc<str>,
+        /// Why it ended, in a few words.
+        reason: Arc<str>,
+    },
+    /// A message was stored.
+    Message {
+        /// The sender.
+        from: Arc<str>,
+        /// The protocol `msg` frame.
+        frame: Utf8Bytes,
+    },
+    /// The host fell behind and this many events were dropped.
+    Overflow {
+        /// How many.
+        dropped: u64,
+    },
+}
+
+impl Event {
+    /// The event as one JSON object: `{"event":"connected",...}`.
+    pub fn to_json(&self) -> String {
+        match self {
+            Event::Connected { user, session } => serde_json::json!({
+                "event": "connected", "user": &**user, "session": &**session,
+            })
+            .to_string(),
+            Event::Disconnected { user, session, reason } => serde_json::json!({
+                "event": "disconnected", "user": &**user, "session": &**session, "reason": &**reason,
+            })
+            .to_string(),
+            // The frame is already JSON; embedding it verbatim avoids a parse.
+            Event::Message { frame, .. } => format!(r#"{{"event":"message","message":{}}}"#, frame.as_str()),
+            Event::Overflow { dropped } => {
+                serde_json::json!({"event": "overflow", "dropped": dropped}).to_string()
+            }
+        }
+    }
+}
+
+/// Log levels, most severe first. `Off` forwards nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Failures.
+    Error,
+    /// Trouble the engine recovered from.
+    Warn,
+    /// Lifecycle: started, stopped, listening.
+    Info,
+    /// Per-connection detail.
+    Debug,
+    /// Per-frame detail.
+    Trace,
+}

@@ -1,0 +1,305 @@
+//! Protocol v1 on the wire: identifiers, conversations, the frames clients
+//! send, the frames the server sends, and error codes. `docs/PROTOCOL.md`
+//! describes the protocol in prose; this module is its only encoder and parser.
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// The longest identifier (user, group, request id), in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Whether `s` is a valid user or group id: 1–64 chars of `[A-Za-z0-9_.@-]`.
+pub fn is_valid_id(s: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
+/// Whether `s` is a valid request id: 1–64 chars, any characters.
+pub fn is_valid_request_id(s: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&s.chars().count())
+}
+
+/// The direct conversation of two users: `dm:<a>:<b>` with the ids sorted bytewise.
+pub fn direct_conv(a: &str, b: &str) -> String {
+    let (first, second) = if a.as_bytes() <= b.as_bytes() { (a, b) } else { (b, a) };
+    format!("dm:{first}:{second}")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Error codes of `error` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The frame is malformed or not supported.
+    BadRequest,
+    /// Authentication failed or is missing.
+    Unauthorized,
+    /// The user may not do this.
+    Forbidden,
+    /// The thing named does not exist.
+    NotFound,
+    /// The payload is too large.
+    TooLarge,
+    /// The client sends too fast.
+    RateLimited,
+    /// The server failed; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A frame from a client, as parsed: every field any frame type may carry.
+///
+/// Fields a frame type does not use are ignored, so newer clients can add
+/// fields without breaking older servers.
+#[derive(Debug, Deserialize)]
+pub struct ClientFrame<'a> {
+    /// The frame type.
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    /// The request id, echoed in every reply.
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    /// `auth`: the token.
+    #[serde(default, borrow)]
+    pub token: Option<Cow<'a, str>>,
+    /// `send`: the recipient user.
+    #[serde(default, borrow)]
+    pub to: Option<Cow<'a, str>>,
+    /// `send`: the recipient group.
+    #[serde(default, borrow)]
+    pub group: Option<Cow<'a, str>>,
+    /// `send`: the message body, any JSON value (`null` included), kept as written.
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub body: Option<&'a RawValue>,
+}
+
+/// Reads a field that is present as `Some`, even when its value is `null`;
+/// with `#[serde(default)]`, only an absent field is `None`.
+fn present<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'a RawValue>, D::Error> {
+    <&'a RawValue>::deserialize(d).map(Some)
+}
+
+/// Only the request id of a frame, read when the whole frame does not parse,
+/// so that the error reply can still carry the id.
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+/// Why a client frame was rejected before it reached its handler.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FrameError {
+    /// The request id, when one could be read and is valid.
+    pub id: Option<String>,
+    /// What is wrong, for the `message` of the error frame.
+    pub message: String,
+}
+
+/// Parses one text frame into a [`ClientFrame`], checking the request id.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameError> {
+    match serde_json::from_str::<ClientFrame<'_>>(text) {
+        Ok(frame) => match &frame.id {
+            Some(id) if !is_valid_request_id(id) => Err(FrameError {
+                id: None,
+                message: "id must be a string of 1 to 64 characters".into(),
+            }),
+            _ => Ok(frame),
+        },
+        Err(e) => Err(FrameError {
+            id: serde_json::from_str::<IdOnly<'_>>(text)
+                .ok()
+                .and_then(|f| f.id)
+                .filter(|id| is_valid_request_id(id))
+                .map(Cow::into_owned),
+            message: format!("malformed frame: {e}"),
+        }),
+    }
+}
+
+/// A stored message as delivered: the `msg` frame.
+#[derive(Debug, Serialize)]
+pub struct MsgFrame<'a> {
+    /// Always `"msg"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The conversation.
+    pub conv: &'a str,
+    /// The message's place in the conversation, from 1.
+    pub seq: u64,
+    /// The sender.
+    pub from: &'a str,
+    /// The recipient user of a direct message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<&'a str>,
+    /// The group of a group message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'a str>,
+    /// The sender's message id.
+    pub id: &'a str,
+    /// The body, exactly as the sender wrote it.
+    pub body: &'a RawValue,
+    /// When the server stored it.
+    pub ts: i64,
+}
+
+/// Server frames other than `msg`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// Authentication succeeded.
+    Welcome {
+        /// The authenticated user.
+        user: &'a str,
+        /// This connection's session id.
+        session: &'a str,
+        /// The server clock, for clients that correct theirs.
+        server_time: i64,
+    },
+    /// A message was stored.
+    Ack {
+        /// The client's message id.
+        id: &'a str,
+        /// The conversation it was stored in.
+        conv: &'a str,
+        /// Its sequence number.
+        seq: u64,
+        /// When it was stored.
+        ts: i64,
+    },
+    /// A request failed.
+    Error {
+        /// The request id, when the request had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// One of the [`ErrorCode`]s.
+        code: &'static str,
+        /// A human-readable explanation.
+        message: &'a str,
+    },
+    /// The answer to `ping`.
+    Pong {
+        /// The ping's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+}
+
+impl MsgFrame<'_> {
+    /// The frame as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("msg frames always serialize")
+    }
+}
+
+/// Builds an `error` frame.
+pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> String {
+    ServerFrame::Error {
+        id,
+        code: code.as_str(),
+        message,
+    }
+    .encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(is_valid_id("alice.b@x-y_z"));
+        assert!(is_valid_id(&"a".repeat(64)));
+        assert!(!is_valid_id(&"a".repeat(65)));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("a b"));
+        assert!(!is_valid_id("a:b"));
+        assert!(!is_valid_id("é"));
+    }
+
+    #[test]
+    fn direct_conv_sorts_bytewise() {
+        assert_eq!(direct_conv("bob", "alice"), "dm:alice:bob");
+        assert_eq!(direct_conv("alice", "bob"), "dm:alice:bob");
+        assert_eq!(direct_conv("Zed", "abe"), "dm:Zed:abe");
+        assert_eq!(direct_conv("al", "al"), "dm:al:al");
+    }
+
+    #[test]
+    fn parse_keeps_body_verbatim() {
+        let f = parse_client_frame(r#"{"type":"send","id":"c1","to":"bob","body":{"a": [1, 2]}}"#).unwrap();
+        assert_eq!(f.kind, "send");
+        assert_eq!(f.body.unwrap().get(), r#"{"a": [1, 2]}"#);
+    }
+
+    #[test]
+    fn a_null_body_is_present_and_a_missing_one_is_not() {
+        let null = parse_client_frame(r#"{"type":"send","body":null}"#).unwrap();
+        assert_eq!(null.body.map(RawValue::get), Some("null"));
+        assert!(parse_client_frame(r#"{"type":"send"}"#).unwrap().body.is_none());
+    }
+
+    #[test]
+    fn parse_errors_keep_the_id_when_they_can() {
+        let e = parse_client_frame(r#"{"id":"x7","to":5}"#).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("x7"));
+        let e = parse_client_frame(r#"{"type":"ping","id":5}"#).unwrap_err();
+        assert_eq!(e.id, None);
+        let long = "i".repeat(65);
+        let e = parse_client_frame(&format!(r#"{{"type":"ping","id":"{long}"}}"#)).unwrap_err();
+        assert_eq!(e.id, None);
+        assert!(parse_client_frame("[1]").is_err());
+    }
+
+    #[test]
+    fn msg_frame_shape() {
+        let body = RawValue::from_string("{\"t\":1}".into()).unwrap();
+        let text = MsgFrame {
+            kind: "msg",
+            conv: "dm:a:b",
+            seq: 3,
+            from: "a",
+            to: Some("b"),
+            group: None,
+            id: "c",
+            body: &body,
+            ts: 9,
+        }
+        .encode();
+        assert_eq!(
+            text,
+            r#"{"type":"msg","conv":"dm:a:b","seq":3,"from":"a","to":"b","id":"c","body":{"t":1},"ts":9}"#
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Who is online where, and fan-out to their sessions.
+//!
+//! Sessions register here after authentication; everything that must reach a
+//! user goes through [`Router::deliver`]. Local routing sits behind the trait
+//! so that a broker-backed router (several nodes) can replace it without
+//! touching sessions.
+
+pub mod local;
+pub mod outbox;
+
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use local::LocalRouter;
+pub use outbox::Outbox;
+
+/// One authenticated connection, as the router sees it.
+pub struct SessionHandle {
+    /// Unique within the server, never reused.
+    pub id: u64,
+    /// The opaque session id clients and the host see.
+    pub name: Arc<str>,
+    /// The authenticated user.
+    pub user: Arc<str>,
+    /// Frames waiting to be written to this connection.
+    pub outbox: Outbox,
+}
+
+/// Routing of frames to the sessions of users.
+pub trait Router: Send + Sync + 'static {
+    /// Makes `session` reachable through its user.
+    fn attach(&self, session: Arc<SessionHandle>);
+    /// Makes `session` unreachable.
+    fn detach(&self, session: &SessionHandle);
+    /// Queues `frame` to every session of `user` except the one with id
+    /// `except`; returns how many sessions it was queued to.
+    fn deliver(&self, user: &str, frame: &Utf8Bytes, except: Option<u64>) -> usize;
+    /// Asks every session to close with `code` and `reason`.
+    fn close_all(&self, code: u16, reason: &'static str);
+    /// How many sessions are attached.
+    fn session_count(&self) -> usize;
+}

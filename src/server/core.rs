@@ -1,0 +1,111 @@
+//! The state every task of a running server shares, and the one path by
+//! which a message is stored and delivered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::auth::Authenticator;
+use crate::config::Config;
+use crate::host::dispatcher::EventQueue;
+use crate::host::gate::CallbackGate;
+use crate::host::Event;
+use crate::router::Router;
+use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
+
+/// Shared by the accept loop, every connection and the host's calls.
+pub struct Core {
+    /// The configuration the server was created with.
+    pub config: Config,
+    /// Where messages are kept.
+    pub store: Arc<dyn Store>,
+    /// Who is online where.
+    pub router: Arc<dyn Router>,
+    /// Events for the host.
+    pub events: Arc<EventQueue>,
+    /// Token to user id.
+    pub auth: Authenticator,
+    /// The door to the host's callbacks.
+    pub gate: Arc<CallbackGate>,
+    /// Becomes true when the server stops.
+    pub stopping: watch::Receiver<bool>,
+    /// Distinguishes this server's session names from another run's.
+    instance: u64,
+    /// Counter behind session ids and generated message ids.
+    counter: AtomicU64,
+}
+
+impl Core {
+    /// Assembles the core.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        router: Arc<dyn Router>,
+        events: Arc<EventQueue>,
+        gate: Arc<CallbackGate>,
+        stopping: watch::Receiver<bool>,
+    ) -> Core {
+        let auth = Authenticator::new(&config.auth);
+        Core {
+            config,
+            store,
+            router,
+            events,
+            auth,
+            gate,
+            stopping,
+            instance: crate::protocol::now_ms() as u64,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A number unique within this server.
+    pub fn next_number(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A name unique across runs of this server, such as `s-18c1f2a-7`.
+    pub fn unique_name(&self, prefix: &str, number: u64) -> String {
+        format!("{prefix}-{:x}-{number:x}", self.instance)
+    }
+
+    /// Whether the server is stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Stores `message`, then delivers it to every session of its recipients
+    /// but `sender_session`, tells the host, and calls `reply` with where it
+    /// was stored. A duplicate is not delivered again; `reply` gets the
+    /// original placement.
+    pub fn submit(
+        self: &Arc<Self>,
+        message: NewMessage,
+        sender_session: Option<u64>,
+        reply: impl FnOnce(Result<Placement, StoreError>) + Send + 'static,
+    ) {
+        let core = self.clone();
+        self.store.append(
+            message,
+            Box::new(move |outcome| {
+                if let Ok(Appended::New(stored)) = &outcome {
+                    let frame = Utf8Bytes::from(stored.frame());
+                    let m = &stored.message;
+                    if let Some(to) = &m.to {
+                        core.router.deliver(to, &frame, sender_session);
+                    }
+                    if m.to.as_deref() != Some(&*m.from) {
+                        core.router.deliver(&m.from, &frame, sender_session);
+                    }
+                    core.events.post(Event::Message {
+                        from: m.from.clone(),
+                        frame,
+                    });
+                }
+                reply(outcome.map(|a| a.placement()));
+            }),
+        );
+    }
+}

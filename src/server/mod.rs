@@ -1,0 +1,346 @@
+//! The engine: a [`Server`] and its lifecycle.
+//!
+//! `new` validates, `start` builds the server's own tokio runtime and its
+//! dispatcher thread and binds, `stop` closes every session, drains events to
+//! the host and joins everything. A server starts once.
+
+mod accept;
+pub mod auth;
+pub mod core;
+pub mod handshake;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Receiver, Sender, channel, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::net::TcpSocket;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use self::core::Core;
+use crate::config::Config;
+use crate::error::Error;
+use crate::host::dispatcher::Dispatcher;
+use crate::host::gate::{CallbackGate, in_callback_of};
+use crate::host::{Host, log_layer};
+use crate::protocol::{direct_conv, is_valid_id, is_valid_request_id, now_ms};
+use crate::router::LocalRouter;
+use crate::store::{MemoryStore, NewMessage, Placement, StoredMessage};
+
+/// How long `stop` waits for sessions to say goodbye before cutting them off.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static LOG_GUARD: std::cell::RefCell<Option<tracing::dispatcher::DefaultGuard>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// An IM server. All methods take `&self` and may be called from any thread.
+pub struct Server {
+    id: u64,
+    config: Config,
+    state: RwLock<State>,
+}
+
+enum State {
+    Created { host: Option<Arc<dyn Host>> },
+    Running(Box<Running>),
+    Stopped,
+}
+
+struct Running {
+    core: Arc<Core>,
+    runtime: Runtime,
+    dispatcher: Dispatcher,
+    stopping: watch::Sender<bool>,
+    alive: Sender<()>,
+    all_ended: Mutex<Receiver<()>>,
+    local_addr: SocketAddr,
+    logs: tracing::Dispatch,
+}
+
+impl Server {
+    /// A server for `config`, not yet started.
+    pub fn new(config: Config) -> Result<Server, Error> {
+        config.validate()?;
+        Ok(Server {
+            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            config,
+            state: RwLock::new(State::Created { host: None }),
+        })
+    }
+
+    /// Sets the host that receives events and logs (and authenticates, in
+    /// auth mode `callback`). Only before `start`; a host set earlier is released.
+    pub fn set_host(&self, host: Arc<dyn Host>) -> Result<(), Error> {
+        let previous = match &mut *self.write_state() {
+            State::Created { host: slot } => slot.replace(host),
+            State::Running(_) => return Err(Error::AlreadyStarted),
+            State::Stopped => return Err(Error::Stopped),
+        };
+        drop(previous);
+        Ok(())
+    }
+
+    /// Starts the runtime, the dispatcher and the listener.
+    pub fn start(&self) -> Result<(), Error> {
+        let mut state = self.write_state();
+        let host = match &mut *state {
+            State::Created { host } => host.take(),
+            State::Running(_) => return Err(Error::AlreadyStarted),
+            State::Stopped => return Err(Error::Stopped),
+        };
+        if matches!(self.config.auth, crate::config::AuthConfig::Callback {})
+            && host.is_none()
+        {
+            *state = State::Created { host };
+            return Err(Error::InvalidConfig(
+                "auth.mode: \"callback\" needs a host with an authenticate callback".into(),
+            ));
+        }
+        let gate = Arc::new(CallbackGate::new(self.id, host));
+        match self.launch(gate.clone()) {
+            Ok(running) => {
+                *state = State::Running(Box::new(running));
+                Ok(())
+            }
+            Err(e) => {
+                *state = State::Created { host: gate.close() };
+                Err(e)
+            }
+        }
+    }
+
+    fn launch(&self, gate: Arc<CallbackGate>) -> Result<Running, Error> {
+        let config = &self.config;
+        let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity)
+            .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
+        let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
+        let runtime = match build_runtime(config.workers, &logs) {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                dispatcher.shutdown();
+                return Err(Error::Io(format!("could not start the runtime: {e}")));
+            }
+        };
+        let bound = {
+            let _entered = runtime.enter();
+            bind(config.listen_addr())
+        };
+        let (listener, local_addr) = match bound {
+            Ok(bound) => bound,
+            Err(e) => {
+                runtime.shutdown_background();
+                dispatcher.shutdown();
+                return Err(e);
+            }
+        };
+        let (stopping, stopping_rx) = watch::channel(false);
+        let core = Arc::new(Core::new(
+            config.clone(),
+            Arc::new(MemoryStore::new()),
+            Arc::new(LocalRouter::new()),
+            dispatcher.queue().clone(),
+            gate,
+            stopping_rx,
+        ));
+        let (alive, all_ended) = channel();
+        runtime.spawn(accept::accept_loop(core.clone(), listener, alive.clone()));
+        tracing::dispatcher::with_default(&logs, || {
+            tracing::info!(address = %local_addr, "listening");
+        });
+        Ok(Running {
+            core,
+            runtime,
+            dispatcher,
+            stopping,
+            alive,
+            all_ended: Mutex::new(all_ended),
+            local_addr,
+            logs,
+        })
+    }
+
+    /// The address the server is bound to (its port, when configured with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        match &*self.read_state() {
+            State::Running(running) => Ok(running.local_addr),
+            State::Created { .. } => Err(Error::NotStarted),
+            State::Stopped => Err(Error::Stopped),
+        }
+    }
+
+    /// Sends a direct message from `from` (any id the host chooses) to `to`,
+    /// and returns once it is stored. `client_id` is the idempotency key: a
+    /// second send with the same `from` and `client_id` stores nothing and
+    /// returns the first placement. Without one, the engine makes a unique id.
+    pub fn send(&self, from: &str, to: &str, body_json: &str, client_id: Option<&str>) -> Result<Placement, Error> {
+        let core = self.running_core()?;
+        for (name, id) in [("from", from), ("to", to)] {
+            if !is_valid_id(id) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must be 1 to 64 characters of [A-Za-z0-9_.@-]"
+                )));
+            }
+        }
+        let client_id = match client_id {
+            Some(id) if is_valid_request_id(id) => id.to_owned(),
+            Some(_) => return Err(Error::InvalidArgument("client_id must be 1 to 64 characters".into())),
+            None => core.unique_name("host", core.next_number()),
+        };
+        let body = RawValue::from_string(body_json.trim().to_owned())
+            .map_err(|e| Error::InvalidArgument(format!("body is not JSON: {e}")))?;
+        let message = NewMessage {
+            conv: direct_conv(from, to),
+            from: from.into(),
+            to: Some(to.to_owned()),
+            group: None,
+            client_id,
+            body,
+            ts: now_ms(),
+        };
+        let (tx, rx) = sync_channel(1);
+        core.submit(message, None, move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        rx.recv()
+            .map_err(|_| Error::Store("the store dropped the message".into()))?
+            .map_err(|e| Error::Store(e.0))
+    }
+
+    /// Up to `limit` stored messages of `conv` below `before` (the newest when
+    /// `None`), oldest first.
+    pub fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, Error> {
+        self.running_core()?
+            .store
+            .history(conv, before, limit)
+            .map_err(|e| Error::Store(e.0))
+    }
+
+    /// Stops the server: no new connections, every session closed with 1001,
+    /// remaining events delivered, the host released; then returns. Stopping
+    /// a stopped server is fine. From inside one of this server's callbacks
+    /// it fails with [`Error::InCallback`], since it would wait for itself.
+    pub fn stop(&self) -> Result<(), Error> {
+        if in_callback_of(self.id) {
+            return Err(Error::InCallback);
+        }
+        let previous = std::mem::replace(&mut *self.write_state(), State::Stopped);
+        let running = match previous {
+            State::Running(running) => running,
+            // A host set but never started is released here, on the caller's thread.
+            State::Created { host } => {
+                drop(host);
+                return Ok(());
+            }
+            State::Stopped => return Ok(()),
+        };
+        // On a thread of its own: tokio refuses to shut a runtime down from
+        // inside another runtime, and a Rust host may well call stop from one.
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("imbed-stop".into())
+                .spawn_scoped(scope, || running.shut_down())
+                .map(|handle| {
+                    // Re-raised here so the caller's panic boundary reports it.
+                    if let Err(panic) = handle.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                })
+                .map_err(|e| Error::Io(format!("could not start the stopping thread: {e}")))
+        })?;
+        Ok(())
+    }
+
+    fn running_core(&self) -> Result<Arc<Core>, Error> {
+        match &*self.read_state() {
+            State::Running(running) => Ok(running.core.clone()),
+            State::Created { .. } => Err(Error::NotStarted),
+            State::Stopped => Err(Error::Stopped),
+        }
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !in_callback_of(self.id) {
+            let _ = self.stop();
+        }
+    }
+}
+
+impl Running {
+    fn shut_down(self) {
+        let Running {
+            core,
+            runtime,
+            dispatcher,
+            stopping,
+            alive,
+            all_ended,
+            logs,
+            ..
+        } = self;
+        tracing::dispatcher::with_default(&logs, || tracing::info!("stopping"));
+        let _ = stopping.send(true);
+        core.router.close_all(1001, "server stopping");
+        drop(alive);
+        wait_for_connections(&all_ended.into_inner().unwrap_or_else(|p| p.into_inner()), STOP_GRACE);
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        dispatcher.shutdown();
+        // Last: callbacks in progress finish, then the host's last reference drops here.
+        drop(core.gate.close());
+    }
+}
+
+/// Waits until every connection task has dropped its `alive` sender, or `grace` passes.
+fn wait_for_connections(all_ended: &Receiver<()>, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match all_ended.recv_timeout(left) {
+            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => return,
+            Ok(()) => {}
+        }
+    }
+}
+
+fn build_runtime(workers: usize, logs: &tracing::Dispatch) -> std::io::Result<Runtime> {
+    let logs = logs.clone();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("imbed-worker")
+        .enable_all()
+        .on_thread_start(move || {
+            let guard = tracing::dispatcher::set_default(&logs);
+            LOG_GUARD.with(|slot| *slot.borrow_mut() = Some(guard));
+        })
+        .on_thread_stop(|| LOG_GUARD.with(|slot| drop(slot.borrow_mut().take())))
+        .build()
+}
+
+/// Binds with `SO_REUSEADDR`, so a restarted server can take its port back
+/// while the old connections linger in TIME_WAIT.
+fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
+    let could_not = |e: std::io::Error| Error::Io(format!("could not listen on {addr}: {e}"));
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(could_not)?;
+    socket.set_reuseaddr(true).map_err(could_not)?;
+    socket.bind(addr).map_err(could_not)?;
+    let listener = socket.listen(1024).map_err(could_not)?;
+    let local_addr = listener.local_addr().map_err(could_not)?;
+    Ok((listener, local_addr))
+}

@@ -1,0 +1,315 @@
+//! One connection, from TCP accept to close: upgrade, authentication, then a
+//! reader task (this one) and a writer task.
+//!
+//! The reader parses frames and answers them through the session's outbox;
+//! the writer drains the outbox, batching every frame that is ready into one
+//! flush, and pings on a timer. Either side ends the session by asking the
+//! outbox to close; the reader reports the end to the router and the host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::core::Core;
+use super::handshake::{upgrade, websocket_config};
+use crate::host::Event;
+use crate::protocol::{
+    ClientFrame, ErrorCode, ServerFrame, direct_conv, error_frame, is_valid_id, now_ms, parse_client_frame,
+};
+use crate::router::SessionHandle;
+use crate::router::outbox::Outbox;
+use crate::store::NewMessage;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// How long a closing side waits for the peer's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one accepted TCP connection until it ends.
+pub async fn serve(core: Arc<Core>, tcp: TcpStream) {
+    let mut stopping = core.stopping.clone();
+    // A connection still in its handshake when the server stops is dropped;
+    // a session closes itself with 1001 when asked.
+    let admitted = tokio::select! {
+        admitted = admit(&core, tcp) => admitted,
+        _ = stopping.wait_for(|s| *s) => return,
+    };
+    if let Some((ws, user)) = admitted {
+        run_session(core, ws, user.into()).await;
+    }
+}
+
+/// Upgrades and authenticates within the handshake deadline; a client that
+/// fails authentication gets `unauthorized` and close code 1008.
+async fn admit(core: &Arc<Core>, tcp: TcpStream) -> Option<(Ws, String)> {
+    let deadline = Instant::now() + core.config.limits.handshake_timeout();
+    let Ok(Ok(upgraded)) = timeout_at(deadline, upgrade(tcp, websocket_config(&core.config.limits))).await else {
+        tracing::debug!("handshake failed or timed out");
+        return None;
+    };
+    let mut ws = upgraded.ws;
+    match authenticate(core, &mut ws, upgraded.token, deadline).await {
+        Ok(user) => Some((ws, user)),
+        Err(why) => {
+            tracing::debug!(why, "authentication failed");
+            let _ = ws.send(Message::text(error_frame(None, ErrorCode::Unauthorized, why))).await;
+            close_gracefully(ws, CloseCode::Policy, why).await;
+            None
+        }
+    }
+}
+
+/// The user id of the connection: from the handshake token, or else from an
+/// `auth` frame, which must be the first frame and arrive before `deadline`.
+async fn authenticate(core: &Arc<Core>, ws: &mut Ws, token: Option<String>, deadline: Instant) -> Result<String, &'static str> {
+    let token = match token {
+        Some(token) => token,
+        None => first_frame_token(ws, deadline).await?,
+    };
+    match timeout_at(deadline, core.auth.authenticate(token, &core.gate)).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err("invalid token"),
+        Err(_) => Err("authentication timed out"),
+    }
+}
+
+async fn first_frame_token(ws: &mut Ws, deadline: Instant) -> Result<String, &'static str> {
+    loop {
+        let text = match timeout_at(deadline, ws.next()).await {
+            Err(_) => return Err("authentication timed out"),
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(_) => return Err("expected an auth frame first"),
+        };
+        return match parse_client_frame(&text) {
+            Ok(ClientFrame { kind, token: Some(token), .. }) if kind == "auth" => Ok(token.into_owned()),
+            _ => Err("expected an auth frame first"),
+        };
+    }
+}
+
+/// Sends a close frame, then reads until the peer answers it (or a short
+/// grace passes), so the close frame is not lost to a reset connection.
+async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = timeout(CLOSE_GRACE, async {
+        let _ = ws.close(Some(frame)).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+async fn run_session(core: Arc<Core>, ws: Ws, user: Arc<str>) {
+    let number = core.next_number();
+    let name: Arc<str> = core.unique_name("s", number).into();
+    let (outbox, queue) = Outbox::new(core.config.limits.outbound_queue_bytes);
+    let session = Arc::new(SessionHandle {
+        id: number,
+        name: name.clone(),
+        user: user.clone(),
+        outbox,
+    });
+    let welcome = ServerFrame::Welcome {
+        user: &user,
+        session: &name,
+        server_time: now_ms(),
+    };
+    // Welcome is queued before the session becomes reachable, so it is the first frame out.
+    session.outbox.push(welcome.encode().into());
+    core.router.attach(session.clone());
+    if core.is_stopping() {
+        session.outbox.close(1001, "server stopping");
+    }
+    core.events.post(Event::Connected {
+        user: user.clone(),
+        session: name.clone(),
+    });
+    tracing::debug!(session = &*name, "session started");
+
+    let (sink, stream) = ws.split();
+    let mut writer = tokio::spawn(write_loop(sink, queue, session.clone(), core.config.limits.ping_interval()));
+    let reason = read_loop(&core, stream, &session, &mut writer).await;
+    core.router.detach(&session);
+    tracing::debug!(session = &*name, reason, "session ended");
+    core.events.post(Event::Disconnected {
+        user,
+        session: name,
+        reason: reason.into(),
+    });
+}
+
+/// Reads frames until the connection ends; returns why it ended.
+async fn read_loop(
+    core: &Arc<Core>,
+    mut stream: SplitStream<Ws>,
+    session: &Arc<SessionHandle>,
+    writer: &mut JoinHandle<()>,
+) -> &'static str {
+    let idle = core.config.limits.idle_timeout();
+    let peer_reason = loop {
+        let next = tokio::select! {
+            _ = &mut *writer => break None,
+            next = timeout(idle, stream.next()) => next,
+        };
+        match next {
+            Err(_) => {
+                session.outbox.close(1000, "idle timeout");
+                break None;
+            }
+            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => {
+                break Some("closed by peer");
+            }
+            Ok(Some(Err(e))) => {
+                let (code, reason) = close_code_for(&e);
+                session.outbox.close(code, reason);
+                break None;
+            }
+            Ok(Some(Ok(Message::Text(text)))) => handle_text(core, session, &text),
+            Ok(Some(Ok(Message::Binary(_)))) => reply(
+                session,
+                error_frame(None, ErrorCode::BadRequest, "binary frames are reserved; send JSON in text frames"),
+            ),
+            Ok(Some(Ok(_))) => {}
+        }
+    };
+    session.outbox.close(1000, "closed by peer");
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
+    // Let the peer's close frame arrive, so the connection ends cleanly.
+    let _ = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} }).await;
+    peer_reason.unwrap_or_else(|| session.outbox.close_reason().map_or("connection error", |(_, r)| r))
+}
+
+/// The close code and reason for a read error.
+fn close_code_for(e: &WsError) -> (u16, &'static str) {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => (1009, "frame too large"),
+        WsError::Capacity(_) => (1009, "too large"),
+        WsError::Utf8(_) => (1007, "invalid utf-8"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => (1000, "connection reset"),
+        WsError::Protocol(_) => (1002, "protocol error"),
+        _ => (1011, "connection error"),
+    }
+}
+
+/// Drains the outbox into the socket: every frame that is ready is fed, then
+/// one flush writes them together. Pings keep the connection observed.
+async fn write_loop(
+    mut sink: SplitSink<Ws, Message>,
+    mut queue: UnboundedReceiver<Utf8Bytes>,
+    session: Arc<SessionHandle>,
+    ping_every: Duration,
+) {
+    let outbox = &session.outbox;
+    let pump = async {
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        loop {
+            tokio::select! {
+                frame = queue.recv() => {
+                    let Some(frame) = frame else { return Ok::<(), WsError>(()) };
+                    let mut bytes = frame.len();
+                    sink.feed(Message::Text(frame)).await?;
+                    while let Ok(frame) = queue.try_recv() {
+                        bytes += frame.len();
+                        sink.feed(Message::Text(frame)).await?;
+                    }
+                    sink.flush().await?;
+                    outbox.written(bytes);
+                }
+                _ = ping.tick() => sink.send(Message::Ping(Default::default())).await?,
+            }
+        }
+    };
+    tokio::select! {
+        result = pump => if result.is_err() { outbox.close(1011, "write failed") },
+        _ = outbox.closed() => {}
+    }
+    if let Some((code, reason)) = outbox.close_reason() {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+fn reply(session: &SessionHandle, frame: String) {
+    session.outbox.push(frame.into());
+}
+
+fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, text: &str) {
+    let frame = match parse_client_frame(text) {
+        Ok(frame) => frame,
+        Err(e) => return reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message)),
+    };
+    let id = frame.id.as_deref();
+    match &*frame.kind {
+        "send" => handle_send(core, session, &frame),
+        "ping" => reply(session, ServerFrame::Pong { id }.encode()),
+        "auth" => reply(session, error_frame(id, ErrorCode::BadRequest, "already authenticated")),
+        other => {
+            let message = format!("unknown frame type `{other}`");
+            reply(session, error_frame(id, ErrorCode::BadRequest, &message));
+        }
+    }
+}
+
+fn handle_send(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) {
+    let id = frame.id.as_deref();
+    let bad = |message: &str| reply(session, error_frame(id, ErrorCode::BadRequest, message));
+    let Some(client_id) = id else {
+        return bad("send requires an id");
+    };
+    let to = match (&frame.to, &frame.group) {
+        (Some(to), None) if is_valid_id(to) => to,
+        (Some(_), None) => return bad("to must be 1 to 64 characters of [A-Za-z0-9_.@-]"),
+        (None, Some(_)) => return bad("group messages are not available in this version"),
+        _ => return bad("send requires exactly one of to or group"),
+    };
+    let Some(body) = frame.body else {
+        return bad("send requires a body");
+    };
+    let message = NewMessage {
+        conv: direct_conv(&session.user, to),
+        from: session.user.clone(),
+        to: Some(to.to_string()),
+        group: None,
+        client_id: client_id.to_owned(),
+        body: RawValue::from_string(body.get().to_owned()).expect("already valid JSON"),
+        ts: now_ms(),
+    };
+    let replying = session.clone();
+    let client_id = client_id.to_owned();
+    core.submit(message, Some(session.id), move |outcome| {
+        let frame = match outcome {
+            Ok(p) => ServerFrame::Ack {
+                id: &client_id,
+                conv: &p.conv,
+                seq: p.seq,
+                ts: p.ts,
+            }
+            .encode(),
+            Err(e) => {
+                tracing::error!(error = %e, "store failed");
+                error_frame(Some(&client_id), ErrorCode::Internal, "the message could not be stored")
+            }
+        };
+        reply(&replying, frame);
+    });
+}

@@ -1,0 +1,664 @@
+/*
+ * C test of the imbed ABI (include/imbed.h, conventions in docs/C-API.md).
+ *
+ * Prints one line per check, then "N passed, M failed"; exits 1 if any
+ * check failed. Meant to run under
+ *   valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+ * so use of a freed handle or a leak across the ABI also fails the run.
+ *
+ * Build:
+ *   cc -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -Iinclude \
+ *      tests/c/test_ffi.c target/release/libimbed.a -lpthread -ldl -lm -o build/test_ffi
+ */
+#include "imbed.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEV_CONFIG "{\"listen\":\"127.0.0.1:0\",\"auth\":{\"mode\":\"dev\"}}"
+#define EVENT_WAIT_MS 10000
+/* A hung stop or send must fail the run, not stall CI; generous for valgrind. */
+#define WATCHDOG_SECONDS 600
+#define SEND_THREADS 8
+#define SENDS_PER_THREAD 200
+
+static int checks_passed;
+static int checks_failed;
+
+/* Counters a listener updates from the engine's dispatcher thread. */
+typedef struct event_recorder {
+    pthread_mutex_t lock;
+    int events;
+    int message_events;
+    int host_seq1_messages; /* message events sent by "host" whose frame has "seq":1 */
+    int malformed_events;   /* events whose fields do not fit their kind */
+    int logs;
+    int destroys;
+    imbed_server *stop_target; /* when set, the first message event calls stop on it */
+    int stop_status_in_callback; /* -1 until that call happened */
+} event_recorder;
+
+/* One of the threads hammering imbed_server_send while the server stops. */
+typedef struct send_worker {
+    pthread_t thread;
+    int index;
+    imbed_server *server;
+    atomic_int *attempts; /* shared by all workers */
+    int ok_count;
+    int stopped_count;
+    int other_count;
+    imbed_status other_status;
+    bool ok_after_stopped;
+    uint64_t seqs[SENDS_PER_THREAD]; /* seq of each successful send */
+} send_worker;
+
+/* Records one check and prints it; returns whether it passed. */
+static bool check(bool passed, const char *format, ...)
+{
+    va_list arguments;
+    va_start(arguments, format);
+    fputs(passed ? "ok   " : "FAIL ", stdout);
+    vprintf(format, arguments);
+    fputc('\n', stdout);
+    fflush(stdout);
+    va_end(arguments);
+    if (passed) {
+        checks_passed++;
+    } else {
+        checks_failed++;
+    }
+    return passed;
+}
+
+/* Name of a status code, from this test's own table so printing calls no imbed_ function. */
+static const char *status_name(int status)
+{
+    static const char *const names[] = {
+        "IMBED_OK",
+        "IMBED_ERR_NULL_ARGUMENT",
+        "IMBED_ERR_INVALID_UTF8",
+        "IMBED_ERR_INVALID_CONFIG",
+        "IMBED_ERR_INVALID_ARGUMENT",
+        "IMBED_ERR_INVALID_HANDLE",
+        "IMBED_ERR_ALREADY_STARTED",
+        "IMBED_ERR_NOT_STARTED",
+        "IMBED_ERR_STOPPED",
+        "IMBED_ERR_IN_CALLBACK",
+        "IMBED_ERR_IO",
+        "IMBED_ERR_STORE",
+        "IMBED_ERR_PANIC",
+    };
+    if (status < 0 || status >= (int)(sizeof names / sizeof names[0])) {
+        return "(unknown status)";
+    }
+    return names[status];
+}
+
+/* Checks that a call returned `expected`; on mismatch shows the engine's last error. */
+static bool check_status(imbed_status actual, imbed_status expected, const char *what)
+{
+    if (actual == expected) {
+        return check(true, "%s -> %s", what, status_name(expected));
+    }
+    return check(false, "%s -> got %s (%d), expected %s; last error: \"%s\"", what, status_name(actual),
+                 (int)actual, status_name(expected), imbed_last_error());
+}
+
+/* Checks imbed_last_error() is non-empty and contains `needle` ("" for just non-empty). */
+static void check_last_error_mentions(const char *needle, const char *what)
+{
+    const char *message = imbed_last_error();
+    check(message != NULL && message[0] != '\0' && strstr(message, needle) != NULL,
+          "%s: last error mentions \"%s\" (it says \"%s\")", what, needle, message ? message : "(NULL)");
+}
+
+/* Sleeps for `milliseconds`. */
+static void sleep_ms(long milliseconds)
+{
+    struct timespec duration = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
+    while (nanosleep(&duration, &duration) != 0) {
+    }
+}
+
+/* Milliseconds on a monotonic clock, for timeouts. */
+static long long now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Whether `message_json` contains "seq":<seq> as a whole number. */
+static bool message_has_seq(const char *message_json, unsigned seq)
+{
+    char needle[32];
+    int needle_length = snprintf(needle, sizeof needle, "\"seq\":%u", seq);
+    for (const char *found = strstr(message_json, needle); found != NULL; found = strstr(found + 1, needle)) {
+        char next = found[needle_length];
+        if (next < '0' || next > '9') {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether an event's fields fit its kind as documented in imbed.h. */
+static bool event_is_well_formed(const imbed_event *event)
+{
+    if (event->json == NULL) {
+        return false;
+    }
+    switch (event->kind) {
+    case IMBED_EVENT_MESSAGE:
+        return event->user != NULL && event->message != NULL && event->session == NULL && event->reason == NULL &&
+               strstr(event->json, "\"event\":\"message\"") != NULL;
+    case IMBED_EVENT_CONNECTED:
+        return event->user != NULL && event->session != NULL && event->message == NULL;
+    case IMBED_EVENT_DISCONNECTED:
+        return event->user != NULL && event->session != NULL && event->reason != NULL;
+    case IMBED_EVENT_OVERFLOW:
+        return event->user == NULL && event->message == NULL;
+    }
+    return false;
+}
+
+/* Listener on_event: counts events; may try stop from inside the callback. */
+static void record_event(void *user_data, const imbed_event *event)
+{
+    event_recorder *recorder = user_data;
+    pthread_mutex_lock(&recorder->lock);
+    recorder->events++;
+    if (!event_is_well_formed(event)) {
+        recorder->malformed_events++;
+    }
+    if (event->kind == IMBED_EVENT_MESSAGE && event->message != NULL) {
+        recorder->message_events++;
+        if (event->user != NULL && strcmp(event->user, "host") == 0 && message_has_seq(event->message, 1)) {
+            recorder->host_seq1_messages++;
+        }
+    }
+    imbed_server *stop_target = recorder->stop_target;
+    bool try_stop = stop_target != NULL && recorder->stop_status_in_callback < 0;
+    pthread_mutex_unlock(&recorder->lock);
+
+    if (try_stop && event->kind == IMBED_EVENT_MESSAGE) {
+        imbed_status status = imbed_server_stop(stop_target);
+        pthread_mutex_lock(&recorder->lock);
+        recorder->stop_status_in_callback = (int)status;
+        pthread_mutex_unlock(&recorder->lock);
+    }
+}
+
+/* Listener on_log: counts log lines. */
+static void record_log(void *user_data, imbed_log_level level, const char *target, const char *message)
+{
+    (void)level;
+    (void)target;
+    (void)message;
+    event_recorder *recorder = user_data;
+    pthread_mutex_lock(&recorder->lock);
+    recorder->logs++;
+    pthread_mutex_unlock(&recorder->lock);
+}
+
+/* Listener destroy: counts calls; the contract is exactly one. */
+static void record_destroy(void *user_data)
+{
+    event_recorder *recorder = user_data;
+    pthread_mutex_lock(&recorder->lock);
+    recorder->destroys++;
+    pthread_mutex_unlock(&recorder->lock);
+}
+
+/* Initializes a recorder with zero counts. */
+static void recorder_init(event_recorder *recorder)
+{
+    *recorder = (event_recorder){.stop_status_in_callback = -1};
+    pthread_mutex_init(&recorder->lock, NULL);
+}
+
+/* A listener wired to `recorder` with every callback except authenticate. */
+static imbed_listener recorder_listener(event_recorder *recorder)
+{
+    return (imbed_listener){
+        .user_data = recorder,
+        .on_event = record_event,
+        .on_log = record_log,
+        .destroy = record_destroy,
+    };
+}
+
+/* A consistent copy of the counters. */
+static event_recorder recorder_snapshot(event_recorder *recorder)
+{
+    pthread_mutex_lock(&recorder->lock);
+    event_recorder copy = *recorder;
+    pthread_mutex_unlock(&recorder->lock);
+    return copy;
+}
+
+/* Waits until recorder field *counter reaches `at_least`; returns whether it did in time. */
+static bool wait_for_counter(event_recorder *recorder, const int *counter, int at_least)
+{
+    long long deadline = now_ms() + EVENT_WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&recorder->lock);
+        bool reached = *counter >= at_least;
+        pthread_mutex_unlock(&recorder->lock);
+        if (reached || now_ms() > deadline) {
+            return reached;
+        }
+        sleep_ms(10);
+    }
+}
+
+/* Creates and starts a dev-auth server on a free port with `listener` (may be NULL); NULL on failure. */
+static imbed_server *start_dev_server(const imbed_listener *listener)
+{
+    imbed_server *server = NULL;
+    if (!check_status(imbed_server_new(DEV_CONFIG, &server), IMBED_OK, "new dev server")) {
+        return NULL;
+    }
+    if (listener != NULL) {
+        check_status(imbed_server_set_listener(server, listener), IMBED_OK, "set_listener");
+    }
+    if (!check_status(imbed_server_start(server), IMBED_OK, "start dev server")) {
+        imbed_server_free(server);
+        return NULL;
+    }
+    return server;
+}
+
+/* Thread body: reads the last error of a thread that never failed. */
+static void *read_fresh_last_error(void *result)
+{
+    const char *message = imbed_last_error();
+    *(bool *)result = message != NULL && message[0] == '\0';
+    return NULL;
+}
+
+/* imbed_version, the version macros, imbed_status_str and a fresh thread's last error. */
+static void test_version_and_status_strings(void)
+{
+    const char *version = imbed_version();
+    check(version != NULL && strcmp(version, IMBED_VERSION) == 0, "imbed_version() \"%s\" == IMBED_VERSION \"%s\"",
+          version ? version : "(NULL)", IMBED_VERSION);
+    char from_macros[32];
+    snprintf(from_macros, sizeof from_macros, "%d.%d.%d", IMBED_VERSION_MAJOR, IMBED_VERSION_MINOR,
+             IMBED_VERSION_PATCH);
+    check(strcmp(from_macros, IMBED_VERSION) == 0, "MAJOR.MINOR.PATCH \"%s\" == IMBED_VERSION", from_macros);
+
+    for (int status = IMBED_OK; status <= IMBED_ERR_PANIC; status++) {
+        const char *text = imbed_status_str(status);
+        check(text != NULL && text[0] != '\0', "imbed_status_str(%s) is non-empty: \"%s\"", status_name(status),
+              text ? text : "(NULL)");
+    }
+    const int unknown_statuses[] = {9999, -1};
+    for (size_t index = 0; index < 2; index++) {
+        const char *text = imbed_status_str(unknown_statuses[index]);
+        check(text != NULL, "imbed_status_str(%d) is not NULL: \"%s\"", unknown_statuses[index],
+              text ? text : "(NULL)");
+    }
+
+    bool fresh_is_empty = false;
+    pthread_t thread;
+    pthread_create(&thread, NULL, read_fresh_last_error, &fresh_is_empty);
+    pthread_join(thread, NULL);
+    check(fresh_is_empty, "imbed_last_error() on a thread with no failure is \"\"");
+}
+
+/* NULL where a pointer is required gives IMBED_ERR_NULL_ARGUMENT, and out-params stay untouched. */
+static void test_null_arguments(void)
+{
+    imbed_server *server = NULL;
+    check_status(imbed_server_new(NULL, &server), IMBED_ERR_NULL_ARGUMENT, "new(NULL config)");
+    check_last_error_mentions("", "new(NULL config)");
+    check(server == NULL, "new(NULL config) leaves server_out untouched");
+    check_status(imbed_server_new(DEV_CONFIG, NULL), IMBED_ERR_NULL_ARGUMENT, "new(config, NULL out)");
+    check_last_error_mentions("", "new(config, NULL out)");
+
+    uint16_t port = 0;
+    uint64_t seq = 0;
+    imbed_listener empty_listener = {0};
+    check_status(imbed_server_start(NULL), IMBED_ERR_NULL_ARGUMENT, "start(NULL)");
+    check_last_error_mentions("", "start(NULL)");
+    check_status(imbed_server_stop(NULL), IMBED_ERR_NULL_ARGUMENT, "stop(NULL)");
+    check_status(imbed_server_port(NULL, &port), IMBED_ERR_NULL_ARGUMENT, "port(NULL server)");
+    check_status(imbed_server_send(NULL, "host", "bob", "{}", NULL, &seq), IMBED_ERR_NULL_ARGUMENT,
+                 "send(NULL server)");
+    check_status(imbed_server_set_listener(NULL, &empty_listener), IMBED_ERR_NULL_ARGUMENT,
+                 "set_listener(NULL server)");
+    imbed_server_free(NULL);
+    check(true, "free(NULL) returns");
+
+    server = start_dev_server(NULL);
+    if (server == NULL) {
+        return;
+    }
+    check_status(imbed_server_send(server, NULL, "bob", "{}", NULL, &seq), IMBED_ERR_NULL_ARGUMENT, "send(from NULL)");
+    check_last_error_mentions("", "send(from NULL)");
+    check_status(imbed_server_send(server, "host", NULL, "{}", NULL, &seq), IMBED_ERR_NULL_ARGUMENT, "send(to NULL)");
+    check_status(imbed_server_send(server, "host", "bob", NULL, NULL, &seq), IMBED_ERR_NULL_ARGUMENT,
+                 "send(body NULL)");
+    check_status(imbed_server_port(server, NULL), IMBED_ERR_NULL_ARGUMENT, "port(server, NULL out)");
+    check_status(imbed_server_stop(server), IMBED_OK, "stop");
+    imbed_server_free(server);
+}
+
+/* Strings that are not UTF-8 give IMBED_ERR_INVALID_UTF8, in the config and in every send string. */
+static void test_invalid_utf8(void)
+{
+    imbed_server *server = NULL;
+    check_status(imbed_server_new("{\"listen\":\"\xff\"}", &server), IMBED_ERR_INVALID_UTF8, "new(config with 0xff)");
+    check_last_error_mentions("", "new(config with 0xff)");
+    check(server == NULL, "failed new leaves server_out untouched");
+
+    server = start_dev_server(NULL);
+    if (server == NULL) {
+        return;
+    }
+    uint64_t seq = 0;
+    check_status(imbed_server_send(server, "host", "b\xff", "{}", NULL, &seq), IMBED_ERR_INVALID_UTF8,
+                 "send(to with 0xff)");
+    check_last_error_mentions("", "send(to with 0xff)");
+    check_status(imbed_server_send(server, "h\xff", "bob", "{}", NULL, &seq), IMBED_ERR_INVALID_UTF8,
+                 "send(from with 0xff)");
+    check_status(imbed_server_send(server, "host", "bob", "\"\xff\"", NULL, &seq), IMBED_ERR_INVALID_UTF8,
+                 "send(body with 0xff)");
+    check_status(imbed_server_send(server, "host", "bob", "{}", "c\xff", &seq), IMBED_ERR_INVALID_UTF8,
+                 "send(client_id with 0xff)");
+    check_status(imbed_server_stop(server), IMBED_OK, "stop");
+    imbed_server_free(server);
+}
+
+/* One bad config: IMBED_ERR_INVALID_CONFIG, a last error naming `field`, no handle written. */
+static void check_bad_config(const char *config, const char *field)
+{
+    imbed_server *server = NULL;
+    char what[160];
+    snprintf(what, sizeof what, "new(%s)", config);
+    check_status(imbed_server_new(config, &server), IMBED_ERR_INVALID_CONFIG, what);
+    check_last_error_mentions(field, what);
+    check(server == NULL, "%s leaves server_out untouched", what);
+    imbed_server_free(server);
+}
+
+/* Not JSON, an unknown key, a wrong type and a missing required value. */
+static void test_invalid_config(void)
+{
+    check_bad_config("not json", "");
+    check_bad_config("{\"nope\":1}", "nope");
+    check_bad_config("{\"workers\":\"two\"}", "workers");
+    check_bad_config("{\"auth\":{\"mode\":\"jwt\"}}", "secret");
+}
+
+/* Sends and checks the status and, on success, the seq. */
+static void check_send(imbed_server *server, const char *to, const char *body, const char *client_id,
+                       imbed_status expected_status, uint64_t expected_seq, const char *what)
+{
+    uint64_t seq = 0;
+    if (check_status(imbed_server_send(server, "host", to, body, client_id, &seq), expected_status, what) &&
+        expected_status == IMBED_OK) {
+        check(seq == expected_seq, "%s: seq %llu == %llu", what, (unsigned long long)seq,
+              (unsigned long long)expected_seq);
+    }
+}
+
+/* The whole life of a server: new, listen, start, send, events, stop, free, stale handle. */
+static void test_lifecycle(void)
+{
+    event_recorder recorder;
+    recorder_init(&recorder);
+    imbed_server *server = NULL;
+    if (!check_status(imbed_server_new(DEV_CONFIG, &server), IMBED_OK, "new(dev config)")) {
+        return;
+    }
+    imbed_listener listener = recorder_listener(&recorder);
+    check_status(imbed_server_set_listener(server, &listener), IMBED_OK, "set_listener");
+
+    uint16_t port = 4242;
+    check_status(imbed_server_port(server, &port), IMBED_ERR_NOT_STARTED, "port before start");
+    check_last_error_mentions("", "port before start");
+    check(port == 4242, "port before start leaves port_out untouched");
+
+    check_status(imbed_server_start(server), IMBED_OK, "start");
+    check_status(imbed_server_port(server, &port), IMBED_OK, "port");
+    check(port > 0, "port %u > 0", (unsigned)port);
+    check_status(imbed_server_start(server), IMBED_ERR_ALREADY_STARTED, "start again");
+    check_last_error_mentions("", "start again");
+
+    check_send(server, "bob", "{\"text\":\"hi\"}", NULL, IMBED_OK, 1, "send to bob");
+    check_send(server, "bob", "{\"text\":\"again\"}", NULL, IMBED_OK, 2, "second send to bob");
+    check_send(server, "bob", "{\"text\":\"once\"}", "c-retry", IMBED_OK, 3, "send with client_id c-retry");
+    check_send(server, "bob", "{\"text\":\"once\"}", "c-retry", IMBED_OK, 3, "retry with client_id c-retry");
+    check_status(imbed_server_send(server, "host", "bob", "[1,2]", NULL, NULL), IMBED_OK, "send with seq_out NULL");
+    check_send(server, "bob", "{", NULL, IMBED_ERR_INVALID_ARGUMENT, 0, "send with body \"{\"");
+    check_last_error_mentions("", "send with body \"{\"");
+    check_send(server, "bad id!", "{}", NULL, IMBED_ERR_INVALID_ARGUMENT, 0, "send to \"bad id!\"");
+    check_send(server, "", "{}", NULL, IMBED_ERR_INVALID_ARGUMENT, 0, "send to \"\"");
+    char id[IMBED_MAX_ID_LEN + 2];
+    memset(id, 'a', IMBED_MAX_ID_LEN + 1);
+    id[IMBED_MAX_ID_LEN + 1] = '\0';
+    check_send(server, id, "{}", NULL, IMBED_ERR_INVALID_ARGUMENT, 0, "send to a 65-char id");
+    id[IMBED_MAX_ID_LEN] = '\0';
+    check_send(server, id, "{}", NULL, IMBED_OK, 1, "send to a 64-char id");
+
+    /* Five messages were stored: three to bob (the retry stores nothing), [1,2], and one to the long id. */
+    const int stored_messages = 5;
+    check(wait_for_counter(&recorder, &recorder.message_events, stored_messages),
+          "on_event received %d IMBED_EVENT_MESSAGE events", stored_messages);
+    event_recorder before_stop = recorder_snapshot(&recorder);
+    check(before_stop.host_seq1_messages >= 1, "a message event has user \"host\" and \"seq\":1 (%d such)",
+          before_stop.host_seq1_messages);
+    check(before_stop.malformed_events == 0, "every event's fields fit its kind (%d did not)",
+          before_stop.malformed_events);
+
+    check_status(imbed_server_stop(server), IMBED_OK, "stop");
+    event_recorder at_stop = recorder_snapshot(&recorder);
+    check_status(imbed_server_stop(server), IMBED_OK, "stop again");
+    check_send(server, "bob", "{}", NULL, IMBED_ERR_STOPPED, 0, "send after stop");
+    check_last_error_mentions("", "send after stop");
+    check_status(imbed_server_start(server), IMBED_ERR_STOPPED, "start after stop");
+    check(at_stop.destroys == 1, "destroy called once by stop (%d)", at_stop.destroys);
+    check(at_stop.message_events == stored_messages, "exactly %d message events, none for the retry (%d)",
+          stored_messages, at_stop.message_events);
+    sleep_ms(300);
+    event_recorder later = recorder_snapshot(&recorder);
+    check(later.events == at_stop.events && later.logs == at_stop.logs && later.destroys == at_stop.destroys,
+          "no callback after stop returned (events %d->%d, logs %d->%d, destroys %d->%d)", at_stop.events,
+          later.events, at_stop.logs, later.logs, at_stop.destroys, later.destroys);
+
+    imbed_server_free(server);
+    uint64_t seq = 0;
+    imbed_listener empty_listener = {0};
+    check_status(imbed_server_start(server), IMBED_ERR_INVALID_HANDLE, "start on a freed handle");
+    check_last_error_mentions("", "start on a freed handle");
+    check_status(imbed_server_stop(server), IMBED_ERR_INVALID_HANDLE, "stop on a freed handle");
+    check_status(imbed_server_port(server, &port), IMBED_ERR_INVALID_HANDLE, "port on a freed handle");
+    check_status(imbed_server_send(server, "host", "bob", "{}", NULL, &seq), IMBED_ERR_INVALID_HANDLE,
+                 "send on a freed handle");
+    check_status(imbed_server_set_listener(server, &empty_listener), IMBED_ERR_INVALID_HANDLE,
+                 "set_listener on a freed handle");
+    imbed_server_free(server);
+    check(true, "double free returns");
+    check(recorder_snapshot(&recorder).destroys == 1, "destroy still called exactly once after free");
+    pthread_mutex_destroy(&recorder.lock);
+}
+
+/* destroy runs once when a listener is replaced, once at free of a never-started server, once at stop. */
+static void test_listener_replacement(void)
+{
+    event_recorder first;
+    event_recorder second;
+    recorder_init(&first);
+    recorder_init(&second);
+    imbed_listener first_listener = recorder_listener(&first);
+    imbed_listener second_listener = recorder_listener(&second);
+
+    imbed_server *server = NULL;
+    if (check_status(imbed_server_new(DEV_CONFIG, &server), IMBED_OK, "new")) {
+        check_status(imbed_server_set_listener(server, &first_listener), IMBED_OK, "set first listener");
+        check_status(imbed_server_set_listener(server, &second_listener), IMBED_OK, "replace it before start");
+        check(recorder_snapshot(&first).destroys == 1, "replaced listener destroyed once (%d)",
+              recorder_snapshot(&first).destroys);
+        check(recorder_snapshot(&second).destroys == 0, "current listener not destroyed yet");
+        imbed_server_free(server);
+        check(recorder_snapshot(&second).destroys == 1, "free of a never-started server destroys its listener once (%d)",
+              recorder_snapshot(&second).destroys);
+        check(recorder_snapshot(&first).destroys == 1, "replaced listener not destroyed again");
+    }
+
+    event_recorder running;
+    recorder_init(&running);
+    imbed_listener running_listener = recorder_listener(&running);
+    imbed_listener late_listener = {0};
+    server = start_dev_server(&running_listener);
+    if (server != NULL) {
+        imbed_status status = imbed_server_set_listener(server, &late_listener);
+        check(status != IMBED_OK, "set_listener after start is refused (got %s)", status_name(status));
+        check(recorder_snapshot(&running).destroys == 0, "refused replacement leaves the listener alone");
+        check_status(imbed_server_stop(server), IMBED_OK, "stop");
+        check(recorder_snapshot(&running).destroys == 1, "stop destroys the listener once (%d)",
+              recorder_snapshot(&running).destroys);
+        imbed_server_free(server);
+        check(recorder_snapshot(&running).destroys == 1, "free after stop does not destroy again");
+    }
+    pthread_mutex_destroy(&first.lock);
+    pthread_mutex_destroy(&second.lock);
+    pthread_mutex_destroy(&running.lock);
+}
+
+/* stop from inside on_event gives IMBED_ERR_IN_CALLBACK instead of deadlocking. */
+static void test_stop_inside_callback(void)
+{
+    event_recorder recorder;
+    recorder_init(&recorder);
+    imbed_listener listener = recorder_listener(&recorder);
+    imbed_server *server = NULL;
+    if (!check_status(imbed_server_new(DEV_CONFIG, &server), IMBED_OK, "new")) {
+        return;
+    }
+    recorder.stop_target = server; /* before start, so the dispatcher thread sees it */
+    check_status(imbed_server_set_listener(server, &listener), IMBED_OK, "set_listener");
+    check_status(imbed_server_start(server), IMBED_OK, "start");
+    check_send(server, "bob", "{\"text\":\"stop me\"}", NULL, IMBED_OK, 1, "send to trigger the callback");
+
+    check(wait_for_counter(&recorder, &recorder.stop_status_in_callback, 0), "on_event tried stop");
+    check_send(server, "bob", "{}", NULL, IMBED_OK, 2, "server still running after stop in the callback");
+    check_status(imbed_server_stop(server), IMBED_OK, "outer stop");
+    event_recorder after = recorder_snapshot(&recorder);
+    check(after.stop_status_in_callback == IMBED_ERR_IN_CALLBACK, "stop inside on_event -> got %s, expected %s",
+          status_name(after.stop_status_in_callback), status_name(IMBED_ERR_IN_CALLBACK));
+    check(after.destroys == 1, "destroy called once (%d)", after.destroys);
+    imbed_server_free(server);
+    pthread_mutex_destroy(&recorder.lock);
+}
+
+/* Thread body: sends SENDS_PER_THREAD messages to bob, classifying every status. */
+static void *run_send_worker(void *argument)
+{
+    send_worker *worker = argument;
+    for (int attempt = 0; attempt < SENDS_PER_THREAD; attempt++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"thread\":%d,\"n\":%d}", worker->index, attempt);
+        uint64_t seq = 0;
+        imbed_status status = imbed_server_send(worker->server, "host", "bob", body, NULL, &seq);
+        atomic_fetch_add(worker->attempts, 1);
+        if (status == IMBED_OK) {
+            worker->ok_after_stopped |= worker->stopped_count > 0;
+            worker->seqs[worker->ok_count++] = seq;
+        } else if (status == IMBED_ERR_STOPPED) {
+            worker->stopped_count++;
+        } else {
+            worker->other_status = status;
+            worker->other_count++;
+        }
+    }
+    return NULL;
+}
+
+/* qsort comparator for seqs. */
+static int compare_seqs(const void *left, const void *right)
+{
+    uint64_t a = *(const uint64_t *)left;
+    uint64_t b = *(const uint64_t *)right;
+    return (a > b) - (a < b);
+}
+
+/* Eight threads send while the main thread stops midway: only IMBED_OK or IMBED_ERR_STOPPED. */
+static void test_concurrent_send_and_stop(void)
+{
+    imbed_server *server = start_dev_server(NULL);
+    if (server == NULL) {
+        return;
+    }
+    static send_worker workers[SEND_THREADS];
+    atomic_int attempts = 0;
+    for (int index = 0; index < SEND_THREADS; index++) {
+        workers[index] = (send_worker){.index = index, .server = server, .attempts = &attempts};
+        pthread_create(&workers[index].thread, NULL, run_send_worker, &workers[index]);
+    }
+    const int total_attempts = SEND_THREADS * SENDS_PER_THREAD;
+    long long deadline = now_ms() + 120000;
+    while (atomic_load(&attempts) < total_attempts / 2 && now_ms() < deadline) {
+        sleep_ms(1);
+    }
+    int attempts_at_stop = atomic_load(&attempts);
+    check_status(imbed_server_stop(server), IMBED_OK, "stop while 8 threads send");
+
+    static uint64_t all_seqs[SEND_THREADS * SENDS_PER_THREAD];
+    int ok_total = 0;
+    int stopped_total = 0;
+    int other_total = 0;
+    imbed_status other_status = IMBED_OK;
+    bool ok_after_stopped = false;
+    for (int index = 0; index < SEND_THREADS; index++) {
+        pthread_join(workers[index].thread, NULL);
+        memcpy(all_seqs + ok_total, workers[index].seqs, (size_t)workers[index].ok_count * sizeof all_seqs[0]);
+        ok_total += workers[index].ok_count;
+        stopped_total += workers[index].stopped_count;
+        other_total += workers[index].other_count;
+        if (workers[index].other_count > 0) {
+            other_status = workers[index].other_status;
+        }
+        ok_after_stopped |= workers[index].ok_after_stopped;
+    }
+    check(true, "all threads joined (%d sent, %d stopped; stop came after %d attempts)", ok_total, stopped_total,
+          attempts_at_stop);
+    check(other_total == 0, "every send returned IMBED_OK or IMBED_ERR_STOPPED (%d others%s%s)", other_total,
+          other_total ? ", last " : "", other_total ? status_name(other_status) : "");
+    check(ok_total + stopped_total + other_total == total_attempts, "every attempt returned");
+    check(!ok_after_stopped, "no thread got IMBED_OK after it got IMBED_ERR_STOPPED");
+
+    qsort(all_seqs, (size_t)ok_total, sizeof all_seqs[0], compare_seqs);
+    bool distinct = true;
+    for (int index = 0; index < ok_total; index++) {
+        distinct &= all_seqs[index] >= 1 && (index == 0 || all_seqs[index] != all_seqs[index - 1]);
+    }
+    check(distinct, "successful sends got distinct seqs >= 1");
+    imbed_server_free(server);
+}
+
+/* Runs every test and prints the summary line. */
+int main(void)
+{
+    alarm(WATCHDOG_SECONDS);
+    test_version_and_status_strings();
+    test_null_arguments();
+    test_invalid_utf8();
+    test_invalid_config();
+    test_lifecycle();
+    test_listener_replacement();
+    test_stop_inside_callback();
+    test_concurrent_send_and_stop();
+    printf("%d passed, %d failed\n", checks_passed, checks_failed);
+    return checks_failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,104 @@
+//! Bad input gets a clear error, and the connection or the server survives it.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{connect, open, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_bad_request_and_the_connection_stays() {
+    let t = start(json!({}));
+    let mut c = connect(&t.url, "eve").await;
+    let cases = [
+        ("{not json", None),
+        (r#"{"id":"x1"}"#, Some("x1")),
+        (r#"{"type":"teleport","id":"x2"}"#, Some("x2")),
+        (r#"{"type":"send","to":"bob","body":1}"#, None),
+        (r#"{"type":"send","id":"x3","to":"bad id","body":1}"#, Some("x3")),
+        (r#"{"type":"send","id":"x4","body":1}"#, Some("x4")),
+        (r#"{"type":"send","id":"x5","to":"bob"}"#, Some("x5")),
+        (r#"{"type":"send","id":"x6","to":"bob","group":"g","body":1}"#, Some("x6")),
+        (r#"{"type":"send","id":7,"to":"bob","body":1}"#, None),
+        (r#"{"type":"auth","id":"x8","token":"eve"}"#, Some("x8")),
+        (r#"[1,2]"#, None),
+    ];
+    for (frame, id) in cases {
+        c.send_raw(Message::text(frame)).await;
+        let reply = c.recv().await;
+        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("bad_request")), "{frame} -> {reply}");
+        assert_eq!(reply["id"].as_str(), id, "{frame} -> {reply}");
+        assert!(!reply["message"].as_str().unwrap().is_empty());
+    }
+    c.send_raw(Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(c.recv().await["code"], "bad_request");
+    c.send_json(json!({"type": "ping", "id": "still-here"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "id": "still-here"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_frame_closes_with_1009_and_others_are_unaffected() {
+    let t = start(json!({"limits": {"max_frame_bytes": 1024}}));
+    let mut bystander = connect(&t.url, "bob").await;
+    let mut c = connect(&t.url, "eve").await;
+    let body = "x".repeat(2000);
+    c.send_json(json!({"type": "send", "id": "big", "to": "bob", "body": body})).await;
+    assert_eq!(c.closed_with().await, Some(CloseCode::Size));
+    t.host.wait_for(|e| e["event"] == "disconnected" && e["reason"] == "frame too large");
+    bystander.send_json(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(bystander.recv().await["type"], "pong");
+    // Nothing was stored or delivered for the oversize frame.
+    assert!(t.server.history("dm:bob:eve", None, 10).unwrap().is_empty());
+    // Just under the limit is fine.
+    let mut c = connect(&t.url, "eve").await;
+    let ack = c.send_to("bob", "ok", json!("y".repeat(900))).await;
+    assert_eq!(ack["type"], "ack");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_paths_are_404() {
+    let t = start(json!({}));
+    let err = open(&t.url.replace("/ws", "/chat"), None).await.err().expect("must be refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
+        other => panic!("expected an HTTP 404, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tcp_connection_is_dropped_at_the_handshake_deadline() {
+    let t = start(json!({"limits": {"handshake_timeout_ms": 200}}));
+    let addr = t.server.local_addr().unwrap();
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    raw.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // never finishes
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), raw.read(&mut buf)).await.expect("not dropped in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "expected EOF, got {n:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_answers_pings_is_closed_at_the_idle_timeout() {
+    let t = start(json!({"limits": {"ping_interval_ms": 100, "idle_timeout_ms": 400}}));
+    let c = connect(&t.url, "sleepy").await;
+    // Not reading means tungstenite never answers the server's pings.
+    let event = t.host.wait_for(|e| e["event"] == "disconnected");
+    assert_eq!(event["reason"], "idle timeout");
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_answers_pings_stays_past_the_idle_timeout() {
+    let t = start(json!({"limits": {"ping_interval_ms": 100, "idle_timeout_ms": 400}}));
+    let mut c = connect(&t.url, "awake").await;
+    c.assert_quiet().await; // reading answers pings
+    c.assert_quiet().await;
+    c.assert_quiet().await;
+    c.send_json(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(c.recv().await["type"], "pong");
+    assert!(t.host.events_of("disconnected").is_empty());
+}

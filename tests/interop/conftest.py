@@ -1,0 +1,152 @@
+"""Fixtures that run the example host program `imbed-host` for the interop tests.
+
+Each test gets its own host process on a free loopback port, so host events
+and conversation sequences never leak between tests.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST_BINARY = Path(os.environ.get("IMBED_HOST", REPO_ROOT / "build" / "imbed-host"))
+
+# Long enough for a loaded 2-core CI machine, short enough that a hung host
+# fails the test instead of the whole run.
+STARTUP_TIMEOUT_S = 10
+SHUTDOWN_TIMEOUT_S = 10
+EVENT_TIMEOUT_S = 5
+
+LISTENING_LINE = re.compile(r"^listening on (ws://127\.0\.0\.1:(\d+)/ws)$")
+
+# A 64-byte secret: long enough for HS256 and HS512 without PyJWT warning
+# about short HMAC keys, so the HS512 test fails on the algorithm alone.
+JWT_SECRET = "imbed-interop-tests-hs256-secret-0123456789abcdef0123456789abcde"
+
+
+class ImbedHost:
+    """A running imbed-host: its URL, its stdin commands and its stdout events."""
+
+    def __init__(self, auth_args):
+        self.process = subprocess.Popen(
+            [str(HOST_BINARY), "--listen", "127.0.0.1:0", "--db", ":memory:", *auth_args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self._changed = threading.Condition()
+        self._first_line = None
+        self._stdout_closed = False
+        self._events = []
+        # Lines after the first that are not JSON objects: the host promises
+        # one JSON object per line, so teardown asserts this stays empty.
+        self.unparsed_lines = []
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self.url, self.port = self._await_listening_line()
+
+    def _read_stdout(self):
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            with self._changed:
+                if self._first_line is None:
+                    self._first_line = line
+                else:
+                    try:
+                        event = json.loads(line)
+                    except json.JSONDecodeError:
+                        event = None
+                    if isinstance(event, dict):
+                        self._events.append(event)
+                    else:
+                        self.unparsed_lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._stdout_closed = True
+            self._changed.notify_all()
+
+    def _await_listening_line(self):
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._first_line is not None or self._stdout_closed,
+                timeout=STARTUP_TIMEOUT_S,
+            )
+            first_line = self._first_line
+        if first_line is None:
+            self.process.kill()
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+            pytest.fail(f"imbed-host printed no first line (exit code {self.process.returncode})")
+        match = LISTENING_LINE.match(first_line)
+        if match is None:
+            self.process.kill()
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+            pytest.fail(f"unexpected first line from imbed-host: {first_line!r}")
+        return match.group(1), int(match.group(2))
+
+    def events(self):
+        """A snapshot of the parsed host events so far, oldest first."""
+        with self._changed:
+            return list(self._events)
+
+    def wait_for_events(self, predicate, count, timeout=EVENT_TIMEOUT_S):
+        """The first count host events matching predicate, waiting for them if needed."""
+        def matching():
+            return [e for e in self._events if predicate(e)]
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(matching()) >= count, timeout=timeout):
+                pytest.fail(f"fewer than {count} matching host events within {timeout} s; events: {self._events}")
+            return matching()[:count]
+
+    def wait_for_event(self, predicate, timeout=EVENT_TIMEOUT_S):
+        """The first host event matching predicate, waiting for it if needed."""
+        return self.wait_for_events(predicate, 1, timeout)[0]
+
+    def command(self, line):
+        """Write one command line to the host's stdin."""
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def stop(self):
+        """SIGTERM the host and return its exit code (None if it did not exit in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+            return None
+        finally:
+            self._reader.join(timeout=SHUTDOWN_TIMEOUT_S)
+            self.process.stdin.close()
+            self.process.stdout.close()
+
+
+def _run_host(auth_args):
+    if not HOST_BINARY.is_file():
+        pytest.fail(f"{HOST_BINARY} does not exist: run `make host` or set IMBED_HOST")
+    host = ImbedHost(auth_args)
+    yield host
+    exit_code = host.stop()
+    assert exit_code == 0, f"imbed-host exited with {exit_code} after SIGTERM (None: not within {SHUTDOWN_TIMEOUT_S} s)"
+    assert host.unparsed_lines == [], "imbed-host printed lines that are not JSON objects"
+
+
+@pytest.fixture
+def dev_host():
+    """imbed-host in dev auth mode: a token is the user id."""
+    yield from _run_host(["--dev-auth"])
+
+
+@pytest.fixture
+def jwt_host():
+    """imbed-host in HS256 JWT mode, signed with JWT_SECRET."""
+    yield from _run_host(["--jwt-secret", JWT_SECRET])

@@ -1,0 +1,169 @@
+//! Shared pieces of the integration tests: a server on a free port, a host
+//! that records what it is told, and a WebSocket client.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use imbed::{Config, Event, Host, LogLevel, Server};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, http};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A host that records events and logs, and accepts tokens of the form `ok:<user>`.
+#[derive(Default)]
+pub struct RecordingHost {
+    pub events: Mutex<Vec<Value>>,
+    pub logs: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+impl Host for RecordingHost {
+    fn on_event(&self, event: &Event) {
+        self.events.lock().unwrap().push(serde_json::from_str(&event.to_json()).unwrap());
+        self.changed.notify_all();
+    }
+    fn on_log(&self, level: LogLevel, target: &str, message: &str) {
+        self.logs.lock().unwrap().push(format!("{level:?} {target} {message}"));
+    }
+    fn authenticate(&self, token: &str) -> Option<String> {
+        token.strip_prefix("ok:").map(str::to_owned)
+    }
+}
+
+impl RecordingHost {
+    /// Waits until an event satisfies `pred`, and returns it.
+    pub fn wait_for(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        let mut events = self.events.lock().unwrap();
+        loop {
+            if let Some(e) = events.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            let left = deadline.checked_duration_since(Instant::now()).expect("timed out waiting for an event");
+            events = self.changed.wait_timeout(events, left).unwrap().0;
+        }
+    }
+
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events.lock().unwrap().iter().filter(|e| e["event"] == kind).cloned().collect()
+    }
+}
+
+/// A started server with a recording host.
+pub struct TestServer {
+    pub server: Server,
+    pub host: Arc<RecordingHost>,
+    pub url: String,
+}
+
+/// Starts a server on a free port with `extra` merged into a dev-auth config.
+pub fn start(extra: Value) -> TestServer {
+    let mut config = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}});
+    merge(&mut config, extra);
+    let server = Server::new(Config::from_json(&config.to_string()).unwrap()).unwrap();
+    let host = Arc::new(RecordingHost::default());
+    server.set_host(host.clone()).unwrap();
+    server.start().unwrap();
+    let url = format!("ws://{}/ws", server.local_addr().unwrap());
+    TestServer { server, host, url }
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A protocol client over a real socket.
+pub struct Client {
+    pub ws: Ws,
+}
+
+/// Opens a WebSocket to `url`, with an optional `Authorization` header; no frame read.
+pub async fn open(url: &str, bearer: Option<&str>) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(token) = bearer {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    Ok(Client { ws })
+}
+
+/// Connects as `user` (dev auth, query token) and consumes the welcome.
+pub async fn connect(url: &str, user: &str) -> Client {
+    let mut client = open(&format!("{url}?token={user}"), None).await.unwrap();
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["user"], user);
+    client
+}
+
+impl Client {
+    pub async fn send_json(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.unwrap();
+    }
+
+    /// The next text frame as JSON (pings are answered by tungstenite).
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended")
+                .expect("read failed");
+            match m {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Close(c) => panic!("closed: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed_with(&mut self) -> Option<CloseCode> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await.expect("timed out waiting for close") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives for a short while.
+    pub async fn assert_quiet(&mut self) {
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(300), self.ws.next()).await {
+            if m.is_text() {
+                panic!("unexpected frame: {m}");
+            }
+        }
+    }
+
+    /// Sends a message and returns the reply (ack or error).
+    pub async fn send_to(&mut self, to: &str, id: &str, body: Value) -> Value {
+        self.send_json(json!({"type": "send", "id": id, "to": to, "body": body})).await;
+        self.recv().await
+    }
+}
