@@ -21,7 +21,8 @@ fn main() {
         part("CARGO_PKG_VERSION_MINOR"),
         part("CARGO_PKG_VERSION_PATCH"),
     );
-    let config = cbindgen::Config::from_file(Path::new(&crate_dir).join("cbindgen.toml")).expect("cbindgen.toml is valid");
+    let config =
+        cbindgen::Config::from_file(Path::new(&crate_dir).join("cbindgen.toml")).expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)

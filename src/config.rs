@@ -122,9 +122,7 @@ impl Default for Limits {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig {
-            queue_capacity: 65_536,
-        }
+        EventsConfig { queue_capacity: 65_536 }
     }
 }
 
@@ -155,16 +153,13 @@ impl Config {
         if !(1..=64).contains(&self.workers) {
             return bad("workers", "must be between 1 and 64");
         }
-        if let AuthConfig::Jwt { secret, .. } = &self.auth {
-            if secret.is_empty() {
-                return bad("auth.secret", "must not be empty");
-            }
+        if let AuthConfig::Jwt { secret, .. } = &self.auth
+            && secret.is_empty()
+        {
+            return bad("auth.secret", "must not be empty");
         }
         if self.store.path != ":memory:" {
-            return bad(
-                "store.path",
-                "only \":memory:\" is available in this build",
-            );
+            return bad("store.path", "only \":memory:\" is available in this build");
         }
         let l = &self.limits;
         let positive = [
@@ -245,13 +240,17 @@ mod tests {
 
     #[test]
     fn jwt_options_parse() {
-        let c = Config::from_json(
-            r#"{"auth":{"mode":"jwt","secret":"s","issuer":"me","audience":"app"}}"#,
-        )
-        .unwrap();
+        let c = Config::from_json(r#"{"auth":{"mode":"jwt","secret":"s","issuer":"me","audience":"app"}}"#).unwrap();
         match c.auth {
-            AuthConfig::Jwt { secret, issuer, audience } => {
-                assert_eq!((secret.as_str(), issuer.as_deref(), audience.as_deref()), ("s", Some("me"), Some("app")));
+            AuthConfig::Jwt {
+                secret,
+                issuer,
+                audience,
+            } => {
+                assert_eq!(
+                    (secret.as_str(), issuer.as_deref(), audience.as_deref()),
+                    ("s", Some("me"), Some("app"))
+                );
             }
             other => panic!("{other:?}"),
         }

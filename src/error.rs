@@ -39,3 +39,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The message without the category prefix of `Display`, for callers
+    /// that already name the category (as a C status code does).
+    pub fn detail(&self) -> String {
+        match self {
+            Error::InvalidConfig(m) | Error::InvalidArgument(m) | Error::Io(m) | Error::Store(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -21,7 +21,11 @@ fn jwt(claims: Value, secret: &str, alg: Algorithm) -> String {
 
 async fn assert_rejected(mut client: Client) {
     let error = client.recv().await;
-    assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some("unauthorized")), "{error}");
+    assert_eq!(
+        (error["type"].as_str(), error["code"].as_str()),
+        (Some("error"), Some("unauthorized")),
+        "{error}"
+    );
     assert_eq!(client.closed_with().await, Some(CloseCode::Policy));
 }
 
@@ -30,12 +34,19 @@ async fn a_token_arrives_by_header_query_or_first_frame() {
     let t = start(json!({}));
     let mut by_header = open(&t.url, Some("hal")).await.unwrap();
     assert_eq!(by_header.recv().await["user"], "hal");
-    let welcome = open(&format!("{}?token=q%40x", t.url), None).await.unwrap().recv().await;
+    let welcome = open(&format!("{}?token=q%40x", t.url), None)
+        .await
+        .unwrap()
+        .recv()
+        .await;
     assert_eq!(welcome["user"], "q@x");
     let mut by_frame = open(&t.url, None).await.unwrap();
     by_frame.send_json(json!({"type": "auth", "token": "fran"})).await;
     let welcome = by_frame.recv().await;
-    assert_eq!((welcome["user"].as_str(), welcome["type"].as_str()), (Some("fran"), Some("welcome")));
+    assert_eq!(
+        (welcome["user"].as_str(), welcome["type"].as_str()),
+        (Some("fran"), Some("welcome"))
+    );
     assert!(welcome["session"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(welcome["server_time"].as_i64().unwrap() > 0);
 }
@@ -71,15 +82,27 @@ async fn jwt_mode_accepts_only_valid_hs256_tokens() {
         jwt(json!({"sub": "jay"}), secret, Algorithm::HS256),
         jwt(json!({"exp": now() + 60}), secret, Algorithm::HS256),
         jwt(json!({"sub": "jay", "exp": now() + 60}), secret, Algorithm::HS512),
-        jwt(json!({"sub": "jay", "exp": now() + 60, "nbf": now() + 30}), secret, Algorithm::HS256),
-        jwt(json!({"sub": "not valid!", "exp": now() + 60}), secret, Algorithm::HS256),
+        jwt(
+            json!({"sub": "jay", "exp": now() + 60, "nbf": now() + 30}),
+            secret,
+            Algorithm::HS256,
+        ),
+        jwt(
+            json!({"sub": "not valid!", "exp": now() + 60}),
+            secret,
+            Algorithm::HS256,
+        ),
         "not.a.jwt".to_owned(),
     ];
     for token in rejected {
         assert_rejected(open(&t.url, Some(&token)).await.unwrap()).await;
     }
     // alg "none": a header and claims with no signature.
-    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&json!({"sub": "jay", "exp": now() + 60})));
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&json!({"sub": "jay", "exp": now() + 60}))
+    );
     assert_rejected(open(&t.url, Some(&none)).await.unwrap()).await;
 }
 
@@ -91,14 +114,23 @@ fn b64(v: &Value) -> String {
 async fn jwt_issuer_and_audience_are_enforced_when_configured() {
     let secret = "k";
     let t = start(json!({"auth": {"mode": "jwt", "secret": secret, "issuer": "idp", "audience": "chat"}}));
-    let good = jwt(json!({"sub": "ian", "exp": now() + 60, "iss": "idp", "aud": "chat"}), secret, Algorithm::HS256);
+    let good = jwt(
+        json!({"sub": "ian", "exp": now() + 60, "iss": "idp", "aud": "chat"}),
+        secret,
+        Algorithm::HS256,
+    );
     assert_eq!(open(&t.url, Some(&good)).await.unwrap().recv().await["user"], "ian");
     for claims in [
         json!({"sub": "ian", "exp": now() + 60, "iss": "other", "aud": "chat"}),
         json!({"sub": "ian", "exp": now() + 60, "iss": "idp", "aud": "other"}),
         json!({"sub": "ian", "exp": now() + 60}),
     ] {
-        assert_rejected(open(&t.url, Some(&jwt(claims, secret, Algorithm::HS256))).await.unwrap()).await;
+        assert_rejected(
+            open(&t.url, Some(&jwt(claims, secret, Algorithm::HS256)))
+                .await
+                .unwrap(),
+        )
+        .await;
     }
 }
 

@@ -23,7 +23,10 @@ async fn malformed_frames_get_bad_request_and_the_connection_stays() {
         (r#"{"type":"send","id":"x3","to":"bad id","body":1}"#, Some("x3")),
         (r#"{"type":"send","id":"x4","body":1}"#, Some("x4")),
         (r#"{"type":"send","id":"x5","to":"bob"}"#, Some("x5")),
-        (r#"{"type":"send","id":"x6","to":"bob","group":"g","body":1}"#, Some("x6")),
+        (
+            r#"{"type":"send","id":"x6","to":"bob","group":"g","body":1}"#,
+            Some("x6"),
+        ),
         (r#"{"type":"send","id":7,"to":"bob","body":1}"#, None),
         (r#"{"type":"auth","id":"x8","token":"eve"}"#, Some("x8")),
         (r#"[1,2]"#, None),
@@ -31,7 +34,11 @@ async fn malformed_frames_get_bad_request_and_the_connection_stays() {
     for (frame, id) in cases {
         c.send_raw(Message::text(frame)).await;
         let reply = c.recv().await;
-        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("bad_request")), "{frame} -> {reply}");
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some("bad_request")),
+            "{frame} -> {reply}"
+        );
         assert_eq!(reply["id"].as_str(), id, "{frame} -> {reply}");
         assert!(!reply["message"].as_str().unwrap().is_empty());
     }
@@ -47,9 +54,11 @@ async fn an_oversize_frame_closes_with_1009_and_others_are_unaffected() {
     let mut bystander = connect(&t.url, "bob").await;
     let mut c = connect(&t.url, "eve").await;
     let body = "x".repeat(2000);
-    c.send_json(json!({"type": "send", "id": "big", "to": "bob", "body": body})).await;
+    c.send_json(json!({"type": "send", "id": "big", "to": "bob", "body": body}))
+        .await;
     assert_eq!(c.closed_with().await, Some(CloseCode::Size));
-    t.host.wait_for(|e| e["event"] == "disconnected" && e["reason"] == "frame too large");
+    t.host
+        .wait_for(|e| e["event"] == "disconnected" && e["reason"] == "frame too large");
     bystander.send_json(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(bystander.recv().await["type"], "pong");
     // Nothing was stored or delivered for the oversize frame.
@@ -63,7 +72,10 @@ async fn an_oversize_frame_closes_with_1009_and_others_are_unaffected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_paths_are_404() {
     let t = start(json!({}));
-    let err = open(&t.url.replace("/ws", "/chat"), None).await.err().expect("must be refused");
+    let err = open(&t.url.replace("/ws", "/chat"), None)
+        .await
+        .err()
+        .expect("must be refused");
     match err {
         tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
         other => panic!("expected an HTTP 404, got {other:?}"),
@@ -77,7 +89,9 @@ async fn a_silent_tcp_connection_is_dropped_at_the_handshake_deadline() {
     let mut raw = TcpStream::connect(addr).await.unwrap();
     raw.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // never finishes
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(3), raw.read(&mut buf)).await.expect("not dropped in time");
+    let n = tokio::time::timeout(Duration::from_secs(3), raw.read(&mut buf))
+        .await
+        .expect("not dropped in time");
     assert!(matches!(n, Ok(0) | Err(_)), "expected EOF, got {n:?}");
 }
 

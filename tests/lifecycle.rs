@@ -32,7 +32,11 @@ async fn stop_closes_sessions_with_1001_and_reports_them_before_returning() {
     assert_eq!(server.start(), Err(Error::Stopped));
     assert!(matches!(server.send("a", "b", "1", None), Err(Error::Stopped)));
     assert_eq!(server.local_addr(), Err(Error::Stopped));
-    assert!(tokio::net::TcpStream::connect(t.url.trim_start_matches("ws://").trim_end_matches("/ws")).await.is_err());
+    assert!(
+        tokio::net::TcpStream::connect(t.url.trim_start_matches("ws://").trim_end_matches("/ws"))
+            .await
+            .is_err()
+    );
 }
 
 #[test]
@@ -43,7 +47,10 @@ fn start_twice_and_calls_before_start_are_errors() {
     server.start().unwrap();
     assert_ne!(server.local_addr().unwrap().port(), 0);
     assert_eq!(server.start(), Err(Error::AlreadyStarted));
-    assert_eq!(server.set_host(Arc::new(RecordingHost::default())), Err(Error::AlreadyStarted));
+    assert_eq!(
+        server.set_host(Arc::new(RecordingHost::default())),
+        Err(Error::AlreadyStarted)
+    );
     server.stop().unwrap();
 }
 
@@ -71,10 +78,8 @@ struct StrictHost {
 impl Host for StrictHost {
     fn on_event(&self, event: &Event) {
         self.callbacks.fetch_add(1, Ordering::SeqCst);
-        if let Event::Message { .. } = event {
-            if let Some(server) = self.server.lock().unwrap().as_ref() {
-                *self.stop_from_callback.lock().unwrap() = Some(server.stop());
-            }
+        if let (Event::Message { .. }, Some(server)) = (event, self.server.lock().unwrap().as_ref()) {
+            *self.stop_from_callback.lock().unwrap() = Some(server.stop());
         }
     }
 }
@@ -94,7 +99,8 @@ fn stop_from_a_callback_is_refused_and_the_host_is_released_once_after_the_last_
         dropped: dropped.clone(),
         stop_from_callback: Mutex::new(None),
     });
-    let server = Arc::new(Server::new(Config::from_json(r#"{"listen":"127.0.0.1:0","auth":{"mode":"dev"}}"#).unwrap()).unwrap());
+    let server =
+        Arc::new(Server::new(Config::from_json(r#"{"listen":"127.0.0.1:0","auth":{"mode":"dev"}}"#).unwrap()).unwrap());
     server.set_host(host.clone()).unwrap();
     server.start().unwrap();
     *host.server.lock().unwrap() = Some(server.clone());
@@ -102,7 +108,10 @@ fn stop_from_a_callback_is_refused_and_the_host_is_released_once_after_the_last_
     while host.stop_from_callback.lock().unwrap().is_none() {
         std::thread::yield_now();
     }
-    assert_eq!(host.stop_from_callback.lock().unwrap().clone(), Some(Err(Error::InCallback)));
+    assert_eq!(
+        host.stop_from_callback.lock().unwrap().clone(),
+        Some(Err(Error::InCallback))
+    );
     host.server.lock().unwrap().take(); // break the cycle host -> server
     let weak = Arc::downgrade(&host);
     drop(host);
@@ -136,8 +145,15 @@ async fn logs_reach_the_host_without_tokens_or_bodies() {
     .unwrap();
     let mut tess = support::open(&t.url, Some(&token)).await.unwrap();
     assert_eq!(tess.recv().await["type"], "welcome");
-    assert_eq!(tess.send_to("tess", "c1", json!("classified-body-text")).await["type"], "ack");
-    let _ = support::open(&t.url, Some("forged.token.value")).await.unwrap().recv().await;
+    assert_eq!(
+        tess.send_to("tess", "c1", json!("classified-body-text")).await["type"],
+        "ack"
+    );
+    let _ = support::open(&t.url, Some("forged.token.value"))
+        .await
+        .unwrap()
+        .recv()
+        .await;
     t.host.wait_for(|e| e["event"] == "message");
     drop(tess);
     t.host.wait_for(|e| e["event"] == "disconnected");
@@ -157,7 +173,9 @@ async fn a_reader_that_falls_behind_is_closed_with_1013_and_loses_nothing() {
     let body = format!("\"{}\"", "z".repeat(8000));
     let sent = tokio::task::block_in_place(|| {
         // Enough to fill the kernel's socket buffers and then the outbox.
-        (0..4000).take_while(|i| t.server.send("feeder", "slow", &body, Some(&format!("f{i}"))).is_ok()).count()
+        (0..4000)
+            .take_while(|i| t.server.send("feeder", "slow", &body, Some(&format!("f{i}"))).is_ok())
+            .count()
     });
     assert_eq!(sent, 4000, "the host's sends are stored even though the reader is slow");
     let event = t.host.wait_for(|e| e["event"] == "disconnected");
@@ -165,7 +183,10 @@ async fn a_reader_that_falls_behind_is_closed_with_1013_and_loses_nothing() {
     // The client sees some messages, then the 1013 close.
     let mut delivered = 0;
     loop {
-        match tokio::time::timeout(support::WAIT, futures_util::StreamExt::next(&mut slow.ws)).await.unwrap() {
+        match tokio::time::timeout(support::WAIT, futures_util::StreamExt::next(&mut slow.ws))
+            .await
+            .unwrap()
+        {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_))) => delivered += 1,
             Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
                 assert_eq!(frame.map(|f| f.code), Some(CloseCode::Again));

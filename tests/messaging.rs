@@ -14,14 +14,23 @@ async fn two_users_chat_with_gapless_seq() {
 
     let ack = alice.send_to("bob", "a1", json!({"text": "hi"})).await;
     assert_eq!(ack["type"], "ack");
-    assert_eq!((ack["id"].as_str(), ack["conv"].as_str(), ack["seq"].as_u64()), (Some("a1"), Some("dm:alice:bob"), Some(1)));
+    assert_eq!(
+        (ack["id"].as_str(), ack["conv"].as_str(), ack["seq"].as_u64()),
+        (Some("a1"), Some("dm:alice:bob"), Some(1))
+    );
     assert!(ack["ts"].as_i64().unwrap() > 1_600_000_000_000);
 
     let msg = bob.recv().await;
-    assert_eq!(msg, json!({"type": "msg", "conv": "dm:alice:bob", "seq": 1, "from": "alice", "to": "bob", "id": "a1", "body": {"text": "hi"}, "ts": ack["ts"]}));
+    assert_eq!(
+        msg,
+        json!({"type": "msg", "conv": "dm:alice:bob", "seq": 1, "from": "alice", "to": "bob", "id": "a1", "body": {"text": "hi"}, "ts": ack["ts"]})
+    );
 
     let ack = bob.send_to("alice", "b1", json!("yo")).await;
-    assert_eq!((ack["conv"].as_str(), ack["seq"].as_u64()), (Some("dm:alice:bob"), Some(2)));
+    assert_eq!(
+        (ack["conv"].as_str(), ack["seq"].as_u64()),
+        (Some("dm:alice:bob"), Some(2))
+    );
     assert_eq!(alice.recv().await["seq"], 2);
     let ack = alice.send_to("bob", "a2", json!(null)).await;
     assert_eq!(ack["seq"], 3);
@@ -43,7 +52,10 @@ async fn other_devices_of_the_sender_get_the_message_but_not_the_sending_one() {
     assert_eq!(ack["type"], "ack");
     assert_eq!(bob.recv().await["id"], "m1");
     let copy = laptop.recv().await;
-    assert_eq!((copy["type"].as_str(), copy["from"].as_str(), copy["id"].as_str()), (Some("msg"), Some("alice"), Some("m1")));
+    assert_eq!(
+        (copy["type"].as_str(), copy["from"].as_str(), copy["id"].as_str()),
+        (Some("msg"), Some("alice"), Some("m1"))
+    );
     phone.assert_quiet().await;
 }
 
@@ -110,10 +122,14 @@ async fn concurrent_senders_are_delivered_in_seq_order() {
 async fn the_host_sends_as_any_sender_and_reads_history() {
     let t = start(json!({}));
     let mut bob = connect(&t.url, "bob").await;
-    let placement = tokio::task::block_in_place(|| t.server.send("support", "bob", r#"{"text":"welcome"}"#, Some("w1"))).unwrap();
+    let placement =
+        tokio::task::block_in_place(|| t.server.send("support", "bob", r#"{"text":"welcome"}"#, Some("w1"))).unwrap();
     assert_eq!((placement.conv.as_str(), placement.seq), ("dm:bob:support", 1));
     let msg = bob.recv().await;
-    assert_eq!((msg["from"].as_str(), msg["id"].as_str(), msg["body"]["text"].as_str()), (Some("support"), Some("w1"), Some("welcome")));
+    assert_eq!(
+        (msg["from"].as_str(), msg["id"].as_str(), msg["body"]["text"].as_str()),
+        (Some("support"), Some("w1"), Some("welcome"))
+    );
 
     let again = tokio::task::block_in_place(|| t.server.send("support", "bob", "{}", Some("w1"))).unwrap();
     assert_eq!(again.seq, 1);
@@ -124,6 +140,12 @@ async fn the_host_sends_as_any_sender_and_reads_history() {
 
     let history = t.server.history("dm:bob:support", None, 10).unwrap();
     assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
-    assert!(matches!(t.server.send("bad id", "bob", "1", None), Err(imbed::Error::InvalidArgument(_))));
-    assert!(matches!(t.server.send("a", "bob", "{", None), Err(imbed::Error::InvalidArgument(_))));
+    assert!(matches!(
+        t.server.send("bad id", "bob", "1", None),
+        Err(imbed::Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        t.server.send("a", "bob", "{", None),
+        Err(imbed::Error::InvalidArgument(_))
+    ));
 }

@@ -47,12 +47,15 @@ pub fn guard(body: impl FnOnce() -> Result<(), FfiError>) -> imbed_status {
     let (status, message) = match outcome {
         Ok(Ok(())) => return imbed_status::IMBED_OK,
         Ok(Err(FfiError::Null(name))) => (imbed_status::IMBED_ERR_NULL_ARGUMENT, format!("{name} is NULL")),
-        Ok(Err(FfiError::Utf8(name))) => (imbed_status::IMBED_ERR_INVALID_UTF8, format!("{name} is not valid UTF-8")),
+        Ok(Err(FfiError::Utf8(name))) => (
+            imbed_status::IMBED_ERR_INVALID_UTF8,
+            format!("{name} is not valid UTF-8"),
+        ),
         Ok(Err(FfiError::Handle)) => (
             imbed_status::IMBED_ERR_INVALID_HANDLE,
             "the handle is not a live server (freed, or never created)".to_owned(),
         ),
-        Ok(Err(FfiError::Engine(e))) => ((&e).into(), e.to_string()),
+        Ok(Err(FfiError::Engine(e))) => ((&e).into(), e.detail()),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -75,7 +78,9 @@ pub unsafe fn arg_str<'a>(ptr: *const c_char, name: &'static str) -> Result<&'a 
         return Err(FfiError::Null(name));
     }
     // SAFETY: non-NULL and NUL-terminated per the caller's contract.
-    unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| FfiError::Utf8(name))
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|_| FfiError::Utf8(name))
 }
 
 /// Like [`arg_str`], but NULL means "not given".

@@ -32,7 +32,10 @@ impl<T> Registry<T> {
     pub fn insert(&self, value: T) -> usize {
         // Spaced out so that a handle is never a small, plausible-looking integer.
         let key = self.next.fetch_add(1, Ordering::Relaxed) << 4;
-        self.live.write().unwrap_or_else(|p| p.into_inner()).insert(key, Arc::new(value));
+        self.live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Arc::new(value));
         key
     }
 

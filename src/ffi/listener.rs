@@ -73,14 +73,24 @@ pub struct imbed_listener {
     /// Log records at or above the configured `log_level`, on the dispatcher
     /// thread. Never contains tokens or message bodies.
     pub on_log: Option<
-        unsafe extern "C" fn(user_data: *mut c_void, level: imbed_log_level, target: *const c_char, message: *const c_char),
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            level: imbed_log_level,
+            target: *const c_char,
+            message: *const c_char,
+        ),
     >,
     /// Auth mode "callback": write the user id of `token` (NUL-terminated, at
     /// most `IMBED_MAX_ID_LEN` bytes) into `user_out`, which has room for
     /// `user_out_cap` bytes, and return true; return false to reject. Runs on
     /// engine worker threads, possibly several at once: it must be thread-safe.
     pub authenticate: Option<
-        unsafe extern "C" fn(user_data: *mut c_void, token: *const c_char, user_out: *mut c_char, user_out_cap: usize) -> bool,
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            token: *const c_char,
+            user_out: *mut c_char,
+            user_out_cap: usize,
+        ) -> bool,
     >,
     /// Releases `user_data`; called exactly once, after the last callback.
     pub destroy: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
@@ -134,9 +144,13 @@ impl Host for ListenerHost {
         };
         let json = c_string(&event.to_json());
         let (kind, user, session, reason, message) = match event {
-            Event::Connected { user, session } => {
-                (imbed_event_kind::IMBED_EVENT_CONNECTED, Some(c_string(user)), Some(c_string(session)), None, None)
-            }
+            Event::Connected { user, session } => (
+                imbed_event_kind::IMBED_EVENT_CONNECTED,
+                Some(c_string(user)),
+                Some(c_string(session)),
+                None,
+                None,
+            ),
             Event::Disconnected { user, session, reason } => (
                 imbed_event_kind::IMBED_EVENT_DISCONNECTED,
                 Some(c_string(user)),
@@ -144,9 +158,13 @@ impl Host for ListenerHost {
                 Some(c_string(reason)),
                 None,
             ),
-            Event::Message { from, frame } => {
-                (imbed_event_kind::IMBED_EVENT_MESSAGE, Some(c_string(from)), None, None, Some(c_string(frame)))
-            }
+            Event::Message { from, frame } => (
+                imbed_event_kind::IMBED_EVENT_MESSAGE,
+                Some(c_string(from)),
+                None,
+                None,
+                Some(c_string(frame)),
+            ),
             Event::Overflow { .. } => (imbed_event_kind::IMBED_EVENT_OVERFLOW, None, None, None, None),
         };
         let ptr_of = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());

@@ -13,8 +13,8 @@ mod server;
 mod status;
 mod version;
 
+pub use boundary::imbed_last_error;
 pub use listener::{imbed_event, imbed_event_kind, imbed_listener, imbed_log_level};
 pub use server::*;
 pub use status::{imbed_status, imbed_status_str};
-pub use boundary::imbed_last_error;
 pub use version::{IMBED_MAX_ID_LEN, imbed_version};

@@ -37,7 +37,10 @@ fn server_of(handle: *const imbed_server) -> Result<Arc<Server>, FfiError> {
 /// # Safety
 /// `config_json` is NULL or a NUL-terminated string; `server_out` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn imbed_server_new(config_json: *const c_char, server_out: *mut *mut imbed_server) -> imbed_status {
+pub unsafe extern "C" fn imbed_server_new(
+    config_json: *const c_char,
+    server_out: *mut *mut imbed_server,
+) -> imbed_status {
     guard(|| {
         // SAFETY: per this function's contract.
         let text = unsafe { arg_str(config_json, "config_json") }?;
@@ -56,7 +59,10 @@ pub unsafe extern "C" fn imbed_server_new(config_json: *const c_char, server_out
 /// # Safety
 /// `listener` is NULL or points to a readable `imbed_listener`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn imbed_server_set_listener(server: *mut imbed_server, listener: *const imbed_listener) -> imbed_status {
+pub unsafe extern "C" fn imbed_server_set_listener(
+    server: *mut imbed_server,
+    listener: *const imbed_listener,
+) -> imbed_status {
     guard(|| {
         let server = server_of(server)?;
         // SAFETY: readable when non-NULL, per this function's contract.

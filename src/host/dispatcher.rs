@@ -41,11 +41,7 @@ impl EventQueue {
 
     /// Queues a log record for the host without waiting.
     pub fn post_log(&self, level: LogLevel, target: String, message: String) {
-        let _ = self.tx.try_send(Queued::Log {
-            level,
-            target,
-            message,
-        });
+        let _ = self.tx.try_send(Queued::Log { level, target, message });
     }
 }
 
@@ -63,12 +59,10 @@ impl Dispatcher {
             tx,
             dropped: AtomicU64::new(0),
         });
-        let thread = std::thread::Builder::new()
-            .name("imbed-events".into())
-            .spawn({
-                let queue = queue.clone();
-                move || run(rx, &gate, &queue)
-            })?;
+        let thread = std::thread::Builder::new().name("imbed-events".into()).spawn({
+            let queue = queue.clone();
+            move || run(rx, &gate, &queue)
+        })?;
         Ok(Dispatcher { queue, thread })
     }
 
@@ -103,11 +97,7 @@ fn deliver(gate: &CallbackGate, item: &Queued) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         gate.call(|host| match item {
             Queued::Event(event) => host.on_event(event),
-            Queued::Log {
-                level,
-                target,
-                message,
-            } => host.on_log(*level, target, message),
+            Queued::Log { level, target, message } => host.on_log(*level, target, message),
             Queued::Shutdown => {}
         })
     }));

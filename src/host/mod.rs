@@ -63,22 +63,33 @@ pub enum Event {
 impl Event {
     /// The event as one JSON object: `{"event":"connected",...}`.
     pub fn to_json(&self) -> String {
-        match self {
-            Event::Connected { user, session } => serde_json::json!({
-                "event": "connected", "user": &**user, "session": &**session,
-            })
-            .to_string(),
-            Event::Disconnected { user, session, reason } => serde_json::json!({
-                "event": "disconnected", "user": &**user, "session": &**session, "reason": &**reason,
-            })
-            .to_string(),
+        let shape = match self {
             // The frame is already JSON; embedding it verbatim avoids a parse.
-            Event::Message { frame, .. } => format!(r#"{{"event":"message","message":{}}}"#, frame.as_str()),
-            Event::Overflow { dropped } => {
-                serde_json::json!({"event": "overflow", "dropped": dropped}).to_string()
-            }
-        }
+            Event::Message { frame, .. } => return format!(r#"{{"event":"message","message":{}}}"#, frame.as_str()),
+            Event::Connected { user, session } => EventJson::Connected { user, session },
+            Event::Disconnected { user, session, reason } => EventJson::Disconnected { user, session, reason },
+            Event::Overflow { dropped } => EventJson::Overflow { dropped: *dropped },
+        };
+        serde_json::to_string(&shape).expect("events always serialize")
     }
+}
+
+/// The JSON shapes of events, fields in the documented order.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum EventJson<'a> {
+    Connected {
+        user: &'a str,
+        session: &'a str,
+    },
+    Disconnected {
+        user: &'a str,
+        session: &'a str,
+        reason: &'a str,
+    },
+    Overflow {
+        dropped: u64,
+    },
 }
 
 /// Log levels, most severe first. `Off` forwards nothing.

@@ -9,9 +9,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::auth::Authenticator;
 use crate::config::Config;
+use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
 use crate::host::gate::CallbackGate;
-use crate::host::Event;
 use crate::router::Router;
 use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
 

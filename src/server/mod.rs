@@ -12,7 +12,7 @@ mod session;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, Receiver, Sender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -96,9 +96,7 @@ impl Server {
             State::Running(_) => return Err(Error::AlreadyStarted),
             State::Stopped => return Err(Error::Stopped),
         };
-        if matches!(self.config.auth, crate::config::AuthConfig::Callback {})
-            && host.is_none()
-        {
+        if matches!(self.config.auth, crate::config::AuthConfig::Callback {}) && host.is_none() {
             *state = State::Created { host };
             return Err(Error::InvalidConfig(
                 "auth.mode: \"callback\" needs a host with an authenticate callback".into(),
@@ -337,7 +335,12 @@ fn build_runtime(workers: usize, logs: &tracing::Dispatch) -> std::io::Result<Ru
 /// while the old connections linger in TIME_WAIT.
 fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
     let could_not = |e: std::io::Error| Error::Io(format!("could not listen on {addr}: {e}"));
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(could_not)?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(could_not)?;
     socket.set_reuseaddr(true).map_err(could_not)?;
     socket.bind(addr).map_err(could_not)?;
     let listener = socket.listen(1024).map_err(could_not)?;

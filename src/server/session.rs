@@ -64,7 +64,9 @@ async fn admit(core: &Arc<Core>, tcp: TcpStream) -> Option<(Ws, String)> {
         Ok(user) => Some((ws, user)),
         Err(why) => {
             tracing::debug!(why, "authentication failed");
-            let _ = ws.send(Message::text(error_frame(None, ErrorCode::Unauthorized, why))).await;
+            let _ = ws
+                .send(Message::text(error_frame(None, ErrorCode::Unauthorized, why)))
+                .await;
             close_gracefully(ws, CloseCode::Policy, why).await;
             None
         }
@@ -73,7 +75,12 @@ async fn admit(core: &Arc<Core>, tcp: TcpStream) -> Option<(Ws, String)> {
 
 /// The user id of the connection: from the handshake token, or else from an
 /// `auth` frame, which must be the first frame and arrive before `deadline`.
-async fn authenticate(core: &Arc<Core>, ws: &mut Ws, token: Option<String>, deadline: Instant) -> Result<String, &'static str> {
+async fn authenticate(
+    core: &Arc<Core>,
+    ws: &mut Ws,
+    token: Option<String>,
+    deadline: Instant,
+) -> Result<String, &'static str> {
     let token = match token {
         Some(token) => token,
         None => first_frame_token(ws, deadline).await?,
@@ -94,7 +101,11 @@ async fn first_frame_token(ws: &mut Ws, deadline: Instant) -> Result<String, &'s
             Ok(_) => return Err("expected an auth frame first"),
         };
         return match parse_client_frame(&text) {
-            Ok(ClientFrame { kind, token: Some(token), .. }) if kind == "auth" => Ok(token.into_owned()),
+            Ok(ClientFrame {
+                kind,
+                token: Some(token),
+                ..
+            }) if kind == "auth" => Ok(token.into_owned()),
             _ => Err("expected an auth frame first"),
         };
     }
@@ -142,7 +153,12 @@ async fn run_session(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     tracing::debug!(session = &*name, "session started");
 
     let (sink, stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(sink, queue, session.clone(), core.config.limits.ping_interval()));
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        queue,
+        session.clone(),
+        core.config.limits.ping_interval(),
+    ));
     let reason = read_loop(&core, stream, &session, &mut writer).await;
     core.router.detach(&session);
     tracing::debug!(session = &*name, reason, "session ended");
@@ -182,7 +198,11 @@ async fn read_loop(
             Ok(Some(Ok(Message::Text(text)))) => handle_text(core, session, &text),
             Ok(Some(Ok(Message::Binary(_)))) => reply(
                 session,
-                error_frame(None, ErrorCode::BadRequest, "binary frames are reserved; send JSON in text frames"),
+                error_frame(
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary frames are reserved; send JSON in text frames",
+                ),
             ),
             Ok(Some(Ok(_))) => {}
         }

@@ -68,12 +68,7 @@ impl Store for MemoryStore {
         done(Ok(appended));
     }
 
-    fn history(
-        &self,
-        conv: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
+    fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
         let conversations = self.shard(&self.conversations, conv);
         let Some(log) = conversations.get(conv) else {
             return Ok(Vec::new());
@@ -129,7 +124,12 @@ mod tests {
             append(&store, message("a", &i.to_string()));
         }
         let seqs = |before, limit| -> Vec<u64> {
-            store.history("dm:a:b", before, limit).unwrap().iter().map(|m| m.seq).collect()
+            store
+                .history("dm:a:b", before, limit)
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect()
         };
         assert_eq!(seqs(None, 3), [8, 9, 10]);
         assert_eq!(seqs(Some(5), 3), [2, 3, 4]);

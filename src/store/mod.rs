@@ -120,10 +120,5 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` messages of `conv` with `seq` below `before` (all, when
     /// `None`), oldest first.
-    fn history(
-        &self,
-        conv: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<Arc<StoredMessage>>, StoreError>;
+    fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError>;
 }

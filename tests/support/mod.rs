@@ -27,7 +27,10 @@ pub struct RecordingHost {
 
 impl Host for RecordingHost {
     fn on_event(&self, event: &Event) {
-        self.events.lock().unwrap().push(serde_json::from_str(&event.to_json()).unwrap());
+        self.events
+            .lock()
+            .unwrap()
+            .push(serde_json::from_str(&event.to_json()).unwrap());
         self.changed.notify_all();
     }
     fn on_log(&self, level: LogLevel, target: &str, message: &str) {
@@ -47,13 +50,21 @@ impl RecordingHost {
             if let Some(e) = events.iter().find(|e| pred(e)) {
                 return e.clone();
             }
-            let left = deadline.checked_duration_since(Instant::now()).expect("timed out waiting for an event");
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("timed out waiting for an event");
             events = self.changed.wait_timeout(events, left).unwrap().0;
         }
     }
 
     pub fn events_of(&self, kind: &str) -> Vec<Value> {
-        self.events.lock().unwrap().iter().filter(|e| e["event"] == kind).cloned().collect()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .cloned()
+            .collect()
     }
 }
 
@@ -144,7 +155,10 @@ impl Client {
     pub async fn closed_with(&mut self) -> Option<CloseCode> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match tokio::time::timeout_at(deadline, self.ws.next()).await.expect("timed out waiting for close") {
+            match tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return None,
@@ -154,16 +168,17 @@ impl Client {
 
     /// Asserts that nothing arrives for a short while.
     pub async fn assert_quiet(&mut self) {
-        if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(300), self.ws.next()).await {
-            if m.is_text() {
-                panic!("unexpected frame: {m}");
-            }
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(300), self.ws.next()).await
+            && m.is_text()
+        {
+            panic!("unexpected frame: {m}");
         }
     }
 
     /// Sends a message and returns the reply (ack or error).
     pub async fn send_to(&mut self, to: &str, id: &str, body: Value) -> Value {
-        self.send_json(json!({"type": "send", "id": id, "to": to, "body": body})).await;
+        self.send_json(json!({"type": "send", "id": id, "to": to, "body": body}))
+            .await;
         self.recv().await
     }
 }
