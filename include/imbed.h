@@ -17,6 +17,12 @@
 // The longest user id, group id or request id, in bytes (not counting the NUL).
 #define IMBED_MAX_ID_LEN 64
 
+// The most messages one history call returns.
+#define MAX_HISTORY_LIMIT 1000
+
+// "imbd": the application id written into every imbed database.
+#define APPLICATION_ID 1768776292
+
 // The result of a call. `IMBED_OK` is 0; every other value is a failure whose
 // details `imbed_last_error()` gives on the same thread.
 typedef enum {
@@ -185,6 +191,28 @@ imbed_status imbed_server_stop(imbed_server *server);
 // handle is released at once and the stop finishes on a background thread
 // after the callback returns.
 void imbed_server_free(imbed_server *server);
+
+// Writes up to `limit` (1 to 1000) stored messages of the conversation
+// `conv` (`dm:<a>:<b>` with a <= b, or `g:<group>`) with seq below `before`
+// (0: the newest), oldest first, as a JSON array of protocol `msg` frames,
+// into `*json_out`. The string is owned by the caller: free it with
+// `imbed_string_free`. An unknown conversation gives `[]`. Blocks while the
+// store is read.
+//
+// # Safety
+// `conv` is NULL or NUL-terminated; `json_out` is NULL or writable.
+imbed_status imbed_server_history(imbed_server *server,
+                                  const char *conv,
+                                  uint64_t before,
+                                  uint32_t limit,
+                                  char **json_out);
+
+// Frees a string the library returned to the caller (`json_out` of
+// `imbed_server_history`). NULL is ignored.
+//
+// # Safety
+// `string` is NULL or a string from this library not freed before.
+void imbed_string_free(char *string);
 
 // A static, NUL-terminated description of a status code. Takes any integer:
 // unknown values give "unknown status". Never NULL; never free it.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::host::LogLevel;
+use crate::store::Retention;
 
 /// The whole configuration. See `docs/C-API.md` for the table of keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,8 +59,11 @@ pub enum AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `":memory:"` keeps messages in memory only.
+    /// A SQLite database file, created if missing; `":memory:"` keeps
+    /// messages in memory only.
     pub path: String,
+    /// How much history to keep; by default everything.
+    pub retention: Retention,
 }
 
 /// Timeouts and size limits; every value must be positive.
@@ -104,6 +108,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: ":memory:".into(),
+            retention: Retention::default(),
         }
     }
 }
@@ -158,8 +163,8 @@ impl Config {
         {
             return bad("auth.secret", "must not be empty");
         }
-        if self.store.path != ":memory:" {
-            return bad("store.path", "only \":memory:\" is available in this build");
+        if self.store.path.is_empty() {
+            return bad("store.path", "must not be empty (\":memory:\" keeps nothing on disk)");
         }
         let l = &self.limits;
         let positive = [
@@ -234,6 +239,8 @@ mod tests {
         assert!(error_of(r#"{"limits":{"max_frame_bytes":-1}}"#).contains("limits.max_frame_bytes"));
         assert!(error_of(r#"{"listen":"localhost"}"#).starts_with("listen:"));
         assert!(error_of(r#"{"log_level":"loud"}"#).starts_with("log_level:"));
+        assert!(error_of(r#"{"store":{"path":""}}"#).starts_with("store.path:"));
+        assert!(error_of(r#"{"store":{"retention":{"days":1}}}"#).contains("days"));
         assert!(error_of(r#"{} x"#).contains("trailing"));
         assert!(!error_of("not json").is_empty());
     }

@@ -3,6 +3,7 @@
 //! describes the protocol in prose; this module is its only encoder and parser.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,29 @@ pub fn is_valid_request_id(s: &str) -> bool {
 pub fn direct_conv(a: &str, b: &str) -> String {
     let (first, second) = if a.as_bytes() <= b.as_bytes() { (a, b) } else { (b, a) };
     format!("dm:{first}:{second}")
+}
+
+/// A conversation id, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversation<'a> {
+    /// `dm:<a>:<b>`, with `a <= b` bytewise.
+    Direct(&'a str, &'a str),
+    /// `g:<group>`.
+    Group(&'a str),
+}
+
+impl<'a> Conversation<'a> {
+    /// Parses a conversation id; `None` when it is not one.
+    pub fn parse(conv: &'a str) -> Option<Conversation<'a>> {
+        if let Some(pair) = conv.strip_prefix("dm:") {
+            let (a, b) = pair.split_once(':')?;
+            (is_valid_id(a) && is_valid_id(b) && a.as_bytes() <= b.as_bytes()).then_some(Conversation::Direct(a, b))
+        } else {
+            conv.strip_prefix("g:")
+                .filter(|g| is_valid_id(g))
+                .map(Conversation::Group)
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -92,6 +116,21 @@ pub struct ClientFrame<'a> {
     /// `send`: the recipient group.
     #[serde(default, borrow)]
     pub group: Option<Cow<'a, str>>,
+    /// `history`, `read`: the conversation.
+    #[serde(default, borrow)]
+    pub conv: Option<Cow<'a, str>>,
+    /// `read`: the seq read up to.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// `sync`: the client's cursor per conversation.
+    #[serde(default)]
+    pub cursors: Option<HashMap<String, u64>>,
+    /// `sync`, `history`: how many messages at most (per conversation, for sync).
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// `history`: only messages with a seq below this.
+    #[serde(default)]
+    pub before: Option<u64>,
     /// `send`: the message body, any JSON value (`null` included), kept as written.
     #[serde(default, borrow, deserialize_with = "present")]
     pub body: Option<&'a RawValue>,
@@ -207,6 +246,47 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
     },
+    /// A request without a reply of its own succeeded.
+    Ok {
+        /// The request's id.
+        id: &'a str,
+    },
+    /// The end of a sync reply: every conversation of the user.
+    Synced {
+        /// The sync's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// Per conversation: its last seq and whether more messages wait.
+        convs: BTreeMap<&'a str, SyncedState>,
+    },
+    /// The answer to `history`.
+    History {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// The conversation.
+        conv: &'a str,
+        /// `msg` frames, ascending seq.
+        messages: &'a RawValue,
+    },
+    /// A member's read cursor moved.
+    Read {
+        /// The conversation.
+        conv: &'a str,
+        /// The member who read.
+        user: &'a str,
+        /// The seq read up to.
+        seq: u64,
+    },
+}
+
+/// A conversation's state in a `synced` frame.
+#[derive(Debug, Serialize)]
+pub struct SyncedState {
+    /// The conversation's last seq.
+    pub last_seq: u64,
+    /// Whether messages above the client's new cursor remain.
+    pub more: bool,
 }
 
 impl ServerFrame<'_> {
@@ -246,6 +326,28 @@ mod tests {
         assert!(!is_valid_id("a b"));
         assert!(!is_valid_id("a:b"));
         assert!(!is_valid_id("é"));
+    }
+
+    #[test]
+    fn conversations_parse_strictly() {
+        assert_eq!(
+            Conversation::parse("dm:alice:bob"),
+            Some(Conversation::Direct("alice", "bob"))
+        );
+        assert_eq!(Conversation::parse("dm:al:al"), Some(Conversation::Direct("al", "al")));
+        assert_eq!(Conversation::parse("g:team"), Some(Conversation::Group("team")));
+        for bad in [
+            "dm:bob:alice",
+            "dm:alice",
+            "dm:a:b:c",
+            "g:",
+            "g:a b",
+            "x:y",
+            "",
+            "dm::b",
+        ] {
+            assert_eq!(Conversation::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

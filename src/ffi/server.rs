@@ -1,6 +1,6 @@
 //! The `imbed_server_*` exports.
 
-use std::ffi::c_char;
+use std::ffi::{CString, c_char};
 use std::ptr;
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use super::status::imbed_status;
 use crate::config::Config;
 use crate::error::Error;
 use crate::server::Server;
+use crate::store::StoredMessage;
 
 /// An IM server. Opaque: create it with `imbed_server_new`, release it with
 /// `imbed_server_free`. Every call on it is thread-safe.
@@ -161,4 +162,48 @@ pub extern "C" fn imbed_server_free(server: *mut imbed_server) {
         }
         Ok(())
     });
+}
+
+/// Writes up to `limit` (1 to 1000) stored messages of the conversation
+/// `conv` (`dm:<a>:<b>` with a <= b, or `g:<group>`) with seq below `before`
+/// (0: the newest), oldest first, as a JSON array of protocol `msg` frames,
+/// into `*json_out`. The string is owned by the caller: free it with
+/// `imbed_string_free`. An unknown conversation gives `[]`. Blocks while the
+/// store is read.
+///
+/// # Safety
+/// `conv` is NULL or NUL-terminated; `json_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_history(
+    server: *mut imbed_server,
+    conv: *const c_char,
+    before: u64,
+    limit: u32,
+    json_out: *mut *mut c_char,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY (both): per this function's contract.
+        let conv = unsafe { arg_str(conv, "conv") }?;
+        let out = unsafe { out_ptr(json_out, "json_out") }?;
+        let messages = server.history(conv, (before > 0).then_some(before), limit as usize)?;
+        let json = StoredMessage::json_array(&messages, usize::MAX);
+        *out = CString::new(json.get())
+            .map_err(|_| Error::Store("a stored message contains NUL".into()))?
+            .into_raw();
+        Ok(())
+    })
+}
+
+/// Frees a string the library returned to the caller (`json_out` of
+/// `imbed_server_history`). NULL is ignored.
+///
+/// # Safety
+/// `string` is NULL or a string from this library not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_string_free(string: *mut c_char) {
+    if !string.is_null() {
+        // SAFETY: made by CString::into_raw in this library, per the contract.
+        drop(unsafe { CString::from_raw(string) });
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::{Router, SessionHandle};
+use super::{Position, Router, SessionHandle};
 
 const SHARDS: usize = 64;
 
@@ -63,14 +63,14 @@ impl Router for LocalRouter {
         }
     }
 
-    fn deliver(&self, user: &str, frame: &Utf8Bytes, except: Option<u64>) -> usize {
+    fn deliver(&self, user: &str, frame: &Utf8Bytes, position: Option<Position<'_>>, except: Option<u64>) -> usize {
         let shard = self.shard(user).read().unwrap_or_else(|p| p.into_inner());
         let Some(list) = shard.get(user) else {
             return 0;
         };
         list.iter()
             .filter(|s| Some(s.id) != except)
-            .filter(|s| s.outbox.push(frame.clone()))
+            .filter(|s| s.outbox.push_at(frame.clone(), position))
             .count()
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use local::LocalRouter;
-pub use outbox::Outbox;
+pub use outbox::{Outbox, Position};
 
 /// One authenticated connection, as the router sees it.
 pub struct SessionHandle {
@@ -33,9 +33,10 @@ pub trait Router: Send + Sync + 'static {
     fn attach(&self, session: Arc<SessionHandle>);
     /// Makes `session` unreachable.
     fn detach(&self, session: &SessionHandle);
-    /// Queues `frame` to every session of `user` except the one with id
-    /// `except`; returns how many sessions it was queued to.
-    fn deliver(&self, user: &str, frame: &Utf8Bytes, except: Option<u64>) -> usize;
+    /// Queues `frame` (a `msg` at `position`, or another frame when `None`)
+    /// to every session of `user` except the one with id `except`; returns
+    /// how many sessions it was queued to.
+    fn deliver(&self, user: &str, frame: &Utf8Bytes, position: Option<Position<'_>>, except: Option<u64>) -> usize;
     /// Asks every session to close with `code` and `reason`.
     fn close_all(&self, code: u16, reason: &'static str);
     /// How many sessions are attached.

@@ -5,9 +5,14 @@
 //! that far behind is better served by `sync` after reconnecting than by an
 //! ever-growing buffer here. A close request also wakes the writer when it is
 //! blocked on a peer that does not read.
+//!
+//! While a sync reply is being read from the store, the outbox *holds* new
+//! frames instead of queueing them; the reply goes out first and the held
+//! frames after it, minus the messages the reply already carried. That keeps
+//! each conversation in seq order on the wire.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -16,8 +21,18 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 /// WebSocket close code for "try again later": the session fell too far behind.
 pub const CLOSE_SLOW_READER: u16 = 1013;
 
+/// Where a `msg` frame sits: its conversation and seq.
+pub type Position<'a> = (&'a str, u64);
+
+/// A frame held back during a sync, with its position if it is a `msg`.
+struct Held {
+    frame: Utf8Bytes,
+    position: Option<(String, u64)>,
+}
+
 /// The producer side of a session's queue.
 pub struct Outbox {
+    held: Mutex<Option<Vec<Held>>>,
     tx: UnboundedSender<Utf8Bytes>,
     queued_bytes: AtomicUsize,
     limit_bytes: usize,
@@ -30,6 +45,7 @@ impl Outbox {
     pub fn new(limit_bytes: usize) -> (Outbox, UnboundedReceiver<Utf8Bytes>) {
         let (tx, rx) = unbounded_channel();
         let outbox = Outbox {
+            held: Mutex::new(None),
             tx,
             queued_bytes: AtomicUsize::new(0),
             limit_bytes,
@@ -41,17 +57,64 @@ impl Outbox {
 
     /// Queues a frame; false when the session is closing or just overflowed.
     pub fn push(&self, frame: Utf8Bytes) -> bool {
-        if self.is_closing() {
+        self.push_at(frame, None)
+    }
+
+    /// Queues a `msg` frame at `position`, so a sync in progress can tell
+    /// whether its reply already carries it.
+    pub fn push_at(&self, frame: Utf8Bytes, position: Option<Position<'_>>) -> bool {
+        if self.is_closing() || !self.reserve(frame.len()) {
             return false;
         }
-        let len = frame.len();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        match held.as_mut() {
+            Some(held) => {
+                let position = position.map(|(conv, seq)| (conv.to_owned(), seq));
+                held.push(Held { frame, position });
+                true
+            }
+            None => self.tx.send(frame).is_ok(),
+        }
+    }
+
+    /// Counts `len` more bytes against the limit, closing with 1013 when over.
+    fn reserve(&self, len: usize) -> bool {
         let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if before + len > self.limit_bytes {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             self.close(CLOSE_SLOW_READER, "slow reader");
             return false;
         }
-        self.tx.send(frame).is_ok()
+        true
+    }
+
+    /// Starts holding new frames back; false if a hold is already on.
+    pub fn hold(&self) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_some() {
+            return false;
+        }
+        *held = Some(Vec::new());
+        true
+    }
+
+    /// Queues `reply`, then the held frames except the `msg`s for which
+    /// `already_sent(conv, seq)` is true, and stops holding.
+    pub fn release(&self, reply: Vec<Utf8Bytes>, already_sent: impl Fn(&str, u64) -> bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for frame in reply {
+            if !self.is_closing() && self.reserve(frame.len()) {
+                let _ = self.tx.send(frame);
+            }
+        }
+        for h in held.take().unwrap_or_default() {
+            match &h.position {
+                Some((conv, seq)) if already_sent(conv, *seq) => self.written(h.frame.len()),
+                _ => {
+                    let _ = self.tx.send(h.frame);
+                }
+            }
+        }
     }
 
     /// Asks the writer to close the connection; only the first request counts.
@@ -98,6 +161,24 @@ mod tests {
         assert_eq!(outbox.close_reason(), Some((CLOSE_SLOW_READER, "slow reader")));
         assert_eq!(rx.try_recv().unwrap(), "123456");
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn held_frames_follow_the_reply_minus_what_it_carried() {
+        let (outbox, mut rx) = Outbox::new(1000);
+        assert!(outbox.hold());
+        assert!(!outbox.hold());
+        outbox.push_at("live-5".into(), Some(("c", 5)));
+        outbox.push_at("live-7".into(), Some(("c", 7)));
+        outbox.push("pong".into());
+        assert!(rx.try_recv().is_err());
+        outbox.release(vec!["sync-5".into(), "synced".into()], |conv, seq| {
+            conv == "c" && seq <= 5
+        });
+        let order: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(order, ["sync-5", "synced", "live-7", "pong"]);
+        outbox.push("after".into());
+        assert_eq!(rx.try_recv().unwrap(), "after");
     }
 
     #[test]

@@ -93,11 +93,12 @@ impl Core {
                 if let Ok(Appended::New(stored)) = &outcome {
                     let frame = Utf8Bytes::from(stored.frame());
                     let m = &stored.message;
+                    let position = Some((m.conv.as_str(), stored.seq));
                     if let Some(to) = &m.to {
-                        core.router.deliver(to, &frame, sender_session);
+                        core.router.deliver(to, &frame, position, sender_session);
                     }
                     if m.to.as_deref() != Some(&*m.from) {
-                        core.router.deliver(&m.from, &frame, sender_session);
+                        core.router.deliver(&m.from, &frame, position, sender_session);
                     }
                     core.events.post(Event::Message {
                         from: m.from.clone(),

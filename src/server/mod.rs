@@ -8,6 +8,7 @@ mod accept;
 pub mod auth;
 pub mod core;
 pub mod handshake;
+mod requests;
 mod session;
 
 use std::net::SocketAddr;
@@ -27,9 +28,12 @@ use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of};
 use crate::host::{Host, log_layer};
-use crate::protocol::{direct_conv, is_valid_id, is_valid_request_id, now_ms};
+use crate::protocol::{Conversation, direct_conv, is_valid_id, is_valid_request_id, now_ms};
 use crate::router::LocalRouter;
-use crate::store::{MemoryStore, NewMessage, Placement, StoredMessage};
+use crate::store::{NewMessage, Placement, StoredMessage};
+
+/// The most messages one history call returns.
+pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 /// How long `stop` waits for sessions to say goodbye before cutting them off.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -117,6 +121,7 @@ impl Server {
 
     fn launch(&self, gate: Arc<CallbackGate>) -> Result<Running, Error> {
         let config = &self.config;
+        let store = crate::store::open(&config.store).map_err(|e| Error::Store(e.0))?;
         let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity)
             .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
         let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
@@ -142,7 +147,7 @@ impl Server {
         let (stopping, stopping_rx) = watch::channel(false);
         let core = Arc::new(Core::new(
             config.clone(),
-            Arc::new(MemoryStore::new()),
+            store,
             Arc::new(LocalRouter::new()),
             dispatcher.queue().clone(),
             gate,
@@ -212,13 +217,22 @@ impl Server {
             .map_err(|e| Error::Store(e.0))
     }
 
-    /// Up to `limit` stored messages of `conv` below `before` (the newest when
-    /// `None`), oldest first.
+    /// Up to `limit` (1 to [`MAX_HISTORY_LIMIT`]) stored messages of `conv`
+    /// below `before` (the newest when `None`), oldest first. Blocking (it
+    /// may read the database): async callers wrap it in `spawn_blocking`.
     pub fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, Error> {
-        self.running_core()?
-            .store
-            .history(conv, before, limit)
-            .map_err(|e| Error::Store(e.0))
+        let core = self.running_core()?;
+        if Conversation::parse(conv).is_none() {
+            return Err(Error::InvalidArgument(
+                "conv must be dm:<a>:<b> (sorted) or g:<group>".into(),
+            ));
+        }
+        if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+            return Err(Error::InvalidArgument(format!(
+                "limit must be between 1 and {MAX_HISTORY_LIMIT}"
+            )));
+        }
+        core.store.history(conv, before, limit).map_err(|e| Error::Store(e.0))
     }
 
     /// Stops the server: no new connections, every session closed with 1001,
@@ -299,9 +313,13 @@ impl Running {
         drop(alive);
         wait_for_connections(&all_ended.into_inner().unwrap_or_else(|p| p.into_inner()), STOP_GRACE);
         runtime.shutdown_timeout(Duration::from_secs(1));
+        // Dropping the core closes the store, whose writer finishes its queue
+        // first, so the events of those last messages still reach the host.
+        let gate = core.gate.clone();
+        drop(core);
         dispatcher.shutdown();
         // Last: callbacks in progress finish, then the host's last reference drops here.
-        drop(core.gate.close());
+        drop(gate.close());
     }
 }
 

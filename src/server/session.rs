@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::value::RawValue;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
@@ -24,13 +23,11 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::core::Core;
 use super::handshake::{upgrade, websocket_config};
+use super::requests::{handle_text, reply};
 use crate::host::Event;
-use crate::protocol::{
-    ClientFrame, ErrorCode, ServerFrame, direct_conv, error_frame, is_valid_id, now_ms, parse_client_frame,
-};
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, error_frame, now_ms, parse_client_frame};
 use crate::router::SessionHandle;
 use crate::router::outbox::Outbox;
-use crate::store::NewMessage;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -267,69 +264,4 @@ async fn write_loop(
         };
         let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
     }
-}
-
-fn reply(session: &SessionHandle, frame: String) {
-    session.outbox.push(frame.into());
-}
-
-fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, text: &str) {
-    let frame = match parse_client_frame(text) {
-        Ok(frame) => frame,
-        Err(e) => return reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message)),
-    };
-    let id = frame.id.as_deref();
-    match &*frame.kind {
-        "send" => handle_send(core, session, &frame),
-        "ping" => reply(session, ServerFrame::Pong { id }.encode()),
-        "auth" => reply(session, error_frame(id, ErrorCode::BadRequest, "already authenticated")),
-        other => {
-            let message = format!("unknown frame type `{other}`");
-            reply(session, error_frame(id, ErrorCode::BadRequest, &message));
-        }
-    }
-}
-
-fn handle_send(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) {
-    let id = frame.id.as_deref();
-    let bad = |message: &str| reply(session, error_frame(id, ErrorCode::BadRequest, message));
-    let Some(client_id) = id else {
-        return bad("send requires an id");
-    };
-    let to = match (&frame.to, &frame.group) {
-        (Some(to), None) if is_valid_id(to) => to,
-        (Some(_), None) => return bad("to must be 1 to 64 characters of [A-Za-z0-9_.@-]"),
-        (None, Some(_)) => return bad("group messages are not available in this version"),
-        _ => return bad("send requires exactly one of to or group"),
-    };
-    let Some(body) = frame.body else {
-        return bad("send requires a body");
-    };
-    let message = NewMessage {
-        conv: direct_conv(&session.user, to),
-        from: session.user.clone(),
-        to: Some(to.to_string()),
-        group: None,
-        client_id: client_id.to_owned(),
-        body: RawValue::from_string(body.get().to_owned()).expect("already valid JSON"),
-        ts: now_ms(),
-    };
-    let replying = session.clone();
-    let client_id = client_id.to_owned();
-    core.submit(message, Some(session.id), move |outcome| {
-        let frame = match outcome {
-            Ok(p) => ServerFrame::Ack {
-                id: &client_id,
-                conv: &p.conv,
-                seq: p.seq,
-                ts: p.ts,
-            }
-            .encode(),
-            Err(e) => {
-                tracing::error!(error = %e, "store failed");
-                error_frame(Some(&client_id), ErrorCode::Internal, "the message could not be stored")
-            }
-        };
-        reply(&replying, frame);
-    });
 }

@@ -1,45 +1,112 @@
 //! The in-memory store: for tests, demos and hosts that keep nothing.
 //!
-//! Conversations and idempotency keys live in hash maps split into shards so
-//! that senders in different conversations rarely wait for each other. It
-//! keeps everything until the server is dropped.
+//! Conversations, idempotency keys and each user's conversations live in
+//! hash maps split into shards, so that senders in different conversations
+//! rarely wait for each other. Retention applies as messages arrive.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{AppendDone, Appended, NewMessage, Placement, Store, StoreError, StoredMessage};
+use super::{
+    AppendDone, Appended, NewMessage, Placement, ReadDone, ReadMark, Retention, Store, StoreError, StoredMessage,
+    SyncedConversation,
+};
 
 const SHARDS: usize = 64;
 
 type IdempotencyKey = (Arc<str>, String);
 
-/// Messages and idempotency keys in memory.
-pub struct MemoryStore {
-    hasher: RandomState,
-    conversations: Vec<Mutex<HashMap<String, Vec<Arc<StoredMessage>>>>>,
-    keys: Vec<Mutex<HashMap<IdempotencyKey, Placement>>>,
+/// One conversation: its last seq and the messages still kept.
+#[derive(Default)]
+struct Conversation {
+    last_seq: u64,
+    kept: VecDeque<Arc<StoredMessage>>,
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore {
-            hasher: RandomState::new(),
-            conversations: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            keys: (0..SHARDS).map(|_| Mutex::default()).collect(),
+impl Conversation {
+    /// Kept messages with `after < seq < before`, the newest `limit` when
+    /// `newest` is set, else the oldest `limit`.
+    fn range(&self, after: u64, before: u64, limit: usize, newest: bool) -> Vec<Arc<StoredMessage>> {
+        let in_range = self.kept.iter().filter(|m| m.seq > after && m.seq < before);
+        let mut found: Vec<_> = if newest {
+            let mut v: Vec<_> = in_range.rev().take(limit).cloned().collect();
+            v.reverse();
+            v
+        } else {
+            in_range.take(limit).cloned().collect()
+        };
+        found.shrink_to_fit();
+        found
+    }
+
+    fn apply_retention(&mut self, retention: &Retention, now_ms: i64) {
+        let max = retention.max_messages_per_conversation as usize;
+        while max > 0 && self.kept.len() > max {
+            self.kept.pop_front();
+        }
+        if let Some(oldest) = retention.oldest_kept_ts(now_ms) {
+            while self.kept.front().is_some_and(|m| m.message.ts < oldest) {
+                self.kept.pop_front();
+            }
         }
     }
 }
 
+/// Messages, idempotency keys and read cursors in memory.
+pub struct MemoryStore {
+    hasher: RandomState,
+    retention: Retention,
+    conversations: Vec<Mutex<HashMap<String, Conversation>>>,
+    keys: Vec<Mutex<HashMap<IdempotencyKey, Placement>>>,
+    users: Vec<Mutex<HashMap<Arc<str>, BTreeSet<String>>>>,
+    read_cursors: Mutex<HashMap<(Arc<str>, String), u64>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_retention(Retention::default())
+    }
+}
+
+fn shards<T: Default>() -> Vec<Mutex<T>> {
+    (0..SHARDS).map(|_| Mutex::default()).collect()
+}
+
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store that keeps everything.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// An empty store that keeps what `retention` allows.
+    pub fn with_retention(retention: Retention) -> MemoryStore {
+        MemoryStore {
+            hasher: RandomState::new(),
+            retention,
+            conversations: shards(),
+            keys: shards(),
+            users: shards(),
+            read_cursors: Mutex::default(),
+        }
     }
 
     fn shard<'a, T>(&self, shards: &'a [Mutex<T>], key: &str) -> MutexGuard<'a, T> {
         let index = self.hasher.hash_one(key) as usize % SHARDS;
         shards[index].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember_conversation(&self, user: &str, conv: &str) {
+        let mut users = self.shard(&self.users, user);
+        if !users.get(user).is_some_and(|convs| convs.contains(conv)) {
+            users.entry(user.into()).or_default().insert(conv.to_owned());
+        }
+    }
+
+    fn last_seq(&self, conv: &str) -> u64 {
+        self.shard(&self.conversations, conv)
+            .get(conv)
+            .map_or(0, |c| c.last_seq)
     }
 }
 
@@ -55,28 +122,74 @@ impl Store for MemoryStore {
             drop(keys);
             return done(Ok(Appended::Duplicate(placement)));
         }
+        for user in [Some(&*message.from), message.to.as_deref()].into_iter().flatten() {
+            self.remember_conversation(user, &message.conv);
+        }
         let mut conversations = self.shard(&self.conversations, &message.conv);
-        let log = conversations.entry(message.conv.clone()).or_default();
+        let conversation = conversations.entry(message.conv.clone()).or_default();
+        conversation.last_seq += 1;
+        let now = message.ts;
         let stored = Arc::new(StoredMessage {
-            seq: log.len() as u64 + 1,
+            seq: conversation.last_seq,
             message,
         });
-        log.push(stored.clone());
+        conversation.kept.push_back(stored.clone());
+        conversation.apply_retention(&self.retention, now);
         let appended = Appended::New(stored);
         keys.insert(key, appended.placement());
         drop(keys);
         done(Ok(appended));
     }
 
+    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, done: ReadDone) {
+        let last_seq = self.last_seq(&conv);
+        if seq > last_seq {
+            return done(Ok(ReadMark::BeyondLast { last_seq }));
+        }
+        let mut cursors = self.read_cursors.lock().unwrap_or_else(|p| p.into_inner());
+        let cursor = cursors.entry((user, conv)).or_default();
+        let mark = if seq > *cursor {
+            *cursor = seq;
+            ReadMark::Advanced
+        } else {
+            ReadMark::Unchanged
+        };
+        drop(cursors);
+        done(Ok(mark));
+    }
+
     fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
         let conversations = self.shard(&self.conversations, conv);
-        let Some(log) = conversations.get(conv) else {
-            return Ok(Vec::new());
-        };
-        // seq n sits at index n - 1.
-        let end = before.map_or(log.len(), |b| (b.saturating_sub(1) as usize).min(log.len()));
-        let start = end.saturating_sub(limit);
-        Ok(log[start..end].to_vec())
+        Ok(conversations
+            .get(conv)
+            .map(|c| c.range(0, before.unwrap_or(u64::MAX), limit, true))
+            .unwrap_or_default())
+    }
+
+    fn sync(
+        &self,
+        user: &str,
+        cursors: &HashMap<String, u64>,
+        limit: usize,
+    ) -> Result<Vec<SyncedConversation>, StoreError> {
+        let convs = self.shard(&self.users, user).get(user).cloned().unwrap_or_default();
+        Ok(convs
+            .into_iter()
+            .map(|conv| {
+                let after = cursors.get(&conv).copied().unwrap_or(0);
+                let conversations = self.shard(&self.conversations, &conv);
+                let (last_seq, messages) = conversations
+                    .get(&conv)
+                    .map(|c| (c.last_seq, c.range(after, u64::MAX, limit, false)))
+                    .unwrap_or_default();
+                drop(conversations);
+                SyncedConversation {
+                    conv,
+                    last_seq,
+                    messages,
+                }
+            })
+            .collect())
     }
 }
 
@@ -88,15 +201,15 @@ mod tests {
 
     use super::*;
 
-    fn message(from: &str, client_id: &str) -> NewMessage {
+    fn message(from: &str, client_id: &str, ts: i64) -> NewMessage {
         NewMessage {
             conv: "dm:a:b".into(),
             from: from.into(),
-            to: Some("b".into()),
+            to: Some(if from == "a" { "b" } else { "a" }.into()),
             group: None,
             client_id: client_id.into(),
             body: RawValue::from_string("1".into()).unwrap(),
-            ts: 5,
+            ts,
         }
     }
 
@@ -106,36 +219,82 @@ mod tests {
         rx.recv().unwrap().unwrap()
     }
 
+    fn seqs(messages: &[Arc<StoredMessage>]) -> Vec<u64> {
+        messages.iter().map(|m| m.seq).collect()
+    }
+
     #[test]
     fn seq_is_gapless_and_keys_are_idempotent() {
         let store = MemoryStore::new();
-        assert_eq!(append(&store, message("a", "1")).placement().seq, 1);
-        assert_eq!(append(&store, message("a", "2")).placement().seq, 2);
-        assert!(matches!(append(&store, message("a", "1")), Appended::Duplicate(p) if p.seq == 1));
-        assert_eq!(append(&store, message("b", "1")).placement().seq, 3);
-        let all = store.history("dm:a:b", None, 10).unwrap();
-        assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(append(&store, message("a", "1", 5)).placement().seq, 1);
+        assert_eq!(append(&store, message("a", "2", 5)).placement().seq, 2);
+        assert!(matches!(append(&store, message("a", "1", 5)), Appended::Duplicate(p) if p.seq == 1));
+        assert_eq!(append(&store, message("b", "1", 5)).placement().seq, 3);
+        assert_eq!(seqs(&store.history("dm:a:b", None, 10).unwrap()), [1, 2, 3]);
     }
 
     #[test]
     fn history_pages_below_before() {
         let store = MemoryStore::new();
         for i in 0..10 {
-            append(&store, message("a", &i.to_string()));
+            append(&store, message("a", &i.to_string(), 5));
         }
-        let seqs = |before, limit| -> Vec<u64> {
-            store
-                .history("dm:a:b", before, limit)
-                .unwrap()
-                .iter()
-                .map(|m| m.seq)
-                .collect()
-        };
-        assert_eq!(seqs(None, 3), [8, 9, 10]);
-        assert_eq!(seqs(Some(5), 3), [2, 3, 4]);
-        assert_eq!(seqs(Some(2), 3), [1]);
-        assert_eq!(seqs(Some(1), 3), Vec::<u64>::new());
-        assert_eq!(seqs(Some(100), 2), [9, 10]);
+        let page = |before, limit| seqs(&store.history("dm:a:b", before, limit).unwrap());
+        assert_eq!(page(None, 3), [8, 9, 10]);
+        assert_eq!(page(Some(5), 3), [2, 3, 4]);
+        assert_eq!(page(Some(2), 3), [1]);
+        assert_eq!(page(Some(1), 3), Vec::<u64>::new());
+        assert_eq!(page(Some(100), 2), [9, 10]);
         assert!(store.history("dm:x:y", None, 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sync_names_every_conversation_of_the_user_and_pages_by_cursor() {
+        let store = MemoryStore::new();
+        for i in 0..5 {
+            append(&store, message("a", &i.to_string(), 5));
+        }
+        let cursors = HashMap::from([("dm:a:b".to_owned(), 2)]);
+        let synced = store.sync("b", &cursors, 2).unwrap();
+        assert_eq!(synced.len(), 1);
+        assert_eq!((synced[0].conv.as_str(), synced[0].last_seq), ("dm:a:b", 5));
+        assert_eq!(seqs(&synced[0].messages), [3, 4]);
+        assert!(store.sync("c", &HashMap::new(), 2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_but_seq_keeps_counting() {
+        let by_count = MemoryStore::with_retention(Retention {
+            max_messages_per_conversation: 3,
+            max_age_seconds: 0,
+        });
+        for i in 0..5 {
+            append(&by_count, message("a", &i.to_string(), 5));
+        }
+        assert_eq!(seqs(&by_count.history("dm:a:b", None, 10).unwrap()), [3, 4, 5]);
+        assert_eq!(append(&by_count, message("a", "new", 5)).placement().seq, 6);
+
+        let by_age = MemoryStore::with_retention(Retention {
+            max_messages_per_conversation: 0,
+            max_age_seconds: 10,
+        });
+        append(&by_age, message("a", "old", 1_000));
+        append(&by_age, message("a", "new", 20_000));
+        assert_eq!(seqs(&by_age.history("dm:a:b", None, 10).unwrap()), [2]);
+    }
+
+    #[test]
+    fn read_cursors_only_move_forward_and_not_past_the_last_message() {
+        let store = MemoryStore::new();
+        append(&store, message("a", "1", 5));
+        append(&store, message("a", "2", 5));
+        let mark = |seq| {
+            let (tx, rx) = channel();
+            store.mark_read("b".into(), "dm:a:b".into(), seq, Box::new(move |r| tx.send(r).unwrap()));
+            rx.recv().unwrap().unwrap()
+        };
+        assert_eq!(mark(2), ReadMark::Advanced);
+        assert_eq!(mark(1), ReadMark::Unchanged);
+        assert_eq!(mark(3), ReadMark::BeyondLast { last_seq: 2 });
     }
 }

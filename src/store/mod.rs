@@ -7,7 +7,9 @@
 //! session sees a conversation in `seq` order without any further locking.
 
 pub mod memory;
+pub mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,6 +18,18 @@ use serde_json::value::RawValue;
 use crate::protocol::MsgFrame;
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use crate::config::StoreConfig;
+
+/// Opens the store `config` names: memory for `":memory:"`, else SQLite.
+pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    if config.path == ":memory:" {
+        Ok(Arc::new(MemoryStore::with_retention(config.retention.clone())))
+    } else {
+        Ok(Arc::new(SqliteStore::open(&config.path, config.retention.clone())?))
+    }
+}
 
 /// A message to store.
 #[derive(Debug)]
@@ -61,6 +75,26 @@ impl StoredMessage {
             ts: m.ts,
         }
         .encode()
+    }
+}
+
+impl StoredMessage {
+    /// A JSON array of the `msg` frames of the newest of `messages` that fit
+    /// in `budget` bytes, oldest first (a client pages further back with
+    /// `before`).
+    pub fn json_array(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
+        let mut frames: Vec<String> = Vec::new();
+        let mut used = 2;
+        for message in messages.iter().rev() {
+            let frame = message.frame();
+            if used + frame.len() + 1 > budget {
+                break;
+            }
+            used += frame.len() + 1;
+            frames.push(frame);
+        }
+        frames.reverse();
+        RawValue::from_string(format!("[{}]", frames.join(","))).expect("msg frames are JSON")
     }
 }
 
@@ -111,6 +145,51 @@ impl fmt::Display for StoreError {
 /// Called once with the outcome of an append.
 pub type AppendDone = Box<dyn FnOnce(Result<Appended, StoreError>) + Send>;
 
+/// The outcome of [`Store::mark_read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMark {
+    /// The user's read cursor moved forward to the given seq.
+    Advanced,
+    /// The cursor was already at or past the given seq; nothing changed.
+    Unchanged,
+    /// The conversation has no message with that seq yet.
+    BeyondLast {
+        /// The conversation's last seq.
+        last_seq: u64,
+    },
+}
+
+/// Called once with the outcome of a read mark.
+pub type ReadDone = Box<dyn FnOnce(Result<ReadMark, StoreError>) + Send>;
+
+/// One conversation in a sync reply.
+#[derive(Debug)]
+pub struct SyncedConversation {
+    /// The conversation.
+    pub conv: String,
+    /// Its last seq at the time of the sync.
+    pub last_seq: u64,
+    /// Messages above the cursor, oldest first, at most the sync's limit.
+    pub messages: Vec<Arc<StoredMessage>>,
+}
+
+/// Retention: how much history a store keeps. Zero means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Keep at most this many of the newest messages per conversation.
+    pub max_messages_per_conversation: u64,
+    /// Drop messages older than this many seconds.
+    pub max_age_seconds: u64,
+}
+
+impl Retention {
+    /// The oldest timestamp (ms) to keep at `now_ms`, if an age limit is set.
+    pub fn oldest_kept_ts(&self, now_ms: i64) -> Option<i64> {
+        (self.max_age_seconds > 0).then(|| now_ms - (self.max_age_seconds as i64).saturating_mul(1000))
+    }
+}
+
 /// A message store.
 pub trait Store: Send + Sync + 'static {
     /// Stores `message` unless its `(from, client_id)` is already stored, and
@@ -118,7 +197,21 @@ pub trait Store: Send + Sync + 'static {
     /// `done` is called in `seq` order, and never concurrently.
     fn append(&self, message: NewMessage, done: AppendDone);
 
+    /// Moves `user`'s read cursor in `conv` forward to `seq`; calls `done`
+    /// once with the outcome, after it is stored.
+    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, done: ReadDone);
+
     /// Up to `limit` messages of `conv` with `seq` below `before` (all, when
-    /// `None`), oldest first.
+    /// `None`), oldest first. Blocking: call it off the network threads.
     fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError>;
+
+    /// Every conversation of `user` with its last seq and up to `limit`
+    /// messages above its cursor in `cursors` (0 when absent), from one
+    /// consistent snapshot. Blocking: call it off the network threads.
+    fn sync(
+        &self,
+        user: &str,
+        cursors: &HashMap<String, u64>,
+        limit: usize,
+    ) -> Result<Vec<SyncedConversation>, StoreError>;
 }

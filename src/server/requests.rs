@@ -1,0 +1,277 @@
+//! What a session does with each frame a client sends: one handler per
+//! frame type. Replies go through the session's outbox; store reads run on
+//! the blocking pool, never on a network thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::core::Core;
+use crate::protocol::{
+    ClientFrame, Conversation, ErrorCode, ServerFrame, SyncedState, direct_conv, error_frame, is_valid_id, now_ms,
+    parse_client_frame,
+};
+use crate::router::SessionHandle;
+use crate::store::{NewMessage, ReadMark, StoredMessage, SyncedConversation};
+
+/// Default and largest `limit` of `sync` (per conversation) and `history`.
+const SYNC_LIMIT: (u64, u64) = (100, 1000);
+const HISTORY_LIMIT: (u64, u64) = (50, 1000);
+
+/// Queues a reply to the session.
+pub fn reply(session: &SessionHandle, frame: String) {
+    session.outbox.push(frame.into());
+}
+
+/// A failed request: the error code and message of its `error` frame.
+type Refusal = (ErrorCode, String);
+
+fn bad(message: impl Into<String>) -> Refusal {
+    (ErrorCode::BadRequest, message.into())
+}
+
+/// Handles one text frame.
+pub fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, text: &str) {
+    let frame = match parse_client_frame(text) {
+        Ok(frame) => frame,
+        Err(e) => return reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message)),
+    };
+    let id = frame.id.as_deref();
+    let handled = match &*frame.kind {
+        "send" => send(core, session, &frame),
+        "sync" => sync(core, session, &frame),
+        "history" => history(core, session, &frame),
+        "read" => read(core, session, &frame),
+        "ping" => {
+            reply(session, ServerFrame::Pong { id }.encode());
+            Ok(())
+        }
+        "auth" => Err(bad("already authenticated")),
+        other => Err(bad(format!("unknown frame type `{other}`"))),
+    };
+    if let Err((code, message)) = handled {
+        reply(session, error_frame(id, code, &message));
+    }
+}
+
+/// A `limit` field within `1..=max`, or `default` when absent.
+fn limit_of(frame: &ClientFrame<'_>, (default, max): (u64, u64)) -> Result<usize, Refusal> {
+    match frame.limit.unwrap_or(default) {
+        n @ 1.. if n <= max => Ok(n as usize),
+        _ => Err(bad(format!("limit must be between 1 and {max}"))),
+    }
+}
+
+/// The `conv` field, checked for form and for the user's membership.
+fn member_conv<'f>(session: &SessionHandle, frame: &'f ClientFrame<'_>) -> Result<&'f str, Refusal> {
+    let conv = frame.conv.as_deref().ok_or_else(|| bad("conv is required"))?;
+    let member = match Conversation::parse(conv) {
+        None => return Err(bad("conv must be dm:<a>:<b> (sorted) or g:<group>")),
+        Some(Conversation::Direct(a, b)) => *session.user == *a || *session.user == *b,
+        Some(Conversation::Group(_)) => false,
+    };
+    if member {
+        Ok(conv)
+    } else {
+        Err((ErrorCode::Forbidden, "not a member of this conversation".into()))
+    }
+}
+
+fn send(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+    let client_id = frame.id.as_deref().ok_or_else(|| bad("send requires an id"))?;
+    let to = match (&frame.to, &frame.group) {
+        (Some(to), None) if is_valid_id(to) => to,
+        (Some(_), None) => return Err(bad("to must be 1 to 64 characters of [A-Za-z0-9_.@-]")),
+        (None, Some(_)) => return Err(bad("group messages are not available in this version")),
+        _ => return Err(bad("send requires exactly one of to or group")),
+    };
+    let body = frame.body.ok_or_else(|| bad("send requires a body"))?;
+    let message = NewMessage {
+        conv: direct_conv(&session.user, to),
+        from: session.user.clone(),
+        to: Some(to.to_string()),
+        group: None,
+        client_id: client_id.to_owned(),
+        body: body.to_owned(),
+        ts: now_ms(),
+    };
+    let replying = session.clone();
+    let client_id = client_id.to_owned();
+    core.submit(message, Some(session.id), move |outcome| {
+        let frame = match outcome {
+            Ok(p) => ServerFrame::Ack {
+                id: &client_id,
+                conv: &p.conv,
+                seq: p.seq,
+                ts: p.ts,
+            }
+            .encode(),
+            Err(e) => {
+                tracing::error!(error = %e, "store failed");
+                error_frame(Some(&client_id), ErrorCode::Internal, "the message could not be stored")
+            }
+        };
+        reply(&replying, frame);
+    });
+    Ok(())
+}
+
+/// The byte budget of one sync or history reply: half the outbound queue,
+/// so a reply never closes the session it answers.
+fn reply_budget(core: &Core) -> usize {
+    core.config.limits.outbound_queue_bytes / 2
+}
+
+fn sync(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+    let limit = limit_of(frame, SYNC_LIMIT)?;
+    let cursors = frame.cursors.clone().unwrap_or_default();
+    if !session.outbox.hold() {
+        return Err(bad("a sync is already in progress on this connection"));
+    }
+    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
+    tokio::spawn(async move {
+        let (store, user) = (core.store.clone(), session.user.clone());
+        let snapshot = tokio::task::spawn_blocking(move || store.sync(&user, &cursors, limit)).await;
+        match snapshot {
+            Ok(Ok(convs)) => {
+                let (frames, covered) = sync_reply(id.as_deref(), &convs, reply_budget(&core));
+                session
+                    .outbox
+                    .release(frames, |conv, seq| covered.get(conv).is_some_and(|up_to| seq <= *up_to));
+            }
+            failed => {
+                tracing::error!(error = ?failed.err(), "sync failed");
+                let error = error_frame(id.as_deref(), ErrorCode::Internal, "sync failed; retry");
+                session.outbox.release(vec![error.into()], |_, _| false);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The `msg` frames of a sync reply within `budget` bytes, then `synced`;
+/// and, per conversation, up to which seq live messages held during the
+/// sync are covered: by this reply, or (where more remain) by the next sync.
+fn sync_reply<'c>(
+    id: Option<&str>,
+    convs: &'c [SyncedConversation],
+    budget: usize,
+) -> (Vec<Utf8Bytes>, BTreeMap<&'c str, u64>) {
+    let mut frames = Vec::new();
+    let mut states = BTreeMap::new();
+    let mut covered = BTreeMap::new();
+    let mut used = 0;
+    for conv in convs {
+        let mut sent_up_to = conv.messages.first().map_or(conv.last_seq, |m| m.seq - 1);
+        for message in &conv.messages {
+            let frame = message.frame();
+            if used + frame.len() > budget {
+                break;
+            }
+            used += frame.len();
+            sent_up_to = message.seq;
+            frames.push(frame.into());
+        }
+        let more = sent_up_to < conv.last_seq;
+        covered.insert(conv.conv.as_str(), if more { u64::MAX } else { conv.last_seq });
+        states.insert(
+            conv.conv.as_str(),
+            SyncedState {
+                last_seq: conv.last_seq,
+                more,
+            },
+        );
+    }
+    frames.push(ServerFrame::Synced { id, convs: states }.encode().into());
+    (frames, covered)
+}
+
+fn history(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+    let conv = member_conv(session, frame)?.to_owned();
+    let limit = limit_of(frame, HISTORY_LIMIT)?;
+    let before = frame.before;
+    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
+    tokio::spawn(async move {
+        let store = core.store.clone();
+        let read_conv = conv.clone();
+        let found = tokio::task::spawn_blocking(move || store.history(&read_conv, before, limit)).await;
+        let frame = match found {
+            Ok(Ok(messages)) => history_frame(id.as_deref(), &conv, &messages, reply_budget(&core)),
+            failed => {
+                tracing::error!(error = ?failed.err(), "history failed");
+                error_frame(id.as_deref(), ErrorCode::Internal, "history failed; retry")
+            }
+        };
+        reply(&session, frame);
+    });
+    Ok(())
+}
+
+/// A `history` frame with the newest of `messages` that fit in `budget` bytes.
+fn history_frame(id: Option<&str>, conv: &str, messages: &[Arc<StoredMessage>], budget: usize) -> String {
+    let messages = StoredMessage::json_array(messages, budget);
+    ServerFrame::History {
+        id,
+        conv,
+        messages: &messages,
+    }
+    .encode()
+}
+
+fn read(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+    let conv = member_conv(session, frame)?.to_owned();
+    let seq = frame
+        .seq
+        .filter(|s| *s >= 1)
+        .ok_or_else(|| bad("read requires a seq of 1 or more"))?;
+    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
+    let store = core.store.clone();
+    store.mark_read(
+        session.user.clone(),
+        conv.clone(),
+        seq,
+        Box::new(move |outcome| {
+            let refusal = match outcome {
+                Ok(ReadMark::Advanced) => {
+                    relay_read(&core, &session, &conv, seq);
+                    None
+                }
+                Ok(ReadMark::Unchanged) => None,
+                Ok(ReadMark::BeyondLast { last_seq }) => Some(bad(format!(
+                    "seq {seq} is beyond the conversation's last seq {last_seq}"
+                ))),
+                Err(e) => {
+                    tracing::error!(error = %e, "read cursor not stored");
+                    Some((ErrorCode::Internal, "the read cursor could not be stored".into()))
+                }
+            };
+            match (refusal, id) {
+                (Some((code, message)), id) => reply(&session, error_frame(id.as_deref(), code, &message)),
+                (None, Some(id)) => reply(&session, ServerFrame::Ok { id: &id }.encode()),
+                (None, None) => {}
+            }
+        }),
+    );
+    Ok(())
+}
+
+/// Tells the other members, and the reader's other sessions, that `session`'s
+/// user read `conv` up to `seq`.
+fn relay_read(core: &Core, session: &SessionHandle, conv: &str, seq: u64) {
+    let frame = Utf8Bytes::from(
+        ServerFrame::Read {
+            conv,
+            user: &session.user,
+            seq,
+        }
+        .encode(),
+    );
+    if let Some(Conversation::Direct(a, b)) = Conversation::parse(conv) {
+        let other = if *session.user == *a { b } else { a };
+        if other != &*session.user {
+            core.router.deliver(other, &frame, None, None);
+        }
+    }
+    core.router.deliver(&session.user, &frame, None, Some(session.id));
+}

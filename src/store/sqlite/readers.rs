@@ -1,0 +1,109 @@
+//! Read-only connections for history and sync, reused across calls.
+//!
+//! In WAL mode readers never block the writer, and each read runs in its own
+//! transaction, so a sync sees one consistent snapshot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::rows::{MESSAGE_COLUMNS, message_from_row};
+use crate::store::{StoreError, StoredMessage, SyncedConversation};
+
+/// Idle connections kept for reuse; more may be open while busy.
+const IDLE_READERS: usize = 4;
+
+/// A pool of reading connections to one database file.
+pub struct Readers {
+    path: String,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// A pool for the database at `path`; connections open on first use.
+    pub fn new(path: &str) -> Readers {
+        Readers {
+            path: path.to_owned(),
+            idle: Mutex::default(),
+        }
+    }
+
+    fn with<R>(&self, read: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
+        let failed = |e: rusqlite::Error| StoreError(format!("{}: {e}", self.path));
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(&self.path, flags).map_err(failed)?;
+                conn.pragma_update(None, "query_only", true).map_err(failed)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(failed)?;
+                conn
+            }
+        };
+        let result = read(&mut conn).map_err(failed);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    /// See [`crate::store::Store::history`].
+    pub fn history(
+        &self,
+        conv: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
+        self.with(|conn| {
+            let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+            ))?;
+            let mut found = statement
+                .query_map(params![conv, before, limit as i64], message_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            found.reverse();
+            Ok(found)
+        })
+    }
+
+    /// See [`crate::store::Store::sync`].
+    pub fn sync(
+        &self,
+        user: &str,
+        cursors: &HashMap<String, u64>,
+        limit: usize,
+    ) -> Result<Vec<SyncedConversation>, StoreError> {
+        self.with(|conn| {
+            let snapshot = conn.transaction()?;
+            let convs = snapshot
+                .prepare_cached(
+                    "SELECT c.conv, c.last_seq FROM user_conversations u
+                     JOIN conversations c ON c.conv = u.conv WHERE u.user = ?1 ORDER BY c.conv",
+                )?
+                .query_map([user], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut messages = snapshot.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            ))?;
+            let mut synced = Vec::with_capacity(convs.len());
+            for (conv, last_seq) in convs {
+                let after = cursors.get(&conv).copied().unwrap_or(0).min(i64::MAX as u64) as i64;
+                let found = messages
+                    .query_map(params![conv, after, limit as i64], message_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                synced.push(SyncedConversation {
+                    conv,
+                    last_seq,
+                    messages: found,
+                });
+            }
+            drop(messages);
+            snapshot.commit()?;
+            Ok(synced)
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! The database schema and its migrations.
+//!
+//! `PRAGMA user_version` counts the migrations applied; `application_id`
+//! marks the file as imbed's, so a database that belongs to something else
+//! is refused instead of being written into.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// "imbd": the application id written into every imbed database.
+pub const APPLICATION_ID: i32 = 0x696d_6264;
+
+/// Migration N (from 1) takes a database from user_version N-1 to N.
+const MIGRATIONS: &[&str] = &[
+    // 1: messages with their per-conversation sequence and idempotency keys,
+    // each user's conversations (for sync), and read cursors.
+    "CREATE TABLE conversations (
+        conv TEXT PRIMARY KEY NOT NULL,
+        last_seq INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE messages (
+        conv TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT,
+        grp TEXT,
+        client_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (conv, seq)
+     ) WITHOUT ROWID;
+     CREATE UNIQUE INDEX messages_by_sender_and_client_id ON messages (sender, client_id);
+     CREATE INDEX messages_by_ts ON messages (ts);
+     CREATE TABLE user_conversations (
+        user TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        PRIMARY KEY (user, conv)
+     ) WITHOUT ROWID;
+     CREATE TABLE read_cursors (
+        user TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user, conv)
+     ) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database at `path` to [`SCHEMA_VERSION`], refusing one that is
+/// newer or not imbed's.
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let failed = |e: rusqlite::Error| StoreError(format!("{path}: {e}"));
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(failed)?;
+    let application_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(failed)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| {
+            r.get(0)
+        })
+        .map_err(failed)?;
+    if application_id != APPLICATION_ID && (application_id != 0 || tables > 0) {
+        return Err(StoreError(format!(
+            "{path} is a SQLite database of another application, not imbed's"
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "{path} has schema version {version}, newer than this imbed supports ({SCHEMA_VERSION}); upgrade imbed"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let target = index as i64 + 1;
+        let tx = conn.transaction().map_err(failed)?;
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", target).map_err(failed)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}
