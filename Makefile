@@ -8,9 +8,9 @@ LDLIBS   = -lpthread -ldl -lm
 LIB      = target/release/libimbed.a
 HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
-DB      ?= :memory:
+DB      ?= imbed.db
 
-.PHONY: all lib host run test test-rust test-c test-interop check-header check-symbols lint deps clean
+.PHONY: all lib host run bench-durable test test-rust test-c test-interop check-header check-symbols lint deps clean
 
 all: host
 
@@ -46,10 +46,13 @@ check-header: lib
 	git diff --exit-code -- include/imbed.h
 	@git ls-files --error-unmatch include/imbed.h >/dev/null
 
+# Only imbed_ symbols in the library, only imbed_/IMBED_ names in the header.
 check-symbols: lib
 	@bad=$$(nm -g --defined-only target/release/libimbed.so | awk '{print $$3}' | grep -v '^imbed_' || true); \
 	if [ -n "$$bad" ]; then echo "exported symbols without the imbed_ prefix:"; echo "$$bad"; exit 1; fi; \
-	echo "check-symbols: only imbed_ symbols exported"
+	bad=$$(grep -oE '^#define [A-Za-z_]+|^(typedef|[a-z_ ]+\*?) *[a-z_]+\(' include/imbed.h | grep -vE 'IMBED_|imbed_' || true); \
+	if [ -n "$$bad" ]; then echo "header names without the imbed prefix:"; echo "$$bad"; exit 1; fi; \
+	echo "check-symbols: only imbed_ symbols exported, only imbed names in the header"
 
 test-rust:
 	cargo test --release
@@ -64,3 +67,7 @@ test-interop: host
 clean:
 	cargo clean
 	rm -rf build
+
+# Durable throughput: imbed in memory vs SQLite vs a bare rusqlite loop (docs/BENCHMARKS.md).
+bench-durable:
+	scripts/bench-durable

@@ -4,7 +4,8 @@
  * stdout: the first line is "listening on ws://HOST:PORT/ws"; then every host
  * event, and every reply to a stdin command, as one JSON object per line.
  * stderr: the engine's logs and fatal errors.
- * stdin: one command per line, "send <user> <json-body>" or "quit".
+ * stdin: one command per line, "send <user> <json-body>", "history <conv> [limit]"
+ * or "quit".
  * SIGINT and SIGTERM stop the server cleanly; so does "quit". End of input
  * does not: the host may run with stdin closed and keeps serving.
  *
@@ -30,12 +31,13 @@
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define EXIT_USAGE 2
 #define READ_CHUNK_BYTES 65536
+#define DEFAULT_HISTORY_LIMIT 50
 
 static const char USAGE[] =
     "usage: " PROGRAM_NAME " (--dev-auth | --jwt-secret SECRET) [options]\n"
     "\n"
     "  --listen HOST:PORT   address to serve on (default " DEFAULT_LISTEN "; port 0 picks one)\n"
-    "  --db PATH            message store (default :memory:)\n"
+    "  --db PATH            SQLite file that stores the messages (default :memory:, which keeps nothing)\n"
     "  --dev-auth           the token is the user id (demos and tests only)\n"
     "  --jwt-secret SECRET  accept HS256 JWTs signed with SECRET\n"
     "  --workers N          engine worker threads (default: the engine's)\n"
@@ -45,6 +47,7 @@ static const char USAGE[] =
     "\n"
     "commands on stdin, one per line:\n"
     "  send USER JSON-BODY  send JSON-BODY to USER from the host id\n"
+    "  history CONV [N]     print the N newest messages of CONV (default 50), such as dm:alice:bob\n"
     "  quit                 stop the server and exit\n";
 
 typedef enum auth_mode { AUTH_UNSET, AUTH_DEV, AUTH_JWT } auth_mode;
@@ -393,6 +396,51 @@ static void run_send_command(imbed_server *server, const host_options *options, 
     text_free(&line);
 }
 
+/* Parses the limit of "history": a decimal number that fits uint32_t; the engine checks its range. */
+static bool parse_history_limit(const char *text, uint32_t *limit_out)
+{
+    size_t digit_count = strspn(text, "0123456789");
+    if (digit_count == 0 || digit_count > 10 || text[digit_count] != '\0') {
+        return false;
+    }
+    unsigned long long limit = strtoull(text, NULL, 10);
+    if (limit > UINT32_MAX) {
+        return false;
+    }
+    *limit_out = (uint32_t)limit;
+    return true;
+}
+
+/* Runs "history <conv> [limit]": prints the newest messages of conv as one JSON line. */
+static void run_history_command(imbed_server *server, char *arguments)
+{
+    char *conv = take_word(&arguments);
+    char *limit_text = take_word(&arguments);
+    char *extra = take_word(&arguments);
+    uint32_t limit = DEFAULT_HISTORY_LIMIT;
+    if (*conv == '\0' || *extra != '\0' || (*limit_text != '\0' && !parse_history_limit(limit_text, &limit))) {
+        print_command_error("history", "usage: history <conv> [limit]");
+        return;
+    }
+    char *messages = NULL;
+    imbed_status status = imbed_server_history(server, conv, 0, limit, &messages);
+    if (status != IMBED_OK) {
+        char *description = describe_failure(status);
+        print_command_error("history", description);
+        free(description);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"history\",\"conv\":");
+    text_append_json_string(&line, conv);
+    text_append(&line, ",\"messages\":");
+    text_append(&line, messages);
+    text_append(&line, "}");
+    imbed_string_free(messages);
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
 /* Runs one stdin line; trailing whitespace (a CR from a Windows terminal) is dropped. */
 static command_result handle_command(imbed_server *server, const host_options *options, char *line)
 {
@@ -410,8 +458,11 @@ static command_result handle_command(imbed_server *server, const host_options *o
     }
     if (strcmp(command, "send") == 0) {
         run_send_command(server, options, arguments);
+    } else if (strcmp(command, "history") == 0) {
+        run_history_command(server, arguments);
     } else {
-        print_command_error(command, "unknown command (commands: send <user> <json-body>, quit)");
+        print_command_error(command,
+                            "unknown command (commands: send <user> <json-body>, history <conv> [limit], quit)");
     }
     return COMMAND_CONTINUE;
 }

@@ -17,12 +17,6 @@
 // The longest user id, group id or request id, in bytes (not counting the NUL).
 #define IMBED_MAX_ID_LEN 64
 
-// The most messages one history call returns.
-#define MAX_HISTORY_LIMIT 1000
-
-// "imbd": the application id written into every imbed database.
-#define APPLICATION_ID 1768776292
-
 // The result of a call. `IMBED_OK` is 0; every other value is a failure whose
 // details `imbed_last_error()` gives on the same thread.
 typedef enum {

@@ -304,6 +304,38 @@ fn retention_keeps_the_newest_and_seq_keeps_counting() {
     server.stop().unwrap();
 }
 
+#[test]
+fn age_retention_drops_old_messages_at_start() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("age.db");
+    let config = |retention: Value| {
+        let text = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"},
+            "store": {"path": path.to_str().unwrap(), "retention": retention}});
+        Config::from_json(&text.to_string()).unwrap()
+    };
+    let server = Server::new(config(json!({}))).unwrap();
+    server.start().unwrap();
+    for i in 0..4 {
+        server.send("a", "b", "1", Some(&i.to_string())).unwrap();
+    }
+    server.stop().unwrap();
+    // Age the first two messages by a day.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE messages SET ts = ts - 86400000 WHERE seq <= 2", [])
+        .unwrap();
+    drop(conn);
+    let server = Server::new(config(json!({"max_age_seconds": 3600}))).unwrap();
+    server.start().unwrap();
+    let kept: Vec<u64> = server
+        .history("dm:a:b", None, 10)
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(kept, [3, 4]);
+    server.stop().unwrap();
+}
+
 fn start_error(path: &std::path::Path) -> String {
     let config = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": {"path": path.to_str().unwrap()}});
     let server = Server::new(Config::from_json(&config.to_string()).unwrap()).unwrap();

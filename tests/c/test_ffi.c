@@ -136,18 +136,34 @@ static long long now_ms(void)
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-/* Whether `message_json` contains "seq":<seq> as a whole number. */
-static bool message_has_seq(const char *message_json, unsigned seq)
+/* Offset of the first "seq":<seq> (as a whole number, so 1 does not match 12) in `json`, or -1. */
+static long seq_offset(const char *json, unsigned seq)
 {
     char needle[32];
     int needle_length = snprintf(needle, sizeof needle, "\"seq\":%u", seq);
-    for (const char *found = strstr(message_json, needle); found != NULL; found = strstr(found + 1, needle)) {
+    for (const char *found = strstr(json, needle); found != NULL; found = strstr(found + 1, needle)) {
         char next = found[needle_length];
         if (next < '0' || next > '9') {
-            return true;
+            return (long)(found - json);
         }
     }
-    return false;
+    return -1;
+}
+
+/* Whether `message_json` contains "seq":<seq> as a whole number. */
+static bool message_has_seq(const char *message_json, unsigned seq)
+{
+    return seq_offset(message_json, seq) >= 0;
+}
+
+/* How many times `needle` occurs in `haystack`. */
+static int count_occurrences(const char *haystack, const char *needle)
+{
+    int count = 0;
+    for (const char *found = strstr(haystack, needle); found != NULL; found = strstr(found + 1, needle)) {
+        count++;
+    }
+    return count;
 }
 
 /* Whether an event's fields fit its kind as documented in imbed.h. */
@@ -260,21 +276,27 @@ static bool wait_for_counter(event_recorder *recorder, const int *counter, int a
     }
 }
 
-/* Creates and starts a dev-auth server on a free port with `listener` (may be NULL); NULL on failure. */
-static imbed_server *start_dev_server(const imbed_listener *listener)
+/* Creates and starts a server from `config` with `listener` (may be NULL); NULL on failure. */
+static imbed_server *start_server(const char *config, const imbed_listener *listener)
 {
     imbed_server *server = NULL;
-    if (!check_status(imbed_server_new(DEV_CONFIG, &server), IMBED_OK, "new dev server")) {
+    if (!check_status(imbed_server_new(config, &server), IMBED_OK, "new server")) {
         return NULL;
     }
     if (listener != NULL) {
         check_status(imbed_server_set_listener(server, listener), IMBED_OK, "set_listener");
     }
-    if (!check_status(imbed_server_start(server), IMBED_OK, "start dev server")) {
+    if (!check_status(imbed_server_start(server), IMBED_OK, "start server")) {
         imbed_server_free(server);
         return NULL;
     }
     return server;
+}
+
+/* Creates and starts a dev-auth server on a free port with `listener` (may be NULL); NULL on failure. */
+static imbed_server *start_dev_server(const imbed_listener *listener)
+{
+    return start_server(DEV_CONFIG, listener);
 }
 
 /* Thread body: reads the last error of a thread that never failed. */
@@ -647,6 +669,186 @@ static void test_concurrent_send_and_stop(void)
     imbed_server_free(server);
 }
 
+/*
+ * Calls imbed_server_history and checks that the array holds exactly
+ * `expected_count` msg frames with the seqs `expected_seqs`, in that order.
+ */
+static void check_history(imbed_server *server, const char *conv, uint64_t before, uint32_t limit,
+                          const unsigned *expected_seqs, int expected_count, const char *what)
+{
+    char *json = NULL;
+    if (!check_status(imbed_server_history(server, conv, before, limit, &json), IMBED_OK, what)) {
+        return;
+    }
+    size_t length = json ? strlen(json) : 0;
+    bool is_array = length >= 2 && json[0] == '[' && json[length - 1] == ']';
+    int frames = is_array ? count_occurrences(json, "\"type\":\"msg\"") : -1;
+    bool in_order = true;
+    long previous_offset = -1;
+    for (int index = 0; index < expected_count && is_array; index++) {
+        long offset = seq_offset(json, expected_seqs[index]);
+        in_order &= offset > previous_offset;
+        previous_offset = offset;
+    }
+    bool empty_is_bare = expected_count > 0 || (json != NULL && strcmp(json, "[]") == 0);
+    check(is_array && frames == expected_count && in_order && empty_is_bare,
+          "%s: %d msg frames (expected %d), seqs in ascending order: %s", what, frames, expected_count,
+          json ? json : "(NULL)");
+    imbed_string_free(json);
+}
+
+/* A history call that must fail with `expected` and leave *json_out untouched. */
+static void check_history_refused(imbed_server *server, const char *conv, uint64_t before, uint32_t limit,
+                                  imbed_status expected, const char *what)
+{
+    char untouched = '\0';
+    char *json = &untouched;
+    check_status(imbed_server_history(server, conv, before, limit, &json), expected, what);
+    check_last_error_mentions("", what);
+    check(json == &untouched, "%s leaves json_out untouched", what);
+}
+
+/* imbed_server_history on the memory store: order, before, limit, unknown and malformed convs, NULLs, stop. */
+static void test_history(void)
+{
+    imbed_string_free(NULL);
+    check(true, "imbed_string_free(NULL) returns");
+
+    imbed_server *server = start_dev_server(NULL);
+    if (server == NULL) {
+        return;
+    }
+    check_send(server, "bob", "{\"text\":\"one\"}", "h-1", IMBED_OK, 1, "send h-1 to bob");
+    check_send(server, "bob", "{\"text\":\"two\"}", "h-2", IMBED_OK, 2, "send h-2 to bob");
+    check_send(server, "bob", "{\"text\":\"three\"}", "h-3", IMBED_OK, 3, "send h-3 to bob");
+    check_send(server, "carol", "{\"text\":\"elsewhere\"}", "h-4", IMBED_OK, 1, "send h-4 to carol");
+
+    const unsigned all[] = {1, 2, 3};
+    check_history(server, "dm:bob:host", 0, 10, all, 3, "history(dm:bob:host, newest, 10)");
+    check_history(server, "dm:bob:host", 0, 1000, all, 3, "history(dm:bob:host, newest, 1000)");
+    check_history(server, "dm:bob:host", 0, 2, all + 1, 2, "history(dm:bob:host, newest, 2) is the newest two");
+    check_history(server, "dm:bob:host", 3, 10, all, 2, "history(dm:bob:host, before 3, 10)");
+    check_history(server, "dm:bob:host", 3, 1, all + 1, 1, "history(dm:bob:host, before 3, 1) is seq 2");
+    check_history(server, "dm:bob:host", 1, 10, NULL, 0, "history(dm:bob:host, before 1) is empty");
+    check_history(server, "dm:carol:host", 0, 10, all, 1, "history(dm:carol:host) holds only its own message");
+    check_history(server, "dm:a:b", 0, 10, NULL, 0, "history of an unknown dm is []");
+    check_history(server, "g:team", 0, 10, NULL, 0, "history of an unknown group is []");
+
+    char *json = NULL;
+    if (check_status(imbed_server_history(server, "dm:bob:host", 0, 10, &json), IMBED_OK, "history for the fields")) {
+        const char *first_id = json ? strstr(json, "\"id\":\"h-1\"") : NULL;
+        const char *last_id = json ? strstr(json, "\"id\":\"h-3\"") : NULL;
+        check(first_id != NULL && last_id != NULL && first_id < last_id && strstr(json, "\"from\":\"host\"") &&
+                  strstr(json, "\"to\":\"bob\"") && strstr(json, "\"body\":{\"text\":\"two\"}"),
+              "history frames carry id, from, to and body: %s", json ? json : "(NULL)");
+        imbed_string_free(json);
+    }
+
+    check_history_refused(server, "dm:bob:host", 0, 0, IMBED_ERR_INVALID_ARGUMENT, "history(limit 0)");
+    check_history_refused(server, "dm:bob:host", 0, 1001, IMBED_ERR_INVALID_ARGUMENT, "history(limit 1001)");
+    const char *const malformed_convs[] = {"nope", "dm:b:a", "dm:host:bob", "dm:a", "dm:a:b:c", "dm::b", "g:",
+                                           "g:bad id", "", "x:a:b"};
+    for (size_t index = 0; index < sizeof malformed_convs / sizeof malformed_convs[0]; index++) {
+        char what[64];
+        snprintf(what, sizeof what, "history(conv \"%s\")", malformed_convs[index]);
+        check_history_refused(server, malformed_convs[index], 0, 10, IMBED_ERR_INVALID_ARGUMENT, what);
+    }
+    check_history_refused(server, "dm:a:\xff", 0, 10, IMBED_ERR_INVALID_UTF8, "history(conv with 0xff)");
+    check_history_refused(server, NULL, 0, 10, IMBED_ERR_NULL_ARGUMENT, "history(NULL conv)");
+    check_status(imbed_server_history(server, "dm:bob:host", 0, 10, NULL), IMBED_ERR_NULL_ARGUMENT,
+                 "history(NULL json_out)");
+
+    check_status(imbed_server_stop(server), IMBED_OK, "stop");
+    check_history_refused(server, "dm:bob:host", 0, 10, IMBED_ERR_STOPPED, "history after stop");
+    imbed_server_free(server);
+    check_history_refused(server, "dm:bob:host", 0, 10, IMBED_ERR_INVALID_HANDLE, "history on a freed handle");
+}
+
+/* Removes the database files a store at `directory`/x.db may have made, then the directory. */
+static void remove_database_directory(const char *directory)
+{
+    /* The database and the files SQLite may keep next to it. */
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t index = 0; index < sizeof suffixes / sizeof suffixes[0]; index++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/x.db%s", directory, suffixes[index]);
+        unlink(path);
+    }
+    check(rmdir(directory) == 0, "temporary directory %s holds nothing but the database files", directory);
+}
+
+/* The config of a dev-auth server on a free port storing into `db_path`. */
+static void sqlite_config(char *config, size_t capacity, const char *db_path)
+{
+    snprintf(config, capacity, "{\"listen\":\"127.0.0.1:0\",\"auth\":{\"mode\":\"dev\"},\"store\":{\"path\":\"%s\"}}",
+             db_path);
+}
+
+/* A SQLite store keeps messages, their seqs and their idempotency keys across a stop and a new server. */
+static void test_sqlite_store_survives_restart(void)
+{
+    char directory[] = "/tmp/imbed-test-ffi-XXXXXX";
+    if (!check(mkdtemp(directory) != NULL, "mkdtemp for the database")) {
+        return;
+    }
+    char db_path[96];
+    snprintf(db_path, sizeof db_path, "%s/x.db", directory);
+    char config[256];
+    sqlite_config(config, sizeof config, db_path);
+
+    imbed_server *server = start_server(config, NULL);
+    if (server != NULL) {
+        check_send(server, "bob", "{\"text\":\"one\"}", "d-1", IMBED_OK, 1, "sqlite: send d-1");
+        check_send(server, "bob", "{\"text\":\"two\"}", "d-2", IMBED_OK, 2, "sqlite: send d-2");
+        check_send(server, "bob", "{\"text\":\"three\"}", "d-3", IMBED_OK, 3, "sqlite: send d-3");
+        check_send(server, "bob", "{\"text\":\"two\"}", "d-2", IMBED_OK, 2, "sqlite: retry d-2 before the restart");
+        check_status(imbed_server_stop(server), IMBED_OK, "sqlite: stop the first server");
+        imbed_server_free(server);
+    }
+
+    server = start_server(config, NULL);
+    if (server != NULL) {
+        const unsigned stored[] = {1, 2, 3, 4};
+        check_history(server, "dm:bob:host", 0, 10, stored, 3, "sqlite: history after the restart");
+        char *json = NULL;
+        if (check_status(imbed_server_history(server, "dm:bob:host", 0, 10, &json), IMBED_OK,
+                         "sqlite: history for ids")) {
+            check(json != NULL && strstr(json, "\"d-1\"") && strstr(json, "\"d-2\"") && strstr(json, "\"d-3\"") &&
+                      strstr(json, "{\"text\":\"three\"}"),
+                  "sqlite: the restarted server has d-1, d-2, d-3 and their bodies: %s", json ? json : "(NULL)");
+            imbed_string_free(json);
+        }
+        check_send(server, "bob", "{\"text\":\"two\"}", "d-2", IMBED_OK, 2,
+                   "sqlite: retry d-2 after the restart gets its original seq");
+        check_send(server, "bob", "{\"text\":\"four\"}", "d-4", IMBED_OK, 4,
+                   "sqlite: a new message after the restart continues at seq 4");
+        check_history(server, "dm:bob:host", 0, 10, stored, 4, "sqlite: history holds 4 messages, no copy of d-2");
+        check_status(imbed_server_stop(server), IMBED_OK, "sqlite: stop the second server");
+        imbed_server_free(server);
+    }
+    remove_database_directory(directory);
+}
+
+/* A store path that cannot be opened fails at start with IMBED_ERR_STORE. */
+static void test_sqlite_store_unopenable(void)
+{
+    char directory[] = "/tmp/imbed-test-ffi-XXXXXX";
+    if (!check(mkdtemp(directory) != NULL, "mkdtemp for the missing directory")) {
+        return;
+    }
+    char db_path[96];
+    snprintf(db_path, sizeof db_path, "%s/missing/x.db", directory);
+    char config[256];
+    sqlite_config(config, sizeof config, db_path);
+    imbed_server *server = NULL;
+    if (check_status(imbed_server_new(config, &server), IMBED_OK, "new with a store in a missing directory")) {
+        check_status(imbed_server_start(server), IMBED_ERR_STORE, "start with a store in a missing directory");
+        check_last_error_mentions("missing/x.db", "start with a store in a missing directory");
+        imbed_server_free(server);
+    }
+    check(rmdir(directory) == 0, "the failed start created nothing in %s", directory);
+}
+
 /* Runs every test and prints the summary line. */
 int main(void)
 {
@@ -659,6 +861,9 @@ int main(void)
     test_listener_replacement();
     test_stop_inside_callback();
     test_concurrent_send_and_stop();
+    test_history();
+    test_sqlite_store_survives_restart();
+    test_sqlite_store_unopenable();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed == 0 ? 0 : 1;
 }

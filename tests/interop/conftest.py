@@ -1,7 +1,8 @@
 """Fixtures that run the example host program `imbed-host` for the interop tests.
 
 Each test gets its own host process on a free loopback port, so host events
-and conversation sequences never leak between tests.
+and conversation sequences never leak between tests. Tests of the durable
+store start hosts on a SQLite file of their own, and restart or crash them.
 """
 
 import json
@@ -33,9 +34,10 @@ JWT_SECRET = "imbed-interop-tests-hs256-secret-0123456789abcdef0123456789abcde"
 class ImbedHost:
     """A running imbed-host: its URL, its stdin commands and its stdout events."""
 
-    def __init__(self, auth_args):
+    def __init__(self, auth_args, db=":memory:"):
+        self.db = db
         self.process = subprocess.Popen(
-            [str(HOST_BINARY), "--listen", "127.0.0.1:0", "--db", ":memory:", *auth_args],
+            [str(HOST_BINARY), "--listen", "127.0.0.1:0", "--db", str(db), *auth_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -114,9 +116,13 @@ class ImbedHost:
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
 
+    def running(self):
+        """Whether the process has not exited yet."""
+        return self.process.poll() is None
+
     def stop(self):
         """SIGTERM the host and return its exit code (None if it did not exit in time)."""
-        if self.process.poll() is None:
+        if self.running():
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
@@ -125,19 +131,79 @@ class ImbedHost:
             self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
             return None
         finally:
-            self._reader.join(timeout=SHUTDOWN_TIMEOUT_S)
-            self.process.stdin.close()
-            self.process.stdout.close()
+            self._close_pipes()
+
+    def crash(self):
+        """SIGKILL the host, as a crash or power cut would end it, and wait until it is gone."""
+        self.process.kill()
+        try:
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        finally:
+            self._close_pipes()
+
+    def _close_pipes(self):
+        self._reader.join(timeout=SHUTDOWN_TIMEOUT_S)
+        self.process.stdin.close()
+        self.process.stdout.close()
 
 
-def _run_host(auth_args):
+def _start_host(auth_args, db=":memory:"):
     if not HOST_BINARY.is_file():
         pytest.fail(f"{HOST_BINARY} does not exist: run `make host` or set IMBED_HOST")
-    host = ImbedHost(auth_args)
-    yield host
+    return ImbedHost(auth_args, db)
+
+
+def _stop_cleanly(host):
+    """SIGTERM host; it must exit 0, having printed only JSON lines."""
     exit_code = host.stop()
     assert exit_code == 0, f"imbed-host exited with {exit_code} after SIGTERM (None: not within {SHUTDOWN_TIMEOUT_S} s)"
     assert host.unparsed_lines == [], "imbed-host printed lines that are not JSON objects"
+
+
+def _run_host(auth_args):
+    host = _start_host(auth_args)
+    yield host
+    _stop_cleanly(host)
+
+
+class DevHostFactory:
+    """Starts dev-auth hosts on a given store and restarts them on the same one."""
+
+    def __init__(self):
+        self._hosts = []
+
+    def start(self, db=":memory:"):
+        """A new host storing into db (a path, or ":memory:")."""
+        host = _start_host(["--dev-auth"], db)
+        self._hosts.append(host)
+        return host
+
+    def stop(self, host):
+        """SIGTERM host; it must exit 0, having printed only JSON lines."""
+        self._hosts.remove(host)
+        _stop_cleanly(host)
+
+    def restart(self, host, crash=False):
+        """End host (SIGTERM, or SIGKILL when crash) and start a new one on the same db."""
+        if crash:
+            self._hosts.remove(host)
+            host.crash()
+        else:
+            self.stop(host)
+        return self.start(host.db)
+
+    def stop_all(self):
+        """Stop every host this factory started and did not end yet."""
+        while self._hosts:
+            self.stop(self._hosts[-1])
+
+
+@pytest.fixture
+def dev_hosts():
+    """A DevHostFactory; the hosts it started that still run are stopped after the test."""
+    factory = DevHostFactory()
+    yield factory
+    factory.stop_all()
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 //! The embedded SQLite store: one file, WAL, `synchronous=FULL`.
 //!
 //! All writes go to one writer thread ([`writer`]) that commits them in
-//! groups; reads go to a small pool of reading connections ([`readers`]).
+//! groups; reads go to a small pool of reading connections ([`readers`]);
+//! WAL checkpoints run on a thread of their own ([`checkpointer`]).
 //! SQLite is blocking, so none of it runs on the network threads.
 
+mod checkpointer;
 mod readers;
 mod rows;
 pub mod schema;
@@ -27,7 +29,9 @@ const SYNCHRONOUS_FULL: i64 = 2;
 /// Messages in a SQLite file.
 pub struct SqliteStore {
     jobs: Mutex<Option<Sender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    stop_checkpoints: Mutex<Option<Sender<()>>>,
+    /// The writer, the completion thread (which ends after it), the checkpointer.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     readers: Readers,
 }
 
@@ -38,8 +42,8 @@ impl SqliteStore {
     pub fn open(path: &str, retention: Retention) -> Result<SqliteStore, StoreError> {
         let failed = |e: rusqlite::Error| StoreError(format!("{path}: {e}"));
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn =
-            Connection::open_with_flags(path, flags).map_err(|e| StoreError(format!("cannot open {path}: {e}")))?;
+        let mut conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError(format!("cannot open the database: {e}")))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -53,15 +57,34 @@ impl SqliteStore {
         if synchronous != SYNCHRONOUS_FULL {
             return Err(StoreError(format!("{path}: synchronous is {synchronous}, not FULL")));
         }
+        // Index pages stay in memory instead of being read back for every batch.
+        conn.pragma_update(None, "cache_size", -65_536).map_err(failed)?;
+        // Checkpoints run on their own thread (see checkpointer), not inside the writer's commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(failed)?;
         schema::migrate(&mut conn, path)?;
+        // Before the first read, so nothing past its age is ever served.
+        writer::prune_by_age(&conn, &retention);
+        let could_not = |e: std::io::Error| StoreError(format!("could not start a store thread: {e}"));
+        let (completed, completions) = channel();
+        let completer = std::thread::Builder::new()
+            .name("imbed-store-done".into())
+            .spawn(move || writer::complete(completions))
+            .map_err(could_not)?;
         let (jobs, queue) = channel();
         let writer = std::thread::Builder::new()
             .name("imbed-store".into())
-            .spawn(move || writer::run(conn, queue, retention))
-            .map_err(|e| StoreError(format!("could not start the store thread: {e}")))?;
+            .spawn(move || writer::run(conn, queue, completed, retention))
+            .map_err(could_not)?;
+        let (stop_checkpoints, stopped) = channel();
+        let checkpoint_conn = Connection::open_with_flags(path, flags).map_err(failed)?;
+        let checkpointer = std::thread::Builder::new()
+            .name("imbed-checkpoint".into())
+            .spawn(move || checkpointer::run(checkpoint_conn, stopped))
+            .map_err(could_not)?;
         Ok(SqliteStore {
             jobs: Mutex::new(Some(jobs)),
-            writer: Mutex::new(Some(writer)),
+            stop_checkpoints: Mutex::new(Some(stop_checkpoints)),
+            threads: Mutex::new(vec![writer, completer, checkpointer]),
             readers: Readers::new(path),
         })
     }
@@ -103,11 +126,12 @@ impl Store for SqliteStore {
 }
 
 impl Drop for SqliteStore {
-    /// Lets the writer finish what is queued, then joins it.
+    /// Lets the writer finish what is queued and report it, then joins both threads.
     fn drop(&mut self) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = writer.join();
+        self.stop_checkpoints.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for thread in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = thread.join();
         }
     }
 }

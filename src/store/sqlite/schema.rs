@@ -27,11 +27,10 @@ const MIGRATIONS: &[&str] = &[
         grp TEXT,
         client_id TEXT NOT NULL,
         body TEXT NOT NULL,
-        ts INTEGER NOT NULL,
-        PRIMARY KEY (conv, seq)
-     ) WITHOUT ROWID;
+        ts INTEGER NOT NULL
+     );
+     CREATE UNIQUE INDEX messages_by_conv_and_seq ON messages (conv, seq);
      CREATE UNIQUE INDEX messages_by_sender_and_client_id ON messages (sender, client_id);
-     CREATE INDEX messages_by_ts ON messages (ts);
      CREATE TABLE user_conversations (
         user TEXT NOT NULL,
         conv TEXT NOT NULL,

@@ -4,11 +4,12 @@
 //! commit takes all of them, up to a cap, in one transaction. Durability then
 //! costs one fsync per batch instead of one per message. Outcomes are
 //! reported only after the commit, in queue order, which is also seq order
-//! within each conversation.
+//! within each conversation: a completion thread runs them (fan-out, acks)
+//! while the writer already commits the next batch.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -52,16 +53,41 @@ impl Job {
 }
 
 /// What a job did inside the transaction, reported once it commits.
-enum Outcome {
+pub enum Outcome {
     New(u64),
     Duplicate(Placement),
     Read(ReadMark),
 }
 
-/// Runs the writer until every sender of `jobs` is gone.
-pub fn run(mut conn: Connection, jobs: Receiver<Job>, retention: Retention) {
-    // Last seq of each conversation seen, so most appends skip a lookup.
-    let mut last_seqs: HashMap<String, u64> = HashMap::new();
+/// What the writer remembers between batches, so that most appends touch
+/// only the messages table. Cleared when a commit fails, since the failed
+/// transaction may have changed it.
+#[derive(Default)]
+struct Known {
+    /// The last seq of each conversation seen.
+    last_seqs: HashMap<String, u64>,
+    /// Per conversation, the users already in `user_conversations`.
+    members: HashMap<String, Vec<String>>,
+}
+
+/// A committed (or failed) batch, for the completion thread.
+pub type Completed = Vec<(Job, Result<Outcome, StoreError>)>;
+
+/// Reports the outcomes of committed batches, in order, until the writer ends.
+pub fn complete(batches: Receiver<Completed>) {
+    for batch in batches {
+        for (job, outcome) in batch {
+            match outcome {
+                Ok(outcome) => report(job, outcome),
+                Err(error) => job.fail(error),
+            }
+        }
+    }
+}
+
+/// Runs the writer until every sender of `jobs` is gone; outcomes go to `completed`.
+pub fn run(mut conn: Connection, jobs: Receiver<Job>, completed: Sender<Completed>, retention: Retention) {
+    let mut known = Known::default();
     let mut last_prune = Instant::now();
     loop {
         let first = match jobs.recv_timeout(PRUNE_EVERY) {
@@ -72,34 +98,42 @@ pub fn run(mut conn: Connection, jobs: Receiver<Job>, retention: Retention) {
         if let Some(first) = first {
             let mut batch = vec![first];
             batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
-            commit_batch(&mut conn, &mut last_seqs, batch, &retention);
+            let _ = completed.send(commit_batch(&mut conn, &mut known, batch, &retention));
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
-            if let Some(oldest) = retention.oldest_kept_ts(now_ms())
-                && let Err(e) = conn.execute("DELETE FROM messages WHERE ts < ?1", [oldest])
-            {
-                tracing::warn!(error = %e, "age retention failed");
-            }
+            prune_by_age(&conn, &retention);
         }
     }
 }
 
-fn commit_batch(conn: &mut Connection, last_seqs: &mut HashMap<String, u64>, batch: Vec<Job>, retention: &Retention) {
-    match write_batch(conn, last_seqs, &batch, retention) {
-        Ok(outcomes) => {
-            for (job, outcome) in batch.into_iter().zip(outcomes) {
-                report(job, outcome);
-            }
-        }
+/// Deletes messages older than the retention age. Rows are appended in
+/// arrival order, so the expired ones are a prefix of the rowid order: the
+/// scan stops at the first row young enough to keep, without a ts index.
+pub fn prune_by_age(conn: &Connection, retention: &Retention) {
+    let Some(oldest) = retention.oldest_kept_ts(now_ms()) else {
+        return;
+    };
+    let pruned = conn.execute(
+        "DELETE FROM messages WHERE rowid < coalesce(
+            (SELECT rowid FROM messages WHERE ts >= ?1 ORDER BY rowid LIMIT 1),
+            (SELECT max(rowid) + 1 FROM messages))",
+        [oldest],
+    );
+    if let Err(e) = pruned {
+        tracing::warn!(error = %e, "age retention failed");
+    }
+}
+
+fn commit_batch(conn: &mut Connection, known: &mut Known, batch: Vec<Job>, retention: &Retention) -> Completed {
+    match write_batch(conn, known, &batch, retention) {
+        Ok(outcomes) => batch.into_iter().zip(outcomes.into_iter().map(Ok)).collect(),
         Err(e) => {
-            // Seqs handed out inside the failed transaction were rolled back.
-            last_seqs.clear();
+            // Seqs and memberships written inside the failed transaction were rolled back.
+            *known = Known::default();
             tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
             let error = StoreError(e.to_string());
-            for job in batch {
-                job.fail(error.clone());
-            }
+            batch.into_iter().map(|job| (job, Err(error.clone()))).collect()
         }
     }
 }
@@ -117,7 +151,7 @@ fn report(job: Job, outcome: Outcome) {
 
 fn write_batch(
     conn: &mut Connection,
-    last_seqs: &mut HashMap<String, u64>,
+    known: &mut Known,
     batch: &[Job],
     retention: &Retention,
 ) -> rusqlite::Result<Vec<Outcome>> {
@@ -127,25 +161,32 @@ fn write_batch(
     for job in batch {
         outcomes.push(match job {
             Job::Append(message, _) => {
-                let outcome = append(&tx, last_seqs, message)?;
+                let outcome = append(&tx, known, message)?;
                 if let Outcome::New(_) = outcome {
                     grown.insert(message.conv.as_str());
                 }
                 outcome
             }
-            Job::MarkRead { user, conv, seq, .. } => Outcome::Read(mark_read(&tx, last_seqs, user, conv, *seq)?),
+            Job::MarkRead { user, conv, seq, .. } => {
+                Outcome::Read(mark_read(&tx, &mut known.last_seqs, user, conv, *seq)?)
+            }
         });
     }
+    // Once per conversation per batch, not once per message.
+    let mut record_last_seq = tx.prepare_cached(
+        "INSERT INTO conversations (conv, last_seq) VALUES (?1, ?2)
+         ON CONFLICT (conv) DO UPDATE SET last_seq = excluded.last_seq",
+    )?;
+    let mut prune = tx.prepare_cached("DELETE FROM messages WHERE conv = ?1 AND seq <= ?2")?;
     let keep = retention.max_messages_per_conversation;
-    if keep > 0 {
-        let mut prune = tx.prepare_cached("DELETE FROM messages WHERE conv = ?1 AND seq <= ?2")?;
-        for conv in grown {
-            let last = last_seqs.get(conv).copied().unwrap_or(0);
-            if last > keep {
-                prune.execute(params![conv, (last - keep) as i64])?;
-            }
+    for conv in grown {
+        let last = known.last_seqs.get(conv).copied().unwrap_or(0);
+        record_last_seq.execute(params![conv, last as i64])?;
+        if keep > 0 && last > keep {
+            prune.execute(params![conv, (last - keep) as i64])?;
         }
     }
+    drop((record_last_seq, prune));
     tx.commit()?;
     Ok(outcomes)
 }
@@ -163,46 +204,58 @@ fn last_seq(tx: &Transaction<'_>, last_seqs: &mut HashMap<String, u64>, conv: &s
     Ok(seq)
 }
 
-fn append(tx: &Transaction<'_>, last_seqs: &mut HashMap<String, u64>, m: &NewMessage) -> rusqlite::Result<Outcome> {
-    let earlier = tx
-        .prepare_cached("SELECT conv, seq, ts FROM messages WHERE sender = ?1 AND client_id = ?2")?
-        .query_row(params![&*m.from, m.client_id], |r| {
-            Ok(Placement {
-                conv: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                ts: r.get(2)?,
-            })
-        })
-        .optional()?;
-    if let Some(placement) = earlier {
-        return Ok(Outcome::Duplicate(placement));
+fn append(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage) -> rusqlite::Result<Outcome> {
+    let seq = last_seq(tx, &mut known.last_seqs, &m.conv)? + 1;
+    // The unique (sender, client_id) index is the duplicate check: a retry
+    // inserts nothing, and only then is the original looked up.
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (sender, client_id) DO NOTHING",
+        )?
+        .execute(params![
+            m.conv,
+            seq as i64,
+            &*m.from,
+            m.to,
+            m.group,
+            m.client_id,
+            m.body.get(),
+            m.ts
+        ])?;
+    if inserted == 0 {
+        let original = tx
+            .prepare_cached("SELECT conv, seq, ts FROM messages WHERE sender = ?1 AND client_id = ?2")?
+            .query_row(params![&*m.from, m.client_id], |r| {
+                Ok(Placement {
+                    conv: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    ts: r.get(2)?,
+                })
+            })?;
+        return Ok(Outcome::Duplicate(original));
     }
-    let seq = last_seq(tx, last_seqs, &m.conv)? + 1;
-    tx.prepare_cached(
-        "INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        m.conv,
-        seq as i64,
-        &*m.from,
-        m.to,
-        m.group,
-        m.client_id,
-        m.body.get(),
-        m.ts
-    ])?;
-    tx.prepare_cached(
-        "INSERT INTO conversations (conv, last_seq) VALUES (?1, ?2)
-         ON CONFLICT (conv) DO UPDATE SET last_seq = excluded.last_seq",
-    )?
-    .execute(params![m.conv, seq as i64])?;
-    let mut member = tx.prepare_cached("INSERT OR IGNORE INTO user_conversations (user, conv) VALUES (?1, ?2)")?;
-    for user in [Some(&*m.from), m.to.as_deref()].into_iter().flatten() {
-        member.execute(params![user, m.conv])?;
-    }
-    last_seqs.insert(m.conv.clone(), seq);
+    known.last_seqs.insert(m.conv.clone(), seq);
+    remember_members(tx, known, m)?;
     Ok(Outcome::New(seq))
+}
+
+/// Records that the sender and the recipient belong to the conversation,
+/// the first time each pair is seen.
+fn remember_members(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage) -> rusqlite::Result<()> {
+    for user in [Some(&*m.from), m.to.as_deref()].into_iter().flatten() {
+        if known
+            .members
+            .get(&m.conv)
+            .is_some_and(|users| users.iter().any(|u| u == user))
+        {
+            continue;
+        }
+        tx.prepare_cached("INSERT OR IGNORE INTO user_conversations (user, conv) VALUES (?1, ?2)")?
+            .execute(params![user, m.conv])?;
+        known.members.entry(m.conv.clone()).or_default().push(user.to_owned());
+    }
+    Ok(())
 }
 
 fn mark_read(
