@@ -305,6 +305,35 @@ fn retention_keeps_the_newest_and_seq_keeps_counting() {
 }
 
 #[test]
+fn the_wal_stays_bounded_under_sustained_writes() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("wal.db");
+    let text = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": {"path": path.to_str().unwrap()}});
+    let server = Arc::new(Server::new(Config::from_json(&text.to_string()).unwrap()).unwrap());
+    server.start().unwrap();
+    let body = json!("w".repeat(2000)).to_string();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (server, body) = (server.clone(), body.clone());
+            std::thread::spawn(move || {
+                for i in 0..3000 {
+                    server
+                        .send(&format!("s{t}"), "sink", &body, Some(&i.to_string()))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // 48 MB of bodies went through; a WAL that never restarts would hold all of it.
+    let wal = std::fs::metadata(dir.path().join("wal.db-wal")).unwrap().len();
+    assert!(wal < 32 * 1024 * 1024, "the WAL grew to {wal} bytes");
+    server.stop().unwrap();
+}
+
+#[test]
 fn age_retention_drops_old_messages_at_start() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("age.db");

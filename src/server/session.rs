@@ -34,6 +34,11 @@ type Ws = WebSocketStream<TcpStream>;
 /// How long a closing side waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// How long the writer waits for room to send its close frame. A slow
+/// reader has megabytes ahead of it in the socket; it should still learn
+/// why it was cut off (1013) when it gets there, if it is reading at all.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves one accepted TCP connection until it ends.
 pub async fn serve(core: Arc<Core>, tcp: TcpStream) {
     let mut stopping = core.stopping.clone();
@@ -262,6 +267,6 @@ async fn write_loop(
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+        let _ = timeout(CLOSE_WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
 }

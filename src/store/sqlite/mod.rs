@@ -61,6 +61,9 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -65_536).map_err(failed)?;
         // Checkpoints run on their own thread (see checkpointer), not inside the writer's commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(failed)?;
+        // A WAL that grew during a burst shrinks back to this when it restarts.
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)
+            .map_err(failed)?;
         schema::migrate(&mut conn, path)?;
         // Before the first read, so nothing past its age is ever served.
         writer::prune_by_age(&conn, &retention);

@@ -25,6 +25,9 @@ const MAX_BATCH: usize = 4096;
 /// How often age-based retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the writer finishes a checkpoint itself, between batches.
+const RESET_WAL_EVERY: Duration = Duration::from_millis(250);
+
 /// A write for the writer thread.
 pub enum Job {
     /// Store a message.
@@ -89,6 +92,7 @@ pub fn complete(batches: Receiver<Completed>) {
 pub fn run(mut conn: Connection, jobs: Receiver<Job>, completed: Sender<Completed>, retention: Retention) {
     let mut known = Known::default();
     let mut last_prune = Instant::now();
+    let mut last_wal_reset = Instant::now();
     loop {
         let first = match jobs.recv_timeout(PRUNE_EVERY) {
             Ok(job) => Some(job),
@@ -100,10 +104,26 @@ pub fn run(mut conn: Connection, jobs: Receiver<Job>, completed: Sender<Complete
             batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
             let _ = completed.send(commit_batch(&mut conn, &mut known, batch, &retention));
         }
+        if last_wal_reset.elapsed() >= RESET_WAL_EVERY {
+            last_wal_reset = Instant::now();
+            finish_checkpoint(&conn);
+        }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
             prune_by_age(&conn, &retention);
         }
+    }
+}
+
+/// Completes a checkpoint from the writer, between transactions. The
+/// checkpointer thread's PASSIVE checkpoints never catch up with a writer
+/// that keeps appending, so the WAL would grow without end and every write
+/// would land on new, zero-filled blocks. Run here, with no write in
+/// progress, the checkpoint finishes (the checkpointer has copied most pages
+/// already) and the next transaction starts the WAL over from its beginning.
+fn finish_checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "checkpoint failed");
     }
 }
 
