@@ -4,8 +4,9 @@
  * stdout: the first line is "listening on ws://HOST:PORT/ws"; then every host
  * event, and every reply to a stdin command, as one JSON object per line.
  * stderr: the engine's logs and fatal errors.
- * stdin: one command per line, "send <user> <json-body>", "history <conv> [limit]"
- * or "quit".
+ * stdin: one command per line (see USAGE): messages ("send", "group"), reading
+ * ("history"), administration ("create-group", "add", "remove", "kick",
+ * "online", "stats") and "quit". Each command answers with one JSON line.
  * SIGINT and SIGTERM stop the server cleanly; so does "quit". End of input
  * does not: the host may run with stdin closed and keeps serving.
  *
@@ -42,13 +43,22 @@ static const char USAGE[] =
     "  --jwt-secret SECRET  accept HS256 JWTs signed with SECRET\n"
     "  --workers N          engine worker threads (default: the engine's)\n"
     "  --log-level LEVEL    off, error, warn, info, debug or trace (default info)\n"
-    "  --host-id ID         sender id of messages sent with \"send\" (default host)\n"
+    "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host)\n"
     "  --help               show this help\n"
     "\n"
     "commands on stdin, one per line:\n"
-    "  send USER JSON-BODY  send JSON-BODY to USER from the host id\n"
-    "  history CONV [N]     print the N newest messages of CONV (default 50), such as dm:alice:bob\n"
-    "  quit                 stop the server and exit\n";
+    "  send USER JSON-BODY    send JSON-BODY to USER from the host id\n"
+    "  group GROUP JSON-BODY  send JSON-BODY to the members of GROUP from the host id\n"
+    "  history CONV [N]       print the N newest messages of CONV (default 50), such as dm:alice:bob or g:team\n"
+    "  create-group GROUP [open|closed]\n"
+    "                         create GROUP (default open), or make an existing one open or closed;\n"
+    "                         users cannot join a closed group, only the host adds its members\n"
+    "  add GROUP USER         add USER to GROUP\n"
+    "  remove GROUP USER      remove USER from GROUP\n"
+    "  kick USER              close every session of USER\n"
+    "  online                 print the users with at least one session\n"
+    "  stats                  print the server's counters\n"
+    "  quit                   stop the server and exit\n";
 
 typedef enum auth_mode { AUTH_UNSET, AUTH_DEV, AUTH_JWT } auth_mode;
 
@@ -326,6 +336,14 @@ static void print_command_error(const char *command, const char *message)
     text_free(&line);
 }
 
+/* Prints the error line of a stdin command whose engine call failed. */
+static void print_command_failure(const char *command, imbed_status status)
+{
+    char *description = describe_failure(status);
+    print_command_error(command, description);
+    free(description);
+}
+
 /* Listener callback: every host event becomes one stdout line, verbatim. */
 static void on_engine_event(void *user_data, const imbed_event *event)
 {
@@ -381,14 +399,37 @@ static void run_send_command(imbed_server *server, const host_options *options, 
     uint64_t seq = 0;
     imbed_status status = imbed_server_send(server, options->host_id, user, body, NULL, &seq);
     if (status != IMBED_OK) {
-        char *description = describe_failure(status);
-        print_command_error("send", description);
-        free(description);
+        print_command_failure("send", status);
         return;
     }
     text_buffer line = {0};
     text_append(&line, "{\"event\":\"sent\",\"to\":");
     text_append_json_string(&line, user);
+    text_append(&line, ",\"seq\":");
+    text_append_unsigned(&line, seq);
+    text_append(&line, "}");
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Runs "group <group> <json-body>": like "send", to every member of the group. */
+static void run_group_command(imbed_server *server, const host_options *options, char *arguments)
+{
+    char *group = take_word(&arguments);
+    char *body = arguments + strspn(arguments, " \t");
+    if (*group == '\0' || *body == '\0') {
+        print_command_error("group", "usage: group <group> <json-body>");
+        return;
+    }
+    uint64_t seq = 0;
+    imbed_status status = imbed_server_send_group(server, options->host_id, group, body, NULL, &seq);
+    if (status != IMBED_OK) {
+        print_command_failure("group", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"sent\",\"group\":");
+    text_append_json_string(&line, group);
     text_append(&line, ",\"seq\":");
     text_append_unsigned(&line, seq);
     text_append(&line, "}");
@@ -425,9 +466,7 @@ static void run_history_command(imbed_server *server, char *arguments)
     char *messages = NULL;
     imbed_status status = imbed_server_history(server, conv, 0, limit, &messages);
     if (status != IMBED_OK) {
-        char *description = describe_failure(status);
-        print_command_error("history", description);
-        free(description);
+        print_command_failure("history", status);
         return;
     }
     text_buffer line = {0};
@@ -437,6 +476,139 @@ static void run_history_command(imbed_server *server, char *arguments)
     text_append(&line, messages);
     text_append(&line, "}");
     imbed_string_free(messages);
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Prints {"event":"ok","command":...,"group":...} for a group command that succeeded; `user` may be NULL. */
+static void print_group_command_ok(const char *command, const char *group, const char *user)
+{
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"ok\",\"command\":");
+    text_append_json_string(&line, command);
+    text_append(&line, ",\"group\":");
+    text_append_json_string(&line, group);
+    if (user != NULL) {
+        text_append(&line, ",\"user\":");
+        text_append_json_string(&line, user);
+    }
+    text_append(&line, "}");
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Runs "create-group <group> [open|closed]"; a group that exists only changes its closed flag. */
+static void run_create_group_command(imbed_server *server, char *arguments)
+{
+    char *group = take_word(&arguments);
+    char *access = take_word(&arguments);
+    char *extra = take_word(&arguments);
+    bool closed = strcmp(access, "closed") == 0;
+    bool access_known = *access == '\0' || closed || strcmp(access, "open") == 0;
+    if (*group == '\0' || !access_known || *extra != '\0') {
+        print_command_error("create-group", "usage: create-group <group> [open|closed]");
+        return;
+    }
+    imbed_status status = imbed_server_create_group(server, group, closed);
+    if (status != IMBED_OK) {
+        print_command_failure("create-group", status);
+        return;
+    }
+    print_group_command_ok("create-group", group, NULL);
+}
+
+/* Runs "add <group> <user>" or "remove <group> <user>", whichever `command` names. */
+static void run_membership_command(imbed_server *server, const char *command, char *arguments)
+{
+    char *group = take_word(&arguments);
+    char *user = take_word(&arguments);
+    char *extra = take_word(&arguments);
+    if (*group == '\0' || *user == '\0' || *extra != '\0') {
+        char usage[64];
+        snprintf(usage, sizeof usage, "usage: %s <group> <user>", command);
+        print_command_error(command, usage);
+        return;
+    }
+    bool adding = strcmp(command, "add") == 0;
+    imbed_status status = adding ? imbed_server_add_member(server, group, user)
+                                 : imbed_server_remove_member(server, group, user);
+    if (status != IMBED_OK) {
+        print_command_failure(command, status);
+        return;
+    }
+    print_group_command_ok(command, group, user);
+}
+
+/* Runs "kick <user>": closes the user's sessions and says how many there were. */
+static void run_kick_command(imbed_server *server, char *arguments)
+{
+    char *user = take_word(&arguments);
+    char *extra = take_word(&arguments);
+    if (*user == '\0' || *extra != '\0') {
+        print_command_error("kick", "usage: kick <user>");
+        return;
+    }
+    uint32_t sessions_closed = 0;
+    imbed_status status = imbed_server_kick(server, user, &sessions_closed);
+    if (status != IMBED_OK) {
+        print_command_failure("kick", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"kicked\",\"user\":");
+    text_append_json_string(&line, user);
+    text_append(&line, ",\"sessions\":");
+    text_append_unsigned(&line, sessions_closed);
+    text_append(&line, "}");
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Runs "online": prints the engine's sorted array of online user ids. */
+static void run_online_command(imbed_server *server, char *arguments)
+{
+    if (*take_word(&arguments) != '\0') {
+        print_command_error("online", "usage: online");
+        return;
+    }
+    char *users = NULL;
+    imbed_status status = imbed_server_online(server, &users);
+    if (status != IMBED_OK) {
+        print_command_failure("online", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"online\",\"users\":");
+    text_append(&line, users);
+    text_append(&line, "}");
+    imbed_string_free(users);
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Runs "stats": prints the engine's counters. */
+static void run_stats_command(imbed_server *server, char *arguments)
+{
+    if (*take_word(&arguments) != '\0') {
+        print_command_error("stats", "usage: stats");
+        return;
+    }
+    imbed_stats stats = {0};
+    imbed_status status = imbed_server_stats(server, &stats);
+    if (status != IMBED_OK) {
+        print_command_failure("stats", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"stats\",\"connections\":");
+    text_append_unsigned(&line, stats.connections);
+    text_append(&line, ",\"users_online\":");
+    text_append_unsigned(&line, stats.users_online);
+    text_append(&line, ",\"messages_stored\":");
+    text_append_unsigned(&line, stats.messages_stored);
+    text_append(&line, ",\"messages_delivered\":");
+    text_append_unsigned(&line, stats.messages_delivered);
+    text_append(&line, "}");
     print_stdout_line(line.data);
     text_free(&line);
 }
@@ -458,11 +630,23 @@ static command_result handle_command(imbed_server *server, const host_options *o
     }
     if (strcmp(command, "send") == 0) {
         run_send_command(server, options, arguments);
+    } else if (strcmp(command, "group") == 0) {
+        run_group_command(server, options, arguments);
     } else if (strcmp(command, "history") == 0) {
         run_history_command(server, arguments);
+    } else if (strcmp(command, "create-group") == 0) {
+        run_create_group_command(server, arguments);
+    } else if (strcmp(command, "add") == 0 || strcmp(command, "remove") == 0) {
+        run_membership_command(server, command, arguments);
+    } else if (strcmp(command, "kick") == 0) {
+        run_kick_command(server, arguments);
+    } else if (strcmp(command, "online") == 0) {
+        run_online_command(server, arguments);
+    } else if (strcmp(command, "stats") == 0) {
+        run_stats_command(server, arguments);
     } else {
-        print_command_error(command,
-                            "unknown command (commands: send <user> <json-body>, history <conv> [limit], quit)");
+        print_command_error(command, "unknown command (commands: send, group, history, create-group, add, remove, "
+                                     "kick, online, stats, quit; --help describes them)");
     }
     return COMMAND_CONTINUE;
 }

@@ -17,6 +17,9 @@
 // The longest user id, group id or request id, in bytes (not counting the NUL).
 #define IMBED_MAX_ID_LEN 64
 
+// The close code of a kicked session (application range 4000–4999).
+#define CLOSE_KICKED 4001
+
 // The result of a call. `IMBED_OK` is 0; every other value is a failure whose
 // details `imbed_last_error()` gives on the same thread.
 typedef enum {
@@ -46,6 +49,8 @@ typedef enum {
   IMBED_ERR_STORE = 11,
   // The engine panicked; the call had no effect that can be relied on.
   IMBED_ERR_PANIC = 12,
+  // The thing named does not exist (a group).
+  IMBED_ERR_NOT_FOUND = 13,
 } imbed_status;
 
 // What an event is about.
@@ -58,6 +63,8 @@ typedef enum {
   IMBED_EVENT_MESSAGE = 3,
   // The host fell behind and events were dropped; `json` has the count.
   IMBED_EVENT_OVERFLOW = 4,
+  // A group's membership changed: `group`, `user`; `json` says joined or left.
+  IMBED_EVENT_MEMBER = 5,
 } imbed_event_kind;
 
 // Log levels, most severe first.
@@ -94,6 +101,8 @@ typedef struct {
   // The whole event as one JSON object, such as
   // `{"event":"connected","user":"alice","session":"s-1-1"}`. Never NULL.
   const char *json;
+  // The group (member).
+  const char *group;
 } imbed_event;
 
 // The host's callbacks. Any function pointer may be NULL. The struct is
@@ -115,6 +124,18 @@ typedef struct {
   // Releases `user_data`; called exactly once, after the last callback.
   void (*destroy)(void *user_data);
 } imbed_listener;
+
+// The server's counters.
+typedef struct {
+  // Open authenticated sessions.
+  uint64_t connections;
+  // Users with at least one session.
+  uint64_t users_online;
+  // Messages stored since start.
+  uint64_t messages_stored;
+  // `msg` frames queued to sessions since start.
+  uint64_t messages_delivered;
+} imbed_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -207,6 +228,67 @@ imbed_status imbed_server_history(imbed_server *server,
 // # Safety
 // `string` is NULL or a string from this library not freed before.
 void imbed_string_free(char *string);
+
+// Creates the group `group`, or changes whether an existing one is closed.
+// A closed group refuses `join` from clients (`forbidden`); the host adds
+// its members with `imbed_server_add_member`.
+//
+// # Safety
+// `group` is NULL or NUL-terminated.
+imbed_status imbed_server_create_group(imbed_server *server, const char *group, bool closed);
+
+// Adds `user` to `group` (closed groups too); the members' sessions are
+// told. `IMBED_ERR_NOT_FOUND` when the group does not exist; adding a
+// member twice is `IMBED_OK`. Blocks until stored.
+//
+// # Safety
+// `group` and `user` are NULL or NUL-terminated.
+imbed_status imbed_server_add_member(imbed_server *server, const char *group, const char *user);
+
+// Removes `user` from `group`; the members and the user are told.
+// `IMBED_ERR_NOT_FOUND` when the group does not exist; removing a
+// non-member is `IMBED_OK`. Blocks until stored.
+//
+// # Safety
+// `group` and `user` are NULL or NUL-terminated.
+imbed_status imbed_server_remove_member(imbed_server *server, const char *group, const char *user);
+
+// Sends to `group` from `from` (any valid id; it need not be a member) and
+// returns once stored; every member's sessions receive it.
+// `IMBED_ERR_NOT_FOUND` when the group does not exist. `client_id` and
+// `seq_out` as for `imbed_server_send`.
+//
+// # Safety
+// String arguments are NULL or NUL-terminated; `seq_out` is NULL or writable.
+imbed_status imbed_server_send_group(imbed_server *server,
+                                     const char *from,
+                                     const char *group,
+                                     const char *body_json,
+                                     const char *client_id,
+                                     uint64_t *seq_out);
+
+// Closes every session of `user` with close code 4001 (reason "kicked").
+// How many goes to `*sessions_closed_out` unless it is NULL; a user not
+// online gives 0.
+//
+// # Safety
+// `user` is NULL or NUL-terminated; `sessions_closed_out` is NULL or writable.
+imbed_status imbed_server_kick(imbed_server *server,
+                               const char *user,
+                               uint32_t *sessions_closed_out);
+
+// Writes the ids of the users online (with at least one session), sorted,
+// as a JSON array into `*json_out`; free it with `imbed_string_free`.
+//
+// # Safety
+// `json_out` is NULL or writable.
+imbed_status imbed_server_online(imbed_server *server, char **json_out);
+
+// Writes the server's counters into `*stats_out`.
+//
+// # Safety
+// `stats_out` is NULL or writable.
+imbed_status imbed_server_stats(imbed_server *server, imbed_stats *stats_out);
 
 // A static, NUL-terminated description of a status code. Takes any integer:
 // unknown values give "unknown status". Never NULL; never free it.

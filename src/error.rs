@@ -17,6 +17,8 @@ pub enum Error {
     Stopped,
     /// The call would deadlock because it was made from inside a callback of the same server.
     InCallback,
+    /// The thing named (a group) does not exist.
+    NotFound(String),
     /// A socket operation failed (binding the listen address, for example).
     Io(String),
     /// The message store failed; nothing was acknowledged.
@@ -33,6 +35,7 @@ impl fmt::Display for Error {
             Error::Stopped => f.write_str("the server is stopped"),
             Error::InCallback => f.write_str("not allowed from inside a callback of this server"),
             Error::Io(m) => write!(f, "i/o error: {m}"),
+            Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::Store(m) => write!(f, "store error: {m}"),
         }
     }
@@ -45,7 +48,11 @@ impl Error {
     /// that already name the category (as a C status code does).
     pub fn detail(&self) -> String {
         match self {
-            Error::InvalidConfig(m) | Error::InvalidArgument(m) | Error::Io(m) | Error::Store(m) => m.clone(),
+            Error::InvalidConfig(m)
+            | Error::InvalidArgument(m)
+            | Error::Io(m)
+            | Error::Store(m)
+            | Error::NotFound(m) => m.clone(),
             other => other.to_string(),
         }
     }

@@ -26,4 +26,5 @@ pub use config::Config;
 pub use error::Error;
 pub use host::{Event, Host, LogLevel};
 pub use server::Server;
+pub use server::core::Stats;
 pub use store::Placement;

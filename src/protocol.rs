@@ -122,6 +122,9 @@ pub struct ClientFrame<'a> {
     /// `read`: the seq read up to.
     #[serde(default)]
     pub seq: Option<u64>,
+    /// `watch`, `unwatch`: the users.
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
     /// `sync`: the client's cursor per conversation.
     #[serde(default)]
     pub cursors: Option<HashMap<String, u64>>,
@@ -250,6 +253,52 @@ pub enum ServerFrame<'a> {
     Ok {
         /// The request's id.
         id: &'a str,
+        /// `watch`: whether each watched user is online now.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        online: Option<BTreeMap<&'a str, bool>>,
+    },
+    /// A watched user came online or went offline.
+    Presence {
+        /// The user.
+        user: &'a str,
+        /// Whether it has a session now.
+        online: bool,
+    },
+    /// A group's membership changed.
+    Member {
+        /// The group.
+        group: &'a str,
+        /// The user who joined or left.
+        user: &'a str,
+        /// Joined (true) or left (false).
+        joined: bool,
+    },
+    /// Someone is typing in a conversation.
+    Typing {
+        /// Who.
+        from: &'a str,
+        /// Where.
+        conv: &'a str,
+    },
+    /// The answer to `members`.
+    Members {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// The group.
+        group: &'a str,
+        /// Whether it is closed.
+        closed: bool,
+        /// Its members, sorted.
+        members: Vec<&'a str>,
+    },
+    /// The answer to `conversations`.
+    Conversations {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// The user's conversations, sorted.
+        conversations: &'a [crate::store::ConversationSummary],
     },
     /// The end of a sync reply: every conversation of the user.
     Synced {

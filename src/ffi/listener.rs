@@ -21,6 +21,8 @@ pub enum imbed_event_kind {
     IMBED_EVENT_MESSAGE = 3,
     /// The host fell behind and events were dropped; `json` has the count.
     IMBED_EVENT_OVERFLOW = 4,
+    /// A group's membership changed: `group`, `user`; `json` says joined or left.
+    IMBED_EVENT_MEMBER = 5,
 }
 
 /// An event. Every pointer is borrowed for the duration of the callback;
@@ -41,6 +43,8 @@ pub struct imbed_event {
     /// The whole event as one JSON object, such as
     /// `{"event":"connected","user":"alice","session":"s-1-1"}`. Never NULL.
     pub json: *const c_char,
+    /// The group (member).
+    pub group: *const c_char,
 }
 
 /// Log levels, most severe first.
@@ -133,6 +137,16 @@ impl Drop for ListenerHost {
     }
 }
 
+/// The optional strings of an event, owned while the callback runs.
+#[derive(Default)]
+struct EventFields {
+    user: Option<CString>,
+    session: Option<CString>,
+    reason: Option<CString>,
+    message: Option<CString>,
+    group: Option<CString>,
+}
+
 fn c_string(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
@@ -143,38 +157,40 @@ impl Host for ListenerHost {
             return;
         };
         let json = c_string(&event.to_json());
-        let (kind, user, session, reason, message) = match event {
-            Event::Connected { user, session } => (
-                imbed_event_kind::IMBED_EVENT_CONNECTED,
-                Some(c_string(user)),
-                Some(c_string(session)),
-                None,
-                None,
-            ),
-            Event::Disconnected { user, session, reason } => (
-                imbed_event_kind::IMBED_EVENT_DISCONNECTED,
-                Some(c_string(user)),
-                Some(c_string(session)),
-                Some(c_string(reason)),
-                None,
-            ),
-            Event::Message { from, frame } => (
-                imbed_event_kind::IMBED_EVENT_MESSAGE,
-                Some(c_string(from)),
-                None,
-                None,
-                Some(c_string(frame)),
-            ),
-            Event::Overflow { .. } => (imbed_event_kind::IMBED_EVENT_OVERFLOW, None, None, None, None),
+        let mut fields = EventFields::default();
+        let kind = match event {
+            Event::Connected { user, session } => {
+                fields.user = Some(c_string(user));
+                fields.session = Some(c_string(session));
+                imbed_event_kind::IMBED_EVENT_CONNECTED
+            }
+            Event::Disconnected { user, session, reason } => {
+                fields.user = Some(c_string(user));
+                fields.session = Some(c_string(session));
+                fields.reason = Some(c_string(reason));
+                imbed_event_kind::IMBED_EVENT_DISCONNECTED
+            }
+            Event::Message { from, frame } => {
+                fields.user = Some(c_string(from));
+                fields.message = Some(c_string(frame));
+                imbed_event_kind::IMBED_EVENT_MESSAGE
+            }
+            Event::Member { group, user, .. } => {
+                fields.user = Some(c_string(user));
+                fields.group = Some(c_string(group));
+                imbed_event_kind::IMBED_EVENT_MEMBER
+            }
+            Event::Overflow { .. } => imbed_event_kind::IMBED_EVENT_OVERFLOW,
         };
         let ptr_of = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
         let c_event = imbed_event {
             kind,
-            user: ptr_of(&user),
-            session: ptr_of(&session),
-            reason: ptr_of(&reason),
-            message: ptr_of(&message),
+            user: ptr_of(&fields.user),
+            session: ptr_of(&fields.session),
+            reason: ptr_of(&fields.reason),
+            message: ptr_of(&fields.message),
             json: json.as_ptr(),
+            group: ptr_of(&fields.group),
         };
         // SAFETY: the host's callback; every pointer outlives the call.
         unsafe { on_event(self.listener.user_data, &c_event) };

@@ -187,10 +187,7 @@ pub unsafe extern "C" fn imbed_server_history(
         let conv = unsafe { arg_str(conv, "conv") }?;
         let out = unsafe { out_ptr(json_out, "json_out") }?;
         let messages = server.history(conv, (before > 0).then_some(before), limit as usize)?;
-        let json = StoredMessage::json_array(&messages, usize::MAX);
-        *out = CString::new(json.get())
-            .map_err(|_| Error::Store("a stored message contains NUL".into()))?
-            .into_raw();
+        *out = owned_c_string(StoredMessage::json_array(&messages, usize::MAX).get().to_owned())?;
         Ok(())
     })
 }
@@ -206,4 +203,183 @@ pub unsafe extern "C" fn imbed_string_free(string: *mut c_char) {
         // SAFETY: made by CString::into_raw in this library, per the contract.
         drop(unsafe { CString::from_raw(string) });
     }
+}
+
+/// Creates the group `group`, or changes whether an existing one is closed.
+/// A closed group refuses `join` from clients (`forbidden`); the host adds
+/// its members with `imbed_server_add_member`.
+///
+/// # Safety
+/// `group` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_create_group(
+    server: *mut imbed_server,
+    group: *const c_char,
+    closed: bool,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY: per this function's contract.
+        let group = unsafe { arg_str(group, "group") }?;
+        Ok(server.create_group(group, closed)?)
+    })
+}
+
+/// Adds `user` to `group` (closed groups too); the members' sessions are
+/// told. `IMBED_ERR_NOT_FOUND` when the group does not exist; adding a
+/// member twice is `IMBED_OK`. Blocks until stored.
+///
+/// # Safety
+/// `group` and `user` are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_add_member(
+    server: *mut imbed_server,
+    group: *const c_char,
+    user: *const c_char,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY (both): per this function's contract.
+        let group = unsafe { arg_str(group, "group") }?;
+        let user = unsafe { arg_str(user, "user") }?;
+        Ok(server.add_member(group, user)?)
+    })
+}
+
+/// Removes `user` from `group`; the members and the user are told.
+/// `IMBED_ERR_NOT_FOUND` when the group does not exist; removing a
+/// non-member is `IMBED_OK`. Blocks until stored.
+///
+/// # Safety
+/// `group` and `user` are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_remove_member(
+    server: *mut imbed_server,
+    group: *const c_char,
+    user: *const c_char,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY (both): per this function's contract.
+        let group = unsafe { arg_str(group, "group") }?;
+        let user = unsafe { arg_str(user, "user") }?;
+        Ok(server.remove_member(group, user)?)
+    })
+}
+
+/// Sends to `group` from `from` (any valid id; it need not be a member) and
+/// returns once stored; every member's sessions receive it.
+/// `IMBED_ERR_NOT_FOUND` when the group does not exist. `client_id` and
+/// `seq_out` as for `imbed_server_send`.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `seq_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_send_group(
+    server: *mut imbed_server,
+    from: *const c_char,
+    group: *const c_char,
+    body_json: *const c_char,
+    client_id: *const c_char,
+    seq_out: *mut u64,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY (all four): per this function's contract.
+        let from = unsafe { arg_str(from, "from") }?;
+        let group = unsafe { arg_str(group, "group") }?;
+        let body = unsafe { arg_str(body_json, "body_json") }?;
+        let client_id = unsafe { opt_arg_str(client_id, "client_id") }?;
+        let placement = server.send_group(from, group, body, client_id)?;
+        // SAFETY: writable when non-NULL, per this function's contract.
+        if let Some(out) = unsafe { seq_out.as_mut() } {
+            *out = placement.seq;
+        }
+        Ok(())
+    })
+}
+
+/// Closes every session of `user` with close code 4001 (reason "kicked").
+/// How many goes to `*sessions_closed_out` unless it is NULL; a user not
+/// online gives 0.
+///
+/// # Safety
+/// `user` is NULL or NUL-terminated; `sessions_closed_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_kick(
+    server: *mut imbed_server,
+    user: *const c_char,
+    sessions_closed_out: *mut u32,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY: per this function's contract.
+        let user = unsafe { arg_str(user, "user") }?;
+        let closed = server.kick(user)?;
+        // SAFETY: writable when non-NULL, per this function's contract.
+        if let Some(out) = unsafe { sessions_closed_out.as_mut() } {
+            *out = u32::try_from(closed).unwrap_or(u32::MAX);
+        }
+        Ok(())
+    })
+}
+
+/// Writes the ids of the users online (with at least one session), sorted,
+/// as a JSON array into `*json_out`; free it with `imbed_string_free`.
+///
+/// # Safety
+/// `json_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_online(server: *mut imbed_server, json_out: *mut *mut c_char) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY: per this function's contract.
+        let out = unsafe { out_ptr(json_out, "json_out") }?;
+        let users = server.online()?;
+        let names: Vec<&str> = users.iter().map(|u| &**u).collect();
+        *out = owned_c_string(serde_json::to_string(&names).expect("strings serialize"))?;
+        Ok(())
+    })
+}
+
+/// The server's counters.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct imbed_stats {
+    /// Open authenticated sessions.
+    pub connections: u64,
+    /// Users with at least one session.
+    pub users_online: u64,
+    /// Messages stored since start.
+    pub messages_stored: u64,
+    /// `msg` frames queued to sessions since start.
+    pub messages_delivered: u64,
+}
+
+/// Writes the server's counters into `*stats_out`.
+///
+/// # Safety
+/// `stats_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_stats(server: *mut imbed_server, stats_out: *mut imbed_stats) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY: per this function's contract.
+        let out = unsafe { out_ptr(stats_out, "stats_out") }?;
+        let stats = server.stats()?;
+        *out = imbed_stats {
+            connections: stats.connections,
+            users_online: stats.users_online,
+            messages_stored: stats.messages_stored,
+            messages_delivered: stats.messages_delivered,
+        };
+        Ok(())
+    })
+}
+
+/// A string for the caller to free with `imbed_string_free`.
+fn owned_c_string(text: String) -> Result<*mut c_char, FfiError> {
+    Ok(CString::new(text)
+        .map_err(|_| Error::Store("a string contains NUL".into()))?
+        .into_raw())
 }

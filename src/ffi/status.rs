@@ -36,6 +36,8 @@ pub enum imbed_status {
     IMBED_ERR_STORE = 11,
     /// The engine panicked; the call had no effect that can be relied on.
     IMBED_ERR_PANIC = 12,
+    /// The thing named does not exist (a group).
+    IMBED_ERR_NOT_FOUND = 13,
 }
 
 impl From<&Error> for imbed_status {
@@ -49,6 +51,7 @@ impl From<&Error> for imbed_status {
             Error::InCallback => imbed_status::IMBED_ERR_IN_CALLBACK,
             Error::Io(_) => imbed_status::IMBED_ERR_IO,
             Error::Store(_) => imbed_status::IMBED_ERR_STORE,
+            Error::NotFound(_) => imbed_status::IMBED_ERR_NOT_FOUND,
         }
     }
 }
@@ -71,6 +74,7 @@ pub extern "C" fn imbed_status_str(status: i32) -> *const c_char {
         10 => b"i/o error\0",
         11 => b"store error\0",
         12 => b"internal panic\0",
+        13 => b"not found\0",
         _ => b"unknown status\0",
     };
     text.as_ptr().cast()

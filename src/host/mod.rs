@@ -53,6 +53,15 @@ pub enum Event {
         /// The protocol `msg` frame.
         frame: Utf8Bytes,
     },
+    /// A group's membership changed.
+    Member {
+        /// The group.
+        group: Arc<str>,
+        /// The user who joined or left.
+        user: Arc<str>,
+        /// Joined (true) or left (false).
+        joined: bool,
+    },
     /// The host fell behind and this many events were dropped.
     Overflow {
         /// How many.
@@ -68,6 +77,11 @@ impl Event {
             Event::Message { frame, .. } => return format!(r#"{{"event":"message","message":{}}}"#, frame.as_str()),
             Event::Connected { user, session } => EventJson::Connected { user, session },
             Event::Disconnected { user, session, reason } => EventJson::Disconnected { user, session, reason },
+            Event::Member { group, user, joined } => EventJson::Member {
+                group,
+                user,
+                joined: *joined,
+            },
             Event::Overflow { dropped } => EventJson::Overflow { dropped: *dropped },
         };
         serde_json::to_string(&shape).expect("events always serialize")
@@ -86,6 +100,11 @@ enum EventJson<'a> {
         user: &'a str,
         session: &'a str,
         reason: &'a str,
+    },
+    Member {
+        group: &'a str,
+        user: &'a str,
+        joined: bool,
     },
     Overflow {
         dropped: u64,

@@ -19,6 +19,7 @@ pub struct LocalRouter {
     hasher: RandomState,
     shards: Vec<RwLock<Sessions>>,
     sessions: AtomicUsize,
+    users: AtomicUsize,
 }
 
 impl Default for LocalRouter {
@@ -27,6 +28,7 @@ impl Default for LocalRouter {
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             sessions: AtomicUsize::new(0),
+            users: AtomicUsize::new(0),
         }
     }
 }
@@ -43,24 +45,61 @@ impl LocalRouter {
 }
 
 impl Router for LocalRouter {
-    fn attach(&self, session: Arc<SessionHandle>) {
+    fn attach(&self, session: Arc<SessionHandle>) -> bool {
         let mut shard = self.shard(&session.user).write().unwrap_or_else(|p| p.into_inner());
-        shard.entry(session.user.clone()).or_default().push(session);
+        let list = shard.entry(session.user.clone()).or_default();
+        list.push(session);
         self.sessions.fetch_add(1, Ordering::Relaxed);
+        let first = list.len() == 1;
+        if first {
+            self.users.fetch_add(1, Ordering::Relaxed);
+        }
+        first
     }
 
-    fn detach(&self, session: &SessionHandle) {
+    fn detach(&self, session: &SessionHandle) -> bool {
         let mut shard = self.shard(&session.user).write().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = shard.get_mut(&session.user) {
-            let before = list.len();
-            list.retain(|s| s.id != session.id);
-            if list.len() < before {
-                self.sessions.fetch_sub(1, Ordering::Relaxed);
-            }
-            if list.is_empty() {
-                shard.remove(&session.user);
-            }
+        let Some(list) = shard.get_mut(&session.user) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|s| s.id != session.id);
+        if list.len() == before {
+            return false;
         }
+        self.sessions.fetch_sub(1, Ordering::Relaxed);
+        let last = list.is_empty();
+        if last {
+            shard.remove(&session.user);
+            self.users.fetch_sub(1, Ordering::Relaxed);
+        }
+        last
+    }
+
+    fn sessions_of(&self, user: &str) -> Vec<Arc<SessionHandle>> {
+        let shard = self.shard(user).read().unwrap_or_else(|p| p.into_inner());
+        shard.get(user).cloned().unwrap_or_default()
+    }
+
+    fn is_online(&self, user: &str) -> bool {
+        self.shard(user)
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(user)
+    }
+
+    fn online_users(&self) -> Vec<Arc<str>> {
+        self.shards
+            .iter()
+            .flat_map(|shard| {
+                shard
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     fn deliver(&self, user: &str, frame: &Utf8Bytes, position: Option<Position<'_>>, except: Option<u64>) -> usize {
@@ -85,5 +124,9 @@ impl Router for LocalRouter {
 
     fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    fn user_count(&self) -> usize {
+        self.users.load(Ordering::Relaxed)
     }
 }

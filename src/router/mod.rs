@@ -5,15 +5,19 @@
 //! so that a broker-backed router (several nodes) can replace it without
 //! touching sessions.
 
+pub mod groups;
 pub mod local;
 pub mod outbox;
+pub mod presence;
 
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+pub use groups::{Group, Groups};
 pub use local::LocalRouter;
 pub use outbox::{Outbox, Position};
+pub use presence::Presence;
 
 /// One authenticated connection, as the router sees it.
 pub struct SessionHandle {
@@ -29,10 +33,18 @@ pub struct SessionHandle {
 
 /// Routing of frames to the sessions of users.
 pub trait Router: Send + Sync + 'static {
-    /// Makes `session` reachable through its user.
-    fn attach(&self, session: Arc<SessionHandle>);
-    /// Makes `session` unreachable.
-    fn detach(&self, session: &SessionHandle);
+    /// Makes `session` reachable through its user; true when it is the
+    /// user's first session (the user came online).
+    fn attach(&self, session: Arc<SessionHandle>) -> bool;
+    /// Makes `session` unreachable; true when it was the user's last
+    /// session (the user went offline).
+    fn detach(&self, session: &SessionHandle) -> bool;
+    /// The sessions of `user`.
+    fn sessions_of(&self, user: &str) -> Vec<Arc<SessionHandle>>;
+    /// Whether `user` has a session.
+    fn is_online(&self, user: &str) -> bool;
+    /// Every user with a session.
+    fn online_users(&self) -> Vec<Arc<str>>;
     /// Queues `frame` (a `msg` at `position`, or another frame when `None`)
     /// to every session of `user` except the one with id `except`; returns
     /// how many sessions it was queued to.
@@ -41,4 +53,6 @@ pub trait Router: Send + Sync + 'static {
     fn close_all(&self, code: u16, reason: &'static str);
     /// How many sessions are attached.
     fn session_count(&self) -> usize;
+    /// How many users have a session.
+    fn user_count(&self) -> usize;
 }

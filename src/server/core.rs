@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
 use crate::host::gate::CallbackGate;
-use crate::router::Router;
+use crate::router::{Groups, Presence, Router};
 use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
 
 /// Shared by the accept loop, every connection and the host's calls.
@@ -23,6 +23,12 @@ pub struct Core {
     pub store: Arc<dyn Store>,
     /// Who is online where.
     pub router: Arc<dyn Router>,
+    /// Group membership, as fan-out reads it.
+    pub groups: Groups,
+    /// Presence subscriptions.
+    pub presence: Presence,
+    /// Serializes membership changes, so each decision sees the one before.
+    pub membership_changes: std::sync::Mutex<()>,
     /// Events for the host.
     pub events: Arc<EventQueue>,
     /// Token to user id.
@@ -35,6 +41,23 @@ pub struct Core {
     instance: u64,
     /// Counter behind session ids and generated message ids.
     counter: AtomicU64,
+    /// Messages stored since start.
+    stored: AtomicU64,
+    /// `msg` frames queued to sessions since start.
+    delivered: AtomicU64,
+}
+
+/// The counters of [`crate::Server::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Open authenticated sessions.
+    pub connections: u64,
+    /// Users with at least one session.
+    pub users_online: u64,
+    /// Messages stored since start.
+    pub messages_stored: u64,
+    /// `msg` frames queued to sessions since start.
+    pub messages_delivered: u64,
 }
 
 impl Core {
@@ -42,7 +65,7 @@ impl Core {
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
-        router: Arc<dyn Router>,
+        groups: Groups,
         events: Arc<EventQueue>,
         gate: Arc<CallbackGate>,
         stopping: watch::Receiver<bool>,
@@ -51,13 +74,28 @@ impl Core {
         Core {
             config,
             store,
-            router,
+            router: Arc::new(crate::router::LocalRouter::new()),
+            groups,
+            presence: Presence::default(),
+            membership_changes: std::sync::Mutex::new(()),
+            stored: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             events,
             auth,
             gate,
             stopping,
             instance: crate::protocol::now_ms() as u64,
             counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The current counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connections: self.router.session_count() as u64,
+            users_online: self.router.user_count() as u64,
+            messages_stored: self.stored.load(Ordering::Relaxed),
+            messages_delivered: self.delivered.load(Ordering::Relaxed),
         }
     }
 
@@ -91,15 +129,23 @@ impl Core {
             message,
             Box::new(move |outcome| {
                 if let Ok(Appended::New(stored)) = &outcome {
+                    // Encoded once; every recipient session gets the same bytes.
                     let frame = Utf8Bytes::from(stored.frame());
                     let m = &stored.message;
                     let position = Some((m.conv.as_str(), stored.seq));
+                    let mut delivered = 0;
                     if let Some(to) = &m.to {
-                        core.router.deliver(to, &frame, position, sender_session);
+                        delivered += core.router.deliver(to, &frame, position, sender_session);
+                        if *to != *m.from {
+                            delivered += core.router.deliver(&m.from, &frame, position, sender_session);
+                        }
+                    } else if let Some(group) = m.group.as_deref().and_then(|g| core.groups.get(g)) {
+                        for member in group.members.iter() {
+                            delivered += core.router.deliver(member, &frame, position, sender_session);
+                        }
                     }
-                    if m.to.as_deref() != Some(&*m.from) {
-                        core.router.deliver(&m.from, &frame, position, sender_session);
-                    }
+                    core.stored.fetch_add(1, Ordering::Relaxed);
+                    core.delivered.fetch_add(delivered as u64, Ordering::Relaxed);
                     core.events.post(Event::Message {
                         from: m.from.clone(),
                         frame,

@@ -8,6 +8,7 @@ mod accept;
 pub mod auth;
 pub mod core;
 pub mod handshake;
+pub mod membership;
 mod requests;
 mod session;
 
@@ -23,13 +24,15 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use self::core::Core;
+use self::core::Stats;
+use self::membership::{Actor, Refused};
 use crate::config::Config;
 use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of};
 use crate::host::{Host, log_layer};
 use crate::protocol::{Conversation, direct_conv, is_valid_id, is_valid_request_id, now_ms};
-use crate::router::LocalRouter;
+use crate::router::Groups;
 use crate::store::{NewMessage, Placement, StoredMessage};
 
 /// The most messages one history call returns.
@@ -122,6 +125,7 @@ impl Server {
     fn launch(&self, gate: Arc<CallbackGate>) -> Result<Running, Error> {
         let config = &self.config;
         let store = crate::store::open(&config.store).map_err(|e| Error::Store(e.0))?;
+        let groups = Groups::load(store.groups().map_err(|e| Error::Store(e.0))?);
         let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity)
             .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
         let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
@@ -148,7 +152,7 @@ impl Server {
         let core = Arc::new(Core::new(
             config.clone(),
             store,
-            Arc::new(LocalRouter::new()),
+            groups,
             dispatcher.queue().clone(),
             gate,
             stopping_rx,
@@ -185,36 +189,81 @@ impl Server {
     /// returns the first placement. Without one, the engine makes a unique id.
     pub fn send(&self, from: &str, to: &str, body_json: &str, client_id: Option<&str>) -> Result<Placement, Error> {
         let core = self.running_core()?;
-        for (name, id) in [("from", from), ("to", to)] {
-            if !is_valid_id(id) {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} must be 1 to 64 characters of [A-Za-z0-9_.@-]"
-                )));
-            }
+        check_ids(&[("from", from), ("to", to)])?;
+        let message = host_message(&core, from, direct_conv(from, to), Some(to), None, body_json, client_id)?;
+        submit_and_wait(&core, message)
+    }
+
+    /// Sends to a group as `from` (any id the host chooses; it need not be a
+    /// member), and returns once it is stored. [`Error::NotFound`] when the
+    /// group does not exist. `client_id` as for [`Server::send`].
+    pub fn send_group(
+        &self,
+        from: &str,
+        group: &str,
+        body_json: &str,
+        client_id: Option<&str>,
+    ) -> Result<Placement, Error> {
+        let core = self.running_core()?;
+        check_ids(&[("from", from), ("group", group)])?;
+        if core.groups.get(group).is_none() {
+            return Err(Error::NotFound(format!("no group {group}")));
         }
-        let client_id = match client_id {
-            Some(id) if is_valid_request_id(id) => id.to_owned(),
-            Some(_) => return Err(Error::InvalidArgument("client_id must be 1 to 64 characters".into())),
-            None => core.unique_name("host", core.next_number()),
-        };
-        let body = RawValue::from_string(body_json.trim().to_owned())
-            .map_err(|e| Error::InvalidArgument(format!("body is not JSON: {e}")))?;
-        let message = NewMessage {
-            conv: direct_conv(from, to),
-            from: from.into(),
-            to: Some(to.to_owned()),
-            group: None,
+        let message = host_message(
+            &core,
+            from,
+            format!("g:{group}"),
+            None,
+            Some(group),
+            body_json,
             client_id,
-            body,
-            ts: now_ms(),
-        };
-        let (tx, rx) = sync_channel(1);
-        core.submit(message, None, move |outcome| {
-            let _ = tx.send(outcome);
-        });
-        rx.recv()
-            .map_err(|_| Error::Store("the store dropped the message".into()))?
-            .map_err(|e| Error::Store(e.0))
+        )?;
+        submit_and_wait(&core, message)
+    }
+
+    /// Creates `group`, or sets whether it is closed (closed groups refuse
+    /// `join`; the host adds their members).
+    pub fn create_group(&self, group: &str, closed: bool) -> Result<(), Error> {
+        let core = self.running_core()?;
+        check_ids(&[("group", group)])?;
+        core.create_group(group, closed).map_err(refused)
+    }
+
+    /// Adds `user` to `group`, closed or not; members are told.
+    pub fn add_member(&self, group: &str, user: &str) -> Result<(), Error> {
+        let core = self.running_core()?;
+        check_ids(&[("group", group), ("user", user)])?;
+        core.join(group, user, Actor::Host).map(drop).map_err(refused)
+    }
+
+    /// Removes `user` from `group`; members (and the user) are told.
+    pub fn remove_member(&self, group: &str, user: &str) -> Result<(), Error> {
+        let core = self.running_core()?;
+        check_ids(&[("group", group), ("user", user)])?;
+        core.leave(group, user, Actor::Host).map(drop).map_err(refused)
+    }
+
+    /// Closes every session of `user` with code 4001 ("kicked"); returns how many.
+    pub fn kick(&self, user: &str) -> Result<usize, Error> {
+        let core = self.running_core()?;
+        check_ids(&[("user", user)])?;
+        let sessions = core.router.sessions_of(user);
+        for session in &sessions {
+            session.outbox.close(CLOSE_KICKED, "kicked");
+        }
+        Ok(sessions.len())
+    }
+
+    /// The users with at least one session, sorted.
+    pub fn online(&self) -> Result<Vec<Arc<str>>, Error> {
+        let mut users = self.running_core()?.router.online_users();
+        users.sort();
+        Ok(users)
+    }
+
+    /// Connections, users online, and messages stored and delivered since start.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        Ok(self.running_core()?.stats())
     }
 
     /// Up to `limit` (1 to [`MAX_HISTORY_LIMIT`]) stored messages of `conv`
@@ -285,6 +334,65 @@ impl Server {
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The close code of a kicked session (application range 4000–4999).
+pub const CLOSE_KICKED: u16 = 4001;
+
+fn check_ids(ids: &[(&str, &str)]) -> Result<(), Error> {
+    match ids.iter().find(|(_, id)| !is_valid_id(id)) {
+        Some((name, _)) => Err(Error::InvalidArgument(format!(
+            "{name} must be 1 to 64 characters of [A-Za-z0-9_.@-]"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn refused(r: Refused) -> Error {
+    match r {
+        Refused::NotFound => Error::NotFound("no such group".into()),
+        Refused::Forbidden => Error::InvalidArgument("the group is closed".into()),
+        Refused::Store(m) => Error::Store(m),
+    }
+}
+
+/// A message the host sends, checked.
+fn host_message(
+    core: &Core,
+    from: &str,
+    conv: String,
+    to: Option<&str>,
+    group: Option<&str>,
+    body_json: &str,
+    client_id: Option<&str>,
+) -> Result<NewMessage, Error> {
+    let client_id = match client_id {
+        Some(id) if is_valid_request_id(id) => id.to_owned(),
+        Some(_) => return Err(Error::InvalidArgument("client_id must be 1 to 64 characters".into())),
+        None => core.unique_name("host", core.next_number()),
+    };
+    let body = RawValue::from_string(body_json.trim().to_owned())
+        .map_err(|e| Error::InvalidArgument(format!("body is not JSON: {e}")))?;
+    Ok(NewMessage {
+        conv,
+        from: from.into(),
+        to: to.map(str::to_owned),
+        group: group.map(str::to_owned),
+        client_id,
+        body,
+        ts: now_ms(),
+    })
+}
+
+/// Stores and delivers `message`, waiting for the store.
+fn submit_and_wait(core: &Arc<Core>, message: NewMessage) -> Result<Placement, Error> {
+    let (tx, rx) = sync_channel(1);
+    core.submit(message, None, move |outcome| {
+        let _ = tx.send(outcome);
+    });
+    rx.recv()
+        .map_err(|_| Error::Store("the store dropped the message".into()))?
+        .map_err(|e| Error::Store(e.0))
 }
 
 impl Drop for Server {

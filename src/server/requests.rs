@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::core::Core;
+use super::membership::{Actor, Refused};
 use crate::protocol::{
     ClientFrame, Conversation, ErrorCode, ServerFrame, SyncedState, direct_conv, error_frame, is_valid_id, now_ms,
     parse_client_frame,
@@ -18,6 +20,58 @@ use crate::store::{NewMessage, ReadMark, StoredMessage, SyncedConversation};
 /// Default and largest `limit` of `sync` (per conversation) and `history`.
 const SYNC_LIMIT: (u64, u64) = (100, 1000);
 const HISTORY_LIMIT: (u64, u64) = (50, 1000);
+
+/// The most users one `watch` or `unwatch` names.
+const MAX_WATCH: usize = 1000;
+
+/// Typing indicators a session may send: a burst of this many, refilled at
+/// this many per second.
+const TYPING_PER_SECOND: f64 = 5.0;
+
+/// Per-connection rate limits, owned by the session's reader.
+pub struct SessionLimits {
+    typing: TokenBucket,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            typing: TokenBucket::new(TYPING_PER_SECOND, TYPING_PER_SECOND),
+        }
+    }
+}
+
+/// A token bucket: `capacity` tokens, refilled at `rate` per second.
+struct TokenBucket {
+    capacity: f64,
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    fn new(capacity: f64, rate: f64) -> TokenBucket {
+        TokenBucket {
+            capacity,
+            rate,
+            tokens: capacity,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.rate).min(self.capacity);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Queues a reply to the session.
 pub fn reply(session: &SessionHandle, frame: String) {
@@ -32,7 +86,7 @@ fn bad(message: impl Into<String>) -> Refusal {
 }
 
 /// Handles one text frame.
-pub fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, text: &str) {
+pub fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, limits: &mut SessionLimits, text: &str) {
     let frame = match parse_client_frame(text) {
         Ok(frame) => frame,
         Err(e) => return reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message)),
@@ -43,6 +97,13 @@ pub fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, text: &str) {
         "sync" => sync(core, session, &frame),
         "history" => history(core, session, &frame),
         "read" => read(core, session, &frame),
+        "join" => change_membership(core, session, &frame, true),
+        "leave" => change_membership(core, session, &frame, false),
+        "members" => members(core, session, &frame),
+        "conversations" => conversations(core, session, &frame),
+        "watch" => watch(core, session, &frame, true),
+        "unwatch" => watch(core, session, &frame, false),
+        "typing" => typing(core, session, limits, &frame),
         "ping" => {
             reply(session, ServerFrame::Pong { id }.encode());
             Ok(())
@@ -64,34 +125,49 @@ fn limit_of(frame: &ClientFrame<'_>, (default, max): (u64, u64)) -> Result<usize
 }
 
 /// The `conv` field, checked for form and for the user's membership.
-fn member_conv<'f>(session: &SessionHandle, frame: &'f ClientFrame<'_>) -> Result<&'f str, Refusal> {
+fn member_conv<'f>(core: &Core, session: &SessionHandle, frame: &'f ClientFrame<'_>) -> Result<&'f str, Refusal> {
     let conv = frame.conv.as_deref().ok_or_else(|| bad("conv is required"))?;
     let member = match Conversation::parse(conv) {
         None => return Err(bad("conv must be dm:<a>:<b> (sorted) or g:<group>")),
         Some(Conversation::Direct(a, b)) => *session.user == *a || *session.user == *b,
-        Some(Conversation::Group(_)) => false,
+        Some(Conversation::Group(group)) => core.groups.is_member(group, &session.user),
     };
-    if member {
-        Ok(conv)
-    } else {
-        Err((ErrorCode::Forbidden, "not a member of this conversation".into()))
+    if member { Ok(conv) } else { Err(forbidden()) }
+}
+
+fn forbidden() -> Refusal {
+    (ErrorCode::Forbidden, "not a member of this conversation".into())
+}
+
+/// A valid `group` field.
+fn group_of<'f>(frame: &'f ClientFrame<'_>) -> Result<&'f str, Refusal> {
+    match frame.group.as_deref() {
+        Some(group) if is_valid_id(group) => Ok(group),
+        Some(_) => Err(bad("group must be 1 to 64 characters of [A-Za-z0-9_.@-]")),
+        None => Err(bad("group is required")),
     }
 }
 
 fn send(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
     let client_id = frame.id.as_deref().ok_or_else(|| bad("send requires an id"))?;
-    let to = match (&frame.to, &frame.group) {
-        (Some(to), None) if is_valid_id(to) => to,
+    let (conv, to, group) = match (&frame.to, &frame.group) {
+        (Some(to), None) if is_valid_id(to) => (direct_conv(&session.user, to), Some(to.to_string()), None),
         (Some(_), None) => return Err(bad("to must be 1 to 64 characters of [A-Za-z0-9_.@-]")),
-        (None, Some(_)) => return Err(bad("group messages are not available in this version")),
+        (None, Some(_)) => {
+            let group = group_of(frame)?;
+            if !core.groups.is_member(group, &session.user) {
+                return Err((ErrorCode::Forbidden, "not a member of this group".into()));
+            }
+            (format!("g:{group}"), None, Some(group.to_owned()))
+        }
         _ => return Err(bad("send requires exactly one of to or group")),
     };
     let body = frame.body.ok_or_else(|| bad("send requires a body"))?;
     let message = NewMessage {
-        conv: direct_conv(&session.user, to),
+        conv,
         from: session.user.clone(),
-        to: Some(to.to_string()),
-        group: None,
+        to,
+        group,
         client_id: client_id.to_owned(),
         body: body.to_owned(),
         ts: now_ms(),
@@ -188,7 +264,7 @@ fn sync_reply<'c>(
 }
 
 fn history(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
-    let conv = member_conv(session, frame)?.to_owned();
+    let conv = member_conv(core, session, frame)?.to_owned();
     let limit = limit_of(frame, HISTORY_LIMIT)?;
     let before = frame.before;
     let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
@@ -220,7 +296,7 @@ fn history_frame(id: Option<&str>, conv: &str, messages: &[Arc<StoredMessage>], 
 }
 
 fn read(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
-    let conv = member_conv(session, frame)?.to_owned();
+    let conv = member_conv(core, session, frame)?.to_owned();
     let seq = frame
         .seq
         .filter(|s| *s >= 1)
@@ -248,7 +324,7 @@ fn read(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>)
             };
             match (refusal, id) {
                 (Some((code, message)), id) => reply(&session, error_frame(id.as_deref(), code, &message)),
-                (None, Some(id)) => reply(&session, ServerFrame::Ok { id: &id }.encode()),
+                (None, Some(id)) => reply(&session, ServerFrame::Ok { id: &id, online: None }.encode()),
                 (None, None) => {}
             }
         }),
@@ -267,11 +343,156 @@ fn relay_read(core: &Core, session: &SessionHandle, conv: &str, seq: u64) {
         }
         .encode(),
     );
-    if let Some(Conversation::Direct(a, b)) = Conversation::parse(conv) {
-        let other = if *session.user == *a { b } else { a };
-        if other != &*session.user {
-            core.router.deliver(other, &frame, None, None);
+    match Conversation::parse(conv) {
+        Some(Conversation::Direct(a, b)) => {
+            let other = if *session.user == *a { b } else { a };
+            if other != &*session.user {
+                core.router.deliver(other, &frame, None, None);
+            }
+            core.router.deliver(&session.user, &frame, None, Some(session.id));
         }
+        Some(Conversation::Group(group)) => {
+            for member in core.groups.get(group).map(|g| g.members).unwrap_or_default().iter() {
+                core.router.deliver(member, &frame, None, Some(session.id));
+            }
+        }
+        None => {}
     }
-    core.router.deliver(&session.user, &frame, None, Some(session.id));
+}
+
+/// `join` and `leave`: stored on the blocking pool, then answered.
+fn change_membership(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    frame: &ClientFrame<'_>,
+    join: bool,
+) -> Result<(), Refusal> {
+    let group = group_of(frame)?.to_owned();
+    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
+    tokio::spawn(async move {
+        let (changing, user, actor) = (core.clone(), session.user.clone(), Actor::User(session.id));
+        let changed = tokio::task::spawn_blocking(move || {
+            if join {
+                changing.join(&group, &user, actor)
+            } else {
+                changing.leave(&group, &user, actor)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(Refused::Store(e.to_string())));
+        let frame = match (changed, id.as_deref()) {
+            (Ok(_), Some(id)) => ServerFrame::Ok { id, online: None }.encode(),
+            (Ok(_), None) => return,
+            (Err(Refused::Forbidden), id) => error_frame(id, ErrorCode::Forbidden, "the group is closed"),
+            (Err(Refused::NotFound), id) => error_frame(id, ErrorCode::NotFound, "no such group"),
+            (Err(Refused::Store(e)), id) => {
+                tracing::error!(error = %e, "membership change not stored");
+                error_frame(id, ErrorCode::Internal, "the change could not be stored")
+            }
+        };
+        reply(&session, frame);
+    });
+    Ok(())
+}
+
+fn members(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+    let name = group_of(frame)?;
+    let group = core
+        .groups
+        .get(name)
+        .filter(|g| g.has(&session.user))
+        .ok_or_else(forbidden)?;
+    let members = group.members.iter().map(|m| &**m).collect();
+    let id = frame.id.as_deref();
+    reply(
+        session,
+        ServerFrame::Members {
+            id,
+            group: name,
+            closed: group.closed,
+            members,
+        }
+        .encode(),
+    );
+    Ok(())
+}
+
+fn conversations(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
+    tokio::spawn(async move {
+        let (store, user) = (core.store.clone(), session.user.clone());
+        let listed = tokio::task::spawn_blocking(move || store.conversations(&user)).await;
+        let frame = match listed {
+            Ok(Ok(conversations)) => ServerFrame::Conversations {
+                id: id.as_deref(),
+                conversations: &conversations,
+            }
+            .encode(),
+            failed => {
+                tracing::error!(error = ?failed.err(), "conversations failed");
+                error_frame(id.as_deref(), ErrorCode::Internal, "listing failed; retry")
+            }
+        };
+        reply(&session, frame);
+    });
+    Ok(())
+}
+
+/// `watch` (and `unwatch`, when `watch` is false).
+fn watch(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>, watch: bool) -> Result<(), Refusal> {
+    let users = frame.users.as_deref().unwrap_or_default();
+    if users.is_empty() || users.len() > MAX_WATCH || !users.iter().all(|u| is_valid_id(u)) {
+        return Err(bad(format!("users must be 1 to {MAX_WATCH} valid user ids")));
+    }
+    let users: Vec<Arc<str>> = users.iter().map(|u| Arc::from(u.as_str())).collect();
+    let online = if watch {
+        core.presence.watch(session, &users);
+        Some(users.iter().map(|u| (&**u, core.router.is_online(u))).collect())
+    } else {
+        core.presence.unwatch(session, &users);
+        None
+    };
+    if let Some(id) = frame.id.as_deref() {
+        reply(session, ServerFrame::Ok { id, online }.encode());
+    }
+    Ok(())
+}
+
+/// `typing`: relayed to the other side, never stored, rate-limited.
+fn typing(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    limits: &mut SessionLimits,
+    frame: &ClientFrame<'_>,
+) -> Result<(), Refusal> {
+    let (conv, recipients): (String, Vec<Arc<str>>) = match (&frame.to, &frame.group) {
+        (Some(to), None) if is_valid_id(to) => (direct_conv(&session.user, to), vec![Arc::from(&**to)]),
+        (None, Some(_)) => {
+            let name = group_of(frame)?;
+            let group = core
+                .groups
+                .get(name)
+                .filter(|g| g.has(&session.user))
+                .ok_or_else(forbidden)?;
+            (format!("g:{name}"), group.members.to_vec())
+        }
+        _ => return Err(bad("typing requires exactly one valid to or group")),
+    };
+    if !limits.typing.take() {
+        return Err((
+            ErrorCode::RateLimited,
+            format!("at most {TYPING_PER_SECOND} typing indicators per second"),
+        ));
+    }
+    let frame = Utf8Bytes::from(
+        ServerFrame::Typing {
+            from: &session.user,
+            conv: &conv,
+        }
+        .encode(),
+    );
+    for user in recipients.iter().filter(|u| ***u != *session.user) {
+        core.router.deliver(user, &frame, None, None);
+    }
+    Ok(())
 }

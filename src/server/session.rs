@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::core::Core;
 use super::handshake::{upgrade, websocket_config};
-use super::requests::{handle_text, reply};
+use super::requests::{SessionLimits, handle_text, reply};
 use crate::host::Event;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, error_frame, now_ms, parse_client_frame};
 use crate::router::SessionHandle;
@@ -144,7 +144,9 @@ async fn run_session(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     };
     // Welcome is queued before the session becomes reachable, so it is the first frame out.
     session.outbox.push(welcome.encode().into());
-    core.router.attach(session.clone());
+    if core.router.attach(session.clone()) {
+        core.presence.announce(&user, true);
+    }
     if core.is_stopping() {
         session.outbox.close(1001, "server stopping");
     }
@@ -162,7 +164,10 @@ async fn run_session(core: Arc<Core>, ws: Ws, user: Arc<str>) {
         core.config.limits.ping_interval(),
     ));
     let reason = read_loop(&core, stream, &session, &mut writer).await;
-    core.router.detach(&session);
+    core.presence.forget(&session);
+    if core.router.detach(&session) {
+        core.presence.announce(&user, false);
+    }
     tracing::debug!(session = &*name, reason, "session ended");
     core.events.post(Event::Disconnected {
         user,
@@ -179,6 +184,7 @@ async fn read_loop(
     writer: &mut JoinHandle<()>,
 ) -> &'static str {
     let idle = core.config.limits.idle_timeout();
+    let mut limits = SessionLimits::default();
     let peer_reason = loop {
         let next = tokio::select! {
             _ = &mut *writer => break None,
@@ -197,7 +203,7 @@ async fn read_loop(
                 session.outbox.close(code, reason);
                 break None;
             }
-            Ok(Some(Ok(Message::Text(text)))) => handle_text(core, session, &text),
+            Ok(Some(Ok(Message::Text(text)))) => handle_text(core, session, &mut limits, &text),
             Ok(Some(Ok(Message::Binary(_)))) => reply(
                 session,
                 error_frame(

@@ -9,8 +9,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    AppendDone, Appended, NewMessage, Placement, ReadDone, ReadMark, Retention, Store, StoreError, StoredMessage,
-    SyncedConversation,
+    AppendDone, Appended, ConversationSummary, GroupRecord, NewMessage, Placement, ReadDone, ReadMark, Retention,
+    Store, StoreError, StoredMessage, SyncedConversation, WriteDone,
 };
 
 const SHARDS: usize = 64;
@@ -61,6 +61,7 @@ pub struct MemoryStore {
     keys: Vec<Mutex<HashMap<IdempotencyKey, Placement>>>,
     users: Vec<Mutex<HashMap<Arc<str>, BTreeSet<String>>>>,
     read_cursors: Mutex<HashMap<(Arc<str>, String), u64>>,
+    groups: Mutex<HashMap<String, (bool, BTreeSet<String>)>>,
 }
 
 impl Default for MemoryStore {
@@ -88,6 +89,7 @@ impl MemoryStore {
             keys: shards(),
             users: shards(),
             read_cursors: Mutex::default(),
+            groups: Mutex::default(),
         }
     }
 
@@ -101,6 +103,16 @@ impl MemoryStore {
         if !users.get(user).is_some_and(|convs| convs.contains(conv)) {
             users.entry(user.into()).or_default().insert(conv.to_owned());
         }
+    }
+
+    fn forget_conversation(&self, user: &str, conv: &str) {
+        if let Some(convs) = self.shard(&self.users, user).get_mut(user) {
+            convs.remove(conv);
+        }
+    }
+
+    fn conversations_of(&self, user: &str) -> BTreeSet<String> {
+        self.shard(&self.users, user).get(user).cloned().unwrap_or_default()
     }
 
     fn last_seq(&self, conv: &str) -> u64 {
@@ -122,8 +134,10 @@ impl Store for MemoryStore {
             drop(keys);
             return done(Ok(Appended::Duplicate(placement)));
         }
-        for user in [Some(&*message.from), message.to.as_deref()].into_iter().flatten() {
-            self.remember_conversation(user, &message.conv);
+        // Group conversations belong to their members, not to whoever sent in them.
+        if let Some(to) = message.to.as_deref() {
+            self.remember_conversation(&message.from, &message.conv);
+            self.remember_conversation(to, &message.conv);
         }
         let mut conversations = self.shard(&self.conversations, &message.conv);
         let conversation = conversations.entry(message.conv.clone()).or_default();
@@ -166,14 +180,64 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn save_group(&self, group: String, closed: bool, done: WriteDone) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(group)
+            .or_default()
+            .0 = closed;
+        done(Ok(()));
+    }
+
+    fn save_member(&self, group: String, user: String, member: bool, done: WriteDone) {
+        let conv = format!("g:{group}");
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let members = &mut groups.entry(group).or_default().1;
+        if member {
+            members.insert(user.clone());
+            self.remember_conversation(&user, &conv);
+        } else {
+            members.remove(&user);
+            self.forget_conversation(&user, &conv);
+        }
+        drop(groups);
+        done(Ok(()));
+    }
+
+    fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(groups
+            .iter()
+            .map(|(group, (closed, members))| GroupRecord {
+                group: group.clone(),
+                closed: *closed,
+                members: members.iter().cloned().collect(),
+            })
+            .collect())
+    }
+
+    fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
+        let read_cursors = self.read_cursors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(self
+            .conversations_of(user)
+            .into_iter()
+            .map(|conv| ConversationSummary {
+                last_seq: self.last_seq(&conv),
+                read_seq: read_cursors.get(&(Arc::from(user), conv.clone())).copied().unwrap_or(0),
+                conv,
+            })
+            .collect())
+    }
+
     fn sync(
         &self,
         user: &str,
         cursors: &HashMap<String, u64>,
         limit: usize,
     ) -> Result<Vec<SyncedConversation>, StoreError> {
-        let convs = self.shard(&self.users, user).get(user).cloned().unwrap_or_default();
-        Ok(convs
+        Ok(self
+            .conversations_of(user)
             .into_iter()
             .map(|conv| {
                 let after = cursors.get(&conv).copied().unwrap_or(0);

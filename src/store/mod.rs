@@ -162,6 +162,31 @@ pub enum ReadMark {
 /// Called once with the outcome of a read mark.
 pub type ReadDone = Box<dyn FnOnce(Result<ReadMark, StoreError>) + Send>;
 
+/// Called once with the outcome of a write that returns nothing.
+pub type WriteDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A group as stored: whether it is closed, and its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// The group id.
+    pub group: String,
+    /// Closed groups refuse `join`; only the host adds members.
+    pub closed: bool,
+    /// Its members, sorted.
+    pub members: Vec<String>,
+}
+
+/// One conversation of a user, as listed by `conversations`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationSummary {
+    /// The conversation.
+    pub conv: String,
+    /// Its last seq (0 for a group without messages).
+    pub last_seq: u64,
+    /// The user's read cursor in it (0 when none).
+    pub read_seq: u64,
+}
+
 /// One conversation in a sync reply.
 #[derive(Debug)]
 pub struct SyncedConversation {
@@ -204,6 +229,19 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` messages of `conv` with `seq` below `before` (all, when
     /// `None`), oldest first. Blocking: call it off the network threads.
     fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError>;
+
+    /// Creates `group`, or sets whether it is closed; `done` once stored.
+    fn save_group(&self, group: String, closed: bool, done: WriteDone);
+
+    /// Makes `user` a member of `group` (or not, when `member` is false); `done` once stored.
+    fn save_member(&self, group: String, user: String, member: bool, done: WriteDone);
+
+    /// Every group with its members, for loading at start. Blocking.
+    fn groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
+
+    /// Every conversation of `user` (its direct conversations and its
+    /// groups), sorted, with last seq and read cursor. Blocking.
+    fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError>;
 
     /// Every conversation of `user` with its last seq and up to `limit`
     /// messages above its cursor in `cursors` (0 when absent), from one

@@ -39,6 +39,8 @@ typedef struct event_recorder {
     int events;
     int message_events;
     int host_seq1_messages; /* message events sent by "host" whose frame has "seq":1 */
+    int alice_joined_team;  /* member events of "alice" in "team" with "joined":true */
+    int alice_left_team;    /* member events of "alice" in "team" with "joined":false */
     int malformed_events;   /* events whose fields do not fit their kind */
     int logs;
     int destroys;
@@ -95,6 +97,7 @@ static const char *status_name(int status)
         "IMBED_ERR_IO",
         "IMBED_ERR_STORE",
         "IMBED_ERR_PANIC",
+        "IMBED_ERR_NOT_FOUND",
     };
     if (status < 0 || status >= (int)(sizeof names / sizeof names[0])) {
         return "(unknown status)";
@@ -172,6 +175,9 @@ static bool event_is_well_formed(const imbed_event *event)
     if (event->json == NULL) {
         return false;
     }
+    if (event->kind != IMBED_EVENT_MEMBER && event->group != NULL) {
+        return false;
+    }
     switch (event->kind) {
     case IMBED_EVENT_MESSAGE:
         return event->user != NULL && event->message != NULL && event->session == NULL && event->reason == NULL &&
@@ -182,6 +188,9 @@ static bool event_is_well_formed(const imbed_event *event)
         return event->user != NULL && event->session != NULL && event->reason != NULL;
     case IMBED_EVENT_OVERFLOW:
         return event->user == NULL && event->message == NULL;
+    case IMBED_EVENT_MEMBER:
+        return event->user != NULL && event->group != NULL && event->session == NULL && event->message == NULL &&
+               strstr(event->json, "\"event\":\"member\"") != NULL;
     }
     return false;
 }
@@ -199,6 +208,14 @@ static void record_event(void *user_data, const imbed_event *event)
         recorder->message_events++;
         if (event->user != NULL && strcmp(event->user, "host") == 0 && message_has_seq(event->message, 1)) {
             recorder->host_seq1_messages++;
+        }
+    }
+    if (event->kind == IMBED_EVENT_MEMBER && event->json != NULL && event->group != NULL &&
+        strcmp(event->group, "team") == 0 && event->user != NULL && strcmp(event->user, "alice") == 0) {
+        if (strstr(event->json, "\"joined\":true") != NULL) {
+            recorder->alice_joined_team++;
+        } else if (strstr(event->json, "\"joined\":false") != NULL) {
+            recorder->alice_left_team++;
         }
     }
     imbed_server *stop_target = recorder->stop_target;
@@ -318,7 +335,7 @@ static void test_version_and_status_strings(void)
              IMBED_VERSION_PATCH);
     check(strcmp(from_macros, IMBED_VERSION) == 0, "MAJOR.MINOR.PATCH \"%s\" == IMBED_VERSION", from_macros);
 
-    for (int status = IMBED_OK; status <= IMBED_ERR_PANIC; status++) {
+    for (int status = IMBED_OK; status <= IMBED_ERR_NOT_FOUND; status++) {
         const char *text = imbed_status_str(status);
         check(text != NULL && text[0] != '\0', "imbed_status_str(%s) is non-empty: \"%s\"", status_name(status),
               text ? text : "(NULL)");
@@ -358,6 +375,18 @@ static void test_null_arguments(void)
                  "send(NULL server)");
     check_status(imbed_server_set_listener(NULL, &empty_listener), IMBED_ERR_NULL_ARGUMENT,
                  "set_listener(NULL server)");
+    uint32_t sessions_closed = 0;
+    char *json = NULL;
+    imbed_stats stats = {0};
+    check_status(imbed_server_create_group(NULL, "team", false), IMBED_ERR_NULL_ARGUMENT, "create_group(NULL server)");
+    check_status(imbed_server_add_member(NULL, "team", "alice"), IMBED_ERR_NULL_ARGUMENT, "add_member(NULL server)");
+    check_status(imbed_server_remove_member(NULL, "team", "alice"), IMBED_ERR_NULL_ARGUMENT,
+                 "remove_member(NULL server)");
+    check_status(imbed_server_send_group(NULL, "host", "team", "{}", NULL, &seq), IMBED_ERR_NULL_ARGUMENT,
+                 "send_group(NULL server)");
+    check_status(imbed_server_kick(NULL, "alice", &sessions_closed), IMBED_ERR_NULL_ARGUMENT, "kick(NULL server)");
+    check_status(imbed_server_online(NULL, &json), IMBED_ERR_NULL_ARGUMENT, "online(NULL server)");
+    check_status(imbed_server_stats(NULL, &stats), IMBED_ERR_NULL_ARGUMENT, "stats(NULL server)");
     imbed_server_free(NULL);
     check(true, "free(NULL) returns");
 
@@ -371,6 +400,28 @@ static void test_null_arguments(void)
     check_status(imbed_server_send(server, "host", "bob", NULL, NULL, &seq), IMBED_ERR_NULL_ARGUMENT,
                  "send(body NULL)");
     check_status(imbed_server_port(server, NULL), IMBED_ERR_NULL_ARGUMENT, "port(server, NULL out)");
+
+    /* "team" exists, so only the NULL can be what is wrong. */
+    check_status(imbed_server_create_group(server, "team", false), IMBED_OK, "create_group(team)");
+    check_status(imbed_server_create_group(server, NULL, false), IMBED_ERR_NULL_ARGUMENT, "create_group(group NULL)");
+    check_last_error_mentions("", "create_group(group NULL)");
+    check_status(imbed_server_add_member(server, NULL, "alice"), IMBED_ERR_NULL_ARGUMENT, "add_member(group NULL)");
+    check_status(imbed_server_add_member(server, "team", NULL), IMBED_ERR_NULL_ARGUMENT, "add_member(user NULL)");
+    check_status(imbed_server_remove_member(server, NULL, "alice"), IMBED_ERR_NULL_ARGUMENT,
+                 "remove_member(group NULL)");
+    check_status(imbed_server_remove_member(server, "team", NULL), IMBED_ERR_NULL_ARGUMENT,
+                 "remove_member(user NULL)");
+    seq = 77;
+    check_status(imbed_server_send_group(server, NULL, "team", "{}", NULL, &seq), IMBED_ERR_NULL_ARGUMENT,
+                 "send_group(from NULL)");
+    check_status(imbed_server_send_group(server, "host", NULL, "{}", NULL, &seq), IMBED_ERR_NULL_ARGUMENT,
+                 "send_group(group NULL)");
+    check_status(imbed_server_send_group(server, "host", "team", NULL, NULL, &seq), IMBED_ERR_NULL_ARGUMENT,
+                 "send_group(body NULL)");
+    check(seq == 77, "failed send_group calls leave seq_out untouched");
+    check_status(imbed_server_kick(server, NULL, &sessions_closed), IMBED_ERR_NULL_ARGUMENT, "kick(user NULL)");
+    check_status(imbed_server_online(server, NULL), IMBED_ERR_NULL_ARGUMENT, "online(server, NULL out)");
+    check_status(imbed_server_stats(server, NULL), IMBED_ERR_NULL_ARGUMENT, "stats(server, NULL out)");
     check_status(imbed_server_stop(server), IMBED_OK, "stop");
     imbed_server_free(server);
 }
@@ -397,6 +448,16 @@ static void test_invalid_utf8(void)
                  "send(body with 0xff)");
     check_status(imbed_server_send(server, "host", "bob", "{}", "c\xff", &seq), IMBED_ERR_INVALID_UTF8,
                  "send(client_id with 0xff)");
+    check_status(imbed_server_create_group(server, "team", false), IMBED_OK, "create_group(team)");
+    check_status(imbed_server_create_group(server, "t\xff", false), IMBED_ERR_INVALID_UTF8,
+                 "create_group(group with 0xff)");
+    check_status(imbed_server_add_member(server, "team", "a\xff"), IMBED_ERR_INVALID_UTF8,
+                 "add_member(user with 0xff)");
+    check_status(imbed_server_remove_member(server, "t\xff", "alice"), IMBED_ERR_INVALID_UTF8,
+                 "remove_member(group with 0xff)");
+    check_status(imbed_server_send_group(server, "host", "team", "\"\xff\"", NULL, &seq), IMBED_ERR_INVALID_UTF8,
+                 "send_group(body with 0xff)");
+    check_status(imbed_server_kick(server, "a\xff", NULL), IMBED_ERR_INVALID_UTF8, "kick(user with 0xff)");
     check_status(imbed_server_stop(server), IMBED_OK, "stop");
     imbed_server_free(server);
 }
@@ -431,6 +492,23 @@ static void check_send(imbed_server *server, const char *to, const char *body, c
         expected_status == IMBED_OK) {
         check(seq == expected_seq, "%s: seq %llu == %llu", what, (unsigned long long)seq,
               (unsigned long long)expected_seq);
+    }
+}
+
+/* Sends to a group as "host" and checks the status and, on success, the seq; on failure seq_out stays untouched. */
+static void check_send_group(imbed_server *server, const char *group, const char *body, const char *client_id,
+                             imbed_status expected_status, uint64_t expected_seq, const char *what)
+{
+    const uint64_t untouched = 9999;
+    uint64_t seq = untouched;
+    bool as_expected = check_status(imbed_server_send_group(server, "host", group, body, client_id, &seq),
+                                    expected_status, what);
+    if (as_expected && expected_status == IMBED_OK) {
+        check(seq == expected_seq, "%s: seq %llu == %llu", what, (unsigned long long)seq,
+              (unsigned long long)expected_seq);
+    } else if (as_expected) {
+        check_last_error_mentions("", what);
+        check(seq == untouched, "%s leaves seq_out untouched", what);
     }
 }
 
@@ -764,6 +842,205 @@ static void test_history(void)
     check_history_refused(server, "dm:bob:host", 0, 10, IMBED_ERR_INVALID_HANDLE, "history on a freed handle");
 }
 
+/* Calls imbed_server_history and checks that the result contains `needle`. */
+static void check_history_mentions(imbed_server *server, const char *conv, const char *needle, const char *what)
+{
+    char *json = NULL;
+    if (check_status(imbed_server_history(server, conv, 0, 10, &json), IMBED_OK, what)) {
+        check(json != NULL && strstr(json, needle) != NULL, "%s contains %s: %s", what, needle,
+              json ? json : "(NULL)");
+        imbed_string_free(json);
+    }
+}
+
+/* Groups from the host: create open and closed, members and their events, sends, history, every failure. */
+static void test_groups(void)
+{
+    event_recorder recorder;
+    recorder_init(&recorder);
+    imbed_listener listener = recorder_listener(&recorder);
+    imbed_server *server = start_dev_server(&listener);
+    if (server == NULL) {
+        return;
+    }
+    check_status(imbed_server_create_group(server, "team", false), IMBED_OK, "create_group(team, open)");
+    check_status(imbed_server_create_group(server, "staff", true), IMBED_OK, "create_group(staff, closed)");
+
+    check_status(imbed_server_add_member(server, "team", "alice"), IMBED_OK, "add_member(team, alice)");
+    check(wait_for_counter(&recorder, &recorder.alice_joined_team, 1),
+          "on_event received a member event with group \"team\", user \"alice\", \"joined\":true");
+    check_status(imbed_server_add_member(server, "team", "alice"), IMBED_OK, "add_member(team, alice) again");
+    check_status(imbed_server_add_member(server, "staff", "alice"), IMBED_OK, "add_member to the closed group");
+
+    check_send_group(server, "team", "{\"text\":\"one\"}", NULL, IMBED_OK, 1, "send_group(team) first");
+    check_send_group(server, "team", "{\"text\":\"two\"}", NULL, IMBED_OK, 2, "send_group(team) second");
+    check_send_group(server, "team", "{\"text\":\"three\"}", "g-3", IMBED_OK, 3, "send_group(team) with g-3");
+    check_send_group(server, "team", "{\"text\":\"three\"}", "g-3", IMBED_OK, 3, "retry send_group with g-3");
+    check_status(imbed_server_send_group(server, "host", "team", "[1]", NULL, NULL), IMBED_OK,
+                 "send_group with seq_out NULL");
+    check_send_group(server, "staff", "{\"text\":\"closed\"}", NULL, IMBED_OK, 1,
+                     "send_group to the closed group, the host not a member");
+    check_status(imbed_server_create_group(server, "team", true), IMBED_OK, "create_group(team) again, closed");
+    check_send_group(server, "team", "{\"text\":\"five\"}", NULL, IMBED_OK, 5,
+                     "send_group after re-creating team continues its seq");
+
+    const unsigned seqs[] = {1, 2, 3, 4, 5};
+    check_history(server, "g:team", 0, 10, seqs, 5, "history(g:team)");
+    check_history_mentions(server, "g:team", "\"group\":\"team\"", "history(g:team)");
+    check_history_mentions(server, "g:team", "\"id\":\"g-3\"", "history(g:team)");
+    check_history(server, "g:staff", 0, 10, seqs, 1, "history(g:staff) holds only its own message");
+
+    check_status(imbed_server_remove_member(server, "team", "alice"), IMBED_OK, "remove_member(team, alice)");
+    check(wait_for_counter(&recorder, &recorder.alice_left_team, 1),
+          "on_event received a member event with group \"team\", user \"alice\", \"joined\":false");
+    check_status(imbed_server_remove_member(server, "team", "alice"), IMBED_OK,
+                 "remove_member(team, alice) again, no longer a member");
+    check_status(imbed_server_remove_member(server, "team", "zed"), IMBED_OK, "remove_member of a never-member");
+
+    check_status(imbed_server_add_member(server, "nope", "alice"), IMBED_ERR_NOT_FOUND, "add_member(missing group)");
+    check_last_error_mentions("", "add_member(missing group)");
+    check_status(imbed_server_remove_member(server, "nope", "alice"), IMBED_ERR_NOT_FOUND,
+                 "remove_member(missing group)");
+    check_last_error_mentions("", "remove_member(missing group)");
+    check_send_group(server, "nope", "{}", NULL, IMBED_ERR_NOT_FOUND, 0, "send_group(missing group)");
+    check_history(server, "g:nope", 0, 10, NULL, 0, "history of the missing group is []");
+
+    char long_id[IMBED_MAX_ID_LEN + 2];
+    memset(long_id, 'g', IMBED_MAX_ID_LEN + 1);
+    long_id[IMBED_MAX_ID_LEN + 1] = '\0';
+    const char *const bad_ids[] = {"bad id!", "", "g:team", long_id};
+    for (size_t index = 0; index < sizeof bad_ids / sizeof bad_ids[0]; index++) {
+        const char *bad = bad_ids[index];
+        char what[128];
+        snprintf(what, sizeof what, "create_group(\"%.20s\")", bad);
+        check_status(imbed_server_create_group(server, bad, false), IMBED_ERR_INVALID_ARGUMENT, what);
+        check_last_error_mentions("", what);
+        snprintf(what, sizeof what, "add_member(\"%.20s\", alice)", bad);
+        check_status(imbed_server_add_member(server, bad, "alice"), IMBED_ERR_INVALID_ARGUMENT, what);
+        snprintf(what, sizeof what, "add_member(team, \"%.20s\")", bad);
+        check_status(imbed_server_add_member(server, "team", bad), IMBED_ERR_INVALID_ARGUMENT, what);
+        snprintf(what, sizeof what, "remove_member(\"%.20s\", alice)", bad);
+        check_status(imbed_server_remove_member(server, bad, "alice"), IMBED_ERR_INVALID_ARGUMENT, what);
+        snprintf(what, sizeof what, "remove_member(team, \"%.20s\")", bad);
+        check_status(imbed_server_remove_member(server, "team", bad), IMBED_ERR_INVALID_ARGUMENT, what);
+        snprintf(what, sizeof what, "send_group(to \"%.20s\")", bad);
+        check_send_group(server, bad, "{}", NULL, IMBED_ERR_INVALID_ARGUMENT, 0, what);
+        snprintf(what, sizeof what, "send_group(from \"%.20s\")", bad);
+        check_status(imbed_server_send_group(server, bad, "team", "{}", NULL, NULL), IMBED_ERR_INVALID_ARGUMENT, what);
+    }
+    long_id[IMBED_MAX_ID_LEN] = '\0';
+    check_status(imbed_server_create_group(server, long_id, false), IMBED_OK, "create_group with a 64-char id");
+    check_send_group(server, "team", "{", NULL, IMBED_ERR_INVALID_ARGUMENT, 0, "send_group with body \"{\"");
+
+    check_status(imbed_server_stop(server), IMBED_OK, "stop");
+    event_recorder at_stop = recorder_snapshot(&recorder);
+    check(at_stop.alice_joined_team == 1 && at_stop.alice_left_team == 1,
+          "one member event per change: alice joined team %d time(s), left %d time(s); repeats told nobody",
+          at_stop.alice_joined_team, at_stop.alice_left_team);
+    check(at_stop.message_events == 6, "a message event per stored group message, none for the retry (%d of 6)",
+          at_stop.message_events);
+    check(at_stop.malformed_events == 0, "every event's fields fit its kind, group only on member events (%d did not)",
+          at_stop.malformed_events);
+
+    check_status(imbed_server_create_group(server, "team", false), IMBED_ERR_STOPPED, "create_group after stop");
+    check_last_error_mentions("", "create_group after stop");
+    check_status(imbed_server_add_member(server, "team", "alice"), IMBED_ERR_STOPPED, "add_member after stop");
+    check_status(imbed_server_remove_member(server, "team", "alice"), IMBED_ERR_STOPPED, "remove_member after stop");
+    check_send_group(server, "team", "{}", NULL, IMBED_ERR_STOPPED, 0, "send_group after stop");
+
+    imbed_server_free(server);
+    check_status(imbed_server_create_group(server, "team", false), IMBED_ERR_INVALID_HANDLE,
+                 "create_group on a freed handle");
+    check_last_error_mentions("", "create_group on a freed handle");
+    check_status(imbed_server_add_member(server, "team", "alice"), IMBED_ERR_INVALID_HANDLE,
+                 "add_member on a freed handle");
+    check_status(imbed_server_remove_member(server, "team", "alice"), IMBED_ERR_INVALID_HANDLE,
+                 "remove_member on a freed handle");
+    check_send_group(server, "team", "{}", NULL, IMBED_ERR_INVALID_HANDLE, 0, "send_group on a freed handle");
+    pthread_mutex_destroy(&recorder.lock);
+}
+
+/* Checks imbed_server_online gives exactly `expected` (a JSON array) and that failures leave json_out alone. */
+static void check_online(imbed_server *server, imbed_status expected_status, const char *expected, const char *what)
+{
+    char untouched = '\0';
+    char *json = &untouched;
+    if (!check_status(imbed_server_online(server, &json), expected_status, what)) {
+        return;
+    }
+    if (expected_status == IMBED_OK) {
+        check(json != NULL && json != &untouched && strcmp(json, expected) == 0, "%s is %s (got %s)", what, expected,
+              json == NULL ? "(NULL)" : json == &untouched ? "(untouched)" : json);
+        imbed_string_free(json);
+    } else {
+        check_last_error_mentions("", what);
+        check(json == &untouched, "%s leaves json_out untouched", what);
+    }
+}
+
+/* Checks imbed_server_kick's status and, on success, that it closed no session: no client connects here. */
+static void check_kick(imbed_server *server, const char *user, imbed_status expected_status, const char *what)
+{
+    const uint32_t untouched = 4242;
+    uint32_t sessions_closed = untouched;
+    bool as_expected = check_status(imbed_server_kick(server, user, &sessions_closed), expected_status, what);
+    if (as_expected && expected_status == IMBED_OK) {
+        check(sessions_closed == 0, "%s: %u sessions closed, expected 0", what, (unsigned)sessions_closed);
+    } else if (as_expected) {
+        check_last_error_mentions("", what);
+        check(sessions_closed == untouched, "%s leaves sessions_closed_out untouched", what);
+    }
+}
+
+/* Online users, kick and the counters, on a server no client connects to. */
+static void test_online_kick_and_stats(void)
+{
+    imbed_server *server = start_dev_server(NULL);
+    if (server == NULL) {
+        return;
+    }
+    check_online(server, IMBED_OK, "[]", "online with no client");
+    check_kick(server, "bob", IMBED_OK, "kick(bob), who is offline");
+    check_status(imbed_server_kick(server, "bob", NULL), IMBED_OK, "kick with sessions_closed_out NULL");
+    check_kick(server, "bad id!", IMBED_ERR_INVALID_ARGUMENT, "kick(\"bad id!\")");
+    check_kick(server, "", IMBED_ERR_INVALID_ARGUMENT, "kick(\"\")");
+
+    imbed_stats stats = {0};
+    if (check_status(imbed_server_stats(server, &stats), IMBED_OK, "stats of a fresh server")) {
+        check(stats.connections == 0 && stats.users_online == 0 && stats.messages_stored == 0 &&
+                  stats.messages_delivered == 0,
+              "a fresh server counts nothing (%llu connections, %llu online, %llu stored, %llu delivered)",
+              (unsigned long long)stats.connections, (unsigned long long)stats.users_online,
+              (unsigned long long)stats.messages_stored, (unsigned long long)stats.messages_delivered);
+    }
+    check_send(server, "bob", "{\"text\":\"one\"}", "s-1", IMBED_OK, 1, "send s-1 to bob");
+    check_send(server, "bob", "{\"text\":\"one\"}", "s-1", IMBED_OK, 1, "retry s-1, which stores nothing");
+    check_send(server, "carol", "{\"text\":\"two\"}", NULL, IMBED_OK, 1, "send to carol");
+    check_status(imbed_server_create_group(server, "team", false), IMBED_OK, "create_group(team)");
+    check_send_group(server, "team", "{\"text\":\"three\"}", NULL, IMBED_OK, 1, "send_group(team)");
+
+    stats = (imbed_stats){0};
+    if (check_status(imbed_server_stats(server, &stats), IMBED_OK, "stats after the sends")) {
+        check(stats.messages_stored == 3, "messages_stored counts the 3 stored messages, not the retry (%llu)",
+              (unsigned long long)stats.messages_stored);
+        check(stats.connections == 0 && stats.users_online == 0 && stats.messages_delivered == 0,
+              "without clients nothing is connected or delivered (%llu connections, %llu online, %llu delivered)",
+              (unsigned long long)stats.connections, (unsigned long long)stats.users_online,
+              (unsigned long long)stats.messages_delivered);
+    }
+
+    check_status(imbed_server_stop(server), IMBED_OK, "stop");
+    check_online(server, IMBED_ERR_STOPPED, NULL, "online after stop");
+    check_kick(server, "bob", IMBED_ERR_STOPPED, "kick after stop");
+    check_status(imbed_server_stats(server, &stats), IMBED_ERR_STOPPED, "stats after stop");
+    check_last_error_mentions("", "stats after stop");
+
+    imbed_server_free(server);
+    check_online(server, IMBED_ERR_INVALID_HANDLE, NULL, "online on a freed handle");
+    check_kick(server, "bob", IMBED_ERR_INVALID_HANDLE, "kick on a freed handle");
+    check_status(imbed_server_stats(server, &stats), IMBED_ERR_INVALID_HANDLE, "stats on a freed handle");
+}
+
 /* Removes the database files a store at `directory`/x.db may have made, then the directory. */
 static void remove_database_directory(const char *directory)
 {
@@ -829,6 +1106,45 @@ static void test_sqlite_store_survives_restart(void)
     remove_database_directory(directory);
 }
 
+/* A SQLite store keeps a closed group, its members and its messages across a stop and a new server. */
+static void test_sqlite_groups_survive_restart(void)
+{
+    char directory[] = "/tmp/imbed-test-ffi-XXXXXX";
+    if (!check(mkdtemp(directory) != NULL, "mkdtemp for the database")) {
+        return;
+    }
+    char db_path[96];
+    snprintf(db_path, sizeof db_path, "%s/x.db", directory);
+    char config[256];
+    sqlite_config(config, sizeof config, db_path);
+
+    imbed_server *server = start_server(config, NULL);
+    if (server != NULL) {
+        check_status(imbed_server_create_group(server, "ops", true), IMBED_OK, "sqlite: create_group(ops, closed)");
+        check_status(imbed_server_add_member(server, "ops", "alice"), IMBED_OK, "sqlite: add_member(ops, alice)");
+        check_send_group(server, "ops", "{\"text\":\"one\"}", "o-1", IMBED_OK, 1, "sqlite: send_group o-1");
+        check_send_group(server, "ops", "{\"text\":\"two\"}", "o-2", IMBED_OK, 2, "sqlite: send_group o-2");
+        check_status(imbed_server_stop(server), IMBED_OK, "sqlite: stop the first server");
+        imbed_server_free(server);
+    }
+
+    server = start_server(config, NULL);
+    if (server != NULL) {
+        check_send_group(server, "ops", "{\"text\":\"three\"}", "o-3", IMBED_OK, 3,
+                         "sqlite: the group exists after the restart and continues at seq 3");
+        check_send_group(server, "ops", "{\"text\":\"two\"}", "o-2", IMBED_OK, 2,
+                         "sqlite: retry o-2 after the restart gets its original seq");
+        check_status(imbed_server_add_member(server, "ops", "bob"), IMBED_OK,
+                     "sqlite: add_member(ops, bob) after the restart");
+        const unsigned stored[] = {1, 2, 3};
+        check_history(server, "g:ops", 0, 10, stored, 3, "sqlite: history(g:ops) after the restart");
+        check_history_mentions(server, "g:ops", "{\"text\":\"one\"}", "sqlite: history(g:ops) after the restart");
+        check_status(imbed_server_stop(server), IMBED_OK, "sqlite: stop the second server");
+        imbed_server_free(server);
+    }
+    remove_database_directory(directory);
+}
+
 /* A store path that cannot be opened fails at start with IMBED_ERR_STORE. */
 static void test_sqlite_store_unopenable(void)
 {
@@ -862,7 +1178,10 @@ int main(void)
     test_stop_inside_callback();
     test_concurrent_send_and_stop();
     test_history();
+    test_groups();
+    test_online_kick_and_stats();
     test_sqlite_store_survives_restart();
+    test_sqlite_groups_survive_restart();
     test_sqlite_store_unopenable();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed == 0 ? 0 : 1;

@@ -21,7 +21,10 @@ use rusqlite::{Connection, OpenFlags};
 
 use self::readers::Readers;
 use self::writer::Job;
-use super::{AppendDone, NewMessage, ReadDone, Retention, Store, StoreError, StoredMessage, SyncedConversation};
+use super::{
+    AppendDone, ConversationSummary, GroupRecord, NewMessage, ReadDone, Retention, Store, StoreError, StoredMessage,
+    SyncedConversation, WriteDone,
+};
 
 /// `PRAGMA synchronous` value FULL: every commit is fsynced before it returns.
 const SYNCHRONOUS_FULL: i64 = 2;
@@ -116,6 +119,27 @@ impl Store for SqliteStore {
 
     fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
         self.readers.history(conv, before, limit)
+    }
+
+    fn save_group(&self, group: String, closed: bool, done: WriteDone) {
+        self.submit(Job::SaveGroup { group, closed, done });
+    }
+
+    fn save_member(&self, group: String, user: String, member: bool, done: WriteDone) {
+        self.submit(Job::SaveMember {
+            group,
+            user,
+            member,
+            done,
+        });
+    }
+
+    fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        self.readers.groups()
+    }
+
+    fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.readers.conversations(user)
     }
 
     fn sync(

@@ -9,7 +9,18 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::rows::{MESSAGE_COLUMNS, message_from_row};
-use crate::store::{StoreError, StoredMessage, SyncedConversation};
+use crate::store::{ConversationSummary, GroupRecord, StoreError, StoredMessage, SyncedConversation};
+
+/// A user's conversations: direct ones it took part in, and its groups'.
+/// `?1` is the user.
+const CONVERSATIONS_OF_USER: &str = "
+    SELECT u.conv, coalesce(c.last_seq, 0), coalesce(r.seq, 0) FROM (
+        SELECT conv FROM user_conversations WHERE user = ?1
+        UNION SELECT 'g:' || grp FROM group_members WHERE user = ?1
+    ) u
+    LEFT JOIN conversations c ON c.conv = u.conv
+    LEFT JOIN read_cursors r ON r.user = ?1 AND r.conv = u.conv
+    ORDER BY u.conv";
 
 /// Idle connections kept for reuse; more may be open while busy.
 const IDLE_READERS: usize = 4;
@@ -80,10 +91,7 @@ impl Readers {
         self.with(|conn| {
             let snapshot = conn.transaction()?;
             let convs = snapshot
-                .prepare_cached(
-                    "SELECT c.conv, c.last_seq FROM user_conversations u
-                     JOIN conversations c ON c.conv = u.conv WHERE u.user = ?1 ORDER BY c.conv",
-                )?
+                .prepare_cached(CONVERSATIONS_OF_USER)?
                 .query_map([user], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut messages = snapshot.prepare_cached(&format!(
@@ -104,6 +112,47 @@ impl Readers {
             drop(messages);
             snapshot.commit()?;
             Ok(synced)
+        })
+    }
+
+    /// See [`crate::store::Store::conversations`].
+    pub fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached(CONVERSATIONS_OF_USER)?
+                .query_map([user], |r| {
+                    Ok(ConversationSummary {
+                        conv: r.get(0)?,
+                        last_seq: r.get::<_, i64>(1)? as u64,
+                        read_seq: r.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    /// See [`crate::store::Store::groups`].
+    pub fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        self.with(|conn| {
+            let snapshot = conn.transaction()?;
+            let mut groups = snapshot
+                .prepare("SELECT grp, closed FROM groups ORDER BY grp")?
+                .query_map([], |r| {
+                    Ok(GroupRecord {
+                        group: r.get(0)?,
+                        closed: r.get(1)?,
+                        members: Vec::new(),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut members = snapshot.prepare("SELECT user FROM group_members WHERE grp = ?1 ORDER BY user")?;
+            for group in &mut groups {
+                group.members = members
+                    .query_map([&group.group], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+            }
+            drop(members);
+            snapshot.commit()?;
+            Ok(groups)
         })
     }
 }

@@ -42,6 +42,17 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL,
         PRIMARY KEY (user, conv)
      ) WITHOUT ROWID;",
+    // 2: groups and their members.
+    "CREATE TABLE groups (
+        grp TEXT PRIMARY KEY NOT NULL,
+        closed INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE group_members (
+        grp TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (grp, user)
+     ) WITHOUT ROWID;
+     CREATE INDEX group_members_by_user ON group_members (user, grp);",
 ];
 
 /// The schema version this build writes.

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::protocol::now_ms;
 use crate::store::{
-    AppendDone, Appended, NewMessage, Placement, ReadDone, ReadMark, Retention, StoreError, StoredMessage,
+    AppendDone, Appended, NewMessage, Placement, ReadDone, ReadMark, Retention, StoreError, StoredMessage, WriteDone,
 };
 
 /// The most jobs one transaction takes.
@@ -43,6 +43,26 @@ pub enum Job {
         /// Told the outcome.
         done: ReadDone,
     },
+    /// Create a group or set whether it is closed.
+    SaveGroup {
+        /// The group.
+        group: String,
+        /// Closed or open.
+        closed: bool,
+        /// Told the outcome.
+        done: WriteDone,
+    },
+    /// Add a member to a group, or remove one.
+    SaveMember {
+        /// The group.
+        group: String,
+        /// The user.
+        user: String,
+        /// Member or not.
+        member: bool,
+        /// Told the outcome.
+        done: WriteDone,
+    },
 }
 
 impl Job {
@@ -51,6 +71,7 @@ impl Job {
         match self {
             Job::Append(_, done) => done(Err(error)),
             Job::MarkRead { done, .. } => done(Err(error)),
+            Job::SaveGroup { done, .. } | Job::SaveMember { done, .. } => done(Err(error)),
         }
     }
 }
@@ -60,6 +81,7 @@ pub enum Outcome {
     New(u64),
     Duplicate(Placement),
     Read(ReadMark),
+    Saved,
 }
 
 /// What the writer remembers between batches, so that most appends touch
@@ -165,6 +187,7 @@ fn report(job: Job, outcome: Outcome) {
         }
         (Job::Append(_, done), Outcome::Duplicate(placement)) => done(Ok(Appended::Duplicate(placement))),
         (Job::MarkRead { done, .. }, Outcome::Read(mark)) => done(Ok(mark)),
+        (Job::SaveGroup { done, .. } | Job::SaveMember { done, .. }, Outcome::Saved) => done(Ok(())),
         (job, _) => job.fail(StoreError("internal: outcome does not match its job".into())),
     }
 }
@@ -190,6 +213,10 @@ fn write_batch(
             Job::MarkRead { user, conv, seq, .. } => {
                 Outcome::Read(mark_read(&tx, &mut known.last_seqs, user, conv, *seq)?)
             }
+            Job::SaveGroup { group, closed, .. } => save_group(&tx, group, *closed)?,
+            Job::SaveMember {
+                group, user, member, ..
+            } => save_member(&tx, group, user, *member)?,
         });
     }
     // Once per conversation per batch, not once per message.
@@ -260,10 +287,14 @@ fn append(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage) -> rusqlite::
     Ok(Outcome::New(seq))
 }
 
-/// Records that the sender and the recipient belong to the conversation,
-/// the first time each pair is seen.
+/// Records that the sender and the recipient of a direct message belong to
+/// its conversation, the first time each pair is seen. (A group's
+/// conversation belongs to its members, in `group_members`.)
 fn remember_members(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage) -> rusqlite::Result<()> {
-    for user in [Some(&*m.from), m.to.as_deref()].into_iter().flatten() {
+    let Some(to) = m.to.as_deref() else {
+        return Ok(());
+    };
+    for user in [&*m.from, to] {
         if known
             .members
             .get(&m.conv)
@@ -300,4 +331,23 @@ fn mark_read(
     } else {
         ReadMark::Unchanged
     })
+}
+
+fn save_group(tx: &Transaction<'_>, group: &str, closed: bool) -> rusqlite::Result<Outcome> {
+    tx.prepare_cached(
+        "INSERT INTO groups (grp, closed) VALUES (?1, ?2)
+         ON CONFLICT (grp) DO UPDATE SET closed = excluded.closed",
+    )?
+    .execute(params![group, closed])?;
+    Ok(Outcome::Saved)
+}
+
+fn save_member(tx: &Transaction<'_>, group: &str, user: &str, member: bool) -> rusqlite::Result<Outcome> {
+    let sql = if member {
+        "INSERT OR IGNORE INTO group_members (grp, user) VALUES (?1, ?2)"
+    } else {
+        "DELETE FROM group_members WHERE grp = ?1 AND user = ?2"
+    };
+    tx.prepare_cached(sql)?.execute(params![group, user])?;
+    Ok(Outcome::Saved)
 }

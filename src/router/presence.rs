@@ -1,0 +1,79 @@
+//! Who watches whom: the `watch` subscriptions of sessions, and the
+//! `presence` frames sent when a watched user comes online or goes offline.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::SessionHandle;
+use crate::protocol::ServerFrame;
+
+#[derive(Default)]
+struct Watches {
+    /// Watched user → the sessions watching it.
+    watchers: HashMap<Arc<str>, Vec<Arc<SessionHandle>>>,
+    /// Session id → the users it watches, to clean up when it ends.
+    watched: HashMap<u64, HashSet<Arc<str>>>,
+}
+
+/// Presence subscriptions of every session.
+#[derive(Default)]
+pub struct Presence {
+    watches: Mutex<Watches>,
+}
+
+impl Presence {
+    fn watches(&self) -> std::sync::MutexGuard<'_, Watches> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `session` starts watching `users`.
+    pub fn watch(&self, session: &Arc<SessionHandle>, users: &[Arc<str>]) {
+        let mut w = self.watches();
+        for user in users {
+            if w.watched.entry(session.id).or_default().insert(user.clone()) {
+                w.watchers.entry(user.clone()).or_default().push(session.clone());
+            }
+        }
+    }
+
+    /// `session` stops watching `users`.
+    pub fn unwatch(&self, session: &SessionHandle, users: &[Arc<str>]) {
+        let mut w = self.watches();
+        for user in users {
+            if w.watched.get_mut(&session.id).is_some_and(|set| set.remove(user)) {
+                Self::drop_watcher(&mut w.watchers, user, session.id);
+            }
+        }
+    }
+
+    /// Drops every watch of a session that ended.
+    pub fn forget(&self, session: &SessionHandle) {
+        let mut w = self.watches();
+        for user in w.watched.remove(&session.id).unwrap_or_default() {
+            Self::drop_watcher(&mut w.watchers, &user, session.id);
+        }
+    }
+
+    fn drop_watcher(watchers: &mut HashMap<Arc<str>, Vec<Arc<SessionHandle>>>, user: &str, session: u64) {
+        if let Some(list) = watchers.get_mut(user) {
+            list.retain(|s| s.id != session);
+            if list.is_empty() {
+                watchers.remove(user);
+            }
+        }
+    }
+
+    /// Tells every session watching `user` that it came online or went offline.
+    pub fn announce(&self, user: &str, online: bool) {
+        let watchers = self.watches().watchers.get(user).cloned().unwrap_or_default();
+        if watchers.is_empty() {
+            return;
+        }
+        let frame = Utf8Bytes::from(ServerFrame::Presence { user, online }.encode());
+        for session in watchers {
+            session.outbox.push(frame.clone());
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Group membership changes: from clients (`join`, `leave`) and from the
+//! host (create, add, remove). Each change is stored first, then applied to
+//! the in-memory groups, then announced to the members and the host.
+//! Changes are serialized, and they block on the store: callers on the
+//! network side run them on the blocking pool.
+
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::core::Core;
+use crate::host::Event;
+use crate::protocol::ServerFrame;
+use crate::store::WriteDone;
+
+/// Who asks for a change.
+#[derive(Clone, Copy)]
+pub enum Actor {
+    /// A user, from the session with this id: `join` creates missing open
+    /// groups and is refused by closed ones.
+    User(u64),
+    /// The host: it may change closed groups, and never creates one by adding.
+    Host,
+}
+
+/// Why a membership change was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The group is closed to users joining by themselves.
+    Forbidden,
+    /// The group does not exist.
+    NotFound,
+    /// The store failed; nothing changed.
+    Store(String),
+}
+
+impl Core {
+    /// Creates `group`, or sets whether it is closed.
+    pub fn create_group(&self, group: &str, closed: bool) -> Result<(), Refused> {
+        let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.persist(|done| self.store.save_group(group.to_owned(), closed, done))?;
+        self.groups.set_closed(group, closed);
+        Ok(())
+    }
+
+    /// Makes `user` a member of `group` (see [`Actor`]); Ok(false) when it already was.
+    pub fn join(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
+        let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
+        match (self.groups.get(group), actor) {
+            (None, Actor::Host) => return Err(Refused::NotFound),
+            (None, Actor::User(_)) => {
+                self.persist(|done| self.store.save_group(group.to_owned(), false, done))?;
+                self.groups.set_closed(group, false);
+            }
+            (Some(g), _) if g.has(user) => return Ok(false),
+            (Some(g), Actor::User(_)) if g.closed => return Err(Refused::Forbidden),
+            (Some(_), _) => {}
+        }
+        self.persist(|done| self.store.save_member(group.to_owned(), user.to_owned(), true, done))?;
+        self.groups.set_member(group, user, true);
+        self.announce(group, user, true, actor);
+        Ok(true)
+    }
+
+    /// Removes `user` from `group`; Ok(false) when it was not a member.
+    /// Only the host is told `NotFound` for a missing group.
+    pub fn leave(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
+        let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
+        match (self.groups.get(group), actor) {
+            (None, Actor::Host) => return Err(Refused::NotFound),
+            (Some(g), _) if g.has(user) => {}
+            _ => return Ok(false),
+        }
+        self.persist(|done| self.store.save_member(group.to_owned(), user.to_owned(), false, done))?;
+        self.groups.set_member(group, user, false);
+        self.announce(group, user, false, actor);
+        Ok(true)
+    }
+
+    /// Runs a store write and waits for it.
+    fn persist(&self, write: impl FnOnce(WriteDone)) -> Result<(), Refused> {
+        let (tx, rx) = sync_channel(1);
+        write(Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        }));
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Refused::Store(e.0)),
+            Err(_) => Err(Refused::Store("the store dropped the write".into())),
+        }
+    }
+
+    /// Tells the members (after the change), the user who left, and the
+    /// host; the session that asked gets its reply instead.
+    fn announce(&self, group: &str, user: &str, joined: bool, actor: Actor) {
+        let frame = Utf8Bytes::from(ServerFrame::Member { group, user, joined }.encode());
+        let except = match actor {
+            Actor::User(session) => Some(session),
+            Actor::Host => None,
+        };
+        let members = self.groups.get(group).map(|g| g.members).unwrap_or_default();
+        for member in members.iter() {
+            self.router.deliver(member, &frame, None, except);
+        }
+        if !joined {
+            self.router.deliver(user, &frame, None, except);
+        }
+        self.events.post(Event::Member {
+            group: Arc::from(group),
+            user: Arc::from(user),
+            joined,
+        });
+    }
+}
