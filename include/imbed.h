@@ -17,9 +17,6 @@
 // The longest user id, group id or request id, in bytes (not counting the NUL).
 #define IMBED_MAX_ID_LEN 64
 
-// The close code of a kicked session (application range 4000–4999).
-#define CLOSE_KICKED 4001
-
 // The result of a call. `IMBED_OK` is 0; every other value is a failure whose
 // details `imbed_last_error()` gives on the same thread.
 typedef enum {

@@ -195,8 +195,13 @@ async fn read_loop(
                 session.outbox.close(1000, "idle timeout");
                 break None;
             }
+            // The peer's close may be its answer to ours: the server's reason wins.
             Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => {
-                break Some("closed by peer");
+                break session
+                    .outbox
+                    .close_reason()
+                    .map(|(_, reason)| reason)
+                    .or(Some("closed by peer"));
             }
             Ok(Some(Err(e))) => {
                 let (code, reason) = close_code_for(&e);

@@ -923,7 +923,7 @@ static void test_groups(void)
         check_status(imbed_server_remove_member(server, bad, "alice"), IMBED_ERR_INVALID_ARGUMENT, what);
         snprintf(what, sizeof what, "remove_member(team, \"%.20s\")", bad);
         check_status(imbed_server_remove_member(server, "team", bad), IMBED_ERR_INVALID_ARGUMENT, what);
-        snprintf(what, sizeof what, "send_group(to \"%.20s\")", bad);
+        snprintf(what, sizeof what, "send_group(group \"%.20s\")", bad);
         check_send_group(server, bad, "{}", NULL, IMBED_ERR_INVALID_ARGUMENT, 0, what);
         snprintf(what, sizeof what, "send_group(from \"%.20s\")", bad);
         check_status(imbed_server_send_group(server, bad, "team", "{}", NULL, NULL), IMBED_ERR_INVALID_ARGUMENT, what);

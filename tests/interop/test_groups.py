@@ -681,6 +681,36 @@ def test_online_and_stats_count_sessions_users_and_messages(dev_host):
     run(scenario())
 
 
+def test_groups_membership_and_closed_flag_survive_a_restart(dev_hosts, tmp_path):
+    async def scenario():
+        host = dev_hosts.start(tmp_path / "imbed.db")
+        console = Console(host)
+        assert (await console.run("create-group staff closed"))["event"] == "ok"
+        assert (await console.run("add staff alice"))["event"] == "ok"
+        alice, _ = await login_as(host.url, "alice")
+        async with alice:
+            await join(alice, "open")
+            ack = await send_group(alice, "a-1", "staff", "kept")
+
+        host = await asyncio.to_thread(dev_hosts.restart, host)
+        alice, _ = await login_as(host.url, "alice")
+        bob, _ = await login_as(host.url, "bob")
+        async with alice, bob:
+            reply = await request(alice, {"type": "members", "id": "m1", "group": "staff"})
+            assert_frame(reply, closed=True, members=["alice"])
+            reply = await request(alice, {"type": "members", "id": "m2", "group": "open"})
+            assert_frame(reply, closed=False, members=["alice"])
+            await expect_error(bob, {"type": "join", "id": "j1", "group": "staff"}, "forbidden")
+            msgs, synced = await sync(alice, "s1")
+            assert len(msgs) == 1
+            assert_group_msg(msgs[0], ack, "alice", "staff", "a-1", "kept")
+            assert synced_states(synced) == {"g:open": (0, False), "g:staff": (1, False)}
+            # The sequence goes on from its last seq.
+            assert_frame(await send_group(alice, "a-2", "staff", "next"), seq=2)
+
+    run(scenario())
+
+
 # --- scale ----------------------------------------------------------------------------
 
 

@@ -117,6 +117,22 @@ pub async fn open(url: &str, bearer: Option<&str>) -> Result<Client, tokio_tungs
     Ok(Client { ws })
 }
 
+/// Connects as `user` over a socket with a tiny receive buffer (which turns
+/// off the kernel's autotuning, up to 32 MB here), like a stalled phone on a
+/// slow link; consumes the welcome.
+pub async fn connect_with_small_window(url: &str, user: &str) -> Client {
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("{url}?token={user}"), MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap();
+    let mut client = Client { ws };
+    assert_eq!(client.recv().await["type"], "welcome");
+    client
+}
+
 /// Connects as `user` (dev auth, query token) and consumes the welcome.
 pub async fn connect(url: &str, user: &str) -> Client {
     let mut client = open(&format!("{url}?token={user}"), None).await.unwrap();
