@@ -117,20 +117,8 @@ pub unsafe extern "C" fn imbed_server_send(
     client_id: *const c_char,
     seq_out: *mut u64,
 ) -> imbed_status {
-    guard(|| {
-        let server = server_of(server)?;
-        // SAFETY (all four): per this function's contract.
-        let from = unsafe { arg_str(from, "from") }?;
-        let to = unsafe { arg_str(to, "to") }?;
-        let body = unsafe { arg_str(body_json, "body_json") }?;
-        let client_id = unsafe { opt_arg_str(client_id, "client_id") }?;
-        let placement = server.send(from, to, body, client_id)?;
-        // SAFETY: writable when non-NULL, per this function's contract.
-        if let Some(out) = unsafe { seq_out.as_mut() } {
-            *out = placement.seq;
-        }
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe { send_to(server, from, (to, "to"), body_json, client_id, seq_out, Server::send) }
 }
 
 /// Stops the server: closes the listener and every session (close code
@@ -237,13 +225,8 @@ pub unsafe extern "C" fn imbed_server_add_member(
     group: *const c_char,
     user: *const c_char,
 ) -> imbed_status {
-    guard(|| {
-        let server = server_of(server)?;
-        // SAFETY (both): per this function's contract.
-        let group = unsafe { arg_str(group, "group") }?;
-        let user = unsafe { arg_str(user, "user") }?;
-        Ok(server.add_member(group, user)?)
-    })
+    // SAFETY: per this function's contract.
+    unsafe { change_member(server, group, user, Server::add_member) }
 }
 
 /// Removes `user` from `group`; the members and the user are told.
@@ -258,13 +241,8 @@ pub unsafe extern "C" fn imbed_server_remove_member(
     group: *const c_char,
     user: *const c_char,
 ) -> imbed_status {
-    guard(|| {
-        let server = server_of(server)?;
-        // SAFETY (both): per this function's contract.
-        let group = unsafe { arg_str(group, "group") }?;
-        let user = unsafe { arg_str(user, "user") }?;
-        Ok(server.remove_member(group, user)?)
-    })
+    // SAFETY: per this function's contract.
+    unsafe { change_member(server, group, user, Server::remove_member) }
 }
 
 /// Sends to `group` from `from` (any valid id; it need not be a member) and
@@ -283,20 +261,18 @@ pub unsafe extern "C" fn imbed_server_send_group(
     client_id: *const c_char,
     seq_out: *mut u64,
 ) -> imbed_status {
-    guard(|| {
-        let server = server_of(server)?;
-        // SAFETY (all four): per this function's contract.
-        let from = unsafe { arg_str(from, "from") }?;
-        let group = unsafe { arg_str(group, "group") }?;
-        let body = unsafe { arg_str(body_json, "body_json") }?;
-        let client_id = unsafe { opt_arg_str(client_id, "client_id") }?;
-        let placement = server.send_group(from, group, body, client_id)?;
-        // SAFETY: writable when non-NULL, per this function's contract.
-        if let Some(out) = unsafe { seq_out.as_mut() } {
-            *out = placement.seq;
-        }
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        send_to(
+            server,
+            from,
+            (group, "group"),
+            body_json,
+            client_id,
+            seq_out,
+            Server::send_group,
+        )
+    }
 }
 
 /// Closes every session of `user` with close code 4001 (reason "kicked").
@@ -374,6 +350,57 @@ pub unsafe extern "C" fn imbed_server_stats(server: *mut imbed_server, stats_out
             messages_delivered: stats.messages_delivered,
         };
         Ok(())
+    })
+}
+
+type SendFn = fn(&Server, &str, &str, &str, Option<&str>) -> Result<crate::Placement, Error>;
+
+/// The body of `imbed_server_send` and `imbed_server_send_group`, which
+/// differ only in what the message goes to.
+///
+/// # Safety
+/// As for `imbed_server_send`.
+unsafe fn send_to(
+    server: *mut imbed_server,
+    from: *const c_char,
+    (target, target_name): (*const c_char, &'static str),
+    body_json: *const c_char,
+    client_id: *const c_char,
+    seq_out: *mut u64,
+    send: SendFn,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY (all four): per the caller's contract.
+        let from = unsafe { arg_str(from, "from") }?;
+        let target = unsafe { arg_str(target, target_name) }?;
+        let body = unsafe { arg_str(body_json, "body_json") }?;
+        let client_id = unsafe { opt_arg_str(client_id, "client_id") }?;
+        let placement = send(&server, from, target, body, client_id)?;
+        // SAFETY: writable when non-NULL, per the caller's contract.
+        if let Some(out) = unsafe { seq_out.as_mut() } {
+            *out = placement.seq;
+        }
+        Ok(())
+    })
+}
+
+/// The body of `imbed_server_add_member` and `imbed_server_remove_member`.
+///
+/// # Safety
+/// `group` and `user` are NULL or NUL-terminated.
+unsafe fn change_member(
+    server: *mut imbed_server,
+    group: *const c_char,
+    user: *const c_char,
+    change: fn(&Server, &str, &str) -> Result<(), Error>,
+) -> imbed_status {
+    guard(|| {
+        let server = server_of(server)?;
+        // SAFETY (both): per the caller's contract.
+        let group = unsafe { arg_str(group, "group") }?;
+        let user = unsafe { arg_str(user, "user") }?;
+        Ok(change(&server, group, user)?)
     })
 }
 
