@@ -10,7 +10,7 @@ HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
 DB      ?= imbed.db
 
-.PHONY: all lib host run bench-durable test test-rust test-c test-interop check-header check-symbols lint deps clean
+.PHONY: all lib host client run bench-durable test test-rust test-c test-interop check-header check-symbols lint deps clean
 
 all: host
 
@@ -22,6 +22,10 @@ $(LIB): lib
 host: lib
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(CPPFLAGS) examples/host.c $(LIB) $(LDLIBS) -o $(HOST)
+
+client: lib
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(CPPFLAGS) examples/client.c $(LIB) $(LDLIBS) -o build/imbed-client
 
 run: host
 	./$(HOST) --listen $(LISTEN) --db $(DB) --dev-auth

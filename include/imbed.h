@@ -48,6 +48,8 @@ typedef enum {
   IMBED_ERR_PANIC = 12,
   // The thing named does not exist (a group).
   IMBED_ERR_NOT_FOUND = 13,
+  // A client request needs a live connection.
+  IMBED_ERR_NOT_CONNECTED = 14,
 } imbed_status;
 
 // What an event is about.
@@ -62,6 +64,14 @@ typedef enum {
   IMBED_EVENT_OVERFLOW = 4,
   // A group's membership changed: `group`, `user`; `json` says joined or left.
   IMBED_EVENT_MEMBER = 5,
+  // Client role: the connection's state changed (`json`: state, reason, attempt).
+  IMBED_EVENT_STATE = 6,
+  // Client role: a queued message was stored by the server (`json`: id, conv, seq, ts).
+  IMBED_EVENT_ACK = 7,
+  // Client role: the server refused a queued message for good (`json`: id, code, message).
+  IMBED_EVENT_SEND_FAILED = 8,
+  // Client role: any other server frame, such as presence, typing or a reply (`json`: frame).
+  IMBED_EVENT_FRAME = 9,
 } imbed_event_kind;
 
 // Log levels, most severe first.
@@ -77,6 +87,21 @@ typedef enum {
   // Per-frame detail.
   IMBED_LOG_TRACE = 5,
 } imbed_log_level;
+
+// What the app tells its client about its situation.
+typedef enum {
+  // The network changed: reconnect now instead of waiting out a backoff
+  // or a dead-connection timeout.
+  IMBED_HINT_NETWORK_CHANGED = 1,
+  // The app went to the background: close the connection, stay paused.
+  IMBED_HINT_BACKGROUND = 2,
+  // The app came to the foreground: reconnect at once.
+  IMBED_HINT_FOREGROUND = 3,
+} imbed_client_hint;
+
+// A client: a resilient connection to an imbed server. Opaque, with the
+// same handle rules as `imbed_server`.
+typedef struct imbed_client imbed_client;
 
 // An IM server. Opaque: create it with `imbed_server_new`, release it with
 // `imbed_server_free`. Every call on it is thread-safe.
@@ -142,6 +167,76 @@ extern "C" {
 // call succeeded. Valid until the next `imbed_` call on the same thread;
 // never free it.
 const char *imbed_last_error(void);
+
+// Creates a client from a JSON configuration (`url` and `token` required;
+// see docs/C-API.md). Opens the state file when one is configured, so
+// messages queued before an app restart are sent again.
+//
+// # Safety
+// `config_json` is NULL or NUL-terminated; `client_out` is NULL or writable.
+imbed_status imbed_client_new(const char *config_json, imbed_client **client_out);
+
+// Sets the callbacks (copied). `on_event`, `on_log` and `destroy` are used;
+// `authenticate` is ignored. Only before `imbed_client_start`.
+//
+// # Safety
+// `listener` is NULL or points to a readable `imbed_listener`.
+imbed_status imbed_client_set_listener(imbed_client *client, const imbed_listener *listener);
+
+// Starts connecting in the background and returns at once. The client
+// reconnects by itself until stopped; `IMBED_EVENT_STATE` events tell how.
+imbed_status imbed_client_start(imbed_client *client);
+
+// Queues a direct message to `to` and writes its client id into
+// `*client_id_out` (owned: free it with `imbed_string_free`; NULL to not
+// receive it). The message is sent, and re-sent after every reconnect in
+// order, until the server acks it (`IMBED_EVENT_ACK` with this id). Works
+// while disconnected and before start.
+//
+// # Safety
+// `to` and `body_json` are NULL or NUL-terminated; `client_id_out` is NULL or writable.
+imbed_status imbed_client_send(imbed_client *client,
+                               const char *to,
+                               const char *body_json,
+                               char **client_id_out);
+
+// Queues a message to `group`; as `imbed_client_send`.
+//
+// # Safety
+// As for `imbed_client_send`.
+imbed_status imbed_client_send_group(imbed_client *client,
+                                     const char *group,
+                                     const char *body_json,
+                                     char **client_id_out);
+
+// Sends a request frame given as a JSON object (join, leave, watch,
+// unwatch, typing, read, history, members, conversations). An `id` is added
+// when missing; `*request_id_out` (NULL to not receive it; owned) gets it.
+// The reply arrives as an `IMBED_EVENT_FRAME` event carrying that id.
+// `IMBED_ERR_NOT_CONNECTED` while disconnected: requests are not queued.
+// `IMBED_ERR_INVALID_ARGUMENT` for a non-object, a missing type, or the
+// types the client manages itself (send, sync, auth).
+//
+// # Safety
+// `frame_json` is NULL or NUL-terminated; `request_id_out` is NULL or writable.
+imbed_status imbed_client_request(imbed_client *client,
+                                  const char *frame_json,
+                                  char **request_id_out);
+
+// Passes a hint (an `imbed_client_hint` value, taken as an integer) to
+// the running client. Other values give `IMBED_ERR_INVALID_ARGUMENT`.
+imbed_status imbed_client_hint(imbed_client *client, int32_t hint);
+
+// Closes the connection, delivers the remaining events, calls the
+// listener's `destroy`, and returns: no callback runs after it. Stopping
+// again is `IMBED_OK`; from inside a callback, `IMBED_ERR_IN_CALLBACK`.
+// Queued messages stay in the state file (if any) for the next start.
+imbed_status imbed_client_stop(imbed_client *client);
+
+// Stops the client if needed and releases the handle. NULL, a freed handle
+// and a second free are ignored; from inside a callback the stop finishes
+// on a background thread.
+void imbed_client_free(imbed_client *client);
 
 // Creates a server from a JSON configuration (see docs/C-API.md for the
 // keys; `"{}"` takes every default). The whole configuration is validated

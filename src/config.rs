@@ -134,17 +134,7 @@ impl Default for EventsConfig {
 impl Config {
     /// Parses and validates a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Config, Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                Error::InvalidConfig(e.inner().to_string())
-            } else {
-                Error::InvalidConfig(format!("{path}: {}", e.inner()))
-            }
-        })?;
-        de.end()
-            .map_err(|e| Error::InvalidConfig(format!("trailing characters: {e}")))?;
+        let config: Config = parse_named(text)?;
         config.validate()?;
         Ok(config)
     }
@@ -188,6 +178,22 @@ impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated at parse time")
     }
+}
+
+/// Deserializes `text`, naming the field of any error.
+fn parse_named<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            Error::InvalidConfig(e.inner().to_string())
+        } else {
+            Error::InvalidConfig(format!("{path}: {}", e.inner()))
+        }
+    })?;
+    de.end()
+        .map_err(|e| Error::InvalidConfig(format!("trailing characters: {e}")))?;
+    Ok(value)
 }
 
 impl Limits {
@@ -261,5 +267,102 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// The configuration of a client (the client role), parsed from JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The server: `ws://host:port/ws` or `wss://…`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// A SQLite file keeping the outbox and cursors across restarts; `":memory:"` keeps nothing.
+    #[serde(default = "memory_path")]
+    pub state_path: String,
+    /// Reconnection backoff.
+    #[serde(default)]
+    pub reconnect: Reconnect,
+    /// WebSocket ping interval, in milliseconds.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A connection that receives nothing for this long is replaced.
+    #[serde(default = "default_dead_after_ms")]
+    pub dead_after_ms: u64,
+    /// Per-conversation page size of the sync after each connect.
+    #[serde(default = "default_sync_limit")]
+    pub sync_limit: u64,
+    /// The event queue to the host.
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// The most detailed log level forwarded to the host.
+    #[serde(default = "default_log_level")]
+    pub log_level: LogLevel,
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reconnect {
+    /// The first delay, doubled after each failure.
+    pub initial_ms: u64,
+    /// The largest delay.
+    pub max_ms: u64,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial_ms: 250,
+            max_ms: 30_000,
+        }
+    }
+}
+
+fn memory_path() -> String {
+    ":memory:".into()
+}
+fn default_heartbeat_ms() -> u64 {
+    15_000
+}
+fn default_dead_after_ms() -> u64 {
+    45_000
+}
+fn default_sync_limit() -> u64 {
+    100
+}
+fn default_log_level() -> LogLevel {
+    LogLevel::Info
+}
+
+impl ClientConfig {
+    /// Parses and validates a client configuration from JSON text.
+    pub fn from_json(text: &str) -> Result<ClientConfig, Error> {
+        let config: ClientConfig = parse_named(text)?;
+        let bad = |field: &str, why: &str| Err(Error::InvalidConfig(format!("{field}: {why}")));
+        if !(config.url.starts_with("ws://") || config.url.starts_with("wss://")) {
+            return bad("url", "must start with ws:// or wss://");
+        }
+        if config.token.is_empty() {
+            return bad("token", "must not be empty");
+        }
+        if config.state_path.is_empty() {
+            return bad("state_path", "must not be empty (\":memory:\" keeps nothing)");
+        }
+        let positive = [
+            ("reconnect.initial_ms", config.reconnect.initial_ms),
+            ("reconnect.max_ms", config.reconnect.max_ms),
+            ("heartbeat_ms", config.heartbeat_ms),
+            ("dead_after_ms", config.dead_after_ms),
+            ("events.queue_capacity", config.events.queue_capacity as u64),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return bad(field, "must be greater than 0");
+        }
+        if !(1..=1000).contains(&config.sync_limit) {
+            return bad("sync_limit", "must be between 1 and 1000");
+        }
+        Ok(config)
     }
 }

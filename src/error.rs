@@ -17,6 +17,8 @@ pub enum Error {
     Stopped,
     /// The call would deadlock because it was made from inside a callback of the same server.
     InCallback,
+    /// A request needs a live connection and the client has none.
+    NotConnected,
     /// The thing named (a group) does not exist.
     NotFound(String),
     /// A socket operation failed (binding the listen address, for example).
@@ -36,6 +38,7 @@ impl fmt::Display for Error {
             Error::InCallback => f.write_str("not allowed from inside a callback of this server"),
             Error::Io(m) => write!(f, "i/o error: {m}"),
             Error::NotFound(m) => write!(f, "not found: {m}"),
+            Error::NotConnected => f.write_str("not connected"),
             Error::Store(m) => write!(f, "store error: {m}"),
         }
     }

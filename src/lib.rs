@@ -10,15 +10,19 @@
 //! - [`store`]: the [`store::Store`] trait and its implementations.
 //! - [`router`]: who is online where, and fan-out to their sessions.
 //! - [`server`]: the engine: lifecycle, accept loop, handshake, auth, sessions.
+//! - [`client`]: the client role: a resilient connection to an imbed server.
 //! - [`host`]: what the engine tells its host: events, logs, the auth callback.
+//! - [`runtime`]: the tokio runtime each server or client owns.
 //! - [`ffi`]: the C ABI.
 
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod ffi;
 pub mod host;
 pub mod protocol;
 pub mod router;
+pub mod runtime;
 pub mod server;
 pub mod store;
 

@@ -104,6 +104,21 @@ pub unsafe fn out_ptr<'a, T>(ptr: *mut T, name: &'static str) -> Result<&'a mut 
     unsafe { ptr.as_mut() }.ok_or(FfiError::Null(name))
 }
 
+/// Writes an owned copy of `text` to an optional out-parameter, to be freed
+/// with `imbed_string_free`.
+///
+/// # Safety
+/// `out` is NULL or valid for writes.
+pub unsafe fn opt_out_string(out: *mut *mut c_char, text: String) -> Result<(), FfiError> {
+    // SAFETY: valid for writes when non-NULL, per the caller's contract.
+    if let Some(out) = unsafe { out.as_mut() } {
+        *out = CString::new(text)
+            .map_err(|_| Error::InvalidArgument("a string contains NUL".into()))?
+            .into_raw();
+    }
+    Ok(())
+}
+
 /// The message of the last failed call on this thread, or "" when the last
 /// call succeeded. Valid until the next `imbed_` call on the same thread;
 /// never free it.

@@ -23,6 +23,14 @@ pub enum imbed_event_kind {
     IMBED_EVENT_OVERFLOW = 4,
     /// A group's membership changed: `group`, `user`; `json` says joined or left.
     IMBED_EVENT_MEMBER = 5,
+    /// Client role: the connection's state changed (`json`: state, reason, attempt).
+    IMBED_EVENT_STATE = 6,
+    /// Client role: a queued message was stored by the server (`json`: id, conv, seq, ts).
+    IMBED_EVENT_ACK = 7,
+    /// Client role: the server refused a queued message for good (`json`: id, code, message).
+    IMBED_EVENT_SEND_FAILED = 8,
+    /// Client role: any other server frame, such as presence, typing or a reply (`json`: frame).
+    IMBED_EVENT_FRAME = 9,
 }
 
 /// An event. Every pointer is borrowed for the duration of the callback;
@@ -181,6 +189,10 @@ impl Host for ListenerHost {
                 imbed_event_kind::IMBED_EVENT_MEMBER
             }
             Event::Overflow { .. } => imbed_event_kind::IMBED_EVENT_OVERFLOW,
+            Event::State { .. } => imbed_event_kind::IMBED_EVENT_STATE,
+            Event::Ack { .. } => imbed_event_kind::IMBED_EVENT_ACK,
+            Event::SendFailed { .. } => imbed_event_kind::IMBED_EVENT_SEND_FAILED,
+            Event::Frame { .. } => imbed_event_kind::IMBED_EVENT_FRAME,
         };
         let ptr_of = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
         let c_event = imbed_event {

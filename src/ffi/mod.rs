@@ -7,6 +7,7 @@
 //! from this module by cbindgen.
 
 mod boundary;
+mod client;
 mod handles;
 mod listener;
 mod server;
@@ -14,6 +15,7 @@ mod status;
 mod version;
 
 pub use boundary::imbed_last_error;
+pub use client::*;
 pub use listener::{imbed_event, imbed_event_kind, imbed_listener, imbed_log_level};
 pub use server::*;
 pub use status::{imbed_status, imbed_status_str};

@@ -38,6 +38,8 @@ pub enum imbed_status {
     IMBED_ERR_PANIC = 12,
     /// The thing named does not exist (a group).
     IMBED_ERR_NOT_FOUND = 13,
+    /// A client request needs a live connection.
+    IMBED_ERR_NOT_CONNECTED = 14,
 }
 
 impl From<&Error> for imbed_status {
@@ -52,6 +54,7 @@ impl From<&Error> for imbed_status {
             Error::Io(_) => imbed_status::IMBED_ERR_IO,
             Error::Store(_) => imbed_status::IMBED_ERR_STORE,
             Error::NotFound(_) => imbed_status::IMBED_ERR_NOT_FOUND,
+            Error::NotConnected => imbed_status::IMBED_ERR_NOT_CONNECTED,
         }
     }
 }
@@ -75,6 +78,7 @@ pub extern "C" fn imbed_status_str(status: i32) -> *const c_char {
         11 => b"store error\0",
         12 => b"internal panic\0",
         13 => b"not found\0",
+        14 => b"not connected\0",
         _ => b"unknown status\0",
     };
     text.as_ptr().cast()

@@ -8,12 +8,21 @@
 //! callback gets an error instead of waiting for itself forever.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::Host;
 
 thread_local! {
     static IN_CALLBACK_OF: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+static NEXT_OWNER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A number for a new server or client, unique in the process: the gate
+/// tells callbacks of different owners apart by it.
+pub fn next_owner_id() -> u64 {
+    NEXT_OWNER_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Whether the current thread is inside a callback of server `server_id`.

@@ -67,6 +67,40 @@ pub enum Event {
         /// How many.
         dropped: u64,
     },
+    /// Client role: the connection's state changed.
+    State {
+        /// `connecting`, `connected`, `disconnected`, `paused` or `stopped`.
+        state: &'static str,
+        /// Why, when it went down.
+        reason: Option<String>,
+        /// Which connection attempt (from 1) this is, when connecting.
+        attempt: Option<u32>,
+    },
+    /// Client role: the server stored a queued message.
+    Ack {
+        /// The client message id.
+        id: String,
+        /// Its conversation.
+        conv: String,
+        /// Its seq.
+        seq: u64,
+        /// When it was stored.
+        ts: i64,
+    },
+    /// Client role: the server refused a queued message for good.
+    SendFailed {
+        /// The client message id.
+        id: String,
+        /// The error code.
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// Client role: any other server frame (presence, typing, read, member, replies).
+    Frame {
+        /// The frame as received.
+        frame: Utf8Bytes,
+    },
 }
 
 impl Event {
@@ -75,6 +109,19 @@ impl Event {
         let shape = match self {
             // The frame is already JSON; embedding it verbatim avoids a parse.
             Event::Message { frame, .. } => return format!(r#"{{"event":"message","message":{}}}"#, frame.as_str()),
+            Event::Frame { frame } => return format!(r#"{{"event":"frame","frame":{}}}"#, frame.as_str()),
+            Event::State { state, reason, attempt } => EventJson::State {
+                state,
+                reason: reason.as_deref(),
+                attempt: *attempt,
+            },
+            Event::Ack { id, conv, seq, ts } => EventJson::Ack {
+                id,
+                conv,
+                seq: *seq,
+                ts: *ts,
+            },
+            Event::SendFailed { id, code, message } => EventJson::SendFailed { id, code, message },
             Event::Connected { user, session } => EventJson::Connected { user, session },
             Event::Disconnected { user, session, reason } => EventJson::Disconnected { user, session, reason },
             Event::Member { group, user, joined } => EventJson::Member {
@@ -108,6 +155,24 @@ enum EventJson<'a> {
     },
     Overflow {
         dropped: u64,
+    },
+    State {
+        state: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+    },
+    Ack {
+        id: &'a str,
+        conv: &'a str,
+        seq: u64,
+        ts: i64,
+    },
+    SendFailed {
+        id: &'a str,
+        code: &'a str,
+        message: &'a str,
     },
 }
 

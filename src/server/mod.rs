@@ -13,7 +13,6 @@ mod requests;
 mod session;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -40,13 +39,6 @@ pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 /// How long `stop` waits for sessions to say goodbye before cutting them off.
 const STOP_GRACE: Duration = Duration::from_secs(3);
-
-static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    static LOG_GUARD: std::cell::RefCell<Option<tracing::dispatcher::DefaultGuard>> =
-        const { std::cell::RefCell::new(None) };
-}
 
 /// An IM server. All methods take `&self` and may be called from any thread.
 pub struct Server {
@@ -77,7 +69,7 @@ impl Server {
     pub fn new(config: Config) -> Result<Server, Error> {
         config.validate()?;
         Ok(Server {
-            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            id: crate::host::gate::next_owner_id(),
             config,
             state: RwLock::new(State::Created { host: None }),
         })
@@ -129,7 +121,7 @@ impl Server {
         let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity)
             .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
         let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
-        let runtime = match build_runtime(config.workers, &logs) {
+        let runtime = match crate::runtime::build(config.workers, "imbed-worker", &logs) {
             Ok(runtime) => runtime,
             Err(e) => {
                 dispatcher.shutdown();
@@ -441,20 +433,6 @@ fn wait_for_connections(all_ended: &Receiver<()>, grace: Duration) {
             Ok(()) => {}
         }
     }
-}
-
-fn build_runtime(workers: usize, logs: &tracing::Dispatch) -> std::io::Result<Runtime> {
-    let logs = logs.clone();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("imbed-worker")
-        .enable_all()
-        .on_thread_start(move || {
-            let guard = tracing::dispatcher::set_default(&logs);
-            LOG_GUARD.with(|slot| *slot.borrow_mut() = Some(guard));
-        })
-        .on_thread_stop(|| LOG_GUARD.with(|slot| drop(slot.borrow_mut().take())))
-        .build()
 }
 
 /// Binds with `SO_REUSEADDR`, so a restarted server can take its port back

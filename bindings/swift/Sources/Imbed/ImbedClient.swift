@@ -1,0 +1,108 @@
+import CImbed
+
+/// The client role of imbed, for apps: one connection to an imbed server that
+/// reconnects by itself, an outbox that keeps sending until the server acks,
+/// and a sync after every connect, so `events` sees every message exactly
+/// once, in order per conversation.
+///
+/// Every method may be called from any thread (the C API is thread-safe per
+/// handle). Releasing the last reference stops the client and frees it.
+public final class ImbedClient: @unchecked Sendable {
+    // @unchecked: the only state is the handle, an immutable registry key
+    // that the C API accepts from any thread.
+
+    /// What the app knows about its situation that the client cannot see.
+    public enum Hint: Sendable {
+        /// The network changed: reconnect now instead of waiting for the
+        /// backoff or for the dead connection to time out.
+        case networkChanged
+        /// The app went to the background: close the connection and stay
+        /// paused (state "paused") until `foreground`.
+        case background
+        /// The app came back: reconnect at once.
+        case foreground
+
+        /// The integer `imbed_client_hint` takes for this hint.
+        var code: Int32 {
+            switch self {
+            case .networkChanged: return Int32(IMBED_HINT_NETWORK_CHANGED.rawValue)
+            case .background: return Int32(IMBED_HINT_BACKGROUND.rawValue)
+            case .foreground: return Int32(IMBED_HINT_FOREGROUND.rawValue)
+            }
+        }
+    }
+
+    /// Every event of the client, in order: state changes, messages, acks,
+    /// refused sends and other frames. The stream finishes when the client
+    /// has stopped and delivered its last event.
+    public let events: AsyncStream<Event>
+
+    private let handle: OpaquePointer
+
+    /// Creates a client from its JSON configuration: `url` and `token` are
+    /// required; `state_path` names a SQLite file that keeps the outbox and
+    /// the cursors across app restarts (see docs/MOBILE.md for every key).
+    public init(configJSON: String) throws {
+        var created: OpaquePointer?
+        try ImbedError.check(imbed_client_new(configJSON, &created))
+        guard let created else { preconditionFailure("imbed_client_new succeeded without a handle") }
+        let (stream, context) = ListenerContext.makeStream(authenticate: nil)
+        do {
+            try ListenerContext.install(context) { imbed_client_set_listener(created, $0) }
+        } catch {
+            imbed_client_free(created)
+            throw error
+        }
+        handle = created
+        events = stream
+    }
+
+    /// Stops the client if it runs, waits for its last event, and frees it.
+    deinit {
+        _ = imbed_client_stop(handle)
+        imbed_client_free(handle)
+    }
+
+    /// Starts connecting in the background and returns at once; the client
+    /// reconnects forever, reporting each change as a `.state` event.
+    public func start() throws {
+        try ImbedError.check(imbed_client_start(handle))
+    }
+
+    /// Queues `bodyJSON` (any JSON value) for the user `to` and returns its
+    /// client id. It is sent, and sent again after every reconnect, until an
+    /// `.ack` event with that id says it is stored. Works while disconnected.
+    @discardableResult
+    public func send(to user: String, bodyJSON: String) throws -> String {
+        try takeOwnedString { imbed_client_send(handle, user, bodyJSON, $0) }
+    }
+
+    /// Queues `bodyJSON` for the members of `group`, like `send(to:bodyJSON:)`.
+    @discardableResult
+    public func sendGroup(_ group: String, bodyJSON: String) throws -> String {
+        try takeOwnedString { imbed_client_send_group(handle, group, bodyJSON, $0) }
+    }
+
+    /// Sends any other request frame (join, leave, watch, unwatch, typing,
+    /// read, history, members, conversations) and returns its id, added when
+    /// `frameJSON` has none. The reply is a `.frame` event with that id.
+    /// Requests are not queued: while disconnected this throws an error whose
+    /// `isNotConnected` is true.
+    @discardableResult
+    public func request(_ frameJSON: String) throws -> String {
+        try takeOwnedString { imbed_client_request(handle, frameJSON, $0) }
+    }
+
+    /// Tells the client what the app knows: the network changed, or the app
+    /// went to the background or came back.
+    public func hint(_ hint: Hint) throws {
+        try ImbedError.check(imbed_client_hint(handle, hint.code))
+    }
+
+    /// Closes the connection, delivers the remaining events and finishes
+    /// `events`. Messages not acked yet stay in the outbox, which a
+    /// `state_path` file keeps for the next client. Stopping again does nothing.
+    public func stop() throws {
+        try ImbedError.check(imbed_client_stop(handle))
+    }
+}

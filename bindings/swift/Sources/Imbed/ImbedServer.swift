@@ -1,0 +1,146 @@
+import CImbed
+import Foundation
+
+/// An IM server: WebSocket clients connect to it with a token and chat, and
+/// every event reaches `events`.
+///
+/// Every method may be called from any thread (the C API is thread-safe per
+/// handle). Releasing the last reference stops the server and frees it.
+public final class ImbedServer: @unchecked Sendable {
+    // @unchecked: the only state is the handle, an immutable registry key
+    // that the C API accepts from any thread.
+
+    /// The server's counters, from `imbed_server_stats`.
+    public struct Stats: Sendable, Equatable {
+        /// Open authenticated sessions.
+        public let connections: UInt64
+        /// Users with at least one session.
+        public let usersOnline: UInt64
+        /// Messages stored since start.
+        public let messagesStored: UInt64
+        /// `msg` frames queued to sessions since start.
+        public let messagesDelivered: UInt64
+    }
+
+    /// Every event of the server, in order. The stream finishes when the
+    /// server has stopped and delivered its last event.
+    public let events: AsyncStream<Event>
+
+    private let handle: OpaquePointer
+
+    /// Creates a server from its JSON configuration (docs/C-API.md lists the
+    /// keys; `"{}"` takes every default). `authenticate` decides who a token
+    /// belongs to in auth mode "callback", the default mode, which cannot
+    /// start without it. Throws `IMBED_ERR_INVALID_CONFIG` naming the field
+    /// for an invalid configuration.
+    public init(configJSON: String, authenticate: Authenticator? = nil) throws {
+        var created: OpaquePointer?
+        try ImbedError.check(imbed_server_new(configJSON, &created))
+        guard let created else { preconditionFailure("imbed_server_new succeeded without a handle") }
+        let (stream, context) = ListenerContext.makeStream(authenticate: authenticate)
+        do {
+            try ListenerContext.install(context) { imbed_server_set_listener(created, $0) }
+        } catch {
+            imbed_server_free(created)
+            throw error
+        }
+        handle = created
+        events = stream
+    }
+
+    /// Stops the server if it runs, waits for its last event, and frees it.
+    deinit {
+        _ = imbed_server_stop(handle)
+        imbed_server_free(handle)
+    }
+
+    /// Binds the configured address and starts serving. A server starts once.
+    public func start() throws {
+        try ImbedError.check(imbed_server_start(handle))
+    }
+
+    /// The bound TCP port: the real one when the configuration asked for port 0.
+    public func port() throws -> UInt16 {
+        var port: UInt16 = 0
+        try ImbedError.check(imbed_server_port(handle, &port))
+        return port
+    }
+
+    /// Sends `bodyJSON` (any JSON value) from `from` to the user `to`, and
+    /// returns the message's seq once it is stored. Sending again with the
+    /// same `from` and `clientID` stores nothing new and returns the same
+    /// seq; nil lets the engine make a unique id.
+    @discardableResult
+    public func send(from: String, to: String, bodyJSON: String, clientID: String? = nil) throws -> UInt64 {
+        var seq: UInt64 = 0
+        try ImbedError.check(imbed_server_send(handle, from, to, bodyJSON, clientID, &seq))
+        return seq
+    }
+
+    /// Sends like `send`, to every member of `group`; throws
+    /// `IMBED_ERR_NOT_FOUND` when the group does not exist.
+    @discardableResult
+    public func sendGroup(from: String, group: String, bodyJSON: String, clientID: String? = nil) throws -> UInt64 {
+        var seq: UInt64 = 0
+        try ImbedError.check(imbed_server_send_group(handle, from, group, bodyJSON, clientID, &seq))
+        return seq
+    }
+
+    /// Up to `limit` (1 to 1000) stored messages of `conversation`
+    /// (`dm:<a>:<b>` or `g:<group>`) with seq below `before` (0: the newest),
+    /// oldest first, as a JSON array of protocol `msg` frames.
+    public func history(conversation: String, before: UInt64 = 0, limit: UInt32 = 50) throws -> String {
+        try takeOwnedString { imbed_server_history(handle, conversation, before, limit, $0) }
+    }
+
+    /// Creates `group`, or makes an existing one closed or open. Users cannot
+    /// join a closed group; only the host adds its members.
+    public func createGroup(_ group: String, closed: Bool = false) throws {
+        try ImbedError.check(imbed_server_create_group(handle, group, closed))
+    }
+
+    /// Adds `user` to `group` (closed groups too), once it is stored.
+    public func addMember(_ user: String, to group: String) throws {
+        try ImbedError.check(imbed_server_add_member(handle, group, user))
+    }
+
+    /// Removes `user` from `group`, once it is stored.
+    public func removeMember(_ user: String, from group: String) throws {
+        try ImbedError.check(imbed_server_remove_member(handle, group, user))
+    }
+
+    /// Closes every session of `user` (close code 4001) and returns how many
+    /// there were: 0 for a user who is not online.
+    @discardableResult
+    public func kick(_ user: String) throws -> UInt32 {
+        var sessionsClosed: UInt32 = 0
+        try ImbedError.check(imbed_server_kick(handle, user, &sessionsClosed))
+        return sessionsClosed
+    }
+
+    /// The ids of the users with at least one session, sorted.
+    public func online() throws -> [String] {
+        let usersJSON = try takeOwnedString { imbed_server_online(handle, $0) }
+        return try JSONDecoder().decode([String].self, from: Data(usersJSON.utf8))
+    }
+
+    /// The server's counters.
+    public func stats() throws -> Stats {
+        var stats = imbed_stats()
+        try ImbedError.check(imbed_server_stats(handle, &stats))
+        return Stats(
+            connections: stats.connections,
+            usersOnline: stats.users_online,
+            messagesStored: stats.messages_stored,
+            messagesDelivered: stats.messages_delivered
+        )
+    }
+
+    /// Closes every session (close code 1001), delivers the remaining events
+    /// and finishes `events`. Stopping again does nothing. Throws
+    /// `IMBED_ERR_IN_CALLBACK` from inside the server's own callbacks, which
+    /// this package never runs user code in.
+    public func stop() throws {
+        try ImbedError.check(imbed_server_stop(handle))
+    }
+}

@@ -1,0 +1,300 @@
+//! The client role: a resilient connection to an imbed server, for hosts
+//! that are apps rather than servers.
+//!
+//! It reconnects by itself (exponential backoff with jitter), notices a
+//! dead connection, keeps every message in an outbox until the server acks
+//! it (re-sending in order after each reconnect; the server dedupes by id),
+//! and syncs from its cursors after every connect, so the host sees every
+//! message exactly once, in order per conversation. Events reach the host
+//! exactly as the server's do: on one dispatcher thread, in order.
+
+pub mod connection;
+pub mod state;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
+
+pub use self::connection::Hint;
+use self::connection::{Command, Shared};
+use self::state::{ClientState, Pending};
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::host::dispatcher::Dispatcher;
+use crate::host::gate::{CallbackGate, in_callback_of, next_owner_id};
+use crate::host::{Event, Host, LogLevel, log_layer};
+use crate::protocol::is_valid_id;
+
+/// A client. All methods take `&self` and may be called from any thread.
+pub struct Client {
+    id: u64,
+    shared: Arc<Shared>,
+    id_prefix: String,
+    next_message: AtomicU64,
+    commands: Mutex<Option<UnboundedSender<Command>>>,
+    lifecycle: RwLock<Lifecycle>,
+}
+
+enum Lifecycle {
+    Created { host: Option<Arc<dyn Host>> },
+    Running(Box<Running>),
+    Stopped,
+}
+
+struct Running {
+    runtime: Runtime,
+    dispatcher: Dispatcher,
+    gate: Arc<CallbackGate>,
+    stopping: watch::Sender<bool>,
+}
+
+impl Client {
+    /// A client for `config`, not yet connecting. Opens the state file, so
+    /// messages queued before a restart are there again.
+    pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        let state = ClientState::open(&config.state_path)?;
+        let id_prefix = state.id_prefix()?;
+        let next_message = AtomicU64::new(state.next_id_number());
+        Ok(Client {
+            id: next_owner_id(),
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(state),
+                connected: AtomicBool::new(false),
+                counter: AtomicU64::new(1),
+            }),
+            id_prefix,
+            next_message,
+            commands: Mutex::new(None),
+            lifecycle: RwLock::new(Lifecycle::Created { host: None }),
+        })
+    }
+
+    /// Sets the host that receives events and logs. Only before `start`.
+    pub fn set_host(&self, host: Arc<dyn Host>) -> Result<(), Error> {
+        let previous = match &mut *self.lifecycle() {
+            Lifecycle::Created { host: slot } => slot.replace(host),
+            Lifecycle::Running(_) => return Err(Error::AlreadyStarted),
+            Lifecycle::Stopped => return Err(Error::Stopped),
+        };
+        drop(previous);
+        Ok(())
+    }
+
+    /// Starts connecting, in the background, for as long as the client runs.
+    pub fn start(&self) -> Result<(), Error> {
+        let mut lifecycle = self.lifecycle();
+        let host = match &mut *lifecycle {
+            Lifecycle::Created { host } => host.take(),
+            Lifecycle::Running(_) => return Err(Error::AlreadyStarted),
+            Lifecycle::Stopped => return Err(Error::Stopped),
+        };
+        let recording: Arc<dyn Host> = Arc::new(RecordingCursors {
+            host,
+            shared: self.shared.clone(),
+        });
+        let gate = Arc::new(CallbackGate::new(self.id, Some(recording)));
+        let config = &self.shared.config;
+        let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity)
+            .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
+        let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
+        let runtime = match crate::runtime::build(1, "imbed-client", &logs) {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                dispatcher.shutdown();
+                drop(gate.close());
+                return Err(Error::Io(format!("could not start the runtime: {e}")));
+            }
+        };
+        let (commands, queue) = unbounded_channel();
+        let (stopping, stopping_rx) = watch::channel(false);
+        runtime.spawn(connection::run(
+            self.shared.clone(),
+            dispatcher.queue().clone(),
+            queue,
+            stopping_rx,
+        ));
+        *self.commands.lock().unwrap_or_else(|p| p.into_inner()) = Some(commands);
+        *lifecycle = Lifecycle::Running(Box::new(Running {
+            runtime,
+            dispatcher,
+            gate,
+            stopping,
+        }));
+        Ok(())
+    }
+
+    /// Queues a direct message to `to` and returns its client id at once.
+    /// It is sent now if connected, and re-sent after every reconnect until
+    /// the server acks it (an `ack` event with this id).
+    pub fn send(&self, to: &str, body_json: &str) -> Result<String, Error> {
+        self.enqueue("to", to, body_json)
+    }
+
+    /// Queues a message to the group `group`; as [`Client::send`].
+    pub fn send_group(&self, group: &str, body_json: &str) -> Result<String, Error> {
+        self.enqueue("group", group, body_json)
+    }
+
+    fn enqueue(&self, field: &str, target: &str, body_json: &str) -> Result<String, Error> {
+        if matches!(*self.lifecycle(), Lifecycle::Stopped) {
+            return Err(Error::Stopped);
+        }
+        if !is_valid_id(target) {
+            return Err(Error::InvalidArgument(format!(
+                "{field} must be 1 to 64 characters of [A-Za-z0-9_.@-]"
+            )));
+        }
+        let body = RawValue::from_string(body_json.trim().to_owned())
+            .map_err(|e| Error::InvalidArgument(format!("body is not JSON: {e}")))?;
+        let id = format!(
+            "{}-{}",
+            self.id_prefix,
+            self.next_message.fetch_add(1, Ordering::Relaxed)
+        );
+        let frame = serde_json::json!({"type": "send", "id": id, field: target, "body": body}).to_string();
+        self.shared.state().enqueue(Pending {
+            id: id.clone(),
+            frame: frame.clone(),
+        })?;
+        self.command(Command::Transmit(frame));
+        Ok(id)
+    }
+
+    /// Sends a request frame (join, leave, watch, unwatch, typing, read,
+    /// history, members, conversations), adding an `id` when it has none,
+    /// and returns the id; the reply arrives as a `frame` event with it.
+    /// Fails with [`Error::NotConnected`] while there is no connection.
+    pub fn request(&self, frame_json: &str) -> Result<String, Error> {
+        #[derive(Deserialize)]
+        struct Kind {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let mut frame: serde_json::Map<String, serde_json::Value> = serde_json::from_str(frame_json)
+            .map_err(|e| Error::InvalidArgument(format!("the request is not a JSON object: {e}")))?;
+        let Kind { kind } = serde_json::from_value(serde_json::Value::Object(frame.clone()))
+            .map_err(|_| Error::InvalidArgument("the request needs a string type".into()))?;
+        if matches!(kind.as_str(), "send" | "sync" | "auth") {
+            return Err(Error::InvalidArgument(format!(
+                "{kind} is managed by the client; use send or send_group"
+            )));
+        }
+        if !matches!(*self.lifecycle(), Lifecycle::Running(_)) || !self.shared.connected.load(Ordering::Relaxed) {
+            return Err(Error::NotConnected);
+        }
+        let id = match frame.get("id").and_then(|id| id.as_str()) {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = format!("r-{}", self.shared.counter.fetch_add(1, Ordering::Relaxed));
+                frame.insert("id".into(), id.clone().into());
+                id
+            }
+        };
+        self.command(Command::Request(serde_json::Value::Object(frame).to_string()));
+        Ok(id)
+    }
+
+    /// Passes a hint about the app's situation to the connection.
+    pub fn hint(&self, hint: Hint) -> Result<(), Error> {
+        match *self.lifecycle() {
+            Lifecycle::Running(_) => {
+                self.command(Command::Hint(hint));
+                Ok(())
+            }
+            Lifecycle::Created { .. } => Err(Error::NotStarted),
+            Lifecycle::Stopped => Err(Error::Stopped),
+        }
+    }
+
+    /// Closes the connection, delivers the remaining events, releases the
+    /// host, and returns. Idempotent; refused from inside a callback.
+    pub fn stop(&self) -> Result<(), Error> {
+        if in_callback_of(self.id) {
+            return Err(Error::InCallback);
+        }
+        let previous = std::mem::replace(&mut *self.lifecycle(), Lifecycle::Stopped);
+        self.commands.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Lifecycle::Running(running) = previous else {
+            return Ok(());
+        };
+        // On a thread of its own, as for the server: the caller may be async.
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("imbed-stop".into())
+                .spawn_scoped(scope, || {
+                    let Running {
+                        runtime,
+                        dispatcher,
+                        gate,
+                        stopping,
+                    } = *running;
+                    let _ = stopping.send(true);
+                    runtime.shutdown_timeout(Duration::from_secs(2));
+                    dispatcher.shutdown();
+                    drop(gate.close());
+                })
+                .map(|handle| {
+                    if let Err(panic) = handle.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                })
+                .map_err(|e| Error::Io(format!("could not start the stopping thread: {e}")))
+        })
+    }
+
+    fn command(&self, command: Command) {
+        if let Some(commands) = self.commands.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = commands.send(command);
+        }
+    }
+
+    fn lifecycle(&self) -> std::sync::RwLockWriteGuard<'_, Lifecycle> {
+        self.lifecycle.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if !in_callback_of(self.id) {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// The host, and after each message callback, the cursor written to the
+/// state file: the host has processed that message.
+struct RecordingCursors {
+    host: Option<Arc<dyn Host>>,
+    shared: Arc<Shared>,
+}
+
+impl Host for RecordingCursors {
+    fn on_event(&self, event: &Event) {
+        if let Some(host) = &self.host {
+            host.on_event(event);
+        }
+        if let Event::Message { frame, .. } = event {
+            #[derive(Deserialize)]
+            struct Position {
+                conv: String,
+                seq: u64,
+            }
+            if let Ok(p) = serde_json::from_str::<Position>(frame) {
+                self.shared.state().delivered(&p.conv, p.seq);
+            }
+        }
+    }
+
+    fn on_log(&self, level: LogLevel, target: &str, message: &str) {
+        if let Some(host) = &self.host {
+            host.on_log(level, target, message);
+        }
+    }
+}

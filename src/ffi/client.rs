@@ -1,0 +1,217 @@
+//! The `imbed_client_*` exports: the client role over the C ABI.
+
+use std::ffi::c_char;
+use std::ptr;
+use std::sync::Arc;
+
+use super::boundary::{FfiError, arg_str, guard, opt_out_string, out_ptr};
+use super::handles::Registry;
+use super::listener::{ListenerHost, imbed_listener};
+use super::status::imbed_status;
+use crate::client::{Client, Hint};
+use crate::config::ClientConfig;
+use crate::error::Error;
+
+/// A client: a resilient connection to an imbed server. Opaque, with the
+/// same handle rules as `imbed_server`.
+#[allow(non_camel_case_types)]
+pub struct imbed_client {
+    _opaque: [u8; 0],
+}
+
+/// What the app tells its client about its situation.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum imbed_client_hint {
+    /// The network changed: reconnect now instead of waiting out a backoff
+    /// or a dead-connection timeout.
+    IMBED_HINT_NETWORK_CHANGED = 1,
+    /// The app went to the background: close the connection, stay paused.
+    IMBED_HINT_BACKGROUND = 2,
+    /// The app came to the foreground: reconnect at once.
+    IMBED_HINT_FOREGROUND = 3,
+}
+
+static CLIENTS: Registry<Client> = Registry::new();
+
+fn client_of(handle: *const imbed_client) -> Result<Arc<Client>, FfiError> {
+    if handle.is_null() {
+        return Err(FfiError::Null("client"));
+    }
+    CLIENTS.get(handle.addr())
+}
+
+/// Creates a client from a JSON configuration (`url` and `token` required;
+/// see docs/C-API.md). Opens the state file when one is configured, so
+/// messages queued before an app restart are sent again.
+///
+/// # Safety
+/// `config_json` is NULL or NUL-terminated; `client_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_new(
+    config_json: *const c_char,
+    client_out: *mut *mut imbed_client,
+) -> imbed_status {
+    guard(|| {
+        // SAFETY (both): per this function's contract.
+        let text = unsafe { arg_str(config_json, "config_json") }?;
+        let out = unsafe { out_ptr(client_out, "client_out") }?;
+        let client = Client::new(ClientConfig::from_json(text)?)?;
+        *out = ptr::without_provenance_mut(CLIENTS.insert(client));
+        Ok(())
+    })
+}
+
+/// Sets the callbacks (copied). `on_event`, `on_log` and `destroy` are used;
+/// `authenticate` is ignored. Only before `imbed_client_start`.
+///
+/// # Safety
+/// `listener` is NULL or points to a readable `imbed_listener`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_set_listener(
+    client: *mut imbed_client,
+    listener: *const imbed_listener,
+) -> imbed_status {
+    guard(|| {
+        let client = client_of(client)?;
+        // SAFETY: readable when non-NULL, per this function's contract.
+        let listener = unsafe { listener.as_ref() }.ok_or(FfiError::Null("listener"))?;
+        let host = Arc::new(ListenerHost::new(listener));
+        client.set_host(host.clone()).inspect_err(|_| host.disarm())?;
+        Ok(())
+    })
+}
+
+/// Starts connecting in the background and returns at once. The client
+/// reconnects by itself until stopped; `IMBED_EVENT_STATE` events tell how.
+#[unsafe(no_mangle)]
+pub extern "C" fn imbed_client_start(client: *mut imbed_client) -> imbed_status {
+    guard(|| Ok(client_of(client)?.start()?))
+}
+
+/// Queues a direct message to `to` and writes its client id into
+/// `*client_id_out` (owned: free it with `imbed_string_free`; NULL to not
+/// receive it). The message is sent, and re-sent after every reconnect in
+/// order, until the server acks it (`IMBED_EVENT_ACK` with this id). Works
+/// while disconnected and before start.
+///
+/// # Safety
+/// `to` and `body_json` are NULL or NUL-terminated; `client_id_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_send(
+    client: *mut imbed_client,
+    to: *const c_char,
+    body_json: *const c_char,
+    client_id_out: *mut *mut c_char,
+) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { queue(client, (to, "to"), body_json, client_id_out, Client::send) }
+}
+
+/// Queues a message to `group`; as `imbed_client_send`.
+///
+/// # Safety
+/// As for `imbed_client_send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_send_group(
+    client: *mut imbed_client,
+    group: *const c_char,
+    body_json: *const c_char,
+    client_id_out: *mut *mut c_char,
+) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { queue(client, (group, "group"), body_json, client_id_out, Client::send_group) }
+}
+
+/// The body of `imbed_client_send` and `imbed_client_send_group`.
+///
+/// # Safety
+/// As for `imbed_client_send`.
+unsafe fn queue(
+    client: *mut imbed_client,
+    (target, target_name): (*const c_char, &'static str),
+    body_json: *const c_char,
+    client_id_out: *mut *mut c_char,
+    send: fn(&Client, &str, &str) -> Result<String, Error>,
+) -> imbed_status {
+    guard(|| {
+        let client = client_of(client)?;
+        // SAFETY (both): per the caller's contract.
+        let target = unsafe { arg_str(target, target_name) }?;
+        let body = unsafe { arg_str(body_json, "body_json") }?;
+        let id = send(&client, target, body)?;
+        // SAFETY: per the caller's contract.
+        unsafe { opt_out_string(client_id_out, id) }
+    })
+}
+
+/// Sends a request frame given as a JSON object (join, leave, watch,
+/// unwatch, typing, read, history, members, conversations). An `id` is added
+/// when missing; `*request_id_out` (NULL to not receive it; owned) gets it.
+/// The reply arrives as an `IMBED_EVENT_FRAME` event carrying that id.
+/// `IMBED_ERR_NOT_CONNECTED` while disconnected: requests are not queued.
+/// `IMBED_ERR_INVALID_ARGUMENT` for a non-object, a missing type, or the
+/// types the client manages itself (send, sync, auth).
+///
+/// # Safety
+/// `frame_json` is NULL or NUL-terminated; `request_id_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_request(
+    client: *mut imbed_client,
+    frame_json: *const c_char,
+    request_id_out: *mut *mut c_char,
+) -> imbed_status {
+    guard(|| {
+        let client = client_of(client)?;
+        // SAFETY: per this function's contract.
+        let frame = unsafe { arg_str(frame_json, "frame_json") }?;
+        let id = client.request(frame)?;
+        // SAFETY: per this function's contract.
+        unsafe { opt_out_string(request_id_out, id) }
+    })
+}
+
+/// Passes a hint (an `imbed_client_hint` value, taken as an integer) to
+/// the running client. Other values give `IMBED_ERR_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn imbed_client_hint(client: *mut imbed_client, hint: i32) -> imbed_status {
+    guard(|| {
+        let client = client_of(client)?;
+        let hint = match hint {
+            1 => Hint::NetworkChanged,
+            2 => Hint::Background,
+            3 => Hint::Foreground,
+            other => return Err(Error::InvalidArgument(format!("{other} is not an imbed_client_hint")).into()),
+        };
+        Ok(client.hint(hint)?)
+    })
+}
+
+/// Closes the connection, delivers the remaining events, calls the
+/// listener's `destroy`, and returns: no callback runs after it. Stopping
+/// again is `IMBED_OK`; from inside a callback, `IMBED_ERR_IN_CALLBACK`.
+/// Queued messages stay in the state file (if any) for the next start.
+#[unsafe(no_mangle)]
+pub extern "C" fn imbed_client_stop(client: *mut imbed_client) -> imbed_status {
+    guard(|| Ok(client_of(client)?.stop()?))
+}
+
+/// Stops the client if needed and releases the handle. NULL, a freed handle
+/// and a second free are ignored; from inside a callback the stop finishes
+/// on a background thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn imbed_client_free(client: *mut imbed_client) {
+    guard(|| {
+        let Some(client) = CLIENTS.remove(client.addr()) else {
+            return Ok(());
+        };
+        if let Err(Error::InCallback) = client.stop() {
+            std::thread::Builder::new()
+                .name("imbed-free".into())
+                .spawn(move || client.stop())
+                .map_err(|e| Error::Io(format!("could not start the stopping thread: {e}")))?;
+        }
+        Ok(())
+    });
+}

@@ -1,0 +1,216 @@
+//! The client role against a real server: chat, reconnect through a server
+//! restart with messages in flight, exactly-once delivery, requests, hints.
+
+mod support;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use imbed::client::{Client, Hint};
+use imbed::config::ClientConfig;
+use imbed::{Config, Event, Host, Server};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// Records client events as JSON.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<Value>>,
+    changed: Condvar,
+}
+
+impl Host for Recorder {
+    fn on_event(&self, event: &Event) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(serde_json::from_str(&event.to_json()).unwrap());
+        self.changed.notify_all();
+    }
+}
+
+impl Recorder {
+    fn wait_until(&self, what: &str, pred: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut events = self.events.lock().unwrap();
+        while !pred(&events) {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("timed out: {what}"));
+            events = self.changed.wait_timeout(events, left).unwrap().0;
+        }
+    }
+
+    fn of(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+fn server(port: u16, db: &str) -> Server {
+    let config = json!({"listen": format!("127.0.0.1:{port}"), "auth": {"mode": "dev"}, "store": {"path": db}});
+    let server = Server::new(Config::from_json(&config.to_string()).unwrap()).unwrap();
+    server.start().unwrap();
+    server
+}
+
+fn client(port: u16, user: &str) -> (Client, Arc<Recorder>) {
+    let config = json!({"url": format!("ws://127.0.0.1:{port}/ws"), "token": user,
+        "reconnect": {"initial_ms": 50, "max_ms": 500}, "heartbeat_ms": 1000, "dead_after_ms": 3000});
+    let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    client.set_host(recorder.clone()).unwrap();
+    client.start().unwrap();
+    (client, recorder)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn delivered_seqs(recorder: &Recorder, conv: &str) -> Vec<u64> {
+    recorder
+        .of("message")
+        .iter()
+        .filter(|e| e["message"]["conv"] == conv)
+        .map(|e| e["message"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("s.db").to_str().unwrap().to_owned();
+    let port = free_port();
+    let first = server(port, &db);
+    let (alice, alice_events) = client(port, "alice");
+    let (_bob, bob_events) = client(port, "bob");
+    bob_events.wait_until("bob connected", |e| e.iter().any(|e| e["state"] == "connected"));
+    let mut ids = Vec::new();
+    let mut second = None;
+    for i in 0..50 {
+        ids.push(alice.send("bob", &json!({"n": i}).to_string()).unwrap());
+        if i == 20 {
+            alice_events.wait_until("some acks", |e| e.iter().filter(|e| e["event"] == "ack").count() >= 10);
+            first.stop().unwrap();
+        }
+        if i == 30 {
+            second = Some(server(port, &db));
+        }
+    }
+    alice_events.wait_until("all 50 acks", |e| {
+        e.iter().filter(|e| e["event"] == "ack").count() == 50
+    });
+    bob_events.wait_until("bob has all 50", |e| {
+        e.iter().filter(|e| e["event"] == "message").count() >= 50
+    });
+    std::thread::sleep(Duration::from_millis(300)); // any duplicate would arrive now
+    // The rest were queued before the restart and sent after it.
+    let acked: Vec<String> = alice_events
+        .of("ack")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut unique = acked.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), acked.len(), "every ack once");
+    assert!(ids.iter().all(|id| acked.contains(id)));
+    assert_eq!(
+        delivered_seqs(&bob_events, "dm:alice:bob"),
+        (1..=ids.len() as u64).collect::<Vec<_>>()
+    );
+    let states: Vec<Value> = bob_events.of("state").iter().map(|e| e["state"].clone()).collect();
+    assert!(
+        states
+            .windows(2)
+            .any(|w| w[0] == "disconnected" && w[1] == "connecting"),
+        "{states:?}"
+    );
+    drop(second);
+}
+
+#[test]
+fn offline_messages_arrive_by_sync_and_requests_get_replies() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("s.db").to_str().unwrap().to_owned();
+    let port = free_port();
+    let server = server(port, &db);
+    for i in 0..5 {
+        server.send("host", "carol", &i.to_string(), None).unwrap();
+    }
+    let (carol, events) = client(port, "carol");
+    events.wait_until("five by sync", |e| {
+        e.iter().filter(|e| e["event"] == "message").count() == 5
+    });
+    assert_eq!(delivered_seqs(&events, "dm:carol:host"), [1, 2, 3, 4, 5]);
+    let id = carol
+        .request(r#"{"type":"history","conv":"dm:carol:host","limit":2}"#)
+        .unwrap();
+    events.wait_until("history reply", |e| e.iter().any(|e| e["frame"]["id"] == id.as_str()));
+    let reply = events
+        .of("frame")
+        .into_iter()
+        .find(|e| e["frame"]["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(reply["frame"]["messages"].as_array().unwrap().len(), 2);
+    assert!(matches!(
+        carol.request(r#"{"type":"send"}"#),
+        Err(imbed::Error::InvalidArgument(_))
+    ));
+    assert!(matches!(carol.request("[1]"), Err(imbed::Error::InvalidArgument(_))));
+    let failed = carol.send_group("nogroup", "1").unwrap();
+    events.wait_until("send_failed", |e| {
+        e.iter()
+            .any(|e| e["event"] == "send_failed" && e["id"] == failed.as_str())
+    });
+
+    carol.hint(Hint::Background).unwrap();
+    events.wait_until("paused", |e| e.iter().any(|e| e["state"] == "paused"));
+    assert!(matches!(
+        carol.request(r#"{"type":"ping"}"#),
+        Err(imbed::Error::NotConnected)
+    ));
+    server.send("host", "carol", "6", None).unwrap();
+    carol.hint(Hint::Foreground).unwrap();
+    events.wait_until("sixth after foreground", |e| {
+        e.iter().filter(|e| e["event"] == "message").count() == 6
+    });
+    carol.stop().unwrap();
+    assert_eq!(events.of("state").last().unwrap()["state"], "stopped");
+    assert_eq!(carol.stop(), Ok(()));
+}
+
+#[test]
+fn the_outbox_survives_a_client_restart() {
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("client.db").to_str().unwrap().to_owned();
+    let port = free_port();
+    let config = json!({"url": format!("ws://127.0.0.1:{port}/ws"), "token": "dora", "state_path": state,
+        "reconnect": {"initial_ms": 50, "max_ms": 200}});
+    let offline = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let queued: Vec<String> = (0..3).map(|i| offline.send("eve", &i.to_string()).unwrap()).collect();
+    drop(offline);
+    let server = server(port, ":memory:");
+    let again = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let events = Arc::new(Recorder::default());
+    again.set_host(events.clone()).unwrap();
+    again.start().unwrap();
+    events.wait_until("three acks", |e| e.iter().filter(|e| e["event"] == "ack").count() == 3);
+    let acked: Vec<String> = events
+        .of("ack")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(acked, queued);
+    assert_eq!(server.history("dm:dora:eve", None, 10).unwrap().len(), 3);
+}
