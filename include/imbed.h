@@ -97,7 +97,7 @@ typedef enum {
   IMBED_HINT_BACKGROUND = 2,
   // The app came to the foreground: reconnect at once.
   IMBED_HINT_FOREGROUND = 3,
-} imbed_client_hint;
+} imbed_hint;
 
 // A client: a resilient connection to an imbed server. Opaque, with the
 // same handle rules as `imbed_server`.
@@ -223,7 +223,7 @@ imbed_status imbed_client_request(imbed_client *client,
                                   const char *frame_json,
                                   char **request_id_out);
 
-// Passes a hint (an `imbed_client_hint` value, taken as an integer) to
+// Passes a hint (an `imbed_hint` value, taken as an integer) to
 // the running client. Other values give `IMBED_ERR_INVALID_ARGUMENT`.
 imbed_status imbed_client_hint(imbed_client *client, int32_t hint);
 

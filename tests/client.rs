@@ -214,3 +214,30 @@ fn the_outbox_survives_a_client_restart() {
     assert_eq!(acked, queued);
     assert_eq!(server.history("dm:dora:eve", None, 10).unwrap().len(), 3);
 }
+
+#[test]
+fn a_wss_url_speaks_tls() {
+    let port = free_port();
+    let _plain = server(port, ":memory:");
+    let config =
+        json!({"url": format!("wss://127.0.0.1:{port}/ws"), "token": "tess", "reconnect": {"initial_ms": 5000}});
+    let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let events = Arc::new(Recorder::default());
+    client.set_host(events.clone()).unwrap();
+    client.start().unwrap();
+    events.wait_until("a failed TLS attempt", |e| {
+        e.iter().any(|e| e["state"] == "disconnected")
+    });
+    let reason = events
+        .of("state")
+        .into_iter()
+        .find(|e| e["state"] == "disconnected")
+        .unwrap()["reason"]
+        .clone();
+    let reason = reason.as_str().unwrap();
+    // A plain server cannot answer a TLS handshake; what matters is that one was attempted.
+    assert!(
+        reason.starts_with("could not connect") && !reason.contains("not compiled"),
+        "{reason}"
+    );
+}

@@ -23,7 +23,7 @@ pub struct imbed_client {
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum imbed_client_hint {
+pub enum imbed_hint {
     /// The network changed: reconnect now instead of waiting out a backoff
     /// or a dead-connection timeout.
     IMBED_HINT_NETWORK_CHANGED = 1,
@@ -172,7 +172,7 @@ pub unsafe extern "C" fn imbed_client_request(
     })
 }
 
-/// Passes a hint (an `imbed_client_hint` value, taken as an integer) to
+/// Passes a hint (an `imbed_hint` value, taken as an integer) to
 /// the running client. Other values give `IMBED_ERR_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_client_hint(client: *mut imbed_client, hint: i32) -> imbed_status {
@@ -182,7 +182,7 @@ pub extern "C" fn imbed_client_hint(client: *mut imbed_client, hint: i32) -> imb
             1 => Hint::NetworkChanged,
             2 => Hint::Background,
             3 => Hint::Foreground,
-            other => return Err(Error::InvalidArgument(format!("{other} is not an imbed_client_hint")).into()),
+            other => return Err(Error::InvalidArgument(format!("{other} is not an imbed_hint")).into()),
         };
         Ok(client.hint(hint)?)
     })

@@ -191,6 +191,12 @@ static bool event_is_well_formed(const imbed_event *event)
     case IMBED_EVENT_MEMBER:
         return event->user != NULL && event->group != NULL && event->session == NULL && event->message == NULL &&
                strstr(event->json, "\"event\":\"member\"") != NULL;
+    case IMBED_EVENT_STATE:
+    case IMBED_EVENT_ACK:
+    case IMBED_EVENT_SEND_FAILED:
+    case IMBED_EVENT_FRAME:
+        /* Client-role events: a server never sends them. */
+        return false;
     }
     return false;
 }

@@ -1,0 +1,229 @@
+package dev.imbed
+
+import com.sun.jna.Callback
+import com.sun.jna.Native
+import com.sun.jna.NativeLibrary
+import com.sun.jna.Pointer
+import com.sun.jna.Structure
+import com.sun.jna.ptr.IntByReference
+import com.sun.jna.ptr.LongByReference
+import com.sun.jna.ptr.PointerByReference
+import com.sun.jna.ptr.ShortByReference
+import java.io.File
+import java.nio.charset.CharacterCodingException
+
+/**
+ * The C functions of `include/imbed.h`, bound by JNA direct mapping (`Native.register`), as UniFFI
+ * binds its Kotlin code: each call is a JNI native method, without the proxy and reflection of
+ * interface mapping.
+ *
+ * Strings go in as NUL-terminated UTF-8 byte arrays and come out as [Pointer]s read as UTF-8,
+ * because JNA's own `String` conversion uses the platform encoding and the C API speaks UTF-8.
+ * Handles are [Pointer]s that are never dereferenced: the library treats them as registry keys,
+ * so a freed handle passed again is answered with `IMBED_ERR_INVALID_HANDLE`, not a crash.
+ */
+internal object ImbedNative {
+    init {
+        NativeLibrary.addSearchPath("imbed", libraryDirectory())
+        Native.register(ImbedNative::class.java, "imbed")
+    }
+
+    /**
+     * The directory holding `libimbed.so`: the system property `imbed.library.path`, the environment
+     * variable `IMBED_LIBRARY_PATH`, or the repository's release build seen from this project.
+     * JNA still searches `jna.library.path` and the system's directories after it.
+     */
+    private fun libraryDirectory(): String =
+        System.getProperty("imbed.library.path")
+            ?: System.getenv("IMBED_LIBRARY_PATH")
+            ?: File("../../target/release").absolutePath
+
+    @JvmStatic external fun imbed_last_error(): Pointer
+
+    @JvmStatic external fun imbed_status_str(status: Int): Pointer
+
+    @JvmStatic external fun imbed_string_free(string: Pointer?)
+
+    @JvmStatic external fun imbed_server_new(configJson: ByteArray, serverOut: PointerByReference): Int
+
+    @JvmStatic external fun imbed_server_set_listener(server: Pointer, listener: ListenerStruct): Int
+
+    @JvmStatic external fun imbed_server_start(server: Pointer): Int
+
+    @JvmStatic external fun imbed_server_port(server: Pointer, portOut: ShortByReference): Int
+
+    @JvmStatic external fun imbed_server_send(
+        server: Pointer,
+        from: ByteArray,
+        to: ByteArray,
+        bodyJson: ByteArray,
+        clientId: ByteArray?,
+        seqOut: LongByReference,
+    ): Int
+
+    @JvmStatic external fun imbed_server_send_group(
+        server: Pointer,
+        from: ByteArray,
+        group: ByteArray,
+        bodyJson: ByteArray,
+        clientId: ByteArray?,
+        seqOut: LongByReference,
+    ): Int
+
+    @JvmStatic external fun imbed_server_free(server: Pointer)
+
+    @JvmStatic external fun imbed_server_history(
+        server: Pointer,
+        conv: ByteArray,
+        before: Long,
+        limit: Int,
+        jsonOut: PointerByReference,
+    ): Int
+
+    /** `closed` is a C `bool`: one byte, 0 or 1. */
+    @JvmStatic external fun imbed_server_create_group(server: Pointer, group: ByteArray, closed: Byte): Int
+
+    @JvmStatic external fun imbed_server_add_member(server: Pointer, group: ByteArray, user: ByteArray): Int
+
+    @JvmStatic external fun imbed_server_remove_member(server: Pointer, group: ByteArray, user: ByteArray): Int
+
+    @JvmStatic external fun imbed_server_kick(server: Pointer, user: ByteArray, sessionsClosedOut: IntByReference): Int
+
+    @JvmStatic external fun imbed_server_online(server: Pointer, jsonOut: PointerByReference): Int
+
+    @JvmStatic external fun imbed_server_stats(server: Pointer, statsOut: StatsStruct): Int
+
+    @JvmStatic external fun imbed_client_new(configJson: ByteArray, clientOut: PointerByReference): Int
+
+    @JvmStatic external fun imbed_client_set_listener(client: Pointer, listener: ListenerStruct): Int
+
+    @JvmStatic external fun imbed_client_start(client: Pointer): Int
+
+    @JvmStatic external fun imbed_client_send(
+        client: Pointer,
+        to: ByteArray,
+        bodyJson: ByteArray,
+        clientIdOut: PointerByReference,
+    ): Int
+
+    @JvmStatic external fun imbed_client_send_group(
+        client: Pointer,
+        group: ByteArray,
+        bodyJson: ByteArray,
+        clientIdOut: PointerByReference,
+    ): Int
+
+    @JvmStatic external fun imbed_client_request(
+        client: Pointer,
+        frameJson: ByteArray,
+        requestIdOut: PointerByReference,
+    ): Int
+
+    @JvmStatic external fun imbed_client_hint(client: Pointer, hint: Int): Int
+
+    @JvmStatic external fun imbed_client_free(client: Pointer)
+}
+
+/** The `imbed_event_kind` values. */
+internal object EventKind {
+    const val CONNECTED = 1
+    const val DISCONNECTED = 2
+    const val MESSAGE = 3
+    const val OVERFLOW = 4
+    const val MEMBER = 5
+    const val STATE = 6
+    const val ACK = 7
+    const val SEND_FAILED = 8
+    const val FRAME = 9
+}
+
+/** `imbed_event`, read from the pointer the engine passes to `on_event`. */
+@Structure.FieldOrder("kind", "user", "session", "reason", "message", "json", "group")
+internal class EventStruct(pointer: Pointer) : Structure(pointer) {
+    @JvmField var kind: Int = 0
+    @JvmField var user: Pointer? = null
+    @JvmField var session: Pointer? = null
+    @JvmField var reason: Pointer? = null
+    @JvmField var message: Pointer? = null
+    @JvmField var json: Pointer? = null
+    @JvmField var group: Pointer? = null
+
+    init {
+        read()
+    }
+}
+
+/** `imbed_listener`. The engine copies it, so it only has to live through `set_listener`. */
+@Structure.FieldOrder("userData", "onEvent", "onLog", "authenticate", "destroy")
+internal class ListenerStruct : Structure() {
+    /** Unused: each callback is a Kotlin object that carries its own state. */
+    @JvmField var userData: Pointer? = null
+    @JvmField var onEvent: EventCallback? = null
+    @JvmField var onLog: LogCallback? = null
+
+    /** Always NULL: servers made from Kotlin authenticate in the `dev` or `jwt` mode. */
+    @JvmField var authenticate: Pointer? = null
+    @JvmField var destroy: DestroyCallback? = null
+}
+
+/** `imbed_stats`, filled by `imbed_server_stats`. */
+@Structure.FieldOrder("connections", "usersOnline", "messagesStored", "messagesDelivered")
+internal class StatsStruct : Structure() {
+    @JvmField var connections: Long = 0
+    @JvmField var usersOnline: Long = 0
+    @JvmField var messagesStored: Long = 0
+    @JvmField var messagesDelivered: Long = 0
+}
+
+/** `on_event`; the event and its strings are borrowed for the call only. */
+internal fun interface EventCallback : Callback {
+    fun invoke(userData: Pointer?, event: Pointer)
+}
+
+/** `on_log`; `level` is an `imbed_log_level`, the strings are borrowed for the call only. */
+internal fun interface LogCallback : Callback {
+    fun invoke(userData: Pointer?, level: Int, target: Pointer?, message: Pointer?)
+}
+
+/** `destroy`: the engine will not call this listener again. */
+internal fun interface DestroyCallback : Callback {
+    fun invoke(userData: Pointer?)
+}
+
+/** Copies a borrowed C string. */
+internal fun Pointer.utf8(): String = getString(0, "UTF-8")
+
+/**
+ * This string as a NUL-terminated UTF-8 argument. A NUL inside it or a lone surrogate is refused
+ * here, as the library refuses a string that is not UTF-8: C would silently cut the first at the
+ * NUL, and the encoder would silently replace the second.
+ */
+internal fun String.toCString(): ByteArray {
+    if ('\u0000' in this) throw ImbedException(Status.INVALID_ARGUMENT, "a string argument contains a NUL character")
+    val bytes =
+        try {
+            encodeToByteArray(throwOnInvalidSequence = true)
+        } catch (e: CharacterCodingException) {
+            throw ImbedException(Status.INVALID_UTF8, "a string argument is not valid UTF-16 (a lone surrogate)")
+        }
+    return bytes.copyOf(bytes.size + 1)
+}
+
+/** Throws the [ImbedException] of a failed call; the library's message is read on the calling thread, as it must be. */
+internal fun checkStatus(status: Int) {
+    if (status == Status.OK.code) return
+    val message = ImbedNative.imbed_last_error().utf8().ifEmpty { ImbedNative.imbed_status_str(status).utf8() }
+    throw ImbedException(Status.of(status), message)
+}
+
+/** Runs a call that returns an owned string through its last argument, and frees that string. */
+internal inline fun ownedString(call: (PointerByReference) -> Int): String {
+    val out = PointerByReference()
+    checkStatus(call(out))
+    val string = out.value
+    try {
+        return string.utf8()
+    } finally {
+        ImbedNative.imbed_string_free(string)
+    }
+}

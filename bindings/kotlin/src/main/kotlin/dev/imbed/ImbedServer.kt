@@ -1,0 +1,167 @@
+package dev.imbed
+
+import com.sun.jna.Pointer
+import com.sun.jna.ptr.IntByReference
+import com.sun.jna.ptr.LongByReference
+import com.sun.jna.ptr.PointerByReference
+import com.sun.jna.ptr.ShortByReference
+import kotlinx.coroutines.flow.Flow
+
+/**
+ * An IM server: WebSocket clients connect to it with a token and chat; every message is acknowledged
+ * once stored, and the host sees every event in [events].
+ *
+ * Every call is thread-safe. Calls that store (sends, group changes) or read the store block until
+ * done, so call them from a thread that may block, such as `Dispatchers.IO`. Failures throw
+ * [ImbedException].
+ *
+ * @param configJson The configuration object of `docs/C-API.md`, such as
+ *   `{"listen":"127.0.0.1:0","auth":{"mode":"jwt","secret":"..."}}`, validated whole here: a wrong
+ *   field throws [Status.INVALID_CONFIG] naming it. The auth mode `callback` is not available from
+ *   Kotlin; use `jwt` (or `dev` for tests).
+ * @param logger Receives the engine's log records at the configured `log_level`; none when null.
+ */
+public class ImbedServer(configJson: String, logger: ImbedLogger? = null) : AutoCloseable {
+    private val handle: Pointer
+    private val listener = ListenerBridge("imbed-server-events", { ServerEvent.decode(it) }, logger)
+
+    /**
+     * The server's events, in order. Unread events wait in an unbounded queue; the flow completes
+     * after [close]. Each event goes to one collector: collect it once.
+     */
+    public val events: Flow<ServerEvent> = listener.events
+
+    init {
+        val serverOut = PointerByReference()
+        checkStatus(ImbedNative.imbed_server_new(configJson.toCString(), serverOut))
+        handle = serverOut.value
+        try {
+            listener.install { ImbedNative.imbed_server_set_listener(handle, it) }
+        } catch (e: ImbedException) {
+            ImbedNative.imbed_server_free(handle)
+            throw e
+        }
+    }
+
+    /** Binds the configured address and starts serving. A server starts once. */
+    public fun start() {
+        checkStatus(ImbedNative.imbed_server_start(handle))
+    }
+
+    /** The bound TCP port: the real one when the configuration asked for port 0. Only after [start]. */
+    public val port: Int
+        get() {
+            val portOut = ShortByReference()
+            checkStatus(ImbedNative.imbed_server_port(handle, portOut))
+            return portOut.value.toInt() and 0xFFFF
+        }
+
+    /**
+     * Sends a direct message from [from] (any valid id; it need not be connected) to the user [to],
+     * and returns its seq once it is stored. [bodyJson] is any JSON value. [clientId] is the
+     * idempotency key: sending again with the same [from] and [clientId] stores nothing new and
+     * returns the same seq; null lets the engine make a unique one.
+     */
+    public fun send(from: String, to: String, bodyJson: String, clientId: String? = null): Long {
+        val seqOut = LongByReference()
+        checkStatus(
+            ImbedNative.imbed_server_send(
+                handle,
+                from.toCString(),
+                to.toCString(),
+                bodyJson.toCString(),
+                clientId?.toCString(),
+                seqOut,
+            ),
+        )
+        return seqOut.value
+    }
+
+    /**
+     * Sends to every member of [group] from [from] (any valid id, member or not) and returns the
+     * message's seq once it is stored. [Status.NOT_FOUND] when the group does not exist.
+     * [bodyJson] and [clientId] as for [send].
+     */
+    public fun sendGroup(from: String, group: String, bodyJson: String, clientId: String? = null): Long {
+        val seqOut = LongByReference()
+        checkStatus(
+            ImbedNative.imbed_server_send_group(
+                handle,
+                from.toCString(),
+                group.toCString(),
+                bodyJson.toCString(),
+                clientId?.toCString(),
+                seqOut,
+            ),
+        )
+        return seqOut.value
+    }
+
+    /**
+     * Creates the group [name], or changes whether an existing one is [closed]. Users cannot join a
+     * closed group; the host adds its members with [addMember].
+     */
+    public fun createGroup(name: String, closed: Boolean) {
+        checkStatus(ImbedNative.imbed_server_create_group(handle, name.toCString(), if (closed) 1 else 0))
+    }
+
+    /** Adds [user] to [group] (closed groups too) and tells the members. Adding a member again is fine. */
+    public fun addMember(group: String, user: String) {
+        checkStatus(ImbedNative.imbed_server_add_member(handle, group.toCString(), user.toCString()))
+    }
+
+    /** Removes [user] from [group] and tells the members and the user. Removing a non-member is fine. */
+    public fun removeMember(group: String, user: String) {
+        checkStatus(ImbedNative.imbed_server_remove_member(handle, group.toCString(), user.toCString()))
+    }
+
+    /** Closes every session of [user] (close code 4001, reason `kicked`) and returns how many there were. */
+    public fun kick(user: String): Int {
+        val sessionsClosed = IntByReference()
+        checkStatus(ImbedNative.imbed_server_kick(handle, user.toCString(), sessionsClosed))
+        return sessionsClosed.value
+    }
+
+    /** The ids of the users with at least one session, sorted. */
+    public fun online(): List<String> = jsonStrings(ownedString { ImbedNative.imbed_server_online(handle, it) })
+
+    /**
+     * Up to [limit] (1 to 1000) stored messages of the conversation [conv] (`dm:<a>:<b>` with a <= b,
+     * or `g:<group>`) with seq below [before] (0: the newest), oldest first, as a JSON array of
+     * protocol `msg` frames. An unknown conversation gives `[]`.
+     */
+    public fun history(conv: String, before: Long = 0, limit: Int = 50): String =
+        ownedString { ImbedNative.imbed_server_history(handle, conv.toCString(), before, limit, it) }
+
+    /** The server's counters now. */
+    public fun stats(): ServerStats {
+        val stats = StatsStruct()
+        checkStatus(ImbedNative.imbed_server_stats(handle, stats))
+        stats.read()
+        return ServerStats(stats.connections, stats.usersOnline, stats.messagesStored, stats.messagesDelivered)
+    }
+
+    /**
+     * Stops the server and releases it: closes every session (close code 1001), delivers the
+     * remaining events, then completes [events]. Closing again does nothing; any other call
+     * afterwards throws [Status.INVALID_HANDLE].
+     */
+    override fun close() {
+        ImbedNative.imbed_server_free(handle)
+    }
+}
+
+/**
+ * A server's counters.
+ *
+ * @property connections Open authenticated sessions.
+ * @property usersOnline Users with at least one session.
+ * @property messagesStored Messages stored since start.
+ * @property messagesDelivered `msg` frames queued to sessions since start.
+ */
+public data class ServerStats(
+    public val connections: Long,
+    public val usersOnline: Long,
+    public val messagesStored: Long,
+    public val messagesDelivered: Long,
+)
