@@ -64,7 +64,7 @@ test-rust:
 test-c: build/test_ffi
 	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite ./build/test_ffi
 
-test-interop: host
+test-interop: host client
 	cd tests/interop && python3 -m pytest -q
 	cd tests/interop && node --test
 

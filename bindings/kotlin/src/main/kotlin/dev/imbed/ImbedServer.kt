@@ -137,7 +137,6 @@ public class ImbedServer(configJson: String, logger: ImbedLogger? = null) : Auto
     public fun stats(): ServerStats {
         val stats = StatsStruct()
         checkStatus(ImbedNative.imbed_server_stats(handle, stats))
-        stats.read()
         return ServerStats(stats.connections, stats.usersOnline, stats.messagesStored, stats.messagesDelivered)
     }
 

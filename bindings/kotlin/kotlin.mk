@@ -1,0 +1,21 @@
+# The Kotlin bindings (bindings/kotlin): `make test-kotlin` runs their JUnit tests against
+# target/release/libimbed.so. Included from the top-level Makefile; paths are from the repository root.
+
+MVN ?= mvn
+KOTLIN_DIR = bindings/kotlin
+KOTLIN_REPORTS = $(KOTLIN_DIR)/target/surefire-reports
+
+.PHONY: test-kotlin
+
+# mvn -q hides surefire's summary, so it is printed from the reports afterwards: one line per test
+# class, then the totals. Old reports are removed first so that a failed compile prints no stale summary.
+test-kotlin: lib
+	@rm -rf $(KOTLIN_REPORTS)
+	@status=0; $(MVN) -q -B -f $(KOTLIN_DIR)/pom.xml test || status=$$?; \
+	if ls $(KOTLIN_REPORTS)/*.txt >/dev/null 2>&1; then \
+		grep -h '^Tests run:' $(KOTLIN_REPORTS)/*.txt; \
+		grep -h '^Tests run:' $(KOTLIN_REPORTS)/*.txt | awk -F'[:,]' \
+			'{ run += $$2; failures += $$4; errors += $$6; skipped += $$8 } \
+			END { printf "Tests run: %d, Failures: %d, Errors: %d, Skipped: %d\n", run, failures, errors, skipped }'; \
+	fi; \
+	exit $$status

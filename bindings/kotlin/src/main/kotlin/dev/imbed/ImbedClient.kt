@@ -1,0 +1,92 @@
+package dev.imbed
+
+import com.sun.jna.Pointer
+import com.sun.jna.ptr.PointerByReference
+import kotlinx.coroutines.flow.Flow
+
+/** What the app tells a client about its surroundings ([ImbedClient.hint]). */
+public enum class Hint(internal val code: Int) {
+    /** The network changed: reconnect now instead of waiting for the backoff or a dead-connection timeout. */
+    NETWORK_CHANGED(1),
+
+    /** The app went to the background: close the connection and stay [ConnectionState.PAUSED]. */
+    BACKGROUND(2),
+
+    /** The app came to the foreground: reconnect at once. */
+    FOREGROUND(3),
+}
+
+/**
+ * A client of an imbed server, for apps: it connects in the background and reconnects forever,
+ * keeps sends in an outbox until the server acknowledges them, and after every connect re-sends
+ * that outbox and syncs, so [events] has every message exactly once, in order per conversation.
+ *
+ * Every call is thread-safe and returns at once. Failures throw [ImbedException].
+ *
+ * @param configJson The client configuration, such as
+ *   `{"url":"wss://chat.example.com/ws","token":"...","state_path":"/data/imbed-state.db"}`,
+ *   validated whole here: a wrong field throws [Status.INVALID_CONFIG] naming it.
+ * @param logger Receives the engine's log records at the configured `log_level`; none when null.
+ */
+public class ImbedClient(configJson: String, logger: ImbedLogger? = null) : AutoCloseable {
+    private val handle: Pointer
+    private val listener = ListenerBridge("imbed-client-events", { ClientEvent.decode(it) }, logger)
+
+    /**
+     * The client's events, in order. Unread events wait in an unbounded queue; the flow completes
+     * after [close]. Each event goes to one collector: collect it once.
+     */
+    public val events: Flow<ClientEvent> = listener.events
+
+    init {
+        val clientOut = PointerByReference()
+        checkStatus(ImbedNative.imbed_client_new(configJson.toCString(), clientOut))
+        handle = clientOut.value
+        try {
+            listener.install { ImbedNative.imbed_client_set_listener(handle, it) }
+        } catch (e: ImbedException) {
+            ImbedNative.imbed_client_free(handle)
+            throw e
+        }
+    }
+
+    /** Starts connecting, in the background. A client starts once. */
+    public fun start() {
+        checkStatus(ImbedNative.imbed_client_start(handle))
+    }
+
+    /**
+     * Queues a direct message with the body [bodyJson] (any JSON value) to the user [to] and returns
+     * its client id. It is sent, and re-sent after every reconnect, until the server stores it:
+     * then [ClientEvent.Ack] comes with that id. Works while disconnected.
+     */
+    public fun send(to: String, bodyJson: String): String =
+        ownedString { ImbedNative.imbed_client_send(handle, to.toCString(), bodyJson.toCString(), it) }
+
+    /** Queues a message to [group], as [send] does for a user, and returns its client id. */
+    public fun sendGroup(group: String, bodyJson: String): String =
+        ownedString { ImbedNative.imbed_client_send_group(handle, group.toCString(), bodyJson.toCString(), it) }
+
+    /**
+     * Sends any other request frame (`join`, `leave`, `watch`, `unwatch`, `typing`, `read`, `history`,
+     * `members`, `conversations`) and returns its request id: the frame's `"id"`, added when missing.
+     * The reply comes as a [ClientEvent.Frame] with that id. Requests are not queued: while not
+     * connected this throws [Status.NOT_CONNECTED].
+     */
+    public fun request(frameJson: String): String =
+        ownedString { ImbedNative.imbed_client_request(handle, frameJson.toCString(), it) }
+
+    /** Tells the client what happened to the app or the network. */
+    public fun hint(hint: Hint) {
+        checkStatus(ImbedNative.imbed_client_hint(handle, hint.code))
+    }
+
+    /**
+     * Stops the client and releases it: closes the connection, delivers the remaining events, then
+     * completes [events]. Unacknowledged sends stay in the outbox of a `state_path` file for the next
+     * client on it. Closing again does nothing; any other call afterwards throws [Status.INVALID_HANDLE].
+     */
+    override fun close() {
+        ImbedNative.imbed_client_free(handle)
+    }
+}
