@@ -35,7 +35,7 @@ build/test_ffi: lib tests/c/test_ffi.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_ffi.c $(LIB) $(LDLIBS) -o $@
 
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
-test: deps lint check-header check-symbols test-rust test-c test-interop
+test: deps lint check-header check-symbols test-rust test-c test-interop test-swift
 
 deps:
 	@scripts/install-test-deps
@@ -67,6 +67,8 @@ test-c: build/test_ffi
 test-interop: host client
 	cd tests/interop && python3 -m pytest -q
 	cd tests/interop && node --test
+
+include bindings/swift/swift.mk
 
 clean:
 	cargo clean

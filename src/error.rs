@@ -56,6 +56,7 @@ impl Error {
             | Error::Io(m)
             | Error::Store(m)
             | Error::NotFound(m) => m.clone(),
+            Error::NotConnected => "requests are not queued; send it again once connected".into(),
             other => other.to_string(),
         }
     }

@@ -186,7 +186,8 @@ fn offline_messages_arrive_by_sync_and_requests_get_replies() {
         e.iter().filter(|e| e["event"] == "message").count() == 6
     });
     carol.stop().unwrap();
-    assert_eq!(events.of("state").last().unwrap()["state"], "stopped");
+    // Reported before stop returned, as the last event.
+    assert_eq!(events.events.lock().unwrap().last().unwrap()["state"], "stopped");
     assert_eq!(carol.stop(), Ok(()));
 }
 

@@ -49,6 +49,7 @@ enum Lifecycle {
 
 struct Running {
     runtime: Runtime,
+    connection: tokio::task::JoinHandle<()>,
     dispatcher: Dispatcher,
     gate: Arc<CallbackGate>,
     stopping: watch::Sender<bool>,
@@ -114,7 +115,7 @@ impl Client {
         };
         let (commands, queue) = unbounded_channel();
         let (stopping, stopping_rx) = watch::channel(false);
-        runtime.spawn(connection::run(
+        let connection = runtime.spawn(connection::run(
             self.shared.clone(),
             dispatcher.queue().clone(),
             queue,
@@ -123,6 +124,7 @@ impl Client {
         *self.commands.lock().unwrap_or_else(|p| p.into_inner()) = Some(commands);
         *lifecycle = Lifecycle::Running(Box::new(Running {
             runtime,
+            connection,
             dispatcher,
             gate,
             stopping,
@@ -231,12 +233,15 @@ impl Client {
                 .spawn_scoped(scope, || {
                     let Running {
                         runtime,
+                        connection,
                         dispatcher,
                         gate,
                         stopping,
                     } = *running;
                     let _ = stopping.send(true);
-                    runtime.shutdown_timeout(Duration::from_secs(2));
+                    // Let the connection close politely and report "stopped".
+                    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), connection).await });
+                    runtime.shutdown_timeout(Duration::from_secs(1));
                     dispatcher.shutdown();
                     drop(gate.close());
                 })

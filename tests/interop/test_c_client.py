@@ -274,5 +274,6 @@ def test_client_outbox_and_sync_survive_a_host_crash(tmp_path, processes):
     for client in (alice, bob):
         assert client.end("quit") == 0, f"{client.name} did not exit cleanly on quit"
         assert client.unparsed_lines == [], f"{client.name} printed lines that are not JSON objects"
+        assert state_names(client)[-1] == "stopped", f"{client.name} did not report stopped last"
     assert host.end("sigterm") == 0, "imbed-host did not exit cleanly on SIGTERM"
     assert host.unparsed_lines == []

@@ -41,7 +41,7 @@ public final class ImbedClient: @unchecked Sendable {
 
     /// Creates a client from its JSON configuration: `url` and `token` are
     /// required; `state_path` names a SQLite file that keeps the outbox and
-    /// the cursors across app restarts (see docs/MOBILE.md for every key).
+    /// the cursors across app restarts (docs/C-API.md lists every key).
     public init(configJSON: String) throws {
         var created: OpaquePointer?
         try ImbedError.check(imbed_client_new(configJSON, &created))

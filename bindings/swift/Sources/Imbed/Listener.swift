@@ -13,9 +13,7 @@ public typealias Authenticator = @Sendable (_ token: String) -> String?
 /// until it calls `destroy`, exactly once, after the last callback; so the
 /// context lives exactly as long as the engine may call into it, whatever the
 /// Swift object that created it does meanwhile.
-final class ListenerContext: @unchecked Sendable {
-    // @unchecked: both properties are immutable, and Continuation is
-    // thread-safe; only the engine's dispatcher thread yields to it.
+final class ListenerContext: Sendable {
     let continuation: AsyncStream<Event>.Continuation
     let authenticate: Authenticator?
 
@@ -30,8 +28,7 @@ final class ListenerContext: @unchecked Sendable {
     /// the bound (`events.queue_capacity`), with an overflow event when it is
     /// exceeded, and a second, silent bound here would only lose events.
     static func makeStream(authenticate: Authenticator?) -> (AsyncStream<Event>, ListenerContext) {
-        var continuation: AsyncStream<Event>.Continuation!
-        let stream = AsyncStream<Event>(bufferingPolicy: .unbounded) { continuation = $0 }
+        let (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .unbounded)
         return (stream, ListenerContext(continuation: continuation, authenticate: authenticate))
     }
 

@@ -1,7 +1,6 @@
 package dev.imbed
 
 import kotlinx.coroutines.flow.toList
-import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertTrue
@@ -18,7 +17,7 @@ class LifecycleTest {
 
     @Test
     fun `a server closes twice, refuses calls afterwards and completes its events`() =
-        runBlocking {
+        runTest {
             val logs = ConcurrentLinkedQueue<LogLevel>()
             val server = ImbedServer(serverConfig(), logger = { level, _, _ -> logs.add(level) })
             server.start()
@@ -35,7 +34,7 @@ class LifecycleTest {
 
     @Test
     fun `a server that never started closes and completes its events`() =
-        runBlocking {
+        runTest {
             val server = ImbedServer(serverConfig())
             assertEquals(Status.NOT_STARTED, assertThrows<ImbedException> { server.port }.status)
             server.close()
@@ -45,7 +44,7 @@ class LifecycleTest {
 
     @Test
     fun `a client closes twice, refuses calls afterwards and completes its events`() =
-        runBlocking {
+        runTest {
             // Nothing listens there: the client keeps trying until it is closed.
             val client = ImbedClient(clientConfig(freePort(), "alice"))
             client.start()
@@ -64,7 +63,7 @@ class LifecycleTest {
 
     @Test
     fun `a client that never started closes and completes its events`() =
-        runBlocking {
+        runTest {
             val client = ImbedClient(clientConfig(freePort(), "alice"))
             client.close()
             client.close()

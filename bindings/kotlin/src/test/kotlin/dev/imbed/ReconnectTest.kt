@@ -3,11 +3,11 @@ package dev.imbed
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
 import kotlinx.coroutines.delay
-import kotlinx.coroutines.runBlocking
 import kotlinx.serialization.json.int
 import kotlinx.serialization.json.jsonObject
 import kotlinx.serialization.json.jsonPrimitive
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.Timeout
 import org.junit.jupiter.api.io.TempDir
@@ -20,7 +20,7 @@ import kotlin.time.Duration.Companion.seconds
 class ReconnectTest {
     @Test
     fun `a server restart in the middle of a burst loses nothing and repeats nothing`(@TempDir dir: Path) =
-        runBlocking {
+        runTest {
             // A fixed port: the clients must find the second server where the first one was.
             val port = freePort()
             val config = serverConfig(listen = "127.0.0.1:$port", storePath = dir.resolve("imbed.db").toString())
@@ -41,6 +41,7 @@ class ReconnectTest {
                             }
                         aliceEvents.awaitCount<ClientEvent.Ack>(20, "acks before the restart")
                         server.close()
+                        val ackedBeforeRestart = aliceEvents.seen<ClientEvent.Ack>().size
                         server = ImbedServer(config).apply { start() }
                         val sent = sending.await()
 
@@ -51,6 +52,11 @@ class ReconnectTest {
                         // Anything repeated after the last message would arrive now.
                         delay(1000)
 
+                        assertTrue(ackedBeforeRestart < 50, "the restart came after the last ack")
+                        assertTrue(
+                            bobEvents.all.any { it is ClientEvent.State && it.state == ConnectionState.DISCONNECTED },
+                            "bob's client never saw the restart",
+                        )
                         assertEquals(50, aliceEvents.seen<ClientEvent.Ack>().size)
                         assertEquals(sent.toSet(), acks.map { it.id }.toSet())
                         assertEquals(50, sent.toSet().size)

@@ -7,6 +7,7 @@ import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeoutOrNull
 import kotlinx.serialization.json.Json
 import kotlinx.serialization.json.JsonObject
@@ -27,6 +28,11 @@ fun serverConfig(listen: String = "127.0.0.1:0", storePath: String? = null): Str
 /** A client configuration for [user] on the local server at [port], reconnecting quickly. */
 fun clientConfig(port: Int, user: String): String =
     """{"url":"ws://127.0.0.1:$port/ws","token":"$user","reconnect":{"initial_ms":50,"max_ms":500}}"""
+
+/** Runs a test body in a coroutine; unlike a bare `= runBlocking { }`, returns Unit, as JUnit needs to run the test at all. */
+fun runTest(body: suspend CoroutineScope.() -> Unit) {
+    runBlocking { body() }
+}
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 fun freePort(): Int = ServerSocket(0, 1, InetAddress.getByName("127.0.0.1")).use { it.localPort }
