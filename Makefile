@@ -35,7 +35,7 @@ build/test_ffi: lib tests/c/test_ffi.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_ffi.c $(LIB) $(LDLIBS) -o $@
 
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
-test: deps lint check-header check-symbols test-rust test-c test-interop test-swift
+test: deps lint check-header check-symbols test-rust test-c test-interop test-swift test-kotlin
 
 deps:
 	@scripts/install-test-deps
@@ -69,6 +69,7 @@ test-interop: host client
 	cd tests/interop && node --test
 
 include bindings/swift/swift.mk
+include bindings/kotlin/kotlin.mk
 
 clean:
 	cargo clean

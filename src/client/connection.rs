@@ -357,7 +357,10 @@ async fn handle_frame(
             let (Some(id), Some(conv), Some(seq), Some(ts)) = (head.id, head.conv, head.seq, head.ts) else {
                 return Ok(());
             };
-            if shared.state().settle(&id) {
+            let mut state = shared.state();
+            if state.settle(&id) {
+                state.sent(&conv, seq);
+                drop(state);
                 events.post(Event::Ack { id, conv, seq, ts });
             }
         }

@@ -7,7 +7,7 @@
 //! message returned: a crash in between replays the message rather than
 //! losing it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -37,6 +37,9 @@ pub enum Arrival {
 pub struct ClientState {
     outbox: VecDeque<Pending>,
     cursors: HashMap<String, u64>,
+    /// Positions of this client's own acknowledged messages above their
+    /// cursor: the cursor steps over them without delivering them back.
+    own: HashSet<(String, u64)>,
     file: Option<Connection>,
 }
 
@@ -50,6 +53,7 @@ impl ClientState {
         let mut state = ClientState {
             outbox: VecDeque::new(),
             cursors: HashMap::new(),
+            own: HashSet::new(),
             file: None,
         };
         if path == ":memory:" {
@@ -162,9 +166,33 @@ impl ClientState {
             Arrival::Duplicate
         } else if seq == cursor + 1 {
             self.cursors.insert(conv.to_owned(), seq);
+            self.step_over_own(conv);
             Arrival::Next
         } else {
             Arrival::Gap
+        }
+    }
+
+    /// Records that this client's own message sits at `seq` of `conv`: the
+    /// host sent it, so it is never delivered back as a message.
+    pub fn sent(&mut self, conv: &str, seq: u64) {
+        if seq > self.cursors.get(conv).copied().unwrap_or(0) {
+            self.own.insert((conv.to_owned(), seq));
+            self.step_over_own(conv);
+        }
+    }
+
+    /// Moves the cursor of `conv` over own messages right above it.
+    fn step_over_own(&mut self, conv: &str) {
+        let mut cursor = self.cursors.get(conv).copied().unwrap_or(0);
+        let before = cursor;
+        while self.own.remove(&(conv.to_owned(), cursor + 1)) {
+            cursor += 1;
+        }
+        if cursor > before {
+            self.cursors.insert(conv.to_owned(), cursor);
+            // Nothing for the host to process: recorded at once.
+            self.delivered(conv, cursor);
         }
     }
 
@@ -200,6 +228,18 @@ mod tests {
         assert_eq!(state.arrive("c", 2), Arrival::Next);
         assert_eq!(state.arrive("d", 1), Arrival::Next);
         assert_eq!(state.cursors()["c"], 2);
+    }
+
+    #[test]
+    fn own_messages_are_stepped_over_not_delivered() {
+        let mut state = ClientState::open(":memory:").unwrap();
+        state.sent("c", 1);
+        assert_eq!(state.arrive("c", 1), Arrival::Duplicate);
+        state.sent("c", 3);
+        assert_eq!(state.arrive("c", 2), Arrival::Next);
+        assert_eq!(state.cursors()["c"], 3, "stepped over own 3 after delivering 2");
+        assert_eq!(state.arrive("c", 3), Arrival::Duplicate);
+        assert_eq!(state.arrive("c", 4), Arrival::Next);
     }
 
     #[test]

@@ -29,8 +29,10 @@ internal class ListenerBridge<E : Any>(
 
     private val onEvent = EventCallback { _, event -> queue.trySend(decode(EventStruct(event))) }
 
-    private val onLog =
-        logger?.let { logger ->
+    private val onLog: LogCallback? =
+        if (logger == null) {
+            null
+        } else {
             LogCallback { _, level, target, message ->
                 logger.log(LogLevel.of(level), target?.utf8().orEmpty(), message?.utf8().orEmpty())
             }

@@ -1,6 +1,10 @@
 package dev.imbed
 
-/** The level of a log record: `imbed_log_level`, most severe first. */
+/**
+ * The level of a log record: `imbed_log_level`, most severe first.
+ *
+ * @property code The `imbed_log_level` value.
+ */
 public enum class LogLevel(public val code: Int) {
     /** Failures. */
     ERROR(1),

@@ -57,13 +57,6 @@ class ChatTest {
                         assertEquals(listOf(4L, 5L, 6L), aliceGot.map { it.seq })
                         assertEquals(listOf("hi alice 1", "hi alice 2", "hi alice 3"), aliceGot.map { it.text() })
 
-                        // The spec: "The host's own sends are not delivered back to it as messages";
-                        // it learns they are stored from their acks.
-                        val ownToAlice = aliceEvents.seen<ClientEvent.Message>().filter { it.from == "alice" }.map { "${it.conv}#${it.seq}" }
-                        assertEquals(emptyList<String>(), ownToAlice, "alice's own sends came back as messages")
-                        val ownToBob = bobEvents.seen<ClientEvent.Message>().filter { it.from == "bob" }.map { "${it.conv}#${it.seq}" }
-                        assertEquals(emptyList<String>(), ownToBob, "bob's own sends came back as messages")
-
                         val stored = serverEvents.awaitCount<ServerEvent.Message>(6, "messages stored")
                         assertEquals((1L..6L).toList(), stored.map { it.seq })
                         assertEquals(listOf("alice", "alice", "alice", "bob", "bob", "bob"), stored.map { it.from })
@@ -75,6 +68,13 @@ class ChatTest {
                         assertEquals(2L, server.stats().usersOnline)
                         assertEquals((1L..6L).toList(), historySeqs(server.history("dm:alice:bob", before = 0, limit = 10)))
                         assertEquals(listOf(3L), historySeqs(server.history("dm:alice:bob", before = 4, limit = 1)))
+
+                        // The spec: "The host's own sends are not delivered back to it as messages";
+                        // it learns they are stored from their acks.
+                        val ownToAlice = aliceEvents.seen<ClientEvent.Message>().filter { it.from == "alice" }.map { "${it.conv}#${it.seq}" }
+                        assertEquals(emptyList<String>(), ownToAlice, "alice's own sends came back as messages")
+                        val ownToBob = bobEvents.seen<ClientEvent.Message>().filter { it.from == "bob" }.map { "${it.conv}#${it.seq}" }
+                        assertEquals(emptyList<String>(), ownToBob, "bob's own sends came back as messages")
                     }
                 }
             }
