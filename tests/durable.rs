@@ -327,9 +327,10 @@ fn the_wal_stays_bounded_under_sustained_writes() {
     for t in threads {
         t.join().unwrap();
     }
-    // 48 MB of bodies went through; a WAL that never restarts would hold all of it.
+    // 48 MB of bodies went through; a WAL that never restarts holds every
+    // page written for them (about 400 MB here), a restarting one a fraction.
     let wal = std::fs::metadata(dir.path().join("wal.db-wal")).unwrap().len();
-    assert!(wal < 32 * 1024 * 1024, "the WAL grew to {wal} bytes");
+    assert!(wal < 100 * 1024 * 1024, "the WAL grew to {wal} bytes");
     server.stop().unwrap();
 }
 

@@ -126,9 +126,9 @@ pub fn run(mut conn: Connection, jobs: Receiver<Job>, completed: Sender<Complete
             batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
             let _ = completed.send(commit_batch(&mut conn, &mut known, batch, &retention));
         }
-        if last_wal_reset.elapsed() >= RESET_WAL_EVERY {
+        // Until one completes: the checkpointer thread may hold the checkpoint lock.
+        if last_wal_reset.elapsed() >= RESET_WAL_EVERY && finish_checkpoint(&conn) {
             last_wal_reset = Instant::now();
-            finish_checkpoint(&conn);
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
@@ -143,9 +143,18 @@ pub fn run(mut conn: Connection, jobs: Receiver<Job>, completed: Sender<Complete
 /// would land on new, zero-filled blocks. Run here, with no write in
 /// progress, the checkpoint finishes (the checkpointer has copied most pages
 /// already) and the next transaction starts the WAL over from its beginning.
-fn finish_checkpoint(conn: &Connection) {
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "checkpoint failed");
+/// True when it completed.
+fn finish_checkpoint(conn: &Connection) -> bool {
+    // (busy, frames in the WAL, frames checkpointed)
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match result {
+        Ok((busy, log, done)) => busy == 0 && log == done,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint failed");
+            false
+        }
     }
 }
 
