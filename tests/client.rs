@@ -3,54 +3,15 @@
 
 mod support;
 
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use imbed::client::{Client, Hint};
 use imbed::config::ClientConfig;
-use imbed::{Config, Event, Host, Server};
+use imbed::{Config, Server};
 use serde_json::{Value, json};
+use support::RecordingHost;
 use tempfile::TempDir;
-
-/// Records client events as JSON.
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<Value>>,
-    changed: Condvar,
-}
-
-impl Host for Recorder {
-    fn on_event(&self, event: &Event) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(serde_json::from_str(&event.to_json()).unwrap());
-        self.changed.notify_all();
-    }
-}
-
-impl Recorder {
-    fn wait_until(&self, what: &str, pred: impl Fn(&[Value]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut events = self.events.lock().unwrap();
-        while !pred(&events) {
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| panic!("timed out: {what}"));
-            events = self.changed.wait_timeout(events, left).unwrap().0;
-        }
-    }
-
-    fn of(&self, kind: &str) -> Vec<Value> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .cloned()
-            .collect()
-    }
-}
 
 fn server(port: u16, db: &str) -> Server {
     let config = json!({"listen": format!("127.0.0.1:{port}"), "auth": {"mode": "dev"}, "store": {"path": db}});
@@ -59,11 +20,11 @@ fn server(port: u16, db: &str) -> Server {
     server
 }
 
-fn client(port: u16, user: &str) -> (Client, Arc<Recorder>) {
+fn client(port: u16, user: &str) -> (Client, Arc<RecordingHost>) {
     let config = json!({"url": format!("ws://127.0.0.1:{port}/ws"), "token": user,
         "reconnect": {"initial_ms": 50, "max_ms": 500}, "heartbeat_ms": 1000, "dead_after_ms": 3000});
     let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(RecordingHost::default());
     client.set_host(recorder.clone()).unwrap();
     client.start().unwrap();
     (client, recorder)
@@ -77,9 +38,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn delivered_seqs(recorder: &Recorder, conv: &str) -> Vec<u64> {
+fn delivered_seqs(recorder: &RecordingHost, conv: &str) -> Vec<u64> {
     recorder
-        .of("message")
+        .events_of("message")
         .iter()
         .filter(|e| e["message"]["conv"] == conv)
         .map(|e| e["message"]["seq"].as_u64().unwrap())
@@ -116,7 +77,7 @@ fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
     std::thread::sleep(Duration::from_millis(300)); // any duplicate would arrive now
     // The rest were queued before the restart and sent after it.
     let acked: Vec<String> = alice_events
-        .of("ack")
+        .events_of("ack")
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect();
@@ -129,7 +90,11 @@ fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
         delivered_seqs(&bob_events, "dm:alice:bob"),
         (1..=ids.len() as u64).collect::<Vec<_>>()
     );
-    let states: Vec<Value> = bob_events.of("state").iter().map(|e| e["state"].clone()).collect();
+    let states: Vec<Value> = bob_events
+        .events_of("state")
+        .iter()
+        .map(|e| e["state"].clone())
+        .collect();
     assert!(
         states
             .windows(2)
@@ -158,7 +123,7 @@ fn offline_messages_arrive_by_sync_and_requests_get_replies() {
         .unwrap();
     events.wait_until("history reply", |e| e.iter().any(|e| e["frame"]["id"] == id.as_str()));
     let reply = events
-        .of("frame")
+        .events_of("frame")
         .into_iter()
         .find(|e| e["frame"]["id"] == id.as_str())
         .unwrap();
@@ -203,12 +168,12 @@ fn the_outbox_survives_a_client_restart() {
     drop(offline);
     let server = server(port, ":memory:");
     let again = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
-    let events = Arc::new(Recorder::default());
+    let events = Arc::new(RecordingHost::default());
     again.set_host(events.clone()).unwrap();
     again.start().unwrap();
     events.wait_until("three acks", |e| e.iter().filter(|e| e["event"] == "ack").count() == 3);
     let acked: Vec<String> = events
-        .of("ack")
+        .events_of("ack")
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect();
@@ -223,14 +188,14 @@ fn a_wss_url_speaks_tls() {
     let config =
         json!({"url": format!("wss://127.0.0.1:{port}/ws"), "token": "tess", "reconnect": {"initial_ms": 5000}});
     let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
-    let events = Arc::new(Recorder::default());
+    let events = Arc::new(RecordingHost::default());
     client.set_host(events.clone()).unwrap();
     client.start().unwrap();
     events.wait_until("a failed TLS attempt", |e| {
         e.iter().any(|e| e["state"] == "disconnected")
     });
     let reason = events
-        .of("state")
+        .events_of("state")
         .into_iter()
         .find(|e| e["state"] == "disconnected")
         .unwrap()["reason"]

@@ -42,19 +42,29 @@ impl Host for RecordingHost {
 }
 
 impl RecordingHost {
-    /// Waits until an event satisfies `pred`, and returns it.
-    pub fn wait_for(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+    /// Waits until the events so far satisfy `done`; `what` names it in the panic.
+    pub fn wait_until(&self, what: &str, done: impl Fn(&[Value]) -> bool) {
+        // Generous: it only trips when something hangs.
+        let deadline = Instant::now() + 4 * WAIT;
         let mut events = self.events.lock().unwrap();
-        loop {
-            if let Some(e) = events.iter().find(|e| pred(e)) {
-                return e.clone();
-            }
+        while !done(&events) {
             let left = deadline
                 .checked_duration_since(Instant::now())
-                .expect("timed out waiting for an event");
+                .unwrap_or_else(|| panic!("timed out waiting for {what}"));
             events = self.changed.wait_timeout(events, left).unwrap().0;
         }
+    }
+
+    /// Waits until an event satisfies `pred`, and returns it.
+    pub fn wait_for(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_until("an event", |events| events.iter().any(&pred));
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| pred(e))
+            .cloned()
+            .expect("just seen")
     }
 
     pub fn events_of(&self, kind: &str) -> Vec<Value> {
