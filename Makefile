@@ -21,11 +21,11 @@ $(LIB): lib
 
 host: lib
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(CPPFLAGS) examples/host.c $(LIB) $(LDLIBS) -o $(HOST)
+	$(CC) $(CFLAGS) $(CPPFLAGS) examples/host.c examples/console.c $(LIB) $(LDLIBS) -o $(HOST)
 
 client: lib
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(CPPFLAGS) examples/client.c $(LIB) $(LDLIBS) -o build/imbed-client
+	$(CC) $(CFLAGS) $(CPPFLAGS) examples/client.c examples/console.c $(LIB) $(LDLIBS) -o build/imbed-client
 
 run: host
 	./$(HOST) --listen $(LISTEN) --db $(DB) --dev-auth

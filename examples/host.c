@@ -10,28 +10,27 @@
  * SIGINT and SIGTERM stop the server cleanly; so does "quit". End of input
  * does not: the host may run with stdin closed and keeps serving.
  *
+ * The stdin/stdout/signal plumbing it shares with imbed-client is in
+ * examples/console.c; this file holds the flags, the config and the commands.
+ *
  * Build (POSIX.1-2008, nothing beyond it):
  *   cc -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -Iinclude \
- *      examples/host.c target/release/libimbed.a -lpthread -ldl -lm -o build/imbed-host
+ *      examples/host.c examples/console.c target/release/libimbed.a \
+ *      -lpthread -ldl -lm -o build/imbed-host
  */
+#include "console.h"
 #include "imbed.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define PROGRAM_NAME "imbed-host"
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define EXIT_USAGE 2
-#define READ_CHUNK_BYTES 65536
 #define DEFAULT_HISTORY_LIMIT 50
 
 static const char USAGE[] =
@@ -73,18 +72,14 @@ typedef struct host_options {
     const char *host_id;
 } host_options;
 
-typedef struct text_buffer {
-    char *data;
-    size_t length;
-    size_t capacity;
-} text_buffer;
+/* The name console.c puts before its stderr lines, as this file does. */
+const char console_program_name[] = PROGRAM_NAME;
 
-typedef enum command_result { COMMAND_CONTINUE, COMMAND_QUIT } command_result;
-
-typedef enum input_state { INPUT_OPEN, INPUT_ENDED, INPUT_QUIT } input_state;
-
-/* Write end of the self-pipe; the signal handler's only channel to the main loop. */
-static volatile sig_atomic_t signal_pipe_write_fd = -1;
+/* What a stdin command runs against. */
+typedef struct host_context {
+    imbed_server *server;
+    const host_options *options;
+} host_context;
 
 /* Prints the reason and the usage to stderr and exits with the usage status. */
 static void fail_usage(const char *reason, const char *flag)
@@ -93,88 +88,12 @@ static void fail_usage(const char *reason, const char *flag)
     exit(EXIT_USAGE);
 }
 
-/* Allocation failure leaves nothing sensible to do in a command-line host. */
-static void *checked_realloc(void *memory, size_t size)
-{
-    void *resized = realloc(memory, size);
-    if (resized == NULL) {
-        fprintf(stderr, PROGRAM_NAME ": out of memory\n");
-        exit(1);
-    }
-    return resized;
-}
-
-/* Makes room for `extra` more bytes plus a NUL terminator. */
-static void text_reserve(text_buffer *text, size_t extra)
-{
-    size_t needed = text->length + extra + 1;
-    if (needed <= text->capacity) {
-        return;
-    }
-    size_t capacity = text->capacity ? text->capacity : 256;
-    while (capacity < needed) {
-        capacity *= 2;
-    }
-    text->data = checked_realloc(text->data, capacity);
-    text->capacity = capacity;
-}
-
-/* Appends `count` bytes, keeping the buffer NUL-terminated. */
-static void text_append_bytes(text_buffer *text, const char *bytes, size_t count)
-{
-    text_reserve(text, count);
-    memcpy(text->data + text->length, bytes, count);
-    text->length += count;
-    text->data[text->length] = '\0';
-}
-
-/* Appends a NUL-terminated string. */
-static void text_append(text_buffer *text, const char *string)
-{
-    text_append_bytes(text, string, strlen(string));
-}
-
 /* Appends an unsigned number in decimal. */
 static void text_append_unsigned(text_buffer *text, uint64_t number)
 {
     char digits[24];
     snprintf(digits, sizeof digits, "%" PRIu64, number);
     text_append(text, digits);
-}
-
-/*
- * Appends `string` as a quoted JSON string. Bytes from 0x80 up pass through
- * untouched: valid UTF-8 needs no escaping, and invalid UTF-8 in the config
- * should reach the engine, which rejects it with a precise error.
- */
-static void text_append_json_string(text_buffer *text, const char *string)
-{
-    text_append(text, "\"");
-    for (const unsigned char *cursor = (const unsigned char *)string; *cursor != '\0'; cursor++) {
-        char escaped[8];
-        switch (*cursor) {
-        case '"': text_append(text, "\\\""); break;
-        case '\\': text_append(text, "\\\\"); break;
-        case '\n': text_append(text, "\\n"); break;
-        case '\r': text_append(text, "\\r"); break;
-        case '\t': text_append(text, "\\t"); break;
-        default:
-            if (*cursor < 0x20) {
-                snprintf(escaped, sizeof escaped, "\\u%04x", *cursor);
-                text_append(text, escaped);
-            } else {
-                text_append_bytes(text, (const char *)cursor, 1);
-            }
-        }
-    }
-    text_append(text, "\"");
-}
-
-/* Releases the buffer's memory and leaves it empty and reusable. */
-static void text_free(text_buffer *text)
-{
-    free(text->data);
-    *text = (text_buffer){0};
 }
 
 /* Splits HOST:PORT at its last colon (so "[::1]:0" works); exits on a malformed address. */
@@ -282,109 +201,6 @@ static char *build_config_json(const host_options *options)
     text_append_json_string(&config, options->log_level);
     text_append(&config, "}");
     return config.data;
-}
-
-/*
- * Returns "<status description>: <last error>" for a failed call; the caller
- * frees it. The last error is copied first because it is only guaranteed to
- * live until the next imbed_ call, and imbed_status_str is one.
- */
-static char *describe_failure(imbed_status status)
-{
-    text_buffer detail = {0};
-    text_append(&detail, imbed_last_error());
-    text_buffer description = {0};
-    text_append(&description, imbed_status_str((int)status));
-    text_append(&description, ": ");
-    text_append(&description, detail.data);
-    text_free(&detail);
-    return description.data;
-}
-
-/* Reports a failed engine call on stderr. */
-static void print_failure(imbed_status status)
-{
-    char *description = describe_failure(status);
-    fprintf(stderr, PROGRAM_NAME ": %s\n", description);
-    free(description);
-}
-
-/*
- * Writes one line to stdout and flushes it, since readers follow stdout
- * through a pipe. flockfile is the stdout mutex: events are printed on the
- * engine's dispatcher thread while the main thread prints replies.
- */
-static void print_stdout_line(const char *line)
-{
-    flockfile(stdout);
-    fputs(line, stdout);
-    fputc('\n', stdout);
-    fflush(stdout);
-    funlockfile(stdout);
-}
-
-/* Prints {"event":"error","command":...,"message":...} for a failed stdin command. */
-static void print_command_error(const char *command, const char *message)
-{
-    text_buffer line = {0};
-    text_append(&line, "{\"event\":\"error\",\"command\":");
-    text_append_json_string(&line, command);
-    text_append(&line, ",\"message\":");
-    text_append_json_string(&line, message);
-    text_append(&line, "}");
-    print_stdout_line(line.data);
-    text_free(&line);
-}
-
-/* Prints the error line of a stdin command whose engine call failed. */
-static void print_command_failure(const char *command, imbed_status status)
-{
-    char *description = describe_failure(status);
-    print_command_error(command, description);
-    free(description);
-}
-
-/* Listener callback: every host event becomes one stdout line, verbatim. */
-static void on_engine_event(void *user_data, const imbed_event *event)
-{
-    (void)user_data;
-    if (event->json != NULL) {
-        print_stdout_line(event->json);
-    }
-}
-
-/* Upper-case name of a log level, as shown in the stderr log lines. */
-static const char *log_level_name(imbed_log_level level)
-{
-    switch (level) {
-    case IMBED_LOG_ERROR: return "ERROR";
-    case IMBED_LOG_WARN: return "WARN";
-    case IMBED_LOG_INFO: return "INFO";
-    case IMBED_LOG_DEBUG: return "DEBUG";
-    case IMBED_LOG_TRACE: return "TRACE";
-    }
-    return "?";
-}
-
-/* Listener callback: engine logs go to stderr (one fprintf, which stdio keeps whole). */
-static void on_engine_log(void *user_data, imbed_log_level level, const char *target, const char *message)
-{
-    (void)user_data;
-    fprintf(stderr, PROGRAM_NAME ": [%s] %s: %s\n", log_level_name(level), target ? target : "",
-            message ? message : "");
-}
-
-/* Splits off the first space- or tab-separated word of *cursor, NUL-terminating it. */
-static char *take_word(char **cursor)
-{
-    char *word = *cursor + strspn(*cursor, " \t");
-    char *word_end = word + strcspn(word, " \t");
-    *cursor = word_end;
-    if (*word_end != '\0') {
-        *word_end = '\0';
-        *cursor = word_end + 1;
-    }
-    return word;
 }
 
 /* Runs "send <user> <json-body>": the body is the rest of the line, spaces included. */
@@ -613,21 +429,12 @@ static void run_stats_command(imbed_server *server, char *arguments)
     text_free(&line);
 }
 
-/* Runs one stdin line; trailing whitespace (a CR from a Windows terminal) is dropped. */
-static command_result handle_command(imbed_server *server, const host_options *options, char *line)
+/* Runs one stdin command (the console_command_runner of this program); `context` is a host_context. */
+static void run_host_command(void *context, char *command, char *arguments)
 {
-    size_t length = strlen(line);
-    while (length > 0 && strchr(" \t\r", line[length - 1]) != NULL) {
-        line[--length] = '\0';
-    }
-    char *arguments = line;
-    char *command = take_word(&arguments);
-    if (*command == '\0') {
-        return COMMAND_CONTINUE;
-    }
-    if (strcmp(command, "quit") == 0) {
-        return COMMAND_QUIT;
-    }
+    const host_context *host = context;
+    imbed_server *server = host->server;
+    const host_options *options = host->options;
     if (strcmp(command, "send") == 0) {
         run_send_command(server, options, arguments);
     } else if (strcmp(command, "group") == 0) {
@@ -648,127 +455,6 @@ static command_result handle_command(imbed_server *server, const host_options *o
         print_command_error(command, "unknown command (commands: send, group, history, create-group, add, remove, "
                                      "kick, online, stats, quit; --help describes them)");
     }
-    return COMMAND_CONTINUE;
-}
-
-/*
- * Reads what stdin has and runs every complete line in it. Input is read
- * with read() into `pending` rather than with stdio, because stdio may
- * buffer lines that poll() then never reports as readable; `pending` grows
- * as needed, so bodies of any length work. At end of input an unterminated
- * last line still runs.
- */
-static input_state read_commands(imbed_server *server, const host_options *options, text_buffer *pending)
-{
-    text_reserve(pending, READ_CHUNK_BYTES);
-    ssize_t count = read(STDIN_FILENO, pending->data + pending->length, READ_CHUNK_BYTES);
-    if (count < 0 && (errno == EINTR || errno == EAGAIN)) {
-        return INPUT_OPEN;
-    }
-    if (count < 0) {
-        fprintf(stderr, PROGRAM_NAME ": reading stdin: %s; no more commands\n", strerror(errno));
-    }
-    bool ended = count <= 0;
-    if (!ended) {
-        pending->length += (size_t)count;
-        pending->data[pending->length] = '\0';
-    }
-
-    size_t line_start = 0;
-    char *newline;
-    while ((newline = memchr(pending->data + line_start, '\n', pending->length - line_start)) != NULL) {
-        *newline = '\0';
-        if (handle_command(server, options, pending->data + line_start) == COMMAND_QUIT) {
-            return INPUT_QUIT;
-        }
-        line_start = (size_t)(newline - pending->data) + 1;
-    }
-    pending->length -= line_start;
-    memmove(pending->data, pending->data + line_start, pending->length + 1);
-
-    if (!ended) {
-        return INPUT_OPEN;
-    }
-    if (pending->length > 0 && handle_command(server, options, pending->data) == COMMAND_QUIT) {
-        return INPUT_QUIT;
-    }
-    pending->length = 0;
-    return INPUT_ENDED;
-}
-
-/* SIGINT/SIGTERM handler: only wakes the main loop; write() is async-signal-safe. */
-static void on_stop_signal(int signal_number)
-{
-    int saved_errno = errno;
-    unsigned char byte = (unsigned char)signal_number;
-    ssize_t ignored = write((int)signal_pipe_write_fd, &byte, 1);
-    (void)ignored; /* a full pipe already holds a wake-up */
-    errno = saved_errno;
-}
-
-/*
- * Creates the self-pipe and routes SIGINT/SIGTERM to it; returns the read
- * end. SIGPIPE is ignored so a peer or reader that hangs up produces an
- * error on that write instead of killing the server.
- */
-static int install_signal_handlers(void)
-{
-    int pipe_fds[2];
-    if (pipe(pipe_fds) != 0) {
-        fprintf(stderr, PROGRAM_NAME ": pipe: %s\n", strerror(errno));
-        exit(1);
-    }
-    for (int end = 0; end < 2; end++) {
-        fcntl(pipe_fds[end], F_SETFD, FD_CLOEXEC);
-        fcntl(pipe_fds[end], F_SETFL, fcntl(pipe_fds[end], F_GETFL) | O_NONBLOCK);
-    }
-    signal_pipe_write_fd = pipe_fds[1];
-
-    struct sigaction stop_action = {0};
-    stop_action.sa_handler = on_stop_signal;
-    sigemptyset(&stop_action.sa_mask);
-    sigaction(SIGINT, &stop_action, NULL);
-    sigaction(SIGTERM, &stop_action, NULL);
-
-    struct sigaction ignore_action = {0};
-    ignore_action.sa_handler = SIG_IGN;
-    sigemptyset(&ignore_action.sa_mask);
-    sigaction(SIGPIPE, &ignore_action, NULL);
-    return pipe_fds[0];
-}
-
-/* Serves stdin commands until "quit" or a stop signal; end of stdin only stops the reading. */
-static void serve_until_stopped(imbed_server *server, const host_options *options, int signal_fd, bool stdin_open)
-{
-    text_buffer pending = {0};
-    struct pollfd watched[2] = {
-        {.fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN}, /* poll skips negative fds */
-        {.fd = signal_fd, .events = POLLIN},
-    };
-    for (;;) {
-        if (poll(watched, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            fprintf(stderr, PROGRAM_NAME ": poll: %s\n", strerror(errno));
-            break;
-        }
-        if (watched[1].revents != 0) {
-            break;
-        }
-        if (watched[0].revents & POLLNVAL) {
-            watched[0].fd = -1;
-        } else if (watched[0].revents != 0) {
-            input_state state = read_commands(server, options, &pending);
-            if (state == INPUT_QUIT) {
-                break;
-            }
-            if (state == INPUT_ENDED) {
-                watched[0].fd = -1;
-            }
-        }
-    }
-    text_free(&pending);
 }
 
 /* Creates the server with the options' config and this program's listener; exits on failure. */
@@ -782,10 +468,7 @@ static imbed_server *create_server(const host_options *options)
         print_failure(status);
         exit(1);
     }
-    imbed_listener listener = {
-        .on_event = on_engine_event,
-        .on_log = on_engine_log,
-    };
+    imbed_listener listener = console_engine_listener();
     status = imbed_server_set_listener(server, &listener);
     if (status != IMBED_OK) {
         print_failure(status);
@@ -827,16 +510,16 @@ int main(int argc, char **argv)
     host_options options;
     parse_options(argc, argv, &options);
 
-    /* Checked before pipe() runs, which would otherwise reuse a closed fd 0. */
-    bool stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1;
-    int signal_fd = install_signal_handlers();
+    /* Before the engine opens any file descriptor; see console_prepare_input. */
+    console_input input = console_prepare_input();
 
     imbed_server *server = create_server(&options);
     if (!start_and_announce(server, &options)) {
         imbed_server_free(server);
         return 1;
     }
-    serve_until_stopped(server, &options, signal_fd, stdin_open);
+    host_context context = {.server = server, .options = &options};
+    console_run_commands(input, run_host_command, &context);
 
     int exit_status = 0;
     imbed_status status = imbed_server_stop(server);
@@ -847,3 +530,4 @@ int main(int argc, char **argv)
     imbed_server_free(server);
     return exit_status;
 }
+

@@ -3,6 +3,8 @@
 Each test gets its own host process on a free loopback port, so host events
 and conversation sequences never leak between tests. Tests of the durable
 store start hosts on a SQLite file of their own, and restart or crash them.
+JsonLinesProcess, the stdout-reading half of a host, also runs other
+programs that print JSON lines, such as the example client `imbed-client`.
 """
 
 import json
@@ -11,6 +13,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,9 @@ HOST_BINARY = Path(os.environ.get("IMBED_HOST", REPO_ROOT / "build" / "imbed-hos
 STARTUP_TIMEOUT_S = 10
 SHUTDOWN_TIMEOUT_S = 10
 EVENT_TIMEOUT_S = 5
+# A fixed port freed by a killed host can be briefly refused; retry binding it this long.
+REBIND_TIMEOUT_S = 10
+REBIND_RETRY_INTERVAL_S = 0.2
 
 LISTENING_LINE = re.compile(r"^listening on (ws://127\.0\.0\.1:(\d+)/ws)$")
 
@@ -31,34 +37,42 @@ LISTENING_LINE = re.compile(r"^listening on (ws://127\.0\.0\.1:(\d+)/ws)$")
 JWT_SECRET = "imbed-interop-tests-hs256-secret-0123456789abcdef0123456789abcde"
 
 
-class ImbedHost:
-    """A running imbed-host: its URL, its stdin commands and its stdout events."""
+class HostDidNotStart(Exception):
+    """imbed-host exited or printed something else instead of its "listening on" line."""
 
-    def __init__(self, auth_args, db=":memory:"):
-        self.db = db
+
+class JsonLinesProcess:
+    """A child process that takes commands on stdin and prints one JSON object per line on stdout.
+
+    A reader thread parses the lines as they come; tests wait on them with a
+    timeout. With banner=True the first line is a banner, kept apart.
+    """
+
+    def __init__(self, name, argv, banner=False):
+        self.name = name
         self.process = subprocess.Popen(
-            [str(HOST_BINARY), "--listen", "127.0.0.1:0", "--db", str(db), *auth_args],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
         )
         self._changed = threading.Condition()
+        self._expects_banner = banner
         self._first_line = None
         self._stdout_closed = False
         self._events = []
-        # Lines after the first that are not JSON objects: the host promises
-        # one JSON object per line, so teardown asserts this stays empty.
+        # Lines (after the banner) that are not JSON objects: the programs
+        # promise one JSON object per line, so tests assert this stays empty.
         self.unparsed_lines = []
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
-        self.url, self.port = self._await_listening_line()
 
     def _read_stdout(self):
         for line in self.process.stdout:
             line = line.rstrip("\n")
             with self._changed:
-                if self._first_line is None:
+                if self._expects_banner and self._first_line is None:
                     self._first_line = line
                 else:
                     try:
@@ -74,41 +88,30 @@ class ImbedHost:
             self._stdout_closed = True
             self._changed.notify_all()
 
-    def _await_listening_line(self):
+    def events(self, predicate=lambda event: True):
+        """A snapshot of the parsed events so far that match predicate, oldest first."""
         with self._changed:
-            self._changed.wait_for(
-                lambda: self._first_line is not None or self._stdout_closed,
-                timeout=STARTUP_TIMEOUT_S,
-            )
-            first_line = self._first_line
-        if first_line is None:
-            self.process.kill()
-            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-            pytest.fail(f"imbed-host printed no first line (exit code {self.process.returncode})")
-        match = LISTENING_LINE.match(first_line)
-        if match is None:
-            self.process.kill()
-            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-            pytest.fail(f"unexpected first line from imbed-host: {first_line!r}")
-        return match.group(1), int(match.group(2))
-
-    def events(self):
-        """A snapshot of the parsed host events so far, oldest first."""
-        with self._changed:
-            return list(self._events)
+            return [event for event in self._events if predicate(event)]
 
     def wait_for_events(self, predicate, count, timeout=EVENT_TIMEOUT_S):
-        """The first count host events matching predicate, waiting for them if needed."""
+        """The first count events matching predicate, waiting for them if needed.
+
+        Once stdout is closed no more can come, so the test fails right away.
+        """
         def matching():
             return [e for e in self._events if predicate(e)]
 
         with self._changed:
-            if not self._changed.wait_for(lambda: len(matching()) >= count, timeout=timeout):
-                pytest.fail(f"fewer than {count} matching host events within {timeout} s; events: {self._events}")
+            self._changed.wait_for(lambda: len(matching()) >= count or self._stdout_closed, timeout=timeout)
+            if len(matching()) < count:
+                pytest.fail(
+                    f"{self.name}: fewer than {count} matching events within {timeout} s "
+                    f"(exit code {self.process.poll()}); events: {self._events}"
+                )
             return matching()[:count]
 
     def wait_for_event(self, predicate, timeout=EVENT_TIMEOUT_S):
-        """The first host event matching predicate, waiting for it if needed."""
+        """The first event matching predicate, waiting for it if needed."""
         return self.wait_for_events(predicate, 1, timeout)[0]
 
     def command(self, line):
@@ -121,9 +124,13 @@ class ImbedHost:
         return self.process.poll() is None
 
     def stop(self):
-        """SIGTERM the host and return its exit code (None if it did not exit in time)."""
+        """SIGTERM the process and return its exit code (None if it did not exit in time)."""
         if self.running():
             self.process.send_signal(signal.SIGTERM)
+        return self.wait_for_exit()
+
+    def wait_for_exit(self):
+        """Wait for the process to exit by itself ("quit") and return its exit code (None if not in time)."""
         try:
             return self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -134,7 +141,7 @@ class ImbedHost:
             self._close_pipes()
 
     def crash(self):
-        """SIGKILL the host, as a crash or power cut would end it, and wait until it is gone."""
+        """SIGKILL the process, as a crash or power cut would end it, and wait until it is gone."""
         self.process.kill()
         try:
             self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
@@ -147,10 +154,60 @@ class ImbedHost:
         self.process.stdout.close()
 
 
-def _start_host(auth_args, db=":memory:"):
+class ImbedHost(JsonLinesProcess):
+    """A running imbed-host: its URL, its stdin commands and its stdout events."""
+
+    def __init__(self, auth_args, db=":memory:", port=0):
+        self.db = db
+        super().__init__(
+            "imbed-host",
+            [str(HOST_BINARY), "--listen", f"127.0.0.1:{port}", "--db", str(db), *auth_args],
+            banner=True,
+        )
+        self.url, self.port = self._await_listening_line()
+
+    def _await_listening_line(self):
+        """The URL and port in the first line.
+
+        If that is not the "listening on" line, or there is none, kills the
+        host and raises HostDidNotStart, so that a caller may try again.
+        """
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._first_line is not None or self._stdout_closed,
+                timeout=STARTUP_TIMEOUT_S,
+            )
+            first_line = self._first_line
+        match = None if first_line is None else LISTENING_LINE.match(first_line)
+        if match is None:
+            self.process.kill()
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+            self._close_pipes()
+            if first_line is None:
+                raise HostDidNotStart(f"imbed-host printed no first line (exit code {self.process.returncode})")
+            raise HostDidNotStart(f"unexpected first line from imbed-host: {first_line!r}")
+        return match.group(1), int(match.group(2))
+
+
+def _start_host(auth_args, db=":memory:", port=0):
+    """A running ImbedHost on 127.0.0.1:port (0: a free port); fails the test if it does not start.
+
+    A fixed port is retried for REBIND_TIMEOUT_S, since the host before may
+    have just been killed on it.
+    """
     if not HOST_BINARY.is_file():
         pytest.fail(f"{HOST_BINARY} does not exist: run `make host` or set IMBED_HOST")
-    return ImbedHost(auth_args, db)
+    deadline = time.monotonic() + REBIND_TIMEOUT_S
+    while True:
+        try:
+            return ImbedHost(auth_args, db, port)
+        except HostDidNotStart as failure:
+            problem = str(failure)
+        if port == 0:
+            pytest.fail(problem)
+        if time.monotonic() > deadline:
+            pytest.fail(f"imbed-host did not start on port {port} within {REBIND_TIMEOUT_S} s: {problem}")
+        time.sleep(REBIND_RETRY_INTERVAL_S)
 
 
 def _stop_cleanly(host):
@@ -172,9 +229,9 @@ class DevHostFactory:
     def __init__(self):
         self._hosts = []
 
-    def start(self, db=":memory:"):
-        """A new host storing into db (a path, or ":memory:")."""
-        host = _start_host(["--dev-auth"], db)
+    def start(self, db=":memory:", port=0):
+        """A new host storing into db (a path, or ":memory:") on port (0: a free one)."""
+        host = _start_host(["--dev-auth"], db, port)
         self._hosts.append(host)
         return host
 
@@ -183,11 +240,15 @@ class DevHostFactory:
         self._hosts.remove(host)
         _stop_cleanly(host)
 
+    def crash(self, host):
+        """SIGKILL host, as a crash would end it; the factory no longer stops it at teardown."""
+        self._hosts.remove(host)
+        host.crash()
+
     def restart(self, host, crash=False):
         """End host (SIGTERM, or SIGKILL when crash) and start a new one on the same db."""
         if crash:
-            self._hosts.remove(host)
-            host.crash()
+            self.crash(host)
         else:
             self.stop(host)
         return self.start(host.db)

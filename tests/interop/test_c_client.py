@@ -8,18 +8,15 @@ gets each message acknowledged exactly once, bob sees each message exactly
 once, in order, and both report the disconnect and the reconnect.
 """
 
-import json
 import os
-import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import HOST_BINARY, REPO_ROOT, SHUTDOWN_TIMEOUT_S, STARTUP_TIMEOUT_S
+from conftest import HOST_BINARY, REPO_ROOT, STARTUP_TIMEOUT_S, JsonLinesProcess
 
 CLIENT_BINARY = Path(os.environ.get("IMBED_CLIENT", REPO_ROOT / "build" / "imbed-client"))
 
@@ -33,8 +30,6 @@ SEND_INTERVAL_S = 0.025
 # Every message acked and delivered, reconnects included (the backoff starts
 # at 250 ms and doubles; a restart takes well under a second).
 DELIVERY_TIMEOUT_S = 30
-# A port freed by a killed host can be briefly refused; retry binding it this long.
-REBIND_TIMEOUT_S = 10
 CONVERSATION = "dm:alice:bob"
 
 
@@ -45,125 +40,9 @@ def free_loopback_port():
         return probe.getsockname()[1]
 
 
-class LineProcess:
-    """A child process that prints one JSON object per line on stdout.
-
-    A reader thread parses the lines as they come; tests wait on them with a
-    timeout. Lines that are not JSON objects are kept apart, so a test can
-    assert that there were none.
-    """
-
-    def __init__(self, name, argv, first_line_is_banner=False):
-        self.name = name
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.banner = None
-        self._expect_banner = first_line_is_banner
-        self._changed = threading.Condition()
-        self._events = []
-        self._stdout_closed = False
-        self.unparsed_lines = []
-        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
-        self._reader.start()
-
-    def _read_stdout(self):
-        for line in self.process.stdout:
-            line = line.rstrip("\n")
-            with self._changed:
-                if self._expect_banner and self.banner is None:
-                    self.banner = line
-                else:
-                    try:
-                        event = json.loads(line)
-                    except json.JSONDecodeError:
-                        event = None
-                    if isinstance(event, dict):
-                        self._events.append(event)
-                    else:
-                        self.unparsed_lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._stdout_closed = True
-            self._changed.notify_all()
-
-    def events(self, predicate=lambda event: True):
-        """The parsed events so far that match predicate, oldest first."""
-        with self._changed:
-            return [event for event in self._events if predicate(event)]
-
-    def wait_for(self, predicate, count, timeout):
-        """The first count events matching predicate; fails the test if they do not come in time."""
-        with self._changed:
-            arrived = self._changed.wait_for(
-                lambda: sum(1 for event in self._events if predicate(event)) >= count or self._stdout_closed,
-                timeout=timeout,
-            )
-            matching = [event for event in self._events if predicate(event)]
-        if not arrived or len(matching) < count:
-            pytest.fail(
-                f"{self.name}: {len(matching)} of {count} expected events within {timeout} s "
-                f"(exit code {self.process.poll()}); last events: {self.events()[-10:]}"
-            )
-        return matching[:count]
-
-    def wait_for_banner(self, timeout):
-        """The first stdout line, which the host prints before any event."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.banner is not None or self._stdout_closed, timeout=timeout)
-            return self.banner
-
-    def command(self, line):
-        """Writes one command line to the process's stdin."""
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def end(self, how):
-        """Ends the process: "quit" on stdin, SIGTERM or SIGKILL. Returns its exit code, None if it hung."""
-        if self.process.poll() is None:
-            if how == "quit":
-                self.command("quit")
-            elif how == "sigterm":
-                self.process.send_signal(signal.SIGTERM)
-            else:
-                self.process.kill()
-        try:
-            return self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-            return None
-        finally:
-            self._reader.join(timeout=SHUTDOWN_TIMEOUT_S)
-            self.process.stdin.close()
-            self.process.stdout.close()
-
-
-def start_host(port, db):
-    """imbed-host in dev auth on 127.0.0.1:port storing into db, retried while the port is not free yet."""
-    deadline = time.monotonic() + REBIND_TIMEOUT_S
-    while True:
-        host = LineProcess(
-            "imbed-host",
-            [str(HOST_BINARY), "--listen", f"127.0.0.1:{port}", "--db", str(db), "--dev-auth"],
-            first_line_is_banner=True,
-        )
-        banner = host.wait_for_banner(STARTUP_TIMEOUT_S)
-        if banner == f"listening on ws://127.0.0.1:{port}/ws":
-            return host
-        exit_code = host.end("sigterm")
-        if time.monotonic() > deadline:
-            pytest.fail(f"imbed-host did not start on port {port}: first line {banner!r}, exit code {exit_code}")
-        time.sleep(0.2)
-
-
 def start_client(user, port, state_path):
     """imbed-client for user (dev auth: the token is the user id), keeping its state in state_path."""
-    return LineProcess(
+    return JsonLinesProcess(
         f"imbed-client {user}",
         [
             str(CLIENT_BINARY),
@@ -193,29 +72,28 @@ def assert_reconnected(client):
 
 
 @pytest.fixture
-def processes():
-    """Every process the test starts, ended at teardown if still running."""
+def clients():
+    """Every client the test starts, killed at teardown if still running."""
     started = []
     yield started
-    for process in reversed(started):
-        if process.process.poll() is None:
-            process.end("kill")
+    for client in reversed(started):
+        if client.running():
+            client.crash()
 
 
-def test_client_outbox_and_sync_survive_a_host_crash(tmp_path, processes):
+def test_client_outbox_and_sync_survive_a_host_crash(tmp_path, dev_hosts, clients):
     for binary in (HOST_BINARY, CLIENT_BINARY):
         if not binary.is_file():
             pytest.fail(f"{binary} does not exist: run `make host client`, or set IMBED_HOST / IMBED_CLIENT")
     port = free_loopback_port()
     db = tmp_path / "s.db"
 
-    host = start_host(port, db)
-    processes.append(host)
+    host = dev_hosts.start(db, port)
     alice = start_client("alice", port, tmp_path / "alice.state")
     bob = start_client("bob", port, tmp_path / "bob.state")
-    processes.extend([alice, bob])
+    clients.extend([alice, bob])
     for client in (alice, bob):
-        client.wait_for(is_state("connected"), 1, STARTUP_TIMEOUT_S)
+        client.wait_for_events(is_state("connected"), 1, STARTUP_TIMEOUT_S)
 
     def send_all():
         for n in range(1, MESSAGE_COUNT + 1):
@@ -226,27 +104,26 @@ def test_client_outbox_and_sync_survive_a_host_crash(tmp_path, processes):
     sender.start()
 
     is_ack = lambda event: event.get("event") == "ack"
-    alice.wait_for(is_ack, ACKS_BEFORE_CRASH, DELIVERY_TIMEOUT_S)
-    host.end("kill")
+    alice.wait_for_events(is_ack, ACKS_BEFORE_CRASH, DELIVERY_TIMEOUT_S)
+    dev_hosts.crash(host)
     acks_at_crash = len(alice.events(is_ack))
     assert acks_at_crash < MESSAGE_COUNT, "every message was acked before the crash: nothing was tested"
 
-    host = start_host(port, db)
-    processes.append(host)
+    host = dev_hosts.start(db, port)
     sender.join(timeout=DELIVERY_TIMEOUT_S)
     assert not sender.is_alive(), "alice's commands were not all written"
 
-    queued = alice.wait_for(lambda event: event.get("event") == "queued", MESSAGE_COUNT, DELIVERY_TIMEOUT_S)
+    queued = alice.wait_for_events(lambda event: event.get("event") == "queued", MESSAGE_COUNT, DELIVERY_TIMEOUT_S)
     queued_ids = [event["id"] for event in queued]
     assert len(set(queued_ids)) == MESSAGE_COUNT, f"client ids are not unique: {queued_ids}"
 
     is_bob_message = lambda event: (
         event.get("event") == "message" and isinstance(event.get("message"), dict) and event["message"].get("conv") == CONVERSATION
     )
-    alice.wait_for(is_ack, MESSAGE_COUNT, DELIVERY_TIMEOUT_S)
-    bob.wait_for(is_bob_message, MESSAGE_COUNT, DELIVERY_TIMEOUT_S)
+    alice.wait_for_events(is_ack, MESSAGE_COUNT, DELIVERY_TIMEOUT_S)
+    bob.wait_for_events(is_bob_message, MESSAGE_COUNT, DELIVERY_TIMEOUT_S)
     for client in (alice, bob):
-        client.wait_for(is_state("connected"), 2, DELIVERY_TIMEOUT_S)
+        client.wait_for_events(is_state("connected"), 2, DELIVERY_TIMEOUT_S)
     # Anything extra (a duplicate ack or message) would arrive right behind the
     # last one; give it the time to show before counting.
     time.sleep(1)
@@ -272,8 +149,8 @@ def test_client_outbox_and_sync_survive_a_host_crash(tmp_path, processes):
         assert_reconnected(client)
 
     for client in (alice, bob):
-        assert client.end("quit") == 0, f"{client.name} did not exit cleanly on quit"
+        client.command("quit")
+        assert client.wait_for_exit() == 0, f"{client.name} did not exit cleanly on quit"
         assert client.unparsed_lines == [], f"{client.name} printed lines that are not JSON objects"
         assert state_names(client)[-1] == "stopped", f"{client.name} did not report stopped last"
-    assert host.end("sigterm") == 0, "imbed-host did not exit cleanly on SIGTERM"
-    assert host.unparsed_lines == []
+    dev_hosts.stop(host)  # SIGTERM; asserts a clean exit and only JSON lines
