@@ -41,6 +41,8 @@ static const char USAGE[] =
     "  --dev-auth           the token is the user id (demos and tests only)\n"
     "  --jwt-secret SECRET  accept HS256 JWTs signed with SECRET\n"
     "  --workers N          engine worker threads (default: the engine's)\n"
+    "  --max-connections N  refuse connections beyond N with HTTP 503 (default: the engine's, 10000)\n"
+    "  --allow-origin ORIGIN  accept browsers from ORIGIN only (repeatable; default: any origin)\n"
     "  --log-level LEVEL    off, error, warn, info, debug or trace (default info)\n"
     "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host)\n"
     "  --help               show this help\n"
@@ -61,13 +63,19 @@ static const char USAGE[] =
 
 typedef enum auth_mode { AUTH_UNSET, AUTH_DEV, AUTH_JWT } auth_mode;
 
+/* More --allow-origin flags than any deployment needs; more is a usage error. */
+#define MAX_ALLOWED_ORIGINS 32
+
 typedef struct host_options {
     const char *listen;        /* HOST:PORT exactly as given */
     size_t listen_host_length; /* length of the HOST part, echoed in the banner */
     const char *db_path;
     auth_mode auth;
     const char *jwt_secret;
-    unsigned long workers; /* 0: leave it to the engine */
+    unsigned long workers;         /* 0: leave it to the engine */
+    unsigned long max_connections; /* 0: leave it to the engine */
+    const char *allowed_origins[MAX_ALLOWED_ORIGINS];
+    size_t allowed_origin_count;
     const char *log_level;
     const char *host_id;
 } host_options;
@@ -112,13 +120,16 @@ static void parse_listen_address(const char *listen, host_options *options)
     options->listen_host_length = (size_t)(colon - listen);
 }
 
-/* Parses --workers: a positive decimal number; the engine enforces its own upper bound. */
-static unsigned long parse_workers(const char *value)
+/* Parses the value of a numeric flag: a positive decimal number of at most
+   6 digits; the engine enforces its own bounds. */
+static unsigned long parse_positive(const char *flag, const char *value)
 {
     size_t digit_count = strspn(value, "0123456789");
     unsigned long workers = strtoul(value, NULL, 10);
     if (digit_count == 0 || digit_count > 6 || value[digit_count] != '\0' || workers == 0) {
-        fail_usage("--workers needs a positive number, got ", value);
+        char reason[64];
+        snprintf(reason, sizeof reason, "%s needs a positive number, got ", flag);
+        fail_usage(reason, value);
     }
     return workers;
 }
@@ -164,7 +175,14 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->auth = AUTH_JWT;
             options->jwt_secret = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--workers") == 0) {
-            options->workers = parse_workers(take_flag_value(argc, argv, &index));
+            options->workers = parse_positive(flag, take_flag_value(argc, argv, &index));
+        } else if (strcmp(flag, "--max-connections") == 0) {
+            options->max_connections = parse_positive(flag, take_flag_value(argc, argv, &index));
+        } else if (strcmp(flag, "--allow-origin") == 0) {
+            if (options->allowed_origin_count == MAX_ALLOWED_ORIGINS) {
+                fail_usage("too many --allow-origin flags", "");
+            }
+            options->allowed_origins[options->allowed_origin_count++] = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--log-level") == 0) {
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
@@ -196,6 +214,19 @@ static char *build_config_json(const host_options *options)
     if (options->workers != 0) {
         text_append(&config, ",\"workers\":");
         text_append_unsigned(&config, options->workers);
+    }
+    if (options->max_connections != 0) {
+        text_append(&config, ",\"limits\":{\"max_connections\":");
+        text_append_unsigned(&config, options->max_connections);
+        text_append(&config, "}");
+    }
+    if (options->allowed_origin_count > 0) {
+        text_append(&config, ",\"origins\":{\"allowed\":[");
+        for (size_t i = 0; i < options->allowed_origin_count; i++) {
+            text_append(&config, i == 0 ? "" : ",");
+            text_append_json_string(&config, options->allowed_origins[i]);
+        }
+        text_append(&config, "]}");
     }
     text_append(&config, ",\"log_level\":");
     text_append_json_string(&config, options->log_level);

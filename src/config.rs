@@ -27,6 +27,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Timeouts and size limits.
     pub limits: Limits,
+    /// Cross-site protection for browser clients.
+    pub origins: OriginsConfig,
     /// The queue of events waiting for the host.
     pub events: EventsConfig,
     /// The most detailed log level forwarded to the host.
@@ -80,6 +82,21 @@ pub struct Limits {
     pub ping_interval_ms: u64,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout_ms: u64,
+    /// Open connections (in their handshake or in a session) beyond which
+    /// new ones are refused with HTTP 503.
+    pub max_connections: usize,
+}
+
+/// Which browser origins may connect.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginsConfig {
+    /// When not empty, a request whose `Origin` is not listed is refused
+    /// with HTTP 403 (exact match, such as `https://chat.example.com`).
+    pub allowed: Vec<String>,
+    /// Refuse requests without an `Origin` header too. Native clients send
+    /// none, so this is off by default.
+    pub required: bool,
 }
 
 /// The event queue between the network and the host's dispatcher thread.
@@ -98,6 +115,7 @@ impl Default for Config {
             auth: AuthConfig::Callback {},
             store: StoreConfig::default(),
             limits: Limits::default(),
+            origins: OriginsConfig::default(),
             events: EventsConfig::default(),
             log_level: LogLevel::Info,
         }
@@ -121,6 +139,7 @@ impl Default for Limits {
             handshake_timeout_ms: 10_000,
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -163,10 +182,14 @@ impl Config {
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
             ("limits.ping_interval_ms", l.ping_interval_ms),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.max_connections", l.max_connections as u64),
             ("events.queue_capacity", self.events.queue_capacity as u64),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return bad(field, "must be greater than 0");
+        }
+        if self.origins.allowed.iter().any(|o| o.is_empty()) {
+            return bad("origins.allowed", "entries must not be empty");
         }
         if l.max_frame_bytes > 16 * 1024 * 1024 {
             return bad("limits.max_frame_bytes", "must be at most 16 MiB");

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{connect, open, start};
+use support::{connect, open, open_with_headers, refused_status, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -72,14 +72,7 @@ async fn an_oversize_frame_closes_with_1009_and_others_are_unaffected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_paths_are_404() {
     let t = start(json!({}));
-    let err = open(&t.url.replace("/ws", "/chat"), None)
-        .await
-        .err()
-        .expect("must be refused");
-    match err {
-        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 404),
-        other => panic!("expected an HTTP 404, got {other:?}"),
-    }
+    assert_eq!(refused_status(open(&t.url.replace("/ws", "/chat"), None).await), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,4 +108,54 @@ async fn a_client_that_answers_pings_stays_past_the_idle_timeout() {
     c.send_json(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(c.recv().await["type"], "pong");
     assert!(t.host.events_of("disconnected").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_503_until_one_closes() {
+    let t = start(json!({"limits": {"max_connections": 2}}));
+    let first = connect(&t.url, "a").await;
+    let mut second = connect(&t.url, "b").await;
+    assert_eq!(refused_status(open(&format!("{}?token=c", t.url), None).await), 503);
+    drop(first);
+    // The slot frees once the server has seen the close.
+    let mut third = None;
+    for _ in 0..100 {
+        if let Ok(client) = open(&format!("{}?token=c", t.url), None).await {
+            third = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(third.expect("a slot freed up").recv().await["type"], "welcome");
+    second.send_json(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(
+        second.recv().await["type"],
+        "pong",
+        "the sessions within the limit are unaffected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_origins_are_checked_against_the_allow_list() {
+    let listed = start(json!({"origins": {"allowed": ["https://good.example"]}}));
+    let url = format!("{}?token=o", listed.url);
+    let mut good = open_with_headers(&url, &[("origin", "https://good.example")])
+        .await
+        .unwrap();
+    assert_eq!(good.recv().await["type"], "welcome");
+    assert_eq!(
+        refused_status(open_with_headers(&url, &[("origin", "https://evil.example")]).await),
+        403
+    );
+    let mut native = open(&url, None).await.unwrap();
+    assert_eq!(
+        native.recv().await["type"],
+        "welcome",
+        "no Origin: a native client, allowed"
+    );
+    let strict = start(json!({"origins": {"allowed": ["https://good.example"], "required": true}}));
+    assert_eq!(
+        refused_status(open(&format!("{}?token=o", strict.url), None).await),
+        403
+    );
 }

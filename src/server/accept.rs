@@ -1,6 +1,7 @@
 //! The accept loop: one task per connection until the server stops.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -21,10 +22,15 @@ pub async fn accept_loop(core: Arc<Core>, listener: TcpListener, alive: Sender<(
         match accepted {
             Ok((tcp, _peer)) => {
                 let _ = tcp.set_nodelay(true);
+                // Counted from accept, so half-open handshakes count too; one
+                // over the limit is still answered (503) within the handshake deadline.
+                let open = core.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
+                let full = open > core.config.limits.max_connections;
                 let core = core.clone();
                 let alive = alive.clone();
                 tokio::spawn(async move {
-                    session::serve(core, tcp).await;
+                    session::serve(core.clone(), tcp, full).await;
+                    core.open_connections.fetch_sub(1, Ordering::Relaxed);
                     drop(alive);
                 });
             }

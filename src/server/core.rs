@@ -41,6 +41,8 @@ pub struct Core {
     instance: u64,
     /// Counter behind session ids and generated message ids.
     counter: AtomicU64,
+    /// Accepted TCP connections not yet closed (handshakes included).
+    pub open_connections: std::sync::atomic::AtomicUsize,
     /// Messages stored since start.
     stored: AtomicU64,
     /// `msg` frames queued to sessions since start.
@@ -78,6 +80,7 @@ impl Core {
             groups,
             presence: Presence::default(),
             membership_changes: std::sync::Mutex::new(()),
+            open_connections: std::sync::atomic::AtomicUsize::new(0),
             stored: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             events,

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::core::Core;
-use super::handshake::{upgrade, websocket_config};
+use super::handshake::{Admission, upgrade, websocket_config};
 use super::requests::{SessionLimits, handle_text, reply};
 use crate::host::Event;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, error_frame, now_ms, parse_client_frame};
@@ -40,12 +40,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted TCP connection until it ends.
-pub async fn serve(core: Arc<Core>, tcp: TcpStream) {
+pub async fn serve(core: Arc<Core>, tcp: TcpStream, full: bool) {
     let mut stopping = core.stopping.clone();
     // A connection still in its handshake when the server stops is dropped;
     // a session closes itself with 1001 when asked.
     let admitted = tokio::select! {
-        admitted = admit(&core, tcp) => admitted,
+        admitted = admit(&core, tcp, full) => admitted,
         _ = stopping.wait_for(|s| *s) => return,
     };
     if let Some((ws, user)) = admitted {
@@ -55,9 +55,14 @@ pub async fn serve(core: Arc<Core>, tcp: TcpStream) {
 
 /// Upgrades and authenticates within the handshake deadline; a client that
 /// fails authentication gets `unauthorized` and close code 1008.
-async fn admit(core: &Arc<Core>, tcp: TcpStream) -> Option<(Ws, String)> {
+async fn admit(core: &Arc<Core>, tcp: TcpStream, full: bool) -> Option<(Ws, String)> {
     let deadline = Instant::now() + core.config.limits.handshake_timeout();
-    let Ok(Ok(upgraded)) = timeout_at(deadline, upgrade(tcp, websocket_config(&core.config.limits))).await else {
+    let admission = Admission {
+        full,
+        origins: &core.config.origins,
+    };
+    let upgrading = upgrade(tcp, websocket_config(&core.config.limits), admission);
+    let Ok(Ok(upgraded)) = timeout_at(deadline, upgrading).await else {
         tracing::debug!("handshake failed or timed out");
         return None;
     };

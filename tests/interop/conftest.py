@@ -223,6 +223,12 @@ def _run_host(auth_args):
     _stop_cleanly(host)
 
 
+@pytest.fixture
+def limited_host():
+    """A dev-auth host allowing 2 connections and browsers from https://good.example only."""
+    yield from _run_host(["--dev-auth", "--max-connections", "2", "--allow-origin", "https://good.example"])
+
+
 class DevHostFactory:
     """Starts dev-auth hosts on a given store and restarts them on the same one."""
 

@@ -117,14 +117,32 @@ pub struct Client {
 
 /// Opens a WebSocket to `url`, with an optional `Authorization` header; no frame read.
 pub async fn open(url: &str, bearer: Option<&str>) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let authorization = bearer.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = authorization.iter().map(|a| ("authorization", a.as_str())).collect();
+    open_with_headers(url, &headers).await
+}
+
+/// Opens a WebSocket to `url` with extra request headers; no frame read.
+pub async fn open_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
     let mut request = url.into_client_request().unwrap();
-    if let Some(token) = bearer {
-        request
-            .headers_mut()
-            .insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    for (name, value) in headers {
+        let name = http::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
     }
     let (ws, _) = tokio_tungstenite::connect_async(request).await?;
     Ok(Client { ws })
+}
+
+/// The HTTP status a refused handshake answered with.
+pub fn refused_status(result: Result<Client, tokio_tungstenite::tungstenite::Error>) -> u16 {
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other:?}"),
+        Ok(_) => panic!("expected an HTTP refusal, got a connection"),
+    }
 }
 
 /// Connects as `user` over a socket with a tiny receive buffer (which turns
