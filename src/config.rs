@@ -85,6 +85,12 @@ pub struct Limits {
     /// Open connections (in their handshake or in a session) beyond which
     /// new ones are refused with HTTP 503.
     pub max_connections: usize,
+    /// Frames per second a session may send, sustained.
+    pub messages_per_second: u32,
+    /// Frames a session may send at once above that rate. A frame beyond it
+    /// gets `rate_limited`; a session that keeps sending through as many
+    /// refusals again is closed with 1008.
+    pub message_burst: u32,
 }
 
 /// Which browser origins may connect.
@@ -140,6 +146,8 @@ impl Default for Limits {
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
             max_connections: 10_000,
+            messages_per_second: 1000,
+            message_burst: 2000,
         }
     }
 }
@@ -183,6 +191,8 @@ impl Config {
             ("limits.ping_interval_ms", l.ping_interval_ms),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.max_connections", l.max_connections as u64),
+            ("limits.messages_per_second", u64::from(l.messages_per_second)),
+            ("limits.message_burst", u64::from(l.message_burst)),
             ("events.queue_capacity", self.events.queue_capacity as u64),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {

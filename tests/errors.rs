@@ -159,3 +159,43 @@ async fn browser_origins_are_checked_against_the_allow_list() {
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_beyond_the_rate_get_rate_limited_then_the_session_is_closed() {
+    // One frame per second: the burst of ten arrives long before a refill.
+    let t = start(json!({"limits": {"messages_per_second": 1, "message_burst": 5}}));
+    let mut c = connect(&t.url, "fast").await;
+    for i in 0..10 {
+        c.send_json(json!({"type": "ping", "id": format!("p{i}")})).await;
+    }
+    let mut pongs = 0;
+    let mut limited = Vec::new();
+    for _ in 0..10 {
+        let reply = c.recv().await;
+        match reply["type"].as_str() {
+            Some("pong") => pongs += 1,
+            _ => {
+                assert_eq!(reply["code"], "rate_limited", "{reply}");
+                limited.push(reply["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(pongs, 5, "the burst is served");
+    assert_eq!(limited, ["p5", "p6", "p7", "p8", "p9"]);
+    // The budget refills at the configured rate.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.send_json(json!({"type": "ping", "id": "later"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "id": "later"}));
+    // A client that keeps going through the refusals is cut off.
+    for i in 0..40 {
+        c.send_raw(Message::text(
+            json!({"type": "ping", "id": format!("f{i}")}).to_string(),
+        ))
+        .await;
+    }
+    assert_eq!(c.closed_with().await, Some(CloseCode::Policy));
+    assert_eq!(
+        t.host.wait_for(|e| e["event"] == "disconnected")["reason"],
+        "rate limit"
+    );
+}

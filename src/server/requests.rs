@@ -30,15 +30,56 @@ const TYPING_PER_SECOND: f64 = 5.0;
 
 /// Per-connection rate limits, owned by the session's reader.
 pub struct SessionLimits {
+    frames: TokenBucket,
     typing: TokenBucket,
+    /// Frames refused in a row.
+    strikes: u32,
+    /// Refusals in a row after which the session is closed.
+    max_strikes: u32,
 }
 
-impl Default for SessionLimits {
-    fn default() -> Self {
+/// What the frame budget says about one more frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameBudget {
+    /// Handle it.
+    Within,
+    /// Refuse it with `rate_limited`.
+    Over,
+    /// Close the session: it ignores the refusals.
+    Exhausted,
+}
+
+impl SessionLimits {
+    /// The limits of `limits`, with full buckets.
+    pub fn new(limits: &crate::config::Limits) -> SessionLimits {
         SessionLimits {
+            frames: TokenBucket::new(f64::from(limits.message_burst), f64::from(limits.messages_per_second)),
             typing: TokenBucket::new(TYPING_PER_SECOND, TYPING_PER_SECOND),
+            strikes: 0,
+            max_strikes: limits.message_burst,
         }
     }
+
+    /// Spends the budget of one incoming frame.
+    pub fn frame(&mut self) -> FrameBudget {
+        if self.frames.take() {
+            self.strikes = 0;
+            FrameBudget::Within
+        } else if self.strikes < self.max_strikes {
+            self.strikes += 1;
+            FrameBudget::Over
+        } else {
+            FrameBudget::Exhausted
+        }
+    }
+}
+
+/// The `rate_limited` error for a refused frame, with its id when it has one.
+pub fn rate_limited(text: Option<&str>) -> String {
+    let id = text
+        .and_then(|t| parse_client_frame(t).ok())
+        .and_then(|f| f.id.map(|id| id.into_owned()));
+    error_frame(id.as_deref(), ErrorCode::RateLimited, "too many frames: slow down")
 }
 
 /// A token bucket: `capacity` tokens, refilled at `rate` per second.

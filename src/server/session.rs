@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::core::Core;
 use super::handshake::{Admission, upgrade, websocket_config};
-use super::requests::{SessionLimits, handle_text, reply};
+use super::requests::{FrameBudget, SessionLimits, handle_text, rate_limited, reply};
 use crate::host::Event;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, error_frame, now_ms, parse_client_frame};
 use crate::router::SessionHandle;
@@ -189,7 +189,7 @@ async fn read_loop(
     writer: &mut JoinHandle<()>,
 ) -> &'static str {
     let idle = core.config.limits.idle_timeout();
-    let mut limits = SessionLimits::default();
+    let mut limits = SessionLimits::new(&core.config.limits);
     let peer_reason = loop {
         let next = tokio::select! {
             _ = &mut *writer => break None,
@@ -213,15 +213,22 @@ async fn read_loop(
                 session.outbox.close(code, reason);
                 break None;
             }
-            Ok(Some(Ok(Message::Text(text)))) => handle_text(core, session, &mut limits, &text),
-            Ok(Some(Ok(Message::Binary(_)))) => reply(
-                session,
-                error_frame(
-                    None,
-                    ErrorCode::BadRequest,
-                    "binary frames are reserved; send JSON in text frames",
+            Ok(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => match (limits.frame(), message) {
+                (FrameBudget::Exhausted, _) => {
+                    session.outbox.close(1008, "rate limit");
+                    break None;
+                }
+                (FrameBudget::Over, message) => reply(session, rate_limited(message.to_text().ok())),
+                (FrameBudget::Within, Message::Text(text)) => handle_text(core, session, &mut limits, &text),
+                (FrameBudget::Within, _) => reply(
+                    session,
+                    error_frame(
+                        None,
+                        ErrorCode::BadRequest,
+                        "binary frames are reserved; send JSON in text frames",
+                    ),
                 ),
-            ),
+            },
             Ok(Some(Ok(_))) => {}
         }
     };
