@@ -42,6 +42,7 @@ static const char USAGE[] =
     "  --jwt-secret SECRET  accept HS256 JWTs signed with SECRET\n"
     "  --workers N          engine worker threads (default: the engine's)\n"
     "  --max-connections N  refuse connections beyond N with HTTP 503 (default: the engine's, 10000)\n"
+    "  --handshake-timeout-ms N  upgrade plus authentication must finish within N ms (default 10000)\n"
     "  --allow-origin ORIGIN  accept browsers from ORIGIN only (repeatable; default: any origin)\n"
     "  --log-level LEVEL    off, error, warn, info, debug or trace (default info)\n"
     "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host)\n"
@@ -74,6 +75,7 @@ typedef struct host_options {
     const char *jwt_secret;
     unsigned long workers;         /* 0: leave it to the engine */
     unsigned long max_connections; /* 0: leave it to the engine */
+    unsigned long handshake_timeout_ms; /* 0: leave it to the engine */
     const char *allowed_origins[MAX_ALLOWED_ORIGINS];
     size_t allowed_origin_count;
     const char *log_level;
@@ -176,6 +178,8 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->jwt_secret = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--workers") == 0) {
             options->workers = parse_positive(flag, take_flag_value(argc, argv, &index));
+        } else if (strcmp(flag, "--handshake-timeout-ms") == 0) {
+            options->handshake_timeout_ms = parse_positive(flag, take_flag_value(argc, argv, &index));
         } else if (strcmp(flag, "--max-connections") == 0) {
             options->max_connections = parse_positive(flag, take_flag_value(argc, argv, &index));
         } else if (strcmp(flag, "--allow-origin") == 0) {
@@ -215,9 +219,19 @@ static char *build_config_json(const host_options *options)
         text_append(&config, ",\"workers\":");
         text_append_unsigned(&config, options->workers);
     }
-    if (options->max_connections != 0) {
-        text_append(&config, ",\"limits\":{\"max_connections\":");
-        text_append_unsigned(&config, options->max_connections);
+    if (options->max_connections != 0 || options->handshake_timeout_ms != 0) {
+        text_append(&config, ",\"limits\":{");
+        const char *separator = "";
+        if (options->max_connections != 0) {
+            text_append(&config, "\"max_connections\":");
+            text_append_unsigned(&config, options->max_connections);
+            separator = ",";
+        }
+        if (options->handshake_timeout_ms != 0) {
+            text_append(&config, separator);
+            text_append(&config, "\"handshake_timeout_ms\":");
+            text_append_unsigned(&config, options->handshake_timeout_ms);
+        }
         text_append(&config, "}");
     }
     if (options->allowed_origin_count > 0) {

@@ -1,7 +1,10 @@
 """imbed-host's --max-connections and --allow-origin, as clients meet them."""
 import asyncio
+import socket
+import time
 
 import pytest
+from conftest import _start_host, _stop_cleanly
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -42,3 +45,15 @@ def test_browsers_from_other_origins_get_403(limited_host):
         async with connect(url) as native:  # no Origin header at all
             assert '"welcome"' in await native.recv()
     asyncio.run(asyncio.wait_for(allowed(), TEST_TIMEOUT_S))
+
+
+def test_a_silent_connection_is_dropped_at_the_handshake_timeout():
+    host = _start_host(["--dev-auth", "--handshake-timeout-ms", "300"])
+    try:
+        with socket.create_connection(("127.0.0.1", host.port), timeout=5) as raw:
+            raw.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # the request never ends
+            started = time.monotonic()
+            assert raw.recv(16) == b"", "the server answered an unfinished request"
+            assert time.monotonic() - started < 3, "dropped long after the 300 ms deadline"
+    finally:
+        _stop_cleanly(host)
