@@ -239,7 +239,8 @@ async fn connect_and_serve(
         Err(_) => return lost("connecting timed out", false),
     };
     match timeout(patience, ws.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
+        Ok(Some(Ok(Message::Text(text)))) if serde_json::from_str::<Head>(&text).is_ok_and(|h| h.kind == "welcome") => {
+        }
         Ok(Some(Ok(Message::Text(text)))) => return lost(format!("refused: {text}"), false),
         _ => return lost("no welcome from the server", false),
     }

@@ -5,7 +5,6 @@
 //! network side run them on the blocking pool.
 
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -80,15 +79,7 @@ impl Core {
 
     /// Runs a store write and waits for it.
     fn persist(&self, write: impl FnOnce(WriteDone)) -> Result<(), Refused> {
-        let (tx, rx) = sync_channel(1);
-        write(Box::new(move |outcome| {
-            let _ = tx.send(outcome);
-        }));
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Refused::Store(e.0)),
-            Err(_) => Err(Refused::Store("the store dropped the write".into())),
-        }
+        crate::store::wait_for(write).map_err(|e| Refused::Store(e.0))
     }
 
     /// Tells the members (after the change), the user who left, and the

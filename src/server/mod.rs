@@ -13,7 +13,7 @@ mod requests;
 mod session;
 
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -378,13 +378,7 @@ fn host_message(
 
 /// Stores and delivers `message`, waiting for the store.
 fn submit_and_wait(core: &Arc<Core>, message: NewMessage) -> Result<Placement, Error> {
-    let (tx, rx) = sync_channel(1);
-    core.submit(message, None, move |outcome| {
-        let _ = tx.send(outcome);
-    });
-    rx.recv()
-        .map_err(|_| Error::Store("the store dropped the message".into()))?
-        .map_err(|e| Error::Store(e.0))
+    crate::store::wait_for(|done| core.submit(message, None, done)).map_err(|e| Error::Store(e.0))
 }
 
 impl Drop for Server {

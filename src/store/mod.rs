@@ -162,6 +162,21 @@ pub enum ReadMark {
 /// Called once with the outcome of a read mark.
 pub type ReadDone = Box<dyn FnOnce(Result<ReadMark, StoreError>) + Send>;
 
+/// Runs `start`, which hands its outcome to the completion it is given, and
+/// blocks until that completion is called. A completion dropped uncalled is
+/// a store error. For callers off the network threads (the host's, the
+/// blocking pool).
+pub fn wait_for<T: Send + 'static>(
+    start: impl FnOnce(Box<dyn FnOnce(Result<T, StoreError>) + Send>),
+) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    start(Box::new(move |outcome| {
+        let _ = tx.send(outcome);
+    }));
+    rx.recv()
+        .unwrap_or_else(|_| Err(StoreError("the store dropped the request".into())))
+}
+
 /// Called once with the outcome of a write that returns nothing.
 pub type WriteDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
