@@ -1,7 +1,8 @@
 /*
  * imbed-host: runs an imbed server from the command line.
  *
- * stdout: the first line is "listening on ws://HOST:PORT/ws"; then every host
+ * stdout: the first line is "listening on ws://HOST:PORT/ws" (wss:// with
+ * --tls-cert); then every host
  * event, and every reply to a stdin command, as one JSON object per line.
  * stderr: the engine's logs and fatal errors.
  * stdin: one command per line (see USAGE): messages ("send", "group"), reading
@@ -27,11 +28,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define PROGRAM_NAME "imbed-host"
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define EXIT_USAGE 2
 #define DEFAULT_HISTORY_LIMIT 50
+#define DEFAULT_WEB_ROOT "examples/web"
 
 static const char USAGE[] =
     "usage: " PROGRAM_NAME " (--dev-auth | --jwt-secret SECRET) [options]\n"
@@ -44,6 +47,10 @@ static const char USAGE[] =
     "  --max-connections N  refuse connections beyond N with HTTP 503 (default: the engine's, 10000)\n"
     "  --handshake-timeout-ms N  upgrade plus authentication must finish within N ms (default 10000)\n"
     "  --allow-origin ORIGIN  accept browsers from ORIGIN only (repeatable; default: any origin)\n"
+    "  --tls-cert PATH      serve wss:// with this PEM certificate chain (needs --tls-key)\n"
+    "  --tls-key PATH       the PEM private key of --tls-cert\n"
+    "  --web DIR            serve DIR's files on the same port (default " DEFAULT_WEB_ROOT " when it exists)\n"
+    "  --no-web             serve no files, only /ws, /healthz and /metrics\n"
     "  --log-level LEVEL    off, error, warn, info, debug or trace (default info)\n"
     "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host)\n"
     "  --help               show this help\n"
@@ -78,6 +85,10 @@ typedef struct host_options {
     unsigned long handshake_timeout_ms; /* 0: leave it to the engine */
     const char *allowed_origins[MAX_ALLOWED_ORIGINS];
     size_t allowed_origin_count;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *web_root;      /* NULL: serve no files */
+    bool web_root_given;       /* --web or --no-web, so the default does not apply */
     const char *log_level;
     const char *host_id;
 } host_options;
@@ -187,6 +198,16 @@ static void parse_options(int argc, char **argv, host_options *options)
                 fail_usage("too many --allow-origin flags", "");
             }
             options->allowed_origins[options->allowed_origin_count++] = take_flag_value(argc, argv, &index);
+        } else if (strcmp(flag, "--tls-cert") == 0) {
+            options->tls_cert = take_flag_value(argc, argv, &index);
+        } else if (strcmp(flag, "--tls-key") == 0) {
+            options->tls_key = take_flag_value(argc, argv, &index);
+        } else if (strcmp(flag, "--web") == 0) {
+            options->web_root = take_flag_value(argc, argv, &index);
+            options->web_root_given = true;
+        } else if (strcmp(flag, "--no-web") == 0) {
+            options->web_root = NULL;
+            options->web_root_given = true;
         } else if (strcmp(flag, "--log-level") == 0) {
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
@@ -197,6 +218,14 @@ static void parse_options(int argc, char **argv, host_options *options)
     }
     if (options->auth == AUTH_UNSET) {
         fail_usage("one of --dev-auth and --jwt-secret is required", "");
+    }
+    if ((options->tls_cert == NULL) != (options->tls_key == NULL)) {
+        fail_usage("--tls-cert and --tls-key go together", "");
+    }
+    /* The default web client is found from the repository root, where make run starts. */
+    struct stat web_root;
+    if (!options->web_root_given && stat(DEFAULT_WEB_ROOT, &web_root) == 0 && S_ISDIR(web_root.st_mode)) {
+        options->web_root = DEFAULT_WEB_ROOT;
     }
 }
 
@@ -241,6 +270,17 @@ static char *build_config_json(const host_options *options)
             text_append_json_string(&config, options->allowed_origins[i]);
         }
         text_append(&config, "]}");
+    }
+    if (options->tls_cert != NULL) {
+        text_append(&config, ",\"tls\":{\"cert_path\":");
+        text_append_json_string(&config, options->tls_cert);
+        text_append(&config, ",\"key_path\":");
+        text_append_json_string(&config, options->tls_key);
+        text_append(&config, "}");
+    }
+    if (options->web_root != NULL) {
+        text_append(&config, ",\"web_root\":");
+        text_append_json_string(&config, options->web_root);
     }
     text_append(&config, ",\"log_level\":");
     text_append_json_string(&config, options->log_level);
@@ -537,7 +577,8 @@ static bool start_and_announce(imbed_server *server, const host_options *options
         status = imbed_server_port(server, &port);
     }
     if (status == IMBED_OK) {
-        printf("listening on ws://%.*s:%u/ws\n", (int)options->listen_host_length, options->listen,
+        printf("listening on %s://%.*s:%u/ws\n", options->tls_cert != NULL ? "wss" : "ws",
+               (int)options->listen_host_length, options->listen,
                (unsigned)port);
         fflush(stdout);
     }

@@ -33,6 +33,21 @@ pub struct Config {
     pub events: EventsConfig,
     /// The most detailed log level forwarded to the host.
     pub log_level: LogLevel,
+    /// Serve `wss://` with this certificate and key instead of `ws://`.
+    pub tls: Option<TlsConfig>,
+    /// A directory whose files are served to plain HTTP `GET`s on the same
+    /// port as `/ws` (such as a web client); none serves no files.
+    pub web_root: Option<String>,
+}
+
+/// The server's TLS identity, as PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert_path: String,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: String,
 }
 
 /// Authentication mode.
@@ -124,6 +139,8 @@ impl Default for Config {
             origins: OriginsConfig::default(),
             events: EventsConfig::default(),
             log_level: LogLevel::Info,
+            tls: None,
+            web_root: None,
         }
     }
 }

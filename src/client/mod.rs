@@ -102,7 +102,7 @@ impl Client {
         });
         let gate = Arc::new(CallbackGate::new(self.id, Some(recording)));
         let config = &self.shared.config;
-        let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity)
+        let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity, Default::default())
             .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
         let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
         let runtime = match crate::runtime::build(1, "imbed-client", &logs) {

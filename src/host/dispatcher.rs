@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::gate::CallbackGate;
 use super::{Event, LogLevel};
 
@@ -28,7 +30,10 @@ enum Queued {
 /// The sending side of the event queue, shared by every network task.
 pub struct EventQueue {
     tx: SyncSender<Queued>,
+    /// Dropped since the host was last told.
     dropped: AtomicU64,
+    /// Dropped since start, for metrics.
+    dropped_total: Counter,
 }
 
 impl EventQueue {
@@ -36,6 +41,7 @@ impl EventQueue {
     pub fn post(&self, event: Event) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Queued::Event(event)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_total.inc();
         }
     }
 
@@ -52,12 +58,14 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts the thread, delivering through `gate`, with room for `capacity` queued items.
-    pub fn start(gate: Arc<CallbackGate>, capacity: usize) -> std::io::Result<Dispatcher> {
+    /// Starts the thread, delivering through `gate`, with room for `capacity`
+    /// queued items; every dropped event also counts in `dropped_total`.
+    pub fn start(gate: Arc<CallbackGate>, capacity: usize, dropped_total: Counter) -> std::io::Result<Dispatcher> {
         let (tx, rx) = sync_channel(capacity);
         let queue = Arc::new(EventQueue {
             tx,
             dropped: AtomicU64::new(0),
+            dropped_total,
         });
         let thread = std::thread::Builder::new().name("imbed-events".into()).spawn({
             let queue = queue.clone();

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::core::Core;
-use super::session;
+use super::connection::{self, Frontend};
 
 /// Accepts connections until the server stops. Every connection task holds a
 /// clone of `alive`, so the server knows when the last one has ended.
-pub async fn accept_loop(core: Arc<Core>, listener: TcpListener, alive: Sender<()>) {
+pub async fn accept_loop(frontend: Arc<Frontend>, listener: TcpListener, alive: Sender<()>) {
+    let core = &frontend.core;
     let mut stopping = core.stopping.clone();
     loop {
         let accepted = tokio::select! {
@@ -26,10 +26,11 @@ pub async fn accept_loop(core: Arc<Core>, listener: TcpListener, alive: Sender<(
                 // over the limit is still answered (503) within the handshake deadline.
                 let open = core.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
                 let full = open > core.config.limits.max_connections;
-                let core = core.clone();
+                let frontend = frontend.clone();
                 let alive = alive.clone();
                 tokio::spawn(async move {
-                    session::serve(core.clone(), tcp, full).await;
+                    let core = frontend.core.clone();
+                    connection::serve(frontend, tcp, full).await;
                     core.open_connections.fetch_sub(1, Ordering::Relaxed);
                     drop(alive);
                 });

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::auth::Authenticator;
+use super::metrics::{Live, Metrics};
 use crate::config::Config;
 use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
@@ -43,10 +44,8 @@ pub struct Core {
     counter: AtomicU64,
     /// Accepted TCP connections not yet closed (handshakes included).
     pub open_connections: std::sync::atomic::AtomicUsize,
-    /// Messages stored since start.
-    stored: AtomicU64,
-    /// `msg` frames queued to sessions since start.
-    delivered: AtomicU64,
+    /// Counters for `GET /metrics` and [`Core::stats`].
+    pub metrics: Metrics,
 }
 
 /// The counters of [`crate::Server::stats`].
@@ -68,6 +67,7 @@ impl Core {
         config: Config,
         store: Arc<dyn Store>,
         groups: Groups,
+        metrics: Metrics,
         events: Arc<EventQueue>,
         gate: Arc<CallbackGate>,
         stopping: watch::Receiver<bool>,
@@ -81,8 +81,7 @@ impl Core {
             presence: Presence::default(),
             membership_changes: std::sync::Mutex::new(()),
             open_connections: std::sync::atomic::AtomicUsize::new(0),
-            stored: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
+            metrics,
             events,
             auth,
             gate,
@@ -97,8 +96,8 @@ impl Core {
         Stats {
             connections: self.router.session_count() as u64,
             users_online: self.router.user_count() as u64,
-            messages_stored: self.stored.load(Ordering::Relaxed),
-            messages_delivered: self.delivered.load(Ordering::Relaxed),
+            messages_stored: self.metrics.messages_in.get(),
+            messages_delivered: self.metrics.messages_out.get(),
         }
     }
 
@@ -110,6 +109,16 @@ impl Core {
     /// A name unique across runs of this server, such as `s-18c1f2a-7`.
     pub fn unique_name(&self, prefix: &str, number: u64) -> String {
         format!("{prefix}-{:x}-{number:x}", self.instance)
+    }
+
+    /// The text of a `GET /metrics` scrape.
+    pub fn render_metrics(&self) -> String {
+        let stats = self.stats();
+        self.metrics.render(Live {
+            connections: stats.connections,
+            users_online: stats.users_online,
+            sockets: self.open_connections.load(Ordering::Relaxed) as u64,
+        })
     }
 
     /// Whether the server is stopping.
@@ -147,8 +156,8 @@ impl Core {
                             delivered += core.router.deliver(member, &frame, position, sender_session);
                         }
                     }
-                    core.stored.fetch_add(1, Ordering::Relaxed);
-                    core.delivered.fetch_add(delivered as u64, Ordering::Relaxed);
+                    core.metrics.messages_in.inc();
+                    core.metrics.messages_out.inc_by(delivered as u64);
                     core.events.post(Event::Message {
                         from: m.from.clone(),
                         frame,

@@ -6,11 +6,15 @@
 
 mod accept;
 pub mod auth;
+mod connection;
 pub mod core;
 pub mod handshake;
+pub mod http;
 pub mod membership;
+pub mod metrics;
 mod requests;
 mod session;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -22,9 +26,13 @@ use tokio::net::TcpSocket;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
+use tower_http::services::ServeDir;
+
+use self::connection::Frontend;
 use self::core::Core;
 use self::core::Stats;
 use self::membership::{Actor, Refused};
+use self::metrics::Metrics;
 use crate::config::Config;
 use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
@@ -116,10 +124,17 @@ impl Server {
 
     fn launch(&self, gate: Arc<CallbackGate>) -> Result<Running, Error> {
         let config = &self.config;
-        let store = crate::store::open(&config.store).map_err(|e| Error::Store(e.0))?;
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let files = config.web_root.as_deref().map(web_root).transpose()?;
+        let metrics = Metrics::default();
+        let store = crate::store::open(&config.store, metrics.commit_observer()).map_err(|e| Error::Store(e.0))?;
         let groups = Groups::load(store.groups().map_err(|e| Error::Store(e.0))?);
-        let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity)
-            .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
+        let dispatcher = Dispatcher::start(
+            gate.clone(),
+            config.events.queue_capacity,
+            metrics.events_dropped.clone(),
+        )
+        .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
         let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
         let runtime = match crate::runtime::build(config.workers, "imbed-worker", &logs) {
             Ok(runtime) => runtime,
@@ -145,12 +160,18 @@ impl Server {
             config.clone(),
             store,
             groups,
+            metrics,
             dispatcher.queue().clone(),
             gate,
             stopping_rx,
         ));
         let (alive, all_ended) = channel();
-        runtime.spawn(accept::accept_loop(core.clone(), listener, alive.clone()));
+        let frontend = Arc::new(Frontend {
+            core: core.clone(),
+            tls,
+            files,
+        });
+        runtime.spawn(accept::accept_loop(frontend, listener, alive.clone()));
         tracing::dispatcher::with_default(&logs, || {
             tracing::info!(address = %local_addr, "listening");
         });
@@ -427,6 +448,14 @@ fn wait_for_connections(all_ended: &Receiver<()>, grace: Duration) {
             Ok(()) => {}
         }
     }
+}
+
+/// The files under `path`, which must be a directory.
+fn web_root(path: &str) -> Result<ServeDir, Error> {
+    if !std::path::Path::new(path).is_dir() {
+        return Err(Error::InvalidConfig(format!("web_root: {path} is not a directory")));
+    }
+    Ok(ServeDir::new(path))
 }
 
 /// Binds with `SO_REUSEADDR`, so a restarted server can take its port back

@@ -1,5 +1,5 @@
-//! One connection, from TCP accept to close: upgrade, authentication, then a
-//! reader task (this one) and a writer task.
+//! One WebSocket session, from authentication to close: a reader task (this
+//! one) and a writer task.
 //!
 //! The reader parses frames and answers them through the session's outbox;
 //! the writer drains the outbox, batching every frame that is ready into one
@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -22,14 +23,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::core::Core;
-use super::handshake::{Admission, upgrade, websocket_config};
 use super::requests::{FrameBudget, SessionLimits, handle_text, rate_limited, reply};
 use crate::host::Event;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, error_frame, now_ms, parse_client_frame};
 use crate::router::SessionHandle;
-use crate::router::outbox::Outbox;
+use crate::router::outbox::{CLOSE_SLOW_READER, Outbox};
 
-type Ws = WebSocketStream<TcpStream>;
+/// A WebSocket on the socket hyper handed over after the upgrade.
+pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
 /// How long a closing side waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -39,35 +40,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// why it was cut off (1013) when it gets there, if it is reading at all.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves one accepted TCP connection until it ends.
-pub async fn serve(core: Arc<Core>, tcp: TcpStream, full: bool) {
-    let mut stopping = core.stopping.clone();
-    // A connection still in its handshake when the server stops is dropped;
-    // a session closes itself with 1001 when asked.
-    let admitted = tokio::select! {
-        admitted = admit(&core, tcp, full) => admitted,
-        _ = stopping.wait_for(|s| *s) => return,
-    };
-    if let Some((ws, user)) = admitted {
-        run_session(core, ws, user.into()).await;
-    }
-}
-
-/// Upgrades and authenticates within the handshake deadline; a client that
-/// fails authentication gets `unauthorized` and close code 1008.
-async fn admit(core: &Arc<Core>, tcp: TcpStream, full: bool) -> Option<(Ws, String)> {
-    let deadline = Instant::now() + core.config.limits.handshake_timeout();
-    let admission = Admission {
-        full,
-        origins: &core.config.origins,
-    };
-    let upgrading = upgrade(tcp, websocket_config(&core.config.limits), admission);
-    let Ok(Ok(upgraded)) = timeout_at(deadline, upgrading).await else {
-        tracing::debug!("handshake failed or timed out");
-        return None;
-    };
-    let mut ws = upgraded.ws;
-    match authenticate(core, &mut ws, upgraded.token, deadline).await {
+/// Authenticates an upgraded connection before `deadline`; a client that
+/// fails gets `unauthorized` and close code 1008.
+pub async fn admit(core: &Arc<Core>, mut ws: Ws, token: Option<String>, deadline: Instant) -> Option<(Ws, String)> {
+    match authenticate(core, &mut ws, token, deadline).await {
         Ok(user) => Some((ws, user)),
         Err(why) => {
             tracing::debug!(why, "authentication failed");
@@ -132,7 +108,8 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
     .await;
 }
 
-async fn run_session(core: Arc<Core>, ws: Ws, user: Arc<str>) {
+/// Runs an authenticated session until it ends.
+pub async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
     let (outbox, queue) = Outbox::new(core.config.limits.outbound_queue_bytes);
@@ -169,6 +146,13 @@ async fn run_session(core: Arc<Core>, ws: Ws, user: Arc<str>) {
         core.config.limits.ping_interval(),
     ));
     let reason = read_loop(&core, stream, &session, &mut writer).await;
+    if session
+        .outbox
+        .close_reason()
+        .is_some_and(|(code, _)| code == CLOSE_SLOW_READER)
+    {
+        core.metrics.slow_reader_closes.inc();
+    }
     core.presence.forget(&session);
     if core.router.detach(&session) {
         core.presence.announce(&user, false);

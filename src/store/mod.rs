@@ -23,13 +23,20 @@ pub use sqlite::SqliteStore;
 use crate::config::StoreConfig;
 
 /// Opens the store `config` names: memory for `":memory:"`, else SQLite.
-pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+pub fn open(config: &StoreConfig, commits: CommitObserver) -> Result<Arc<dyn Store>, StoreError> {
     if config.path == ":memory:" {
         Ok(Arc::new(MemoryStore::with_retention(config.retention.clone())))
     } else {
-        Ok(Arc::new(SqliteStore::open(&config.path, config.retention.clone())?))
+        Ok(Arc::new(SqliteStore::open(
+            &config.path,
+            config.retention.clone(),
+            commits,
+        )?))
     }
 }
+
+/// Told how long each commit to disk took; the in-memory store has none.
+pub type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// A message to store.
 #[derive(Debug)]

@@ -447,14 +447,16 @@ def test_frame_over_64_kib_closes_with_1009(dev_host):
     run(scenario())
 
 
-@pytest.mark.parametrize("path", ["/", "/chat", "/ws/extra"])
-def test_path_other_than_ws_is_rejected_with_404(dev_host, path):
+@pytest.mark.parametrize("path, status", [("/", 200), ("/chat", 404), ("/ws/extra", 404)])
+def test_only_ws_upgrades_other_paths_are_plain_http(dev_host, path, status):
+    """An upgrade anywhere but /ws is answered as plain HTTP: the web page at /, else 404."""
+
     async def scenario():
         url = dev_host.url.removesuffix("/ws") + path
         with pytest.raises(InvalidStatus) as rejected:
             async with open_connection(url, {"Authorization": "Bearer alice"}):
                 pass
-        assert rejected.value.response.status_code == 404
+        assert rejected.value.response.status_code == status
 
     run(scenario())
 

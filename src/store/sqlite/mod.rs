@@ -22,8 +22,8 @@ use rusqlite::{Connection, OpenFlags};
 use self::readers::Readers;
 use self::writer::Job;
 use super::{
-    AppendDone, ConversationSummary, GroupRecord, NewMessage, ReadDone, Retention, Store, StoreError, StoredMessage,
-    SyncedConversation, WriteDone,
+    AppendDone, CommitObserver, ConversationSummary, GroupRecord, NewMessage, ReadDone, Retention, Store, StoreError,
+    StoredMessage, SyncedConversation, WriteDone,
 };
 
 /// `PRAGMA synchronous` value FULL: every commit is fsynced before it returns.
@@ -42,7 +42,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrates it, and
     /// starts the writer thread. Fails with a message naming the path when
     /// the file cannot be opened, is not an imbed database, or is newer.
-    pub fn open(path: &str, retention: Retention) -> Result<SqliteStore, StoreError> {
+    pub fn open(path: &str, retention: Retention, commits: CommitObserver) -> Result<SqliteStore, StoreError> {
         let failed = |e: rusqlite::Error| StoreError(format!("{path}: {e}"));
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)
@@ -79,7 +79,7 @@ impl SqliteStore {
         let (jobs, queue) = channel();
         let writer = std::thread::Builder::new()
             .name("imbed-store".into())
-            .spawn(move || writer::run(conn, queue, completed, retention))
+            .spawn(move || writer::run(conn, queue, completed, retention, commits))
             .map_err(could_not)?;
         let (stop_checkpoints, stopped) = channel();
         let checkpoint_conn = Connection::open_with_flags(path, flags).map_err(failed)?;

@@ -16,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::protocol::now_ms;
 use crate::store::{
-    AppendDone, Appended, NewMessage, Placement, ReadDone, ReadMark, Retention, StoreError, StoredMessage, WriteDone,
+    AppendDone, Appended, CommitObserver, NewMessage, Placement, ReadDone, ReadMark, Retention, StoreError,
+    StoredMessage, WriteDone,
 };
 
 /// The most jobs one transaction takes.
@@ -111,7 +112,13 @@ pub fn complete(batches: Receiver<Completed>) {
 }
 
 /// Runs the writer until every sender of `jobs` is gone; outcomes go to `completed`.
-pub fn run(mut conn: Connection, jobs: Receiver<Job>, completed: Sender<Completed>, retention: Retention) {
+pub fn run(
+    mut conn: Connection,
+    jobs: Receiver<Job>,
+    completed: Sender<Completed>,
+    retention: Retention,
+    commits: CommitObserver,
+) {
     let mut known = Known::default();
     let mut last_prune = Instant::now();
     let mut last_wal_reset = Instant::now();
@@ -124,7 +131,10 @@ pub fn run(mut conn: Connection, jobs: Receiver<Job>, completed: Sender<Complete
         if let Some(first) = first {
             let mut batch = vec![first];
             batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
-            let _ = completed.send(commit_batch(&mut conn, &mut known, batch, &retention));
+            let started = Instant::now();
+            let outcomes = commit_batch(&mut conn, &mut known, batch, &retention);
+            commits(started.elapsed());
+            let _ = completed.send(outcomes);
         }
         // Until one completes: the checkpointer thread may hold the checkpoint lock.
         if last_wal_reset.elapsed() >= RESET_WAL_EVERY && finish_checkpoint(&conn) {

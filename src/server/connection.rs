@@ -1,0 +1,173 @@
+//! One accepted socket: TLS when configured, then HTTP/1.1 through hyper,
+//! until the connection either closes or upgrades to a WebSocket session.
+//!
+//! The handshake deadline covers, from accept, the TLS handshake, the first
+//! request, and for a WebSocket the authentication that follows the upgrade.
+//! Later requests on a kept-alive connection get the same time each for
+//! their headers (hyper's header timeout), so a slow sender never holds a
+//! connection open for free.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tower_http::services::ServeDir;
+
+use super::core::Core;
+use super::handshake::{self, Admission, WS_PATH, websocket_config};
+use super::http::{self, Body};
+use super::session::{self, Ws};
+
+/// What every connection on the listening port goes through.
+pub struct Frontend {
+    /// The server's shared state.
+    pub core: Arc<Core>,
+    /// Set when the server speaks `wss://`.
+    pub tls: Option<TlsAcceptor>,
+    /// The web root, when the configuration has one.
+    pub files: Option<ServeDir>,
+}
+
+/// A WebSocket upgrade answered with 101, waiting for hyper to hand over the socket.
+struct PendingUpgrade {
+    socket: OnUpgrade,
+    token: Option<String>,
+    /// When authentication must be done by.
+    deadline: Instant,
+}
+
+/// What the request handler tells the connection task.
+struct Exchange {
+    first_request_seen: AtomicBool,
+    upgrade: Mutex<Option<PendingUpgrade>>,
+}
+
+/// Serves one accepted TCP connection until it ends. `full` says the server
+/// was at its connection limit when it was accepted.
+pub async fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) {
+    let core = frontend.core.clone();
+    let mut stopping = core.stopping.clone();
+    // A connection still in its handshake when the server stops is dropped;
+    // a session closes itself with 1001 when asked.
+    let admitted = tokio::select! {
+        admitted = handshake(&frontend, tcp, full) => admitted,
+        _ = stopping.wait_for(|s| *s) => return,
+    };
+    if let Some((ws, user)) = admitted {
+        session::run(core, ws, user.into()).await;
+    }
+}
+
+/// TLS, HTTP requests, and when one upgrades, the WebSocket and its user.
+async fn handshake(frontend: &Arc<Frontend>, tcp: TcpStream, full: bool) -> Option<(Ws, String)> {
+    let deadline = Instant::now() + frontend.core.config.limits.handshake_timeout();
+    let exchange = Arc::new(Exchange {
+        first_request_seen: AtomicBool::new(false),
+        upgrade: Mutex::new(None),
+    });
+    match &frontend.tls {
+        None => serve_http(frontend, tcp, full, deadline, &exchange).await,
+        Some(tls) => match timeout_at(deadline, tls.accept(tcp)).await {
+            Ok(Ok(tls_stream)) => serve_http(frontend, tls_stream, full, deadline, &exchange).await,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return None;
+            }
+        },
+    }
+    let pending = exchange.upgrade.lock().expect("never poisoned").take()?;
+    let Ok(Ok(upgraded)) = timeout_at(pending.deadline, pending.socket).await else {
+        return None;
+    };
+    let config = websocket_config(&frontend.core.config.limits);
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    session::admit(&frontend.core, ws, pending.token, pending.deadline).await
+}
+
+/// Runs hyper on `io` until the connection closes or upgrades.
+async fn serve_http<I>(frontend: &Arc<Frontend>, io: I, full: bool, deadline: Instant, exchange: &Arc<Exchange>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handler = {
+        let frontend = frontend.clone();
+        let exchange = exchange.clone();
+        service_fn(move |request| {
+            let frontend = frontend.clone();
+            let exchange = exchange.clone();
+            async move { Ok::<_, Infallible>(respond(&frontend, &exchange, request, full, deadline).await) }
+        })
+    };
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(frontend.core.config.limits.handshake_timeout())
+        .serve_connection(TokioIo::new(io), handler)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => return,
+        _ = sleep_until(deadline) => {}
+    }
+    // The deadline passed: a connection that never sent its first request goes.
+    if exchange.first_request_seen.load(Ordering::Acquire) {
+        let _ = connection.await;
+    }
+}
+
+/// Routes one request.
+async fn respond(
+    frontend: &Frontend,
+    exchange: &Exchange,
+    mut request: Request<Incoming>,
+    full: bool,
+    connection_deadline: Instant,
+) -> Response<Body> {
+    let first = !exchange.first_request_seen.swap(true, Ordering::AcqRel);
+    let core = &frontend.core;
+    if request.uri().path() == WS_PATH {
+        let admission = Admission {
+            full,
+            origins: &core.config.origins,
+        };
+        return match handshake::accept(&request, admission) {
+            Ok(accepted) => {
+                // A later request on a kept-alive connection gets a deadline of its own.
+                let deadline = if first {
+                    connection_deadline
+                } else {
+                    Instant::now() + core.config.limits.handshake_timeout()
+                };
+                *exchange.upgrade.lock().expect("never poisoned") = Some(PendingUpgrade {
+                    socket: hyper::upgrade::on(&mut request),
+                    token: accepted.token,
+                    deadline,
+                });
+                accepted.response
+            }
+            Err(refusal) => refusal.into_response(),
+        };
+    }
+    if full {
+        return http::plain(hyper::StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    }
+    if let Some(response) = http::probe(&request, || core.render_metrics()) {
+        return response;
+    }
+    http::serve_file(frontend.files.as_ref(), request).await
+}
