@@ -328,6 +328,10 @@ pub struct ClientConfig {
     pub url: String,
     /// Sent as `Authorization: Bearer <token>`.
     pub token: String,
+    /// A PEM file of root certificates trusted for `wss://` besides the
+    /// public web's: a private CA, or a server's self-signed certificate.
+    #[serde(default)]
+    pub ca_path: Option<String>,
     /// A SQLite file keeping the outbox and cursors across restarts; `":memory:"` keeps nothing.
     #[serde(default = "memory_path")]
     pub state_path: String,

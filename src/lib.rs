@@ -25,6 +25,7 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod store;
+mod tls;
 
 pub use config::Config;
 pub use error::Error;

@@ -169,3 +169,49 @@ fn missing_unreadable_or_mismatched_pem_files_fail_at_start_naming_the_field() {
     let mismatched = start_error(json!({"cert_path": identity.path("cert.pem"), "key_path": other.path("key.pem")}));
     assert!(mismatched.contains("does not fit the certificate"), "{mismatched}");
 }
+
+fn tls_client(url: &str, user: &str, ca_path: Option<String>) -> (imbed::client::Client, Arc<support::RecordingHost>) {
+    let config = json!({"url": url, "token": user, "ca_path": ca_path,
+        "reconnect": {"initial_ms": 50, "max_ms": 200}});
+    let client =
+        imbed::client::Client::new(imbed::config::ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let recorder = Arc::new(support::RecordingHost::default());
+    client.set_host(recorder.clone()).unwrap();
+    client.start().unwrap();
+    (client, recorder)
+}
+
+#[test]
+fn the_client_role_trusts_a_private_certificate_from_ca_path_and_only_then() {
+    let identity = Identity::new();
+    let t = start(identity.config());
+    let url = format!("wss://localhost:{}/ws", t.server.local_addr().unwrap().port());
+
+    let (alice, _alice_events) = tls_client(&url, "alice", Some(identity.path("cert.pem")));
+    let (_bob, bob_events) = tls_client(&url, "bob", Some(identity.path("cert.pem")));
+    bob_events.wait_until("bob connected", |e| e.iter().any(|e| e["state"] == "connected"));
+    alice.send("bob", r#"{"text":"private CA"}"#).unwrap();
+    bob_events.wait_until("bob got it", |e| {
+        e.iter()
+            .any(|e| e["event"] == "message" && e["message"]["body"]["text"] == "private CA")
+    });
+
+    // Without the certificate, the public roots do not vouch for it.
+    let (_eve, eve_events) = tls_client(&url, "eve", None);
+    eve_events.wait_until("eve refused", |e| {
+        e.iter()
+            .any(|e| e["state"] == "disconnected" && e["reason"].as_str().is_some_and(|r| r.contains("certificate")))
+    });
+    assert!(!eve_events.events_of("state").iter().any(|e| e["state"] == "connected"));
+}
+
+#[test]
+fn a_ca_path_without_certificates_is_refused_when_the_client_is_made() {
+    let config = json!({"url": "wss://localhost:1/ws", "token": "t", "ca_path": "/nonexistent/ca.pem"});
+    let made = imbed::client::Client::new(imbed::config::ClientConfig::from_json(&config.to_string()).unwrap());
+    match made {
+        Err(Error::InvalidConfig(why)) => assert!(why.starts_with("ca_path: /nonexistent/ca.pem"), "{why}"),
+        Err(other) => panic!("expected InvalidConfig, got {other:?}"),
+        Ok(_) => panic!("expected InvalidConfig, got a client"),
+    }
+}

@@ -16,7 +16,7 @@ use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::state::{Arrival, ClientState};
 use crate::config::ClientConfig;
@@ -56,6 +56,8 @@ pub struct Shared {
     pub connected: AtomicBool,
     /// Numbers sync and request ids.
     pub counter: AtomicU64,
+    /// The TLS trust of `wss://` connections, when the configuration adds roots.
+    pub tls: Option<Connector>,
 }
 
 impl Shared {
@@ -233,7 +235,12 @@ async fn connect_and_serve(
         Ok(value) => request.headers_mut().insert(AUTHORIZATION, value),
         Err(_) => return lost("the token is not a valid header value", false),
     };
-    let mut ws = match timeout(patience, tokio_tungstenite::connect_async(request)).await {
+    let mut ws = match timeout(
+        patience,
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, shared.tls.clone()),
+    )
+    .await
+    {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(e)) => return lost(format!("could not connect: {e}"), false),
         Err(_) => return lost("connecting timed out", false),

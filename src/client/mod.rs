@@ -59,6 +59,7 @@ impl Client {
     /// A client for `config`, not yet connecting. Opens the state file, so
     /// messages queued before a restart are there again.
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        let tls = crate::tls::client_connector(config.ca_path.as_deref())?;
         let state = ClientState::open(&config.state_path)?;
         let id_prefix = state.id_prefix()?;
         let next_message = AtomicU64::new(state.next_id_number());
@@ -69,6 +70,7 @@ impl Client {
                 state: Mutex::new(state),
                 connected: AtomicBool::new(false),
                 counter: AtomicU64::new(1),
+                tls,
             }),
             id_prefix,
             next_message,

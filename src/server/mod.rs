@@ -14,7 +14,6 @@ pub mod membership;
 pub mod metrics;
 mod requests;
 mod session;
-mod tls;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -124,7 +123,7 @@ impl Server {
 
     fn launch(&self, gate: Arc<CallbackGate>) -> Result<Running, Error> {
         let config = &self.config;
-        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let tls = config.tls.as_ref().map(crate::tls::server_acceptor).transpose()?;
         let files = config.web_root.as_deref().map(web_root).transpose()?;
         let metrics = Metrics::default();
         let store = crate::store::open(&config.store, metrics.commit_observer()).map_err(|e| Error::Store(e.0))?;

@@ -30,7 +30,7 @@ EVENT_TIMEOUT_S = 5
 REBIND_TIMEOUT_S = 10
 REBIND_RETRY_INTERVAL_S = 0.2
 
-LISTENING_LINE = re.compile(r"^listening on (ws://127\.0\.0\.1:(\d+)/ws)$")
+LISTENING_LINE = re.compile(r"^listening on (wss?://127\.0\.0\.1:(\d+)/ws)$")
 
 # A 64-byte secret: long enough for HS256 and HS512 without PyJWT warning
 # about short HMAC keys, so the HS512 test fails on the algorithm alone.
@@ -56,6 +56,7 @@ class JsonLinesProcess:
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
+            cwd=REPO_ROOT,  # where imbed-host finds its default web root, examples/web
         )
         self._changed = threading.Condition()
         self._expects_banner = banner
