@@ -10,7 +10,7 @@ HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
 DB      ?= imbed.db
 
-.PHONY: all lib host client run bench-durable fuzz test-fuzz test test-rust test-c test-interop check-header check-symbols lint deps clean
+.PHONY: all lib host client run bench-durable fuzz test-fuzz test test-rust test-c test-interop test-web check-header check-symbols lint deps clean
 
 all: host
 
@@ -35,7 +35,7 @@ build/test_ffi: lib tests/c/test_ffi.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_ffi.c $(LIB) $(LDLIBS) -o $@
 
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
-test: deps lint check-header check-symbols test-rust test-c test-interop test-swift test-kotlin test-fuzz
+test: deps lint check-header check-symbols test-rust test-c test-interop test-web test-swift test-kotlin test-fuzz
 
 deps:
 	@scripts/install-test-deps
@@ -67,6 +67,10 @@ test-c: build/test_ffi
 test-interop: host client
 	cd tests/interop && python3 -m pytest -q
 	cd tests/interop && node --test
+
+# The web chat page (examples/web) in headless Chromium, and its state in Node.
+test-web: host
+	tests/web/run
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the JSON command parser
 # and of frame decoding. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets

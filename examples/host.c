@@ -51,6 +51,7 @@ static const char USAGE[] =
     "  --tls-key PATH       the PEM private key of --tls-cert\n"
     "  --web DIR            serve DIR's files on the same port (default " DEFAULT_WEB_ROOT " when it exists)\n"
     "  --no-web             serve no files, only /ws, /healthz and /metrics\n"
+    "  --quiet              do not receive or print message events (for load tests)\n"
     "  --log-level LEVEL    off, error, warn, info, debug or trace (default info)\n"
     "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host)\n"
     "  --help               show this help\n"
@@ -89,6 +90,7 @@ typedef struct host_options {
     const char *tls_key;
     const char *web_root;      /* NULL: serve no files */
     bool web_root_given;       /* --web or --no-web, so the default does not apply */
+    bool quiet;                /* no message events */
     const char *log_level;
     const char *host_id;
 } host_options;
@@ -208,6 +210,8 @@ static void parse_options(int argc, char **argv, host_options *options)
         } else if (strcmp(flag, "--no-web") == 0) {
             options->web_root = NULL;
             options->web_root_given = true;
+        } else if (strcmp(flag, "--quiet") == 0) {
+            options->quiet = true;
         } else if (strcmp(flag, "--log-level") == 0) {
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
@@ -277,6 +281,9 @@ static char *build_config_json(const host_options *options)
         text_append(&config, ",\"key_path\":");
         text_append_json_string(&config, options->tls_key);
         text_append(&config, "}");
+    }
+    if (options->quiet) {
+        text_append(&config, ",\"events\":{\"messages\":false}");
     }
     if (options->web_root != NULL) {
         text_append(&config, ",\"web_root\":");

@@ -29,8 +29,8 @@ pub struct Config {
     pub limits: Limits,
     /// Cross-site protection for browser clients.
     pub origins: OriginsConfig,
-    /// The queue of events waiting for the host.
-    pub events: EventsConfig,
+    /// The queue of events waiting for the host, and which events go into it.
+    pub events: ServerEventsConfig,
     /// The most detailed log level forwarded to the host.
     pub log_level: LogLevel,
     /// Serve `wss://` with this certificate and key instead of `ws://`.
@@ -137,7 +137,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: Limits::default(),
             origins: OriginsConfig::default(),
-            events: EventsConfig::default(),
+            events: ServerEventsConfig::default(),
             log_level: LogLevel::Info,
             tls: None,
             web_root: None,
@@ -165,6 +165,26 @@ impl Default for Limits {
             max_connections: 10_000,
             messages_per_second: 1000,
             message_burst: 2000,
+        }
+    }
+}
+
+/// The server's queue of events for the host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerEventsConfig {
+    /// Events that may wait for the host before newer ones are dropped and counted.
+    pub queue_capacity: usize,
+    /// Tell the host about every stored message. A host that only relays
+    /// turns this off and saves a wake-up of its event thread per message.
+    pub messages: bool,
+}
+
+impl Default for ServerEventsConfig {
+    fn default() -> Self {
+        ServerEventsConfig {
+            queue_capacity: EventsConfig::default().queue_capacity,
+            messages: true,
         }
     }
 }

@@ -149,3 +149,20 @@ async fn the_host_sends_as_any_sender_and_reads_history() {
         Err(imbed::Error::InvalidArgument(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_host_can_turn_message_events_off() {
+    let t = start(json!({"events": {"messages": false}}));
+    let mut alice = connect(&t.url, "alice").await;
+    let mut bob = connect(&t.url, "bob").await;
+    for i in 0..3 {
+        alice.send_to("bob", &format!("q{i}"), json!({"n": i})).await;
+        assert_eq!(bob.recv().await["seq"], i + 1);
+    }
+    drop(alice);
+    // Events after the messages still come, in order, so none of them was a message.
+    t.host
+        .wait_for(|e| e["event"] == "disconnected" && e["user"] == "alice");
+    assert!(t.host.events_of("message").is_empty());
+    assert_eq!(t.host.events_of("connected").len(), 2);
+}

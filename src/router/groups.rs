@@ -5,7 +5,7 @@
 //! 2,000 members takes one reference under a read lock and iterates without
 //! holding it; a change builds a new list.
 
-use std::collections::HashMap;
+use ahash::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::store::GroupRecord;

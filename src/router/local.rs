@@ -1,7 +1,7 @@
 //! The in-process router: a sharded map from user to sessions.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use ahash::HashMap;
+use ahash::RandomState;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 

@@ -1,7 +1,7 @@
 //! Who watches whom: the `watch` subscriptions of sessions, and the
 //! `presence` frames sent when a watched user comes online or goes offline.
 
-use std::collections::{HashMap, HashSet};
+use ahash::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;

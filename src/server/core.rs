@@ -158,10 +158,12 @@ impl Core {
                     }
                     core.metrics.messages_in.inc();
                     core.metrics.messages_out.inc_by(delivered as u64);
-                    core.events.post(Event::Message {
-                        from: m.from.clone(),
-                        frame,
-                    });
+                    if core.config.events.messages {
+                        core.events.post(Event::Message {
+                            from: m.from.clone(),
+                            frame,
+                        });
+                    }
                 }
                 reply(outcome.map(|a| a.placement()));
             }),

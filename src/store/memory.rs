@@ -4,8 +4,9 @@
 //! hash maps split into shards, so that senders in different conversations
 //! rarely wait for each other. Retention applies as messages arrive.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::{BTreeSet, VecDeque};
+
+use ahash::{HashMap, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -233,7 +234,7 @@ impl Store for MemoryStore {
     fn sync(
         &self,
         user: &str,
-        cursors: &HashMap<String, u64>,
+        cursors: &std::collections::HashMap<String, u64>,
         limit: usize,
     ) -> Result<Vec<SyncedConversation>, StoreError> {
         Ok(self
@@ -318,12 +319,12 @@ mod tests {
         for i in 0..5 {
             append(&store, message("a", &i.to_string(), 5));
         }
-        let cursors = HashMap::from([("dm:a:b".to_owned(), 2)]);
+        let cursors = std::collections::HashMap::from([("dm:a:b".to_owned(), 2)]);
         let synced = store.sync("b", &cursors, 2).unwrap();
         assert_eq!(synced.len(), 1);
         assert_eq!((synced[0].conv.as_str(), synced[0].last_seq), ("dm:a:b", 5));
         assert_eq!(seqs(&synced[0].messages), [3, 4]);
-        assert!(store.sync("c", &HashMap::new(), 2).unwrap().is_empty());
+        assert!(store.sync("c", &std::collections::HashMap::new(), 2).unwrap().is_empty());
     }
 
     #[test]

@@ -1,0 +1,668 @@
+// The imbed web chat: signs in with dev auth, keeps one connection to the
+// server it was loaded from, and catches up after every reconnect with the
+// protocol's sync (docs/PROTOCOL.md).
+import { Connection, NoReply, ServerError } from './connection.js';
+import { ChatState, ID_PATTERN, directConversationId, groupConversationId } from './chat-state.js';
+import { MessageListView, avatar, conversationItem, messageEntries, typingText } from './render.js';
+
+const USER_KEY = 'imbed.user';
+const HISTORY_PAGE = 50;
+const SYNC_LIMIT = 100;
+// Past this many rounds of sync a conversation is far behind: it skips to
+// its newest message and history pages the rest back in when wanted.
+const MAX_SYNC_ROUNDS = 5;
+// The server relays at most 5 typing frames per second; one every 2 s is
+// plenty for an indicator that stays up for 3 s.
+const TYPING_SEND_INTERVAL_MS = 2000;
+const INTERNAL_RETRY_MS = 3000;
+const NOTICE_SHOWN_MS = 6000;
+const COMPOSER_MAX_HEIGHT_PX = 160;
+const WATCH_BATCH = 1000;
+
+const byId = (id) => document.getElementById(id);
+const ui = {
+  signIn: byId('sign-in'),
+  signInForm: byId('sign-in-form'),
+  signInName: byId('sign-in-name'),
+  signInError: byId('sign-in-error'),
+  chat: byId('chat'),
+  connection: byId('connection'),
+  connectionText: byId('connection-text'),
+  connectionRetry: byId('connection-retry'),
+  reconnect: byId('reconnect'),
+  newChat: byId('new-chat'),
+  newChatName: byId('new-chat-name'),
+  newChatError: byId('new-chat-error'),
+  conversationList: byId('conversation-list'),
+  noConversations: byId('no-conversations'),
+  meAvatar: byId('me-avatar'),
+  meName: byId('me-name'),
+  signOut: byId('sign-out'),
+  emptyState: byId('empty-state'),
+  conversationPane: byId('conversation-pane'),
+  back: byId('back'),
+  conversationAvatar: byId('conversation-avatar'),
+  conversationTitle: byId('conversation-title'),
+  conversationSubtitle: byId('conversation-subtitle'),
+  leaveGroup: byId('leave-group'),
+  messageScroller: byId('message-scroller'),
+  loadOlder: byId('load-older'),
+  messageList: byId('message-list'),
+  typing: byId('typing'),
+  composer: byId('composer'),
+  composerText: byId('composer-text'),
+  notice: byId('notice'),
+};
+
+function socketUrl(user) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/ws?token=${encodeURIComponent(user)}`;
+}
+
+// Live regions announce every write, so only a change is written.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function isVisible() {
+  return document.visibilityState === 'visible';
+}
+
+// A conversation id from the URL, accepted only when it can be this user's.
+function conversationFromHash(me) {
+  const id = decodeURIComponent(location.hash.slice(1));
+  const [kind, first, second] = id.split(':');
+  if (kind === 'g' && ID_PATTERN.test(first ?? '') && second === undefined) return id;
+  if (kind === 'dm' && [first, second].includes(me) && [first, second].every((part) => ID_PATTERN.test(part ?? ''))) {
+    return directConversationId(first, second);
+  }
+  return null;
+}
+
+let noticeTimer = null;
+
+function showNotice(text) {
+  ui.notice.textContent = text;
+  ui.notice.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (ui.notice.hidden = true), NOTICE_SHOWN_MS);
+}
+
+// A failure worth telling the user about. NoReply is not: the connection
+// dropped, and the next catch-up redoes the work.
+function reportFailure(error) {
+  if (error instanceof NoReply) return;
+  console.error('imbed:', error);
+  showNotice(error instanceof ServerError ? `The server said: ${error.message}` : String(error));
+}
+
+// One signed-in user: the state, the connection, and everything that
+// happens on it.
+class ChatSession {
+  #syncRunning = false;
+  #syncWanted = false;
+  #inFlight = new Set();
+  #loadingPages = new Set();
+  #lastTypingSent = new Map();
+
+  constructor(user) {
+    this.state = new ChatState(user);
+    this.activeId = null;
+    this.connection = new Connection(socketUrl(user), {
+      onWelcome: () => this.#catchUp(),
+      onFrame: (frame) => this.#handleFrame(frame),
+      onState: (state) => this.#onConnectionState(state),
+    });
+  }
+
+  get me() {
+    return this.state.me;
+  }
+
+  get active() {
+    return this.state.conversations.get(this.activeId) ?? null;
+  }
+
+  start() {
+    this.connection.start();
+  }
+
+  stop() {
+    this.connection.stop();
+  }
+
+  // Presence is known only while connected: the watches end with the session.
+  #onConnectionState(state) {
+    if (state.name !== 'online') {
+      this.state.online.clear();
+      this.state.watched.clear();
+    }
+    view.update();
+  }
+
+  // After every welcome: the conversation list, presence, everything missed
+  // while away, then the messages that were waiting for a connection.
+  async #catchUp() {
+    try {
+      await this.#refreshConversations();
+      // The open group may be one the user left while away.
+      if (this.activeId && !this.active) this.close();
+      await this.sync();
+      await this.#watch(this.state.directPeers());
+      this.#resendOutbox();
+      await this.#prepareActive();
+      await this.#loadNewestPages();
+    } catch (error) {
+      reportFailure(error);
+    }
+  }
+
+  async #refreshConversations() {
+    const reply = await this.connection.request({ type: 'conversations' });
+    this.state.applyConversationList(reply.conversations);
+    view.update();
+  }
+
+  // One sync at a time (the server refuses a second); asking while one runs
+  // makes it go round once more.
+  async sync() {
+    this.#syncWanted = true;
+    if (this.#syncRunning) return;
+    this.#syncRunning = true;
+    try {
+      while (this.#syncWanted) {
+        this.#syncWanted = false;
+        await this.#syncUntilCaughtUp();
+      }
+    } finally {
+      this.#syncRunning = false;
+    }
+  }
+
+  async #syncUntilCaughtUp() {
+    for (let round = 1; ; round += 1) {
+      const reply = await this.connection.request({ type: 'sync', cursors: this.state.cursors(), limit: SYNC_LIMIT });
+      const behind = [];
+      for (const [id, summary] of Object.entries(reply.convs)) {
+        const conversation = this.state.conversation(id);
+        conversation.lastSeq = Math.max(conversation.lastSeq, summary.last_seq);
+        if (summary.more) behind.push([conversation, summary.last_seq]);
+      }
+      view.update();
+      if (behind.length === 0) return;
+      if (round === MAX_SYNC_ROUNDS) {
+        behind.forEach(([conversation, lastSeq]) => conversation.skipTo(lastSeq));
+        return;
+      }
+    }
+  }
+
+  async #watch(users) {
+    const fresh = [...new Set(users)].filter((user) => user !== this.me && !this.state.watched.has(user));
+    fresh.forEach((user) => this.state.watched.add(user));
+    for (let start = 0; start < fresh.length; start += WATCH_BATCH) {
+      const reply = await this.connection.request({ type: 'watch', users: fresh.slice(start, start + WATCH_BATCH) });
+      for (const [user, online] of Object.entries(reply.online)) this.state.online.set(user, online);
+      view.update();
+    }
+  }
+
+  // The newest page of every conversation the page holds nothing of, for
+  // the sidebar's previews and order.
+  async #loadNewestPages() {
+    for (const conversation of [...this.state.conversations.values()]) {
+      if (conversation.messages.size === 0) await this.#loadPage(conversation);
+    }
+  }
+
+  // The page of messages just below what the conversation holds.
+  async #loadPage(conversation) {
+    if (!conversation.hasOlder || this.#loadingPages.has(conversation.id) || !this.connection.online) return;
+    this.#loadingPages.add(conversation.id);
+    try {
+      const before = conversation.oldestSeq;
+      const request = { type: 'history', conv: conversation.id, limit: HISTORY_PAGE };
+      if (before !== null) request.before = before;
+      const reply = await this.connection.request(request);
+      this.state.receivePage(conversation, reply.messages);
+      this.#markRead(conversation);
+    } finally {
+      this.#loadingPages.delete(conversation.id);
+      view.update();
+    }
+  }
+
+  loadOlder() {
+    if (this.active) this.#loadPage(this.active).catch(reportFailure);
+  }
+
+  open(conversationId) {
+    this.activeId = conversationId;
+    this.state.conversation(conversationId);
+    history.replaceState(null, '', `#${encodeURIComponent(conversationId)}`);
+    view.update();
+    this.#prepareActive();
+  }
+
+  close() {
+    this.activeId = null;
+    history.replaceState(null, '', location.pathname);
+    view.update();
+  }
+
+  // What the open conversation needs: its peer's presence or its members,
+  // its newest messages, and a read receipt. Never rejects.
+  async #prepareActive() {
+    const conversation = this.active;
+    if (!conversation) return;
+    try {
+      if (conversation.isGroup) await this.#loadMembers(conversation);
+      else await this.#watch([conversation.peer]);
+      if (conversation.messages.size === 0) await this.#loadPage(conversation);
+      this.#markRead(conversation);
+    } catch (error) {
+      // A group from an old link that this user is not (or no longer) in.
+      if (error instanceof ServerError && error.code === 'forbidden' && conversation.isGroup) {
+        this.state.remove(conversation.id);
+        if (this.activeId === conversation.id) this.close();
+      }
+      reportFailure(error);
+    }
+  }
+
+  async #loadMembers(conversation) {
+    const reply = await this.connection.request({ type: 'members', group: conversation.group });
+    conversation.members = reply.members;
+    view.update();
+  }
+
+  openDirect(peer) {
+    this.open(directConversationId(this.me, peer));
+  }
+
+  async joinGroup(group) {
+    await this.connection.request({ type: 'join', group });
+    await this.#refreshConversations();
+    this.open(groupConversationId(group));
+  }
+
+  async leaveActiveGroup() {
+    const conversation = this.active;
+    if (!conversation?.isGroup) return;
+    await this.connection.request({ type: 'leave', group: conversation.group });
+    this.state.remove(conversation.id);
+    this.close();
+  }
+
+  sendText(text) {
+    const conversation = this.active;
+    if (!conversation) return;
+    const entry = this.state.outbox.add(conversation, { text });
+    // The message ends the indicator on the other side; typing on at once
+    // must start it again.
+    this.#lastTypingSent.delete(conversation.id);
+    view.update({ scrollToBottom: true });
+    this.#transmit(entry);
+  }
+
+  #resendOutbox() {
+    this.state.outbox.entries.forEach((entry) => this.#transmit(entry));
+  }
+
+  // Sends one outbox entry. Without an ack it stays in the outbox and goes
+  // again after the next reconnect, with the same id: the server
+  // deduplicates, so it is stored once whatever happened to the first try.
+  async #transmit(entry) {
+    if (this.#inFlight.has(entry.id) || !this.connection.online) return;
+    this.#inFlight.add(entry.id);
+    const target = entry.group ? { group: entry.group } : { to: entry.to };
+    try {
+      const ack = await this.connection.request({ type: 'send', id: entry.id, ...target, body: entry.body });
+      const { conversation } = this.state.acknowledge(entry, ack);
+      this.#markRead(conversation);
+    } catch (error) {
+      if (!(error instanceof ServerError)) {
+        reportFailure(error);
+        return;
+      }
+      if (error.code === 'internal') setTimeout(() => this.#transmit(entry), INTERNAL_RETRY_MS);
+      else this.state.refuse(entry, error.message);
+    } finally {
+      this.#inFlight.delete(entry.id);
+      view.update();
+    }
+  }
+
+  noteComposing() {
+    const conversation = this.active;
+    if (!conversation || conversation.peer === this.me) return;
+    const now = Date.now();
+    if (now - (this.#lastTypingSent.get(conversation.id) ?? 0) < TYPING_SEND_INTERVAL_MS) return;
+    if (this.connection.send({ type: 'typing', ...conversation.target })) this.#lastTypingSent.set(conversation.id, now);
+  }
+
+  markActiveRead() {
+    if (this.active) this.#markRead(this.active);
+  }
+
+  // Sends `read` for what the user has seen. The count drops at once; a
+  // receipt lost with the connection puts it back.
+  #markRead(conversation) {
+    const onScreen = conversation.id === this.activeId && isVisible();
+    const seq = conversation.readableSeq(this.me, onScreen);
+    if (seq <= conversation.readSeq || !this.connection.online) return;
+    const previous = conversation.readSeq;
+    conversation.readSeq = seq;
+    view.update();
+    this.connection.request({ type: 'read', conv: conversation.id, seq }).catch((error) => {
+      if (conversation.readSeq === seq) conversation.readSeq = previous;
+      reportFailure(error);
+      view.update();
+    });
+  }
+
+  #handleFrame(frame) {
+    switch (frame.type) {
+      case 'msg':
+        this.#onMessage(frame);
+        break;
+      case 'ack':
+        this.#onLateAck(frame);
+        break;
+      case 'read':
+        this.state.applyRead(frame);
+        break;
+      case 'typing':
+        this.#onTyping(frame);
+        break;
+      case 'presence':
+        this.state.online.set(frame.user, frame.online);
+        break;
+      case 'member':
+        this.#onMember(frame);
+        break;
+      case 'error':
+        this.#onError(frame);
+        break;
+      default:
+        // The protocol lets servers add frame types; older clients ignore them.
+        break;
+    }
+    view.update();
+  }
+
+  #onMessage(msg) {
+    const isNewConversation = !this.state.conversations.has(msg.conv);
+    const { conversation, added } = this.state.receive(msg);
+    if (!added) return;
+    if (conversation.hasGap) this.sync().catch(reportFailure);
+    if (isNewConversation && !conversation.isGroup) this.#watch([conversation.peer]).catch(reportFailure);
+    this.#markRead(conversation);
+  }
+
+  // The ack of a send whose request timed out: the message is stored after all.
+  #onLateAck(ack) {
+    const entry = this.state.outbox.entries.find((candidate) => candidate.id === ack.id);
+    if (entry) this.state.acknowledge(entry, ack);
+  }
+
+  #onTyping(frame) {
+    const until = this.state.applyTyping(frame, Date.now());
+    setTimeout(() => view.update(), until - Date.now() + 50);
+  }
+
+  #onMember({ group, user, joined }) {
+    const id = groupConversationId(group);
+    if (user === this.me) {
+      if (joined) this.#refreshConversations().then(() => this.#loadNewestPages()).catch(reportFailure);
+      else if (this.state.conversations.has(id)) {
+        this.state.remove(id);
+        if (this.activeId === id) this.close();
+      }
+      return;
+    }
+    const conversation = this.state.conversations.get(id);
+    if (!conversation?.members) return;
+    const others = conversation.members.filter((member) => member !== user);
+    conversation.members = joined ? [...others, user].sort() : others;
+  }
+
+  // An error without a request id. Typing faster than the server relays is
+  // expected and harmless; anything else is worth a look.
+  #onError(frame) {
+    if (frame.code === 'rate_limited') return;
+    reportFailure(new ServerError(frame));
+  }
+}
+
+// Rendering, batched: any number of changes in one task draw once.
+const messageListView = new MessageListView(ui.messageList, ui.messageScroller);
+const view = {
+  scheduled: false,
+  scrollToBottom: false,
+  countdown: null,
+
+  update({ scrollToBottom = false } = {}) {
+    this.scrollToBottom ||= scrollToBottom;
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      const options = { scrollToBottom: this.scrollToBottom };
+      this.scrollToBottom = false;
+      render(options);
+    });
+  },
+};
+
+let session = null;
+
+function render(options) {
+  ui.signIn.hidden = session !== null;
+  ui.chat.hidden = session === null;
+  if (!session) {
+    document.title = 'imbed chat';
+    return;
+  }
+  const { name: connectionState, reason } = session.connection.state;
+  if (connectionState === 'stopped' && reason) {
+    signOut(reason);
+    return;
+  }
+  const now = Date.now();
+  renderConnection(now);
+  renderSidebar(now);
+  renderConversation(now, options);
+  const unread = session.state.totalUnread();
+  document.title = unread ? `(${unread}) imbed chat` : 'imbed chat';
+}
+
+function renderConnection(now) {
+  const state = session.connection.state;
+  const seconds = state.name === 'waiting' ? Math.max(1, Math.ceil((state.retryAt - now) / 1000)) : 0;
+  const texts = { connecting: 'Connecting…', online: 'Connected', waiting: 'Offline', stopped: 'Signed out' };
+  ui.connection.dataset.state = state.name;
+  setText(ui.connectionText, texts[state.name]);
+  // The countdown is for the eye: announced every second it would be noise.
+  setText(ui.connectionRetry, state.name === 'waiting' ? `· retrying in ${seconds} s` : '');
+  ui.reconnect.hidden = state.name !== 'waiting';
+  // The countdown needs a tick while nothing else happens.
+  if (state.name === 'waiting' && !view.countdown) {
+    view.countdown = setInterval(() => view.update(), 1000);
+  } else if (state.name !== 'waiting' && view.countdown) {
+    clearInterval(view.countdown);
+    view.countdown = null;
+  }
+}
+
+function renderSidebar(now) {
+  const { state } = session;
+  ui.meName.textContent = state.me;
+  if (ui.meAvatar.dataset.user !== state.me) {
+    ui.meAvatar.replaceChildren(avatar(state.me));
+    ui.meAvatar.dataset.user = state.me;
+  }
+  const pending = state.pendingByConversation();
+  const items = state.sortedConversations(pending).map((conversation) => {
+    const active = conversation.id === session.activeId;
+    return conversationItem(
+      conversation,
+      {
+        me: state.me,
+        active,
+        presence: conversation.isGroup ? undefined : state.online.get(conversation.peer),
+        pending: pending.get(conversation.id)?.at(-1),
+        typingUsers: conversation.typingUsers(now),
+        showUnread: !(active && isVisible()),
+        now,
+      },
+      (id) => session.open(id),
+    );
+  });
+  // Rebuilding the list must not throw a keyboard user's focus away.
+  const focused = ui.conversationList.contains(document.activeElement) ? document.activeElement.closest('li').dataset.conv : null;
+  ui.conversationList.replaceChildren(...items);
+  if (focused) ui.conversationList.querySelector(`li[data-conv="${CSS.escape(focused)}"] button`)?.focus();
+  ui.noConversations.hidden = items.length > 0;
+}
+
+function renderConversation(now, { scrollToBottom }) {
+  const conversation = session.active;
+  ui.chat.dataset.view = conversation ? 'conversation' : 'list';
+  ui.emptyState.hidden = conversation !== null;
+  ui.conversationPane.hidden = conversation === null;
+  if (!conversation) {
+    messageListView.clear();
+    return;
+  }
+  const { state } = session;
+  const presence = conversation.isGroup ? undefined : state.online.get(conversation.peer);
+  ui.conversationTitle.textContent = conversation.title;
+  ui.conversationSubtitle.textContent = conversationSubtitle(conversation, presence);
+  ui.conversationAvatar.replaceChildren(avatar(conversation.title, { group: conversation.isGroup, presence }));
+  ui.leaveGroup.hidden = !conversation.isGroup;
+  ui.loadOlder.hidden = !conversation.hasOlder;
+
+  const entries = messageEntries(conversation, {
+    me: state.me,
+    pending: state.pendingByConversation().get(conversation.id) ?? [],
+    refused: state.refused.filter((entry) => entry.conv === conversation.id),
+  });
+  messageListView.render(conversation, entries, { me: state.me, now, scrollToBottom });
+  setText(ui.typing, typingText(conversation.typingUsers(now)));
+}
+
+function conversationSubtitle(conversation, presence) {
+  if (conversation.isGroup) {
+    const members = conversation.members;
+    return members ? `Group · ${members.length} ${members.length === 1 ? 'member' : 'members'}: ${members.join(', ')}` : 'Group';
+  }
+  if (conversation.peer === session.me) return 'Notes to yourself';
+  return presence === undefined ? '' : presence ? 'Online' : 'Offline';
+}
+
+function startSession(user) {
+  session = new ChatSession(user);
+  session.start();
+  const fromHash = conversationFromHash(user);
+  if (fromHash) session.open(fromHash);
+  view.update();
+}
+
+// reason: why the server ended the session, shown on the sign-in form.
+function signOut(reason = '') {
+  session?.stop();
+  session = null;
+  localStorage.removeItem(USER_KEY);
+  history.replaceState(null, '', location.pathname);
+  messageListView.clear();
+  ui.signInError.textContent = reason;
+  view.update();
+  focusSoon(ui.signInName);
+}
+
+function setFieldError(input, errorNode, message) {
+  errorNode.textContent = message;
+  if (message) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+}
+
+function validId(input, errorNode, what) {
+  const value = input.value.trim();
+  const valid = ID_PATTERN.test(value);
+  setFieldError(input, errorNode, valid ? '' : `${what} must be 1 to 64 letters, digits or . _ @ -`);
+  return valid ? value : null;
+}
+
+// Focus after the pending render has shown the element.
+function focusSoon(input) {
+  queueMicrotask(() => input.focus());
+}
+
+function resizeComposer() {
+  const text = ui.composerText;
+  text.style.height = 'auto';
+  text.style.height = `${Math.min(text.scrollHeight, COMPOSER_MAX_HEIGHT_PX)}px`;
+}
+
+function bindEvents() {
+  ui.signInForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const user = validId(ui.signInName, ui.signInError, 'A name');
+    if (!user) return;
+    localStorage.setItem(USER_KEY, user);
+    startSession(user);
+    focusSoon(ui.newChatName);
+  });
+
+  ui.newChat.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = validId(ui.newChatName, ui.newChatError, 'The name');
+    if (!name) return;
+    ui.newChatName.value = '';
+    try {
+      if (event.submitter?.value === 'group') await session.joinGroup(name);
+      else session.openDirect(name);
+      focusSoon(ui.composerText);
+    } catch (error) {
+      const message = error instanceof NoReply ? 'You are offline; try again when connected.' : error.message;
+      setFieldError(ui.newChatName, ui.newChatError, message);
+    }
+  });
+
+  ui.composer.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const text = ui.composerText.value.trim();
+    if (!text) return;
+    session.sendText(text);
+    ui.composerText.value = '';
+    resizeComposer();
+  });
+  ui.composerText.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      ui.composer.requestSubmit();
+    }
+  });
+  ui.composerText.addEventListener('input', () => {
+    resizeComposer();
+    if (ui.composerText.value.trim()) session.noteComposing();
+  });
+
+  ui.messageScroller.addEventListener('scroll', () => {
+    if (messageListView.nearTop) session.loadOlder();
+  });
+  ui.loadOlder.addEventListener('click', () => session.loadOlder());
+  ui.leaveGroup.addEventListener('click', () => session.leaveActiveGroup().catch(reportFailure));
+  ui.back.addEventListener('click', () => session.close());
+  ui.signOut.addEventListener('click', () => signOut());
+  ui.reconnect.addEventListener('click', () => session.connection.reconnectNow());
+
+  document.addEventListener('visibilitychange', () => session?.markActiveRead());
+  window.addEventListener('online', () => session?.connection.reconnectNow());
+}
+
+bindEvents();
+const rememberedUser = localStorage.getItem(USER_KEY);
+if (rememberedUser && ID_PATTERN.test(rememberedUser)) startSession(rememberedUser);
+else view.update();
