@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{connect, start};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
@@ -61,7 +61,7 @@ async fn raw_session(addr: std::net::SocketAddr, user: &str) -> TcpStream {
 }
 
 /// Reads server frames until a close frame; returns its code.
-async fn close_code(tcp: &mut TcpStream) -> u16 {
+async fn close_code(tcp: &mut (impl AsyncRead + Unpin)) -> u16 {
     let read = async {
         loop {
             let mut head = [0u8; 2];
@@ -159,4 +159,25 @@ async fn a_well_formed_fragmented_message_is_accepted() {
         assert!(n > 0, "closed instead of answering: {seen}");
         seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_never_ends_is_closed_at_the_idle_timeout() {
+    // Empty continuations add no bytes, so the size limit never trips; the
+    // idle timeout does, because only a complete message counts as activity.
+    let t = start(json!({"limits": {"ping_interval_ms": 100, "idle_timeout_ms": 400}}));
+    let mut tcp = raw_session(t.server.local_addr().unwrap(), "endless").await;
+    let (mut reader, mut writer) = tcp.split();
+    let flood = async {
+        writer.write_all(&frame(false, 0, 0x1, true, b"[")).await.unwrap();
+        while writer.write_all(&frame(false, 0, 0x0, true, b"")).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::select! {
+        code = close_code(&mut reader) => assert_eq!(code, 1000),
+        _ = flood => {}
+    }
+    let ended = t.host.wait_for(|e| e["event"] == "disconnected");
+    assert_eq!(ended["reason"], "idle timeout");
 }

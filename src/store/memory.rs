@@ -324,7 +324,12 @@ mod tests {
         assert_eq!(synced.len(), 1);
         assert_eq!((synced[0].conv.as_str(), synced[0].last_seq), ("dm:a:b", 5));
         assert_eq!(seqs(&synced[0].messages), [3, 4]);
-        assert!(store.sync("c", &std::collections::HashMap::new(), 2).unwrap().is_empty());
+        assert!(
+            store
+                .sync("c", &std::collections::HashMap::new(), 2)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
