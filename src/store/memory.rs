@@ -4,6 +4,7 @@
 //! hash maps split into shards, so that senders in different conversations
 //! rarely wait for each other. Retention applies as messages arrive.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 
 use ahash::{HashMap, RandomState};
@@ -129,19 +130,25 @@ impl Store for MemoryStore {
         // duplicate check and the insert one step; the conversation lock is
         // held across `done` so completions run in seq order.
         let mut keys = self.shard(&self.keys, &message.from);
-        let key = (message.from.clone(), message.client_id.clone());
-        if let Some(placement) = keys.get(&key) {
-            let placement = placement.clone();
-            drop(keys);
-            return done(Ok(Appended::Duplicate(placement)));
-        }
+        let key_slot = match keys.entry((message.from.clone(), message.client_id.clone())) {
+            Entry::Occupied(known) => {
+                let placement = known.get().clone();
+                drop(keys);
+                return done(Ok(Appended::Duplicate(placement)));
+            }
+            Entry::Vacant(slot) => slot,
+        };
         // Group conversations belong to their members, not to whoever sent in them.
         if let Some(to) = message.to.as_deref() {
             self.remember_conversation(&message.from, &message.conv);
             self.remember_conversation(to, &message.conv);
         }
         let mut conversations = self.shard(&self.conversations, &message.conv);
-        let conversation = conversations.entry(message.conv.clone()).or_default();
+        // Looked up first: the key is cloned only for a conversation's first message.
+        if !conversations.contains_key(&message.conv) {
+            conversations.insert(message.conv.clone(), Conversation::default());
+        }
+        let conversation = conversations.get_mut(&message.conv).expect("inserted above");
         conversation.last_seq += 1;
         let now = message.ts;
         let stored = Arc::new(StoredMessage {
@@ -151,7 +158,7 @@ impl Store for MemoryStore {
         conversation.kept.push_back(stored.clone());
         conversation.apply_retention(&self.retention, now);
         let appended = Appended::New(stored);
-        keys.insert(key, appended.placement());
+        key_slot.insert(appended.placement());
         drop(keys);
         done(Ok(appended));
     }
