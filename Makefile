@@ -10,7 +10,7 @@ HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
 DB      ?= imbed.db
 
-.PHONY: all lib host client run bench-durable fuzz test-fuzz test test-rust test-c test-interop test-web check-header check-symbols lint deps clean
+.PHONY: all lib host client run bench bench-micro bench-durable fuzz test-fuzz test test-rust test-c test-interop test-web check-header check-symbols lint deps clean
 
 all: host
 
@@ -92,6 +92,16 @@ include bindings/kotlin/kotlin.mk
 clean:
 	cargo clean
 	rm -rf build
+
+# imbed (memory, SQLite) and the peers in ../shared/peers through one load generator,
+# pinned to their own cores; writes the table in docs/BENCHMARKS.md and docs/bench.png.
+# Knobs: BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_PEERS, BENCH_RATE, PEERS_DIR.
+bench:
+	scripts/bench
+
+# Criterion micro-benchmarks of the hot paths: frame encode, command parse, fan-out.
+bench-micro:
+	cargo bench
 
 # Durable throughput: imbed in memory vs SQLite vs a bare rusqlite loop (docs/BENCHMARKS.md).
 bench-durable:

@@ -1,148 +1,131 @@
 //! The direct scenario: `senders` users in pairs (0↔1, 2↔3, …), each sending
 //! to its partner with up to `window` unacked messages, for a fixed time.
 //! Reports acknowledged messages per second, deliveries per second, and the
-//! send→ack latency.
+//! send→ack latency. Against imbed with `--db FILE`, this is the durable
+//! scenario.
 
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
-use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::{Value, json};
 
-use crate::frames::{is_type, string_field};
+use crate::closed_loop::{self, Role};
+use crate::connect::connect_all;
+use crate::frames::{Kind, kind, numeric_id};
+use crate::phases::{Phases, Timing};
+use crate::server::ServerArgs;
+use crate::tally::Tally;
 
 /// Options of the direct scenario.
 #[derive(clap::Args)]
 pub struct Options {
-    /// The server's WebSocket URL (dev auth by `?token=`).
-    #[arg(long)]
-    url: String,
-    /// Concurrent sending connections (even).
-    #[arg(long, default_value_t = 200)]
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    timing: Timing,
+    /// Concurrent sending connections (even). Enough that each sends well
+    /// under 1,000 frames a second, imbed's default limit per session, at
+    /// the rates measured here.
+    #[arg(long, default_value_t = 400)]
     senders: usize,
     /// Unacknowledged messages each sender keeps in flight.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     window: usize,
-    /// How long to measure, after a one-second warm-up.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
     /// Body size in bytes.
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
-    /// A label for the result line (the server's name).
-    #[arg(long, default_value = "server")]
-    label: String,
-}
-
-struct Tally {
-    acks: u64,
-    deliveries: u64,
-    latency_us: Histogram<u64>,
+    /// The scenario's name in the result line (`durable` for a run against
+    /// a server that stores to disk).
+    #[arg(long, default_value = "direct")]
+    scenario: String,
 }
 
 /// Runs the scenario and returns its JSON result line.
-pub fn run(options: Options) -> serde_json::Value {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(measure(options))
-}
-
-async fn measure(o: Options) -> serde_json::Value {
-    let warm_up = Duration::from_secs(1);
-    let start = Instant::now() + Duration::from_millis(500);
-    let measure_from = start + warm_up;
-    let end = measure_from + Duration::from_secs(o.seconds);
+pub async fn run(o: Options) -> Value {
+    assert!(o.senders >= 2 && o.senders.is_multiple_of(2), "--senders must be even");
+    let connections = connect_all(&o.server, o.senders, |n| format!("u{n}")).await;
+    let phases = Phases::from_now(&o.timing);
     let body = json!("x".repeat(o.body_bytes)).to_string();
-    let tasks: Vec<_> = (0..o.senders)
-        .map(|i| {
-            let partner = i ^ 1;
-            let (url, body, window) = (o.url.clone(), body.clone(), o.window);
-            tokio::spawn(async move { sender(url, i, partner, body, window, start, measure_from, end).await })
+    let tasks = connections
+        .into_iter()
+        .enumerate()
+        .map(|(n, connection)| {
+            let member = PairMember::new(&format!("u{}", n ^ 1), &body, phases);
+            tokio::spawn(closed_loop::run(connection, member, o.window, phases))
         })
         .collect();
-    let mut total = Tally {
-        acks: 0,
-        deliveries: 0,
-        latency_us: Histogram::new(3).unwrap(),
-    };
-    for task in tasks {
-        let tally = task.await.expect("sender task panicked");
-        total.acks += tally.acks;
-        total.deliveries += tally.deliveries;
-        total.latency_us.add(&tally.latency_us).unwrap();
-    }
-    let seconds = o.seconds as f64;
-    json!({
-        "scenario": "direct", "server": o.label, "senders": o.senders, "window": o.window,
-        "messages_per_s": (total.acks as f64 / seconds).round(),
-        "deliveries_per_s": (total.deliveries as f64 / seconds).round(),
-        "latency_ms": {
-            "p50": total.latency_us.value_at_quantile(0.50) as f64 / 1000.0,
-            "p99": total.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
-        },
-    })
+    let usage = phases.meter(o.server.server_pid).await;
+    let total = Tally::sum(tasks).await;
+    let mut line = o.server.result(
+        &o.scenario,
+        json!({"senders": o.senders, "window": o.window, "body_bytes": o.body_bytes, "seconds": o.timing.seconds}),
+    );
+    total.report(&mut line, phases.seconds(), &[0.5, 0.99]);
+    line.extend(usage);
+    Value::Object(line)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn sender(
-    url: String,
-    me: usize,
-    partner: usize,
-    body: String,
-    window: usize,
-    start: Instant,
-    measure_from: Instant,
-    end: Instant,
-) -> Tally {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?token=u{me}"))
-        .await
-        .expect("connect");
-    let (mut sink, mut stream) = ws.split();
-    tokio::time::sleep_until(start.into()).await;
-    let mut tally = Tally {
-        acks: 0,
-        deliveries: 0,
-        latency_us: Histogram::new(3).unwrap(),
-    };
-    let mut in_flight: std::collections::VecDeque<(u64, Instant)> = Default::default();
-    let mut next_id = 0u64;
-    let send = |id: u64| {
-        Message::text(format!(
-            r#"{{"type":"send","id":"{me}-{id}","to":"u{partner}","body":{body}}}"#
-        ))
-    };
-    for _ in 0..window {
-        sink.feed(send(next_id)).await.expect("send");
-        in_flight.push_back((next_id, Instant::now()));
-        next_id += 1;
-    }
-    sink.flush().await.expect("flush");
-    while Instant::now() < end {
-        let Ok(Some(Ok(Message::Text(frame)))) = tokio::time::timeout_at(end.into(), stream.next()).await else {
-            break;
-        };
-        let now = Instant::now();
-        if is_type(&frame, "msg") {
-            tally.deliveries += u64::from(now >= measure_from);
-        } else if is_type(&frame, "ack") {
-            let acked = string_field(&frame, "id")
-                .and_then(|id| id.split_once('-'))
-                .and_then(|(_, n)| n.parse().ok());
-            if let Some(position) = acked.and_then(|id: u64| in_flight.iter().position(|(n, _)| *n == id)) {
-                let (_, sent_at) = in_flight.remove(position).expect("present");
-                if now >= measure_from {
-                    tally.acks += 1;
-                    let _ = tally.latency_us.record((now - sent_at).as_micros() as u64);
-                }
-            }
-            sink.send(send(next_id)).await.expect("send");
-            in_flight.push_back((next_id, Instant::now()));
-            next_id += 1;
+/// One sender: numbered sends to its partner, acks matched to their sends.
+struct PairMember {
+    /// The send frame after its id: `","to":…,"body":…}`.
+    after_id: String,
+    frame: String,
+    next_id: u64,
+    in_flight: VecDeque<(u64, Instant)>,
+    phases: Phases,
+    tally: Tally,
+}
+
+impl PairMember {
+    fn new(to: &str, body: &str, phases: Phases) -> PairMember {
+        PairMember {
+            after_id: format!(r#"","to":"{to}","body":{body}}}"#),
+            frame: String::new(),
+            next_id: 0,
+            in_flight: VecDeque::new(),
+            phases,
+            tally: Tally::new(),
         }
     }
-    tally
+}
+
+impl Role for PairMember {
+    fn next_send(&mut self, now: Instant) -> &str {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.push_back((id, now));
+        self.frame.clear();
+        let _ = write!(self.frame, r#"{{"type":"send","id":"{id}{}"#, self.after_id);
+        &self.frame
+    }
+
+    fn on_frame(&mut self, text: &[u8], now: Instant) -> bool {
+        let counts = self.phases.measures(now);
+        match kind(text) {
+            Kind::Ack => {}
+            Kind::Msg => {
+                self.tally.deliveries += u64::from(counts);
+                return false;
+            }
+            Kind::Error => {
+                self.tally.error(text);
+                return false;
+            }
+            _ => return false,
+        }
+        let Some(position) = numeric_id(text).and_then(|id| self.in_flight.iter().position(|(n, _)| *n == id)) else {
+            return false;
+        };
+        let (_, sent_at) = self.in_flight.remove(position).expect("present");
+        if counts {
+            self.tally.acks += 1;
+            self.tally.record(now - sent_at);
+        }
+        true
+    }
+
+    fn into_tally(self) -> Tally {
+        self.tally
+    }
 }
