@@ -49,7 +49,7 @@ impl Room {
     /// Empties every queue, as the sessions' writers would.
     fn write_all(&mut self) {
         for session in &self.online {
-            let bytes = session.outbox.take_ready().iter().map(Utf8Bytes::len).sum();
+            let bytes = session.outbox.take_ready().iter().map(|frame| frame.len()).sum();
             session.outbox.written(bytes);
         }
     }

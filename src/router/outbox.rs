@@ -6,16 +6,20 @@
 //! ever-growing buffer here. A close request also wakes the writer when it is
 //! blocked on a peer that does not read.
 //!
+//! Frames wait in a queue under one lock; the writer takes all of them at
+//! once and is woken only when the queue goes from empty to not empty, so a
+//! fan-out to many sessions costs each of them a push, not a wake-up per frame.
+//!
 //! While a sync reply is being read from the store, the outbox *holds* new
 //! frames instead of queueing them; the reply goes out first and the held
 //! frames after it, minus the messages the reply already carried. That keeps
 //! each conversation in seq order on the wire.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// WebSocket close code for "try again later": the session fell too far behind.
@@ -30,10 +34,17 @@ struct Held {
     position: Option<(String, u64)>,
 }
 
-/// The producer side of a session's queue.
+/// What waits for the writer, and what waits for a sync reply.
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Utf8Bytes>,
+    held: Option<Vec<Held>>,
+}
+
+/// A session's outbound queue: producers push, the session's writer drains.
 pub struct Outbox {
-    held: Mutex<Option<Vec<Held>>>,
-    tx: UnboundedSender<Utf8Bytes>,
+    queue: Mutex<Queue>,
+    became_ready: Notify,
     queued_bytes: AtomicUsize,
     limit_bytes: usize,
     close_reason: OnceLock<(u16, &'static str)>,
@@ -41,18 +52,40 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// A queue holding at most `limit_bytes` of frames, and its receiving end.
-    pub fn new(limit_bytes: usize) -> (Outbox, UnboundedReceiver<Utf8Bytes>) {
-        let (tx, rx) = unbounded_channel();
-        let outbox = Outbox {
-            held: Mutex::new(None),
-            tx,
+    /// A queue holding at most `limit_bytes` of frames.
+    pub fn new(limit_bytes: usize) -> Outbox {
+        Outbox {
+            queue: Mutex::default(),
+            became_ready: Notify::new(),
             queued_bytes: AtomicUsize::new(0),
             limit_bytes,
             close_reason: OnceLock::new(),
             close_requested: Notify::new(),
-        };
-        (outbox, rx)
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends to the ready frames, waking the writer if they were none.
+    fn enqueue(&self, queue: &mut Queue, frames: impl IntoIterator<Item = Utf8Bytes>) {
+        let was_empty = queue.ready.is_empty();
+        queue.ready.extend(frames);
+        if was_empty && !queue.ready.is_empty() {
+            self.became_ready.notify_one();
+        }
+    }
+
+    /// Every frame ready to write, in order, leaving the queue empty.
+    pub fn take_ready(&self) -> VecDeque<Utf8Bytes> {
+        std::mem::take(&mut self.queue().ready)
+    }
+
+    /// Resolves when frames may be ready (at once if some were queued since
+    /// the last [`Outbox::take_ready`]).
+    pub async fn ready(&self) {
+        self.became_ready.notified().await;
     }
 
     /// Queues a frame; false when the session is closing or just overflowed.
@@ -66,15 +99,15 @@ impl Outbox {
         if self.is_closing() || !self.reserve(frame.len()) {
             return false;
         }
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        match held.as_mut() {
+        let mut queue = self.queue();
+        match queue.held.as_mut() {
             Some(held) => {
                 let position = position.map(|(conv, seq)| (conv.to_owned(), seq));
                 held.push(Held { frame, position });
-                true
             }
-            None => self.tx.send(frame).is_ok(),
+            None => self.enqueue(&mut queue, [frame]),
         }
+        true
     }
 
     /// Counts `len` more bytes against the limit, closing with 1013 when over.
@@ -90,31 +123,31 @@ impl Outbox {
 
     /// Starts holding new frames back; false if a hold is already on.
     pub fn hold(&self) -> bool {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if held.is_some() {
+        let mut queue = self.queue();
+        if queue.held.is_some() {
             return false;
         }
-        *held = Some(Vec::new());
+        queue.held = Some(Vec::new());
         true
     }
 
     /// Queues `reply`, then the held frames except the `msg`s for which
     /// `already_sent(conv, seq)` is true, and stops holding.
     pub fn release(&self, reply: Vec<Utf8Bytes>, already_sent: impl Fn(&str, u64) -> bool) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for frame in reply {
-            if !self.is_closing() && self.reserve(frame.len()) {
-                let _ = self.tx.send(frame);
+        let mut queue = self.queue();
+        let reply = reply
+            .into_iter()
+            .filter(|frame| !self.is_closing() && self.reserve(frame.len()));
+        self.enqueue(&mut queue, reply);
+        let held = queue.held.take().unwrap_or_default();
+        let still_due = held.into_iter().filter_map(|h| match &h.position {
+            Some((conv, seq)) if already_sent(conv, *seq) => {
+                self.written(h.frame.len());
+                None
             }
-        }
-        for h in held.take().unwrap_or_default() {
-            match &h.position {
-                Some((conv, seq)) if already_sent(conv, *seq) => self.written(h.frame.len()),
-                _ => {
-                    let _ = self.tx.send(h.frame);
-                }
-            }
-        }
+            _ => Some(h.frame),
+        });
+        self.enqueue(&mut queue, still_due);
     }
 
     /// Asks the writer to close the connection; only the first request counts.
@@ -153,37 +186,51 @@ mod tests {
 
     #[test]
     fn overflow_closes_with_1013_once() {
-        let (outbox, mut rx) = Outbox::new(10);
+        let outbox = Outbox::new(10);
         assert!(outbox.push("123456".into()));
         assert!(!outbox.push("123456".into()));
         assert!(!outbox.push("1".into()));
         outbox.close(1001, "again");
         assert_eq!(outbox.close_reason(), Some((CLOSE_SLOW_READER, "slow reader")));
-        assert_eq!(rx.try_recv().unwrap(), "123456");
-        assert!(rx.try_recv().is_err());
+        assert_eq!(outbox.take_ready(), ["123456"]);
+        assert!(outbox.take_ready().is_empty());
     }
 
     #[test]
     fn held_frames_follow_the_reply_minus_what_it_carried() {
-        let (outbox, mut rx) = Outbox::new(1000);
+        let outbox = Outbox::new(1000);
         assert!(outbox.hold());
         assert!(!outbox.hold());
         outbox.push_at("live-5".into(), Some(("c", 5)));
         outbox.push_at("live-7".into(), Some(("c", 7)));
         outbox.push("pong".into());
-        assert!(rx.try_recv().is_err());
+        assert!(outbox.take_ready().is_empty());
         outbox.release(vec!["sync-5".into(), "synced".into()], |conv, seq| {
             conv == "c" && seq <= 5
         });
-        let order: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-        assert_eq!(order, ["sync-5", "synced", "live-7", "pong"]);
+        assert_eq!(outbox.take_ready(), ["sync-5", "synced", "live-7", "pong"]);
         outbox.push("after".into());
-        assert_eq!(rx.try_recv().unwrap(), "after");
+        assert_eq!(outbox.take_ready(), ["after"]);
+    }
+
+    #[tokio::test]
+    async fn the_writer_is_woken_once_per_batch_and_never_misses_one() {
+        let outbox = Outbox::new(1000);
+        outbox.push("a".into());
+        outbox.push("b".into());
+        // The permit of the first push is waiting; the second stored none.
+        outbox.ready().await;
+        assert_eq!(outbox.take_ready(), ["a", "b"]);
+        let woken = tokio::time::timeout(std::time::Duration::from_millis(20), outbox.ready()).await;
+        assert!(woken.is_err(), "no frame was queued since the last take");
+        outbox.push("c".into());
+        outbox.ready().await;
+        assert_eq!(outbox.take_ready(), ["c"]);
     }
 
     #[test]
     fn written_bytes_make_room() {
-        let (outbox, _rx) = Outbox::new(10);
+        let outbox = Outbox::new(10);
         assert!(outbox.push("123456".into()));
         outbox.written(6);
         assert!(outbox.push("123456".into()));

@@ -61,8 +61,10 @@ pub async fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) {
     let mut stopping = core.stopping.clone();
     // A connection still in its handshake when the server stops is dropped;
     // a session closes itself with 1001 when asked.
+    // Boxed, so hyper's and TLS's state is freed once the session starts
+    // instead of sizing every idle session's task.
     let admitted = tokio::select! {
-        admitted = handshake(&frontend, tcp, full) => admitted,
+        admitted = Box::pin(handshake(&frontend, tcp, full)) => admitted,
         _ = stopping.wait_for(|s| *s) => return,
     };
     if let Some((ws, user)) = admitted {

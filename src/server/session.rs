@@ -13,14 +13,13 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::core::Core;
 use super::requests::{FrameBudget, SessionLimits, handle_text, rate_limited, reply};
@@ -112,7 +111,7 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
 pub async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
-    let (outbox, queue) = Outbox::new(core.config.limits.outbound_queue_bytes);
+    let outbox = Outbox::new(core.config.limits.outbound_queue_bytes);
     let session = Arc::new(SessionHandle {
         id: number,
         name: name.clone(),
@@ -139,12 +138,7 @@ pub async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     tracing::debug!(session = &*name, "session started");
 
     let (sink, stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(
-        sink,
-        queue,
-        session.clone(),
-        core.config.limits.ping_interval(),
-    ));
+    let mut writer = tokio::spawn(write_loop(sink, session.clone(), core.config.limits.ping_interval()));
     let reason = read_loop(&core, stream, &session, &mut writer).await;
     if session
         .outbox
@@ -237,34 +231,11 @@ fn close_code_for(e: &WsError) -> (u16, &'static str) {
     }
 }
 
-/// Drains the outbox into the socket: every frame that is ready is fed, then
-/// one flush writes them together. Pings keep the connection observed.
-async fn write_loop(
-    mut sink: SplitSink<Ws, Message>,
-    mut queue: UnboundedReceiver<Utf8Bytes>,
-    session: Arc<SessionHandle>,
-    ping_every: Duration,
-) {
+/// Drains the outbox into the socket until a close is requested, then sends
+/// the close frame.
+async fn write_loop(mut sink: SplitSink<Ws, Message>, session: Arc<SessionHandle>, ping_every: Duration) {
     let outbox = &session.outbox;
-    let pump = async {
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-        loop {
-            tokio::select! {
-                frame = queue.recv() => {
-                    let Some(frame) = frame else { return Ok::<(), WsError>(()) };
-                    let mut bytes = frame.len();
-                    sink.feed(Message::Text(frame)).await?;
-                    while let Ok(frame) = queue.try_recv() {
-                        bytes += frame.len();
-                        sink.feed(Message::Text(frame)).await?;
-                    }
-                    sink.flush().await?;
-                    outbox.written(bytes);
-                }
-                _ = ping.tick() => sink.send(Message::Ping(Default::default())).await?,
-            }
-        }
-    };
+    let pump = pump(&mut sink, outbox, ping_every);
     tokio::select! {
         result = pump => if result.is_err() { outbox.close(1011, "write failed") },
         _ = outbox.closed() => {}
@@ -275,5 +246,28 @@ async fn write_loop(
             reason: reason.into(),
         };
         let _ = timeout(CLOSE_WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// Writes every frame that is ready with one flush, and pings on a timer.
+/// Returns only when writing fails.
+async fn pump(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, ping_every: Duration) -> Result<(), WsError> {
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    loop {
+        tokio::select! {
+            _ = outbox.ready() => {
+                // Cork: let every other task that is ready run first, so the
+                // frames they queue here leave in this one write.
+                tokio::task::yield_now().await;
+                let frames = outbox.take_ready();
+                let bytes = frames.iter().map(|frame| frame.len()).sum();
+                for frame in frames {
+                    sink.feed(Message::Text(frame)).await?;
+                }
+                sink.flush().await?;
+                outbox.written(bytes);
+            }
+            _ = ping.tick() => sink.send(Message::Ping(Default::default())).await?,
+        }
     }
 }
