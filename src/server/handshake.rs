@@ -16,7 +16,7 @@ pub const WS_PATH: &str = "/ws";
 /// limits: its defaults (128 KiB read buffer, 64 MiB messages) suit neither.
 pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(16 * 1024 + 2 * limits.max_frame_bytes + limits.outbound_queue_bytes)
         .max_message_size(Some(limits.max_frame_bytes))
