@@ -469,8 +469,12 @@ async fn a_member_that_stops_reading_is_cut_off_and_delays_nobody() {
             }
         }));
     }
-    for i in 0..messages {
+    'sending: for i in 0..messages {
         while progress.iter().map(|p| p.load(Ordering::Relaxed)).min().unwrap() + window < i {
+            // A reader that ended early failed: stop sending, so its panic is reported below.
+            if readers.iter().any(|r| r.is_finished()) {
+                break 'sending;
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::task::block_in_place(|| t.server.send_group("host", "busy", &body, Some(&format!("b{i}")))).unwrap();

@@ -259,13 +259,14 @@ async fn pump(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, ping_every: Du
                 // Cork: let every other task that is ready run first, so the
                 // frames they queue here leave in this one write.
                 tokio::task::yield_now().await;
-                let frames = outbox.take_ready();
-                let bytes = frames.iter().map(|frame| frame.len()).sum();
-                for frame in frames {
+                // Each frame stops counting against the outbox once tungstenite
+                // has it: a long batch must not count frames the peer already read.
+                for frame in outbox.take_ready() {
+                    let bytes = frame.len();
                     sink.feed(Message::Text(frame)).await?;
+                    outbox.written(bytes);
                 }
                 sink.flush().await?;
-                outbox.written(bytes);
             }
             _ = ping.tick() => sink.send(Message::Ping(Default::default())).await?,
         }
