@@ -174,7 +174,7 @@ impl Outbox {
         }
     }
 
-    /// The writer reports `bytes` of frames written, making room.
+    /// The writer reports `bytes` of frames handed to the WebSocket, making room.
     pub fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
