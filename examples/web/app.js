@@ -3,7 +3,9 @@
 // protocol's sync (docs/PROTOCOL.md).
 import { Connection, NoReply, ServerError } from './connection.js';
 import { ChatState, ID_PATTERN, directConversationId, groupConversationId } from './chat-state.js';
-import { MessageListView, avatar, conversationItem, messageEntries, typingText } from './render.js';
+import { MessageItems } from './message-items.js';
+import { MessageListView } from './message-list-view.js';
+import { avatar, conversationRow, messageText, reconcileChildren, typingText } from './render.js';
 
 const USER_KEY = 'imbed.user';
 const HISTORY_PAGE = 50;
@@ -18,6 +20,8 @@ const INTERNAL_RETRY_MS = 3000;
 const NOTICE_SHOWN_MS = 6000;
 const COMPOSER_MAX_HEIGHT_PX = 160;
 const WATCH_BATCH = 1000;
+// A hidden tab runs no animation frames; its title still counts unread.
+const HIDDEN_RENDER_DELAY_MS = 250;
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -48,15 +52,18 @@ const ui = {
   messageScroller: byId('message-scroller'),
   loadOlder: byId('load-older'),
   messageList: byId('message-list'),
+  arrivals: byId('arrivals'),
   typing: byId('typing'),
   composer: byId('composer'),
   composerText: byId('composer-text'),
   notice: byId('notice'),
 };
 
-function socketUrl(user) {
+// No token in the URL: URLs end up in logs and proxies. The connection
+// authenticates with its first frame instead.
+function socketUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws?token=${encodeURIComponent(user)}`;
+  return `${scheme}//${location.host}/ws`;
 }
 
 // Live regions announce every write, so only a change is written.
@@ -104,11 +111,13 @@ class ChatSession {
   #inFlight = new Set();
   #loadingPages = new Set();
   #lastTypingSent = new Map();
+  #readsInFlight = new Set();
 
   constructor(user) {
     this.state = new ChatState(user);
     this.activeId = null;
-    this.connection = new Connection(socketUrl(user), {
+    // Dev auth: the name is the token.
+    this.connection = new Connection(socketUrl(), user, {
       onWelcome: () => this.#catchUp(),
       onFrame: (frame) => this.#handleFrame(frame),
       onState: (state) => this.#onConnectionState(state),
@@ -345,20 +354,38 @@ class ChatSession {
     if (this.active) this.#markRead(this.active);
   }
 
-  // Sends `read` for what the user has seen. The count drops at once; a
-  // receipt lost with the connection puts it back.
+  // Notes what the user has seen: the count drops at once, and a `read`
+  // receipt tells the server.
   #markRead(conversation) {
     const onScreen = conversation.id === this.activeId && isVisible();
     const seq = conversation.readableSeq(this.me, onScreen);
     if (seq <= conversation.readSeq || !this.connection.online) return;
-    const previous = conversation.readSeq;
+    const confirmed = conversation.readSeq;
     conversation.readSeq = seq;
     view.update();
-    this.connection.request({ type: 'read', conv: conversation.id, seq }).catch((error) => {
-      if (conversation.readSeq === seq) conversation.readSeq = previous;
+    this.#sendReads(conversation, confirmed);
+  }
+
+  // One receipt in flight per conversation, each for everything read when
+  // it goes: a flood read as it arrives would otherwise cost one receipt per
+  // message, past the server's rate limit. A receipt that fails puts the
+  // count back to what the server has.
+  async #sendReads(conversation, confirmed) {
+    if (this.#readsInFlight.has(conversation.id)) return;
+    this.#readsInFlight.add(conversation.id);
+    try {
+      while (conversation.readSeq > confirmed) {
+        const seq = conversation.readSeq;
+        await this.connection.request({ type: 'read', conv: conversation.id, seq });
+        confirmed = seq;
+      }
+    } catch (error) {
+      conversation.readSeq = Math.min(conversation.readSeq, confirmed);
       reportFailure(error);
       view.update();
-    });
+    } finally {
+      this.#readsInFlight.delete(conversation.id);
+    }
   }
 
   #handleFrame(frame) {
@@ -435,23 +462,33 @@ class ChatSession {
   }
 }
 
-// Rendering, batched: any number of changes in one task draw once.
+// Rendering, batched: any number of changes before the next animation frame
+// draw once, so a flood of messages costs one render per frame, not one per
+// message.
 const messageListView = new MessageListView(ui.messageList, ui.messageScroller);
 const view = {
   scheduled: false,
   scrollToBottom: false,
   countdown: null,
+  afterRender: [],
 
   update({ scrollToBottom = false } = {}) {
     this.scrollToBottom ||= scrollToBottom;
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(() => {
+    let frame = 0;
+    let timer = 0;
+    const run = () => {
+      cancelAnimationFrame(frame);
+      clearTimeout(timer);
       this.scheduled = false;
       const options = { scrollToBottom: this.scrollToBottom };
       this.scrollToBottom = false;
       render(options);
-    });
+      this.afterRender.splice(0).forEach((callback) => callback());
+    };
+    frame = requestAnimationFrame(run);
+    if (!isVisible()) timer = setTimeout(run, HIDDEN_RENDER_DELAY_MS);
   },
 };
 
@@ -495,6 +532,9 @@ function renderConnection(now) {
   }
 }
 
+// The sidebar's entries, kept across renders by conversation id.
+const sidebarRows = new Map();
+
 function renderSidebar(now) {
   const { state } = session;
   ui.meName.textContent = state.me;
@@ -503,9 +543,9 @@ function renderSidebar(now) {
     ui.meAvatar.dataset.user = state.me;
   }
   const pending = state.pendingByConversation();
-  const items = state.sortedConversations(pending).map((conversation) => {
+  const rows = state.sortedConversations(pending).map((conversation) => {
     const active = conversation.id === session.activeId;
-    return conversationItem(
+    return conversationRow(
       conversation,
       {
         me: state.me,
@@ -519,11 +559,13 @@ function renderSidebar(now) {
       (id) => session.open(id),
     );
   });
-  // Rebuilding the list must not throw a keyboard user's focus away.
+  // Rebuilding an entry must not throw a keyboard user's focus away.
   const focused = ui.conversationList.contains(document.activeElement) ? document.activeElement.closest('li').dataset.conv : null;
-  ui.conversationList.replaceChildren(...items);
-  if (focused) ui.conversationList.querySelector(`li[data-conv="${CSS.escape(focused)}"] button`)?.focus();
-  ui.noConversations.hidden = items.length > 0;
+  reconcileChildren(ui.conversationList, rows, sidebarRows);
+  if (focused && !ui.conversationList.contains(document.activeElement)) {
+    ui.conversationList.querySelector(`li[data-conv="${CSS.escape(focused)}"] button`)?.focus();
+  }
+  ui.noConversations.hidden = rows.length > 0;
 }
 
 function renderConversation(now, { scrollToBottom }) {
@@ -543,13 +585,31 @@ function renderConversation(now, { scrollToBottom }) {
   ui.leaveGroup.hidden = !conversation.isGroup;
   ui.loadOlder.hidden = !conversation.hasOlder;
 
-  const entries = messageEntries(conversation, {
+  const items = new MessageItems(conversation, {
     me: state.me,
     pending: state.pendingByConversation().get(conversation.id) ?? [],
     refused: state.refused.filter((entry) => entry.conv === conversation.id),
   });
-  messageListView.render(conversation, entries, { me: state.me, now, scrollToBottom });
+  messageListView.render(conversation.id, items, { me: state.me, isGroup: conversation.isGroup, now, scrollToBottom });
+  announceArrivals(conversation);
   setText(ui.typing, typingText(conversation.typingUsers(now)));
+}
+
+// Screen readers hear others' new messages in the open conversation, once
+// per render: the list is no live region, as its rows come and go while
+// the reader scrolls.
+const announced = { conversationId: null, seq: 0 };
+
+function announceArrivals(conversation) {
+  const newest = conversation.latestMessage();
+  const seq = newest?.seq ?? 0;
+  const same = announced.conversationId === conversation.id;
+  const fresh = same ? seq - announced.seq : 0;
+  announced.conversationId = conversation.id;
+  announced.seq = same ? Math.max(announced.seq, seq) : seq;
+  if (fresh <= 0 || newest.from === session.me) return;
+  const text = `${newest.from}: ${messageText(newest.body)}`;
+  ui.arrivals.textContent = fresh === 1 ? text : `${fresh} new messages. The newest, ${text}`;
 }
 
 function conversationSubtitle(conversation, presence) {
@@ -596,7 +656,8 @@ function validId(input, errorNode, what) {
 
 // Focus after the pending render has shown the element.
 function focusSoon(input) {
-  queueMicrotask(() => input.focus());
+  view.afterRender.push(() => input.focus());
+  view.update();
 }
 
 function resizeComposer() {

@@ -1,6 +1,9 @@
 // What the page knows, without any DOM: the conversations with the messages
 // it holds of each, read cursors, who is typing, who is online, and the
-// outbox of messages the server has not acknowledged yet.
+// outbox of messages the server has not acknowledged yet. Every update
+// that one arriving message causes costs O(log n) or less: a flood of them
+// into a conversation of 100,000 must not stall the page.
+import { SortedMessages } from './sorted-messages.js';
 
 // User and group ids, as PROTOCOL.md defines them.
 export const ID_PATTERN = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -36,7 +39,7 @@ class Conversation {
       this.group = null;
       this.peer = first === me ? second : first;
     }
-    this.messages = new Map();
+    this.messages = new SortedMessages();
     this.cursor = 0;
     this.lastSeq = 0;
     this.readSeq = 0;
@@ -64,44 +67,40 @@ class Conversation {
   }
 
   get oldestSeq() {
-    return this.messages.size ? Math.min(...this.messages.keys()) : null;
+    return this.messages.oldest?.seq ?? null;
   }
 
   get newestSeq() {
-    return this.messages.size ? Math.max(...this.messages.keys()) : 0;
+    return this.messages.newest?.seq ?? 0;
   }
 
   get hasOlder() {
     return !this.olderExhausted && (this.messages.size ? this.oldestSeq > 1 : this.lastSeq > 0);
   }
 
-  sortedMessages() {
-    return [...this.messages.values()].sort((a, b) => a.seq - b.seq);
-  }
-
   latestMessage() {
-    return this.messages.get(this.newestSeq);
+    return this.messages.newest;
   }
 
   // A live or synced message: kept when it is above the cursor, the
   // protocol's rule against duplicates. One that skips seqs leaves a gap.
   add(msg) {
-    if (msg.seq <= this.cursor || this.messages.has(msg.seq)) return false;
-    this.#hold(msg);
+    if (msg.seq <= this.cursor || !this.messages.add(msg)) return false;
+    this.#advance(msg);
     return true;
   }
 
   // A history page: the messages just below the window, or the newest ones
   // for an empty window; returns the messages that were new.
   addPage(msgs) {
-    const fresh = msgs.filter((msg) => !this.messages.has(msg.seq));
-    fresh.forEach((msg) => this.#hold(msg));
+    const fresh = msgs.filter((msg) => this.messages.add(msg));
+    fresh.forEach((msg) => this.#advance(msg));
     if (msgs.length === 0 || msgs[0].seq <= 1) this.olderExhausted = true;
     return fresh;
   }
 
-  #hold(msg) {
-    this.messages.set(msg.seq, msg);
+  // After `msg` is held: the cursor moves over the seqs now complete.
+  #advance(msg) {
     while (this.messages.has(this.cursor + 1)) this.cursor += 1;
     this.lastSeq = Math.max(this.lastSeq, msg.seq);
   }
@@ -292,7 +291,10 @@ export class ChatState {
   // The outbox entries of each conversation, oldest first.
   pendingByConversation() {
     const pending = new Map();
-    for (const entry of this.outbox.entries) pending.set(entry.conv, [...(pending.get(entry.conv) ?? []), entry]);
+    for (const entry of this.outbox.entries) {
+      if (!pending.has(entry.conv)) pending.set(entry.conv, []);
+      pending.get(entry.conv).push(entry);
+    }
     return pending;
   }
 

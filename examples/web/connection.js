@@ -1,6 +1,7 @@
-// The page's WebSocket to the imbed server: requests matched to their replies
-// by id, reconnection with backoff and jitter, and a liveness check that
-// notices a dead network the browser would not report for minutes.
+// The page's WebSocket to the imbed server: authentication by the first
+// frame, requests matched to their replies by id, reconnection with backoff
+// and jitter, and a liveness check that notices a dead network the browser
+// would not report for minutes.
 
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_MAX_MS = 15000;
@@ -35,6 +36,7 @@ function backoffMs(attempt) {
 
 export class Connection {
   #url;
+  #token;
   #handlers;
   #socket = null;
   #replyWaiters = new Map();
@@ -44,10 +46,13 @@ export class Connection {
   #livenessTimer = null;
   #stopped = false;
 
-  // handlers: onWelcome(frame), onFrame(frame) for every frame that is not
-  // a reply to a request, onState(state) on every change of `state`.
-  constructor(url, handlers) {
+  // url: the server's /ws, without credentials; token: what the `auth`
+  // frame carries. handlers: onWelcome(frame), onFrame(frame) for every
+  // frame that is not a reply to a request, onState(state) on every change
+  // of `state`.
+  constructor(url, token, handlers) {
     this.#url = url;
+    this.#token = token;
     this.#handlers = handlers;
     // name: 'connecting' | 'online' | 'waiting' (retryAt) | 'stopped' (reason).
     this.state = { name: 'connecting' };
@@ -104,6 +109,9 @@ export class Connection {
     this.#setState({ name: 'connecting' });
     const socket = new WebSocket(this.#url);
     this.#socket = socket;
+    // The server answers nothing before the `auth` frame, and closes with
+    // 1008 when the token is refused.
+    socket.addEventListener('open', () => socket.send(JSON.stringify({ type: 'auth', token: this.#token })));
     socket.addEventListener('message', (event) => this.#receive(event.data));
     // An `error` event is always followed by `close`, which handles both.
     socket.addEventListener('close', (event) => this.#closed(socket, event.code, event.reason));

@@ -10,7 +10,7 @@ function msg(seq, from = 'bob', conv = 'dm:alice:bob') {
 }
 
 function seqsOf(conversation) {
-  return conversation.sortedMessages().map((message) => message.seq);
+  return [...conversation.messages].map((message) => message.seq);
 }
 
 describe('chat state', () => {

@@ -1,0 +1,268 @@
+// The open conversation's message list, windowed: only the rows around the
+// viewport are in the DOM (a few dozen, whether the conversation holds 50
+// messages or 100,000). Padding above and below the rows stands in for the
+// rest, at an estimated height per row. Whenever the window moves or the
+// messages change, the row the reader looks at is put back where it was on
+// screen, so neither a history page above nor a flood below moves it.
+import { avatar, element, hueOf, messageText, reconcileChildren, startOfDay, timeFormat, userText } from './render.js';
+
+const CONTINUED_RUN_MS = 5 * 60 * 1000;
+const NEAR_EDGE_PX = 80;
+// No row is shorter than this (one line of a message in a run), so this many
+// pixels per row always fill the viewport.
+const MIN_ROW_PX = 32;
+// Rows kept beyond each edge of the viewport: scrolling shows rows that are
+// there already while the window catches up on the next frame.
+const OVERSCAN_ROWS = 10;
+// The guess until rows have been measured.
+const FIRST_ROW_ESTIMATE_PX = 48;
+
+const fullTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'short' });
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
+
+function dayLabel(ts, now) {
+  const days = Math.round((startOfDay(now) - startOfDay(ts)) / 86400000);
+  if (days === 0) return 'Today';
+  if (days === 1) return 'Yesterday';
+  return dayFormat.format(ts);
+}
+
+function statusMark(item, isGroup) {
+  const marks = {
+    sending: { text: '', label: 'Sending' },
+    sent: { text: '✓', label: 'Sent' },
+    read: { text: '✓✓', label: isGroup ? `Read by ${item.readers.join(', ')}` : 'Read' },
+    refused: { text: '!', label: 'Not sent' },
+  };
+  const { text, label } = marks[item.status];
+  return element('span', { className: `status-mark ${item.status}`, text, attrs: { role: 'img', 'aria-label': label, title: label } });
+}
+
+function messageNode(item, { me, isGroup, continued }) {
+  const mine = item.from === me;
+  const showSender = isGroup && !mine && !continued;
+  const meta = element('span', { className: 'meta' }, [
+    element('time', { text: timeFormat.format(item.ts), attrs: { datetime: new Date(item.ts).toISOString(), title: fullTimeFormat.format(item.ts) } }),
+  ]);
+  if (mine) meta.append(statusMark(item, isGroup));
+  const sender = showSender ? userText('p', 'sender', item.from) : '';
+  if (sender) sender.style.setProperty('--hue', hueOf(item.from));
+  const bubble = element('div', { className: 'bubble' }, [
+    sender,
+    element('p', { className: 'text' }, [userText('span', 'message-body', messageText(item.body)), meta]),
+    item.status === 'refused' ? element('p', { className: 'refused-reason', text: `Not sent: ${item.reason}` }) : '',
+  ]);
+  const side = isGroup && !mine ? [showSender ? avatar(item.from) : element('span', { className: 'avatar-spacer' })] : [];
+  return element(
+    'li',
+    {
+      className: ['message', mine ? 'mine' : 'theirs', continued ? 'continued' : ''].filter(Boolean).join(' '),
+      attrs: { 'data-seq': item.seq, 'data-status': item.status, 'data-from': item.from },
+    },
+    [...side, bubble],
+  );
+}
+
+function setAttributeIfChanged(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+}
+
+// The rows of one item: a day separator where the day changes, then the
+// message; consecutive messages of one sender form a run with one name.
+function itemRows(item, previous, { me, isGroup, now }) {
+  const rows = [];
+  const day = startOfDay(item.ts);
+  const newDay = !previous || startOfDay(previous.ts) !== day;
+  if (newDay) {
+    const label = dayLabel(item.ts, now);
+    rows.push({ key: `day-${day}`, signature: label, build: () => element('li', { className: 'day', attrs: { role: 'separator' } }, [element('span', { text: label })]) });
+  }
+  const continued = !newDay && previous.from === item.from && item.ts - previous.ts < CONTINUED_RUN_MS;
+  rows.push({
+    key: item.key,
+    signature: `${item.status}|${item.readers.join(',')}|${continued}`,
+    build: () => messageNode(item, { me, isGroup, continued }),
+  });
+  return rows;
+}
+
+export class MessageListView {
+  #list;
+  #scroller;
+  #kept = new Map();
+  #conversationId = null;
+  // The items shown (a MessageItems) and how: { me, isGroup, now }.
+  #items = null;
+  #context = null;
+  // The window: items [start, end) have rows in the DOM.
+  #start = 0;
+  #end = 0;
+  #rowEstimatePx = FIRST_ROW_ESTIMATE_PX;
+  #followScheduled = false;
+
+  constructor(list, scroller) {
+    this.#list = list;
+    this.#scroller = scroller;
+    scroller.addEventListener('scroll', () => this.#scheduleFollow(), { passive: true });
+    window.addEventListener('resize', () => this.#scheduleFollow());
+  }
+
+  get nearTop() {
+    return this.#scroller.scrollTop < NEAR_EDGE_PX;
+  }
+
+  // Shows `items` of the conversation `conversationId`. scrollToBottom:
+  // after the user sent a message.
+  render(conversationId, items, { me, isGroup, now, scrollToBottom }) {
+    const switched = conversationId !== this.#conversationId;
+    if (switched) {
+      this.clear();
+      this.#conversationId = conversationId;
+    }
+    const stayAtBottom = switched || scrollToBottom || this.#nearBottom();
+    const anchors = stayAtBottom ? [] : this.#anchors();
+    this.#items = items;
+    this.#context = { me, isGroup, now };
+    // The first anchor still there: an unsent message may have become a stored one.
+    const anchor = anchors.map((candidate) => ({ ...candidate, index: items.indexOfKey(candidate.key) })).find(({ index }) => index !== -1);
+    if (anchor) this.#showAround(anchor.index, anchor.offset);
+    else this.#showBottom();
+  }
+
+  clear() {
+    this.#kept.clear();
+    this.#list.replaceChildren();
+    this.#list.style.paddingTop = '';
+    this.#list.style.paddingBottom = '';
+    this.#conversationId = null;
+    this.#items = null;
+    this.#start = 0;
+    this.#end = 0;
+  }
+
+  #nearBottom() {
+    const scroller = this.#scroller;
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_EDGE_PX;
+  }
+
+  #rowsPerViewport() {
+    return Math.ceil(this.#scroller.clientHeight / MIN_ROW_PX) + 1;
+  }
+
+  // The window ending at the newest item, scrolled to the bottom.
+  #showBottom() {
+    const count = this.#items.count;
+    this.#renderWindow(Math.max(0, count - this.#rowsPerViewport() - OVERSCAN_ROWS), count);
+    this.#scroller.scrollTop = this.#scroller.scrollHeight;
+  }
+
+  #showTop() {
+    this.#renderWindow(0, Math.min(this.#items.count, this.#rowsPerViewport() + OVERSCAN_ROWS));
+    this.#scroller.scrollTop = 0;
+  }
+
+  // The window around item `index`, scrolled so that its message row is
+  // `offset` pixels below the top of the viewport.
+  #showAround(index, offset) {
+    const count = this.#items.count;
+    this.#renderWindow(Math.max(0, index - OVERSCAN_ROWS), Math.min(count, index + this.#rowsPerViewport() + OVERSCAN_ROWS));
+    const node = this.#kept.get(this.#items.at(index).key).node;
+    this.#scroller.scrollTop += this.#offsetOf(node) - offset;
+  }
+
+  #renderWindow(start, end) {
+    const items = this.#items;
+    const rows = [];
+    const keys = [];
+    let previous = start > 0 ? items.at(start - 1) : null;
+    for (let index = start; index < end; index += 1) {
+      const item = items.at(index);
+      rows.push(...itemRows(item, previous, this.#context));
+      keys.push(item.key);
+      previous = item;
+    }
+    reconcileChildren(this.#list, rows, this.#kept);
+    // Screen readers (and tests) learn each message's place among all of
+    // them, not only among the few in the DOM.
+    const count = String(items.count);
+    keys.forEach((key, offset) => {
+      const node = this.#kept.get(key).node;
+      setAttributeIfChanged(node, 'aria-posinset', String(start + offset + 1));
+      setAttributeIfChanged(node, 'aria-setsize', count);
+    });
+    this.#start = start;
+    this.#end = end;
+    this.#learnRowHeight();
+    this.#list.style.paddingTop = `${start * this.#rowEstimatePx}px`;
+    this.#list.style.paddingBottom = `${(items.count - end) * this.#rowEstimatePx}px`;
+  }
+
+  // The estimate per row is the average of the rows in the window.
+  #learnRowHeight() {
+    const rendered = this.#end - this.#start;
+    const first = this.#list.firstElementChild;
+    if (rendered === 0 || !first) return;
+    const height = this.#list.lastElementChild.getBoundingClientRect().bottom - first.getBoundingClientRect().top;
+    if (height > 0) this.#rowEstimatePx = height / rendered;
+  }
+
+  #offsetOf(node) {
+    return node.getBoundingClientRect().top - this.#scroller.getBoundingClientRect().top;
+  }
+
+  // What the reader looks at, to be kept in place: the message rows in the
+  // viewport, top first, each with its offset from the viewport's top.
+  // When the viewport shows only padding (a jump of the scrollbar), the item
+  // estimated to be at its top.
+  #anchors() {
+    if (!this.#items || this.#items.count === 0) return [];
+    const viewport = this.#scroller.getBoundingClientRect();
+    const visible = [];
+    for (const node of this.#list.children) {
+      if (!node.classList.contains('message')) continue;
+      const { top, bottom } = node.getBoundingClientRect();
+      if (bottom > viewport.top && top < viewport.bottom) visible.push({ key: node.dataset.key, offset: top - viewport.top });
+    }
+    if (visible.length) return visible;
+    return [{ key: this.#items.at(this.#estimatedIndexAt(viewport.top)).key, offset: 0 }];
+  }
+
+  // The item the padding at viewport position `y` stands in for.
+  #estimatedIndexAt(y) {
+    const list = this.#list.getBoundingClientRect();
+    const windowTop = list.top + this.#start * this.#rowEstimatePx;
+    if (y < windowTop) {
+      return Math.min(this.#start - 1, Math.max(0, Math.floor((y - list.top) / this.#rowEstimatePx)));
+    }
+    const windowBottom = list.bottom - (this.#items.count - this.#end) * this.#rowEstimatePx;
+    return Math.min(this.#items.count - 1, this.#end + Math.max(0, Math.floor((y - windowBottom) / this.#rowEstimatePx)));
+  }
+
+  // Scrolling moves the window once per frame, and only when the viewport
+  // comes near one of its edges.
+  #scheduleFollow() {
+    if (this.#followScheduled) return;
+    this.#followScheduled = true;
+    requestAnimationFrame(() => {
+      this.#followScheduled = false;
+      this.#follow();
+    });
+  }
+
+  #follow() {
+    if (!this.#items || this.#items.count === 0) return;
+    // At the very top the reader wants the oldest rows, wherever the
+    // estimates put them.
+    if (this.#scroller.scrollTop === 0 && this.#start > 0) {
+      this.#showTop();
+      return;
+    }
+    const anchors = this.#anchors();
+    const first = this.#items.indexOfKey(anchors[0].key);
+    const last = this.#items.indexOfKey(anchors.at(-1).key);
+    const margin = OVERSCAN_ROWS / 2;
+    const roomAbove = this.#start === 0 || first - this.#start >= margin;
+    const roomBelow = this.#end === this.#items.count || this.#end - 1 - last >= margin;
+    if (first < this.#start || last >= this.#end || !roomAbove || !roomBelow) this.#showAround(first, anchors[0].offset);
+  }
+}
