@@ -1,6 +1,5 @@
 package dev.imbed
 
-import com.sun.jna.Pointer
 import com.sun.jna.ptr.PointerByReference
 import kotlinx.coroutines.flow.Flow
 
@@ -23,36 +22,40 @@ public enum class Hint(internal val code: Int) {
  *
  * Every call is thread-safe and returns at once. Failures throw [ImbedException].
  *
+ * [close] releases the client. A client that becomes garbage without it is stopped and released by
+ * the garbage collector, at a time nobody chooses: keep a reference for as long as it should run.
+ *
  * @param configJson The client configuration, such as
  *   `{"url":"wss://chat.example.com/ws","token":"...","state_path":"/data/imbed-state.db"}`,
  *   validated whole here: a wrong field throws [Status.INVALID_CONFIG] naming it.
  * @param logger Receives the engine's log records at the configured `log_level`; none when null.
  */
 public class ImbedClient(configJson: String, logger: ImbedLogger? = null) : AutoCloseable {
-    private val handle: Pointer
-    private val listener = ListenerBridge("imbed-client-events", { ClientEvent.decode(it) }, logger)
+    private val handle: NativeHandle
+    private val listener = ListenerBridge("imbed-client-events", { ClientEvent.decode(it) }, logger, authenticator = null)
 
     /**
      * The client's events, in order. Unread events wait in an unbounded queue; the flow completes
-     * after [close]. Each event goes to one collector: collect it once.
+     * after [stop] or [close]. Each event goes to one collector: collect it once.
      */
     public val events: Flow<ClientEvent> = listener.events
 
     init {
         val clientOut = PointerByReference()
         checkStatus(ImbedNative.imbed_client_new(configJson.toCString(), clientOut))
-        handle = clientOut.value
+        val client = clientOut.value
         try {
-            listener.install { ImbedNative.imbed_client_set_listener(handle, it) }
+            listener.install { ImbedNative.imbed_client_set_listener(client, it) }
         } catch (e: ImbedException) {
-            ImbedNative.imbed_client_free(handle)
+            ImbedNative.imbed_client_free(client)
             throw e
         }
+        handle = NativeHandle(this, client, ImbedNative::imbed_client_free)
     }
 
     /** Starts connecting, in the background. A client starts once. */
     public fun start() {
-        checkStatus(ImbedNative.imbed_client_start(handle))
+        checkStatus(ImbedNative.imbed_client_start(handle.pointer))
     }
 
     /**
@@ -61,11 +64,11 @@ public class ImbedClient(configJson: String, logger: ImbedLogger? = null) : Auto
      * then [ClientEvent.Ack] comes with that id. Works while disconnected.
      */
     public fun send(to: String, bodyJson: String): String =
-        ownedString { ImbedNative.imbed_client_send(handle, to.toCString(), bodyJson.toCString(), it) }
+        ownedString { ImbedNative.imbed_client_send(handle.pointer, to.toCString(), bodyJson.toCString(), it) }
 
     /** Queues a message to [group], as [send] does for a user, and returns its client id. */
     public fun sendGroup(group: String, bodyJson: String): String =
-        ownedString { ImbedNative.imbed_client_send_group(handle, group.toCString(), bodyJson.toCString(), it) }
+        ownedString { ImbedNative.imbed_client_send_group(handle.pointer, group.toCString(), bodyJson.toCString(), it) }
 
     /**
      * Sends any other request frame (`join`, `leave`, `watch`, `unwatch`, `typing`, `read`, `history`,
@@ -74,19 +77,27 @@ public class ImbedClient(configJson: String, logger: ImbedLogger? = null) : Auto
      * connected this throws [Status.NOT_CONNECTED].
      */
     public fun request(frameJson: String): String =
-        ownedString { ImbedNative.imbed_client_request(handle, frameJson.toCString(), it) }
+        ownedString { ImbedNative.imbed_client_request(handle.pointer, frameJson.toCString(), it) }
 
     /** Tells the client what happened to the app or the network. */
     public fun hint(hint: Hint) {
-        checkStatus(ImbedNative.imbed_client_hint(handle, hint.code))
+        checkStatus(ImbedNative.imbed_client_hint(handle.pointer, hint.code))
     }
 
     /**
-     * Stops the client and releases it: closes the connection, delivers the remaining events, then
-     * completes [events]. Unacknowledged sends stay in the outbox of a `state_path` file for the next
-     * client on it. Closing again does nothing; any other call afterwards throws [Status.INVALID_HANDLE].
+     * Stops the client: closes the connection, delivers the remaining events, then completes
+     * [events], and returns only then. Unacknowledged sends stay in the outbox of a `state_path` file
+     * for the next client on it. Stopping again does nothing; [close] is still needed to release it.
+     */
+    public fun stop() {
+        checkStatus(ImbedNative.imbed_client_stop(handle.pointer))
+    }
+
+    /**
+     * Stops the client as [stop] does and releases it. Closing again does nothing; any other call
+     * afterwards throws [Status.INVALID_HANDLE].
      */
     override fun close() {
-        ImbedNative.imbed_client_free(handle)
+        handle.free()
     }
 }

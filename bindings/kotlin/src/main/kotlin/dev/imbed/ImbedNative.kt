@@ -1,6 +1,7 @@
 package dev.imbed
 
 import com.sun.jna.Callback
+import com.sun.jna.IntegerType
 import com.sun.jna.Native
 import com.sun.jna.NativeLibrary
 import com.sun.jna.Pointer
@@ -44,6 +45,8 @@ internal object ImbedNative {
 
     @JvmStatic external fun imbed_string_free(string: Pointer?)
 
+    @JvmStatic external fun imbed_version(): Pointer
+
     @JvmStatic external fun imbed_server_new(configJson: ByteArray, serverOut: PointerByReference): Int
 
     @JvmStatic external fun imbed_server_set_listener(server: Pointer, listener: ListenerStruct): Int
@@ -69,6 +72,8 @@ internal object ImbedNative {
         clientId: ByteArray?,
         seqOut: LongByReference,
     ): Int
+
+    @JvmStatic external fun imbed_server_stop(server: Pointer): Int
 
     @JvmStatic external fun imbed_server_free(server: Pointer)
 
@@ -121,6 +126,8 @@ internal object ImbedNative {
 
     @JvmStatic external fun imbed_client_hint(client: Pointer, hint: Int): Int
 
+    @JvmStatic external fun imbed_client_stop(client: Pointer): Int
+
     @JvmStatic external fun imbed_client_free(client: Pointer)
 }
 
@@ -160,9 +167,7 @@ internal class ListenerStruct : Structure() {
     @JvmField var userData: Pointer? = null
     @JvmField var onEvent: EventCallback? = null
     @JvmField var onLog: LogCallback? = null
-
-    /** Always NULL: servers made from Kotlin authenticate in the `dev` or `jwt` mode. */
-    @JvmField var authenticate: Pointer? = null
+    @JvmField var authenticate: AuthenticateCallback? = null
     @JvmField var destroy: DestroyCallback? = null
 }
 
@@ -183,6 +188,26 @@ internal fun interface EventCallback : Callback {
 /** `on_log`; `level` is an `imbed_log_level`, the strings are borrowed for the call only. */
 internal fun interface LogCallback : Callback {
     fun invoke(userData: Pointer?, level: Int, target: Pointer?, message: Pointer?)
+}
+
+/**
+ * `authenticate` (auth mode `callback`): writes the user id of `token` into `userOut`, which has room
+ * for `userOutCapacity` bytes, and returns 1; 0 refuses the token. Runs on engine worker threads,
+ * several at once. Returns a C `bool` as one byte.
+ */
+internal fun interface AuthenticateCallback : Callback {
+    fun invoke(userData: Pointer?, token: Pointer?, userOut: Pointer?, userOutCapacity: SizeT): Byte
+}
+
+/**
+ * A C `size_t`: 8 bytes on 64-bit systems, 4 on 32-bit ones (armeabi-v7a phones), where a `Long`
+ * would read the wrong arguments. JNA makes one with the no-argument constructor.
+ */
+internal class SizeT(value: Long = 0) : IntegerType(Native.SIZE_T_SIZE, value, true) {
+    // Kotlin sees java.lang.Number's byteValue and shortValue as abstract toByte and toShort.
+    override fun toByte(): Byte = toLong().toByte()
+
+    override fun toShort(): Short = toLong().toShort()
 }
 
 /** `destroy`: the engine will not call this listener again. */

@@ -1,6 +1,5 @@
 package dev.imbed
 
-import com.sun.jna.Pointer
 import com.sun.jna.ptr.IntByReference
 import com.sun.jna.ptr.LongByReference
 import com.sun.jna.ptr.PointerByReference
@@ -15,44 +14,53 @@ import kotlinx.coroutines.flow.Flow
  * done, so call them from a thread that may block, such as `Dispatchers.IO`. Failures throw
  * [ImbedException].
  *
+ * [close] releases the server. A server that becomes garbage without it is stopped and released by
+ * the garbage collector, at a time nobody chooses: keep a reference for as long as it should serve.
+ *
  * @param configJson The configuration object of `docs/C-API.md`, such as
  *   `{"listen":"127.0.0.1:0","auth":{"mode":"jwt","secret":"..."}}`, validated whole here: a wrong
- *   field throws [Status.INVALID_CONFIG] naming it. The auth mode `callback` is not available from
- *   Kotlin; use `jwt` (or `dev` for tests).
+ *   field throws [Status.INVALID_CONFIG] naming it.
  * @param logger Receives the engine's log records at the configured `log_level`; none when null.
+ * @param authenticator Maps tokens to user ids in the auth mode `callback`, the default mode, which
+ *   needs one; unused in the other modes.
  */
-public class ImbedServer(configJson: String, logger: ImbedLogger? = null) : AutoCloseable {
-    private val handle: Pointer
-    private val listener = ListenerBridge("imbed-server-events", { ServerEvent.decode(it) }, logger)
+public class ImbedServer(
+    configJson: String,
+    logger: ImbedLogger? = null,
+    authenticator: ImbedAuthenticator? = null,
+) : AutoCloseable {
+    private val handle: NativeHandle
+    private val listener = ListenerBridge("imbed-server-events", { ServerEvent.decode(it) }, logger, authenticator)
 
     /**
      * The server's events, in order. Unread events wait in an unbounded queue; the flow completes
-     * after [close]. Each event goes to one collector: collect it once.
+     * after [stop] or [close]. Each event goes to one collector: collect it once.
      */
     public val events: Flow<ServerEvent> = listener.events
 
     init {
         val serverOut = PointerByReference()
         checkStatus(ImbedNative.imbed_server_new(configJson.toCString(), serverOut))
-        handle = serverOut.value
+        val server = serverOut.value
         try {
-            listener.install { ImbedNative.imbed_server_set_listener(handle, it) }
+            listener.install { ImbedNative.imbed_server_set_listener(server, it) }
         } catch (e: ImbedException) {
-            ImbedNative.imbed_server_free(handle)
+            ImbedNative.imbed_server_free(server)
             throw e
         }
+        handle = NativeHandle(this, server, ImbedNative::imbed_server_free)
     }
 
     /** Binds the configured address and starts serving. A server starts once. */
     public fun start() {
-        checkStatus(ImbedNative.imbed_server_start(handle))
+        checkStatus(ImbedNative.imbed_server_start(handle.pointer))
     }
 
     /** The bound TCP port: the real one when the configuration asked for port 0. Only after [start]. */
     public val port: Int
         get() {
             val portOut = ShortByReference()
-            checkStatus(ImbedNative.imbed_server_port(handle, portOut))
+            checkStatus(ImbedNative.imbed_server_port(handle.pointer, portOut))
             return portOut.value.toInt() and 0xFFFF
         }
 
@@ -66,7 +74,7 @@ public class ImbedServer(configJson: String, logger: ImbedLogger? = null) : Auto
         val seqOut = LongByReference()
         checkStatus(
             ImbedNative.imbed_server_send(
-                handle,
+                handle.pointer,
                 from.toCString(),
                 to.toCString(),
                 bodyJson.toCString(),
@@ -86,7 +94,7 @@ public class ImbedServer(configJson: String, logger: ImbedLogger? = null) : Auto
         val seqOut = LongByReference()
         checkStatus(
             ImbedNative.imbed_server_send_group(
-                handle,
+                handle.pointer,
                 from.toCString(),
                 group.toCString(),
                 bodyJson.toCString(),
@@ -102,28 +110,28 @@ public class ImbedServer(configJson: String, logger: ImbedLogger? = null) : Auto
      * closed group; the host adds its members with [addMember].
      */
     public fun createGroup(name: String, closed: Boolean) {
-        checkStatus(ImbedNative.imbed_server_create_group(handle, name.toCString(), if (closed) 1 else 0))
+        checkStatus(ImbedNative.imbed_server_create_group(handle.pointer, name.toCString(), if (closed) 1 else 0))
     }
 
     /** Adds [user] to [group] (closed groups too) and tells the members. Adding a member again is fine. */
     public fun addMember(group: String, user: String) {
-        checkStatus(ImbedNative.imbed_server_add_member(handle, group.toCString(), user.toCString()))
+        checkStatus(ImbedNative.imbed_server_add_member(handle.pointer, group.toCString(), user.toCString()))
     }
 
     /** Removes [user] from [group] and tells the members and the user. Removing a non-member is fine. */
     public fun removeMember(group: String, user: String) {
-        checkStatus(ImbedNative.imbed_server_remove_member(handle, group.toCString(), user.toCString()))
+        checkStatus(ImbedNative.imbed_server_remove_member(handle.pointer, group.toCString(), user.toCString()))
     }
 
     /** Closes every session of [user] (close code 4001, reason `kicked`) and returns how many there were. */
     public fun kick(user: String): Int {
         val sessionsClosed = IntByReference()
-        checkStatus(ImbedNative.imbed_server_kick(handle, user.toCString(), sessionsClosed))
+        checkStatus(ImbedNative.imbed_server_kick(handle.pointer, user.toCString(), sessionsClosed))
         return sessionsClosed.value
     }
 
     /** The ids of the users with at least one session, sorted. */
-    public fun online(): List<String> = jsonStrings(ownedString { ImbedNative.imbed_server_online(handle, it) })
+    public fun online(): List<String> = jsonStrings(ownedString { ImbedNative.imbed_server_online(handle.pointer, it) })
 
     /**
      * Up to [limit] (1 to 1000) stored messages of the conversation [conv] (`dm:<a>:<b>` with a <= b,
@@ -131,22 +139,30 @@ public class ImbedServer(configJson: String, logger: ImbedLogger? = null) : Auto
      * protocol `msg` frames. An unknown conversation gives `[]`.
      */
     public fun history(conv: String, before: Long = 0, limit: Int = 50): String =
-        ownedString { ImbedNative.imbed_server_history(handle, conv.toCString(), before, limit, it) }
+        ownedString { ImbedNative.imbed_server_history(handle.pointer, conv.toCString(), before, limit, it) }
 
     /** The server's counters now. */
     public fun stats(): ServerStats {
         val stats = StatsStruct()
-        checkStatus(ImbedNative.imbed_server_stats(handle, stats))
+        checkStatus(ImbedNative.imbed_server_stats(handle.pointer, stats))
         return ServerStats(stats.connections, stats.usersOnline, stats.messagesStored, stats.messagesDelivered)
     }
 
     /**
-     * Stops the server and releases it: closes every session (close code 1001), delivers the
-     * remaining events, then completes [events]. Closing again does nothing; any other call
+     * Stops the server: closes every session (close code 1001), delivers the remaining events, then
+     * completes [events], and returns only then. Stopping again does nothing; the other calls then
+     * throw [Status.STOPPED]. [close] is still needed to release it.
+     */
+    public fun stop() {
+        checkStatus(ImbedNative.imbed_server_stop(handle.pointer))
+    }
+
+    /**
+     * Stops the server as [stop] does and releases it. Closing again does nothing; any other call
      * afterwards throws [Status.INVALID_HANDLE].
      */
     override fun close() {
-        ImbedNative.imbed_server_free(handle)
+        handle.free()
     }
 }
 

@@ -10,7 +10,8 @@ import java.util.concurrent.ConcurrentHashMap
 
 /**
  * The Kotlin side of one handle's `imbed_listener`: decodes each event while its strings are still
- * valid and queues it for [events]; closes [events] when the engine calls `destroy`.
+ * valid and queues it for [events], passes log records to the logger and tokens to the
+ * authenticator, if any; closes [events] when the engine calls `destroy`.
  *
  * JNA frees a callback's native stub once the callback object is garbage, and the engine may call
  * it until `destroy`, whatever became of the Kotlin object that made the handle. So an installed
@@ -20,6 +21,7 @@ internal class ListenerBridge<E : Any>(
     threadName: String,
     decode: (EventStruct) -> E,
     logger: ImbedLogger?,
+    authenticator: ImbedAuthenticator?,
 ) {
     /** Unlimited: the engine's dispatcher thread must never wait for a slow collector. */
     private val queue = Channel<E>(Channel.UNLIMITED)
@@ -38,6 +40,13 @@ internal class ListenerBridge<E : Any>(
             }
         }
 
+    private val onAuthenticate: AuthenticateCallback? =
+        authenticator?.let {
+            AuthenticateCallback { _, token, userOut, userOutCapacity ->
+                (if (authenticateInto(it, token, userOut, userOutCapacity.toLong())) 1 else 0).toByte()
+            }
+        }
+
     private val onDestroy =
         DestroyCallback { _ ->
             queue.close()
@@ -50,6 +59,8 @@ internal class ListenerBridge<E : Any>(
         val attached = CallbackThreadInitializer(true, false, threadName)
         Native.setCallbackThreadInitializer(onEvent, attached)
         onLog?.let { Native.setCallbackThreadInitializer(it, attached) }
+        // Authentication runs on the engine's blocking-task threads, which are reused while busy.
+        onAuthenticate?.let { Native.setCallbackThreadInitializer(it, CallbackThreadInitializer(true, false, "imbed-authenticate")) }
     }
 
     /**
@@ -61,6 +72,7 @@ internal class ListenerBridge<E : Any>(
             ListenerStruct().apply {
                 onEvent = this@ListenerBridge.onEvent
                 onLog = this@ListenerBridge.onLog
+                authenticate = onAuthenticate
                 destroy = onDestroy
             }
         installed.add(this)

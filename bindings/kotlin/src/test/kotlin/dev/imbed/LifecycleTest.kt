@@ -9,6 +9,9 @@ import org.junit.jupiter.api.Timeout
 import org.junit.jupiter.api.assertThrows
 import java.util.concurrent.ConcurrentLinkedQueue
 import java.util.concurrent.TimeUnit
+import java.util.concurrent.atomic.AtomicInteger
+import kotlin.concurrent.thread
+import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
 
 @Timeout(30, unit = TimeUnit.SECONDS)
@@ -69,5 +72,56 @@ class LifecycleTest {
             client.close()
             assertEquals(Status.INVALID_HANDLE, assertThrows<ImbedException> { client.start() }.status)
             withTimeout(5.seconds) { client.events.toList() }
+        }
+
+    @Test
+    fun `a stopped server completes its events, refuses sends and still closes`() =
+        runTest {
+            val server = ImbedServer(serverConfig())
+            server.start()
+            server.stop()
+            server.stop()
+            withTimeout(5.seconds) { server.events.toList() }
+            assertEquals(Status.STOPPED, assertThrows<ImbedException> { server.send("host", "alice", "{}") }.status)
+            server.close()
+            assertEquals(Status.INVALID_HANDLE, assertThrows<ImbedException> { server.stop() }.status)
+        }
+
+    @Test
+    fun `a stopped client completes its events with the stopped state and still closes`() =
+        runTest {
+            val client = ImbedClient(clientConfig(freePort(), "alice"))
+            client.start()
+            client.stop()
+            client.stop()
+            val events = withTimeout(5.seconds) { client.events.toList() }
+            assertEquals(ConnectionState.STOPPED, (events.last() as ClientEvent.State).state, "$events")
+            client.close()
+            assertEquals(Status.INVALID_HANDLE, assertThrows<ImbedException> { client.stop() }.status)
+        }
+
+    @Test
+    fun `a close on a second thread returns only after the first close has finished`() =
+        runTest {
+            // The logger holds up the engine's event thread while the server stops, so the first
+            // close is still delivering when the second one starts.
+            val closing = AtomicInteger()
+            val heldUpRecords = AtomicInteger()
+            val server =
+                ImbedServer(serverConfig(), logger = { _, _, _ ->
+                    if (closing.get() > 0) {
+                        heldUpRecords.incrementAndGet()
+                        Thread.sleep(300)
+                    }
+                })
+            server.start()
+            closing.incrementAndGet()
+            val firstClose = thread { server.close() }
+            Thread.sleep(50)
+            server.close()
+            // Had the second close returned early, the events would still be open here.
+            withTimeout(200.milliseconds) { server.events.toList() }
+            firstClose.join()
+            assertTrue(heldUpRecords.get() > 0, "no log record while stopping: nothing was held up")
         }
 }
