@@ -35,18 +35,26 @@ public final class ImbedClient: @unchecked Sendable {
     /// Every event of the client, in order: state changes, messages, acks,
     /// refused sends and other frames. The stream finishes when the client
     /// has stopped and delivered its last event.
-    public let events: AsyncStream<Event>
+    public let events: AsyncStream<ClientEvent>
 
     private let handle: OpaquePointer
 
     /// Creates a client from its JSON configuration: `url` and `token` are
     /// required; `state_path` names a SQLite file that keeps the outbox and
     /// the cursors across app restarts (docs/C-API.md lists every key).
-    public init(configJSON: String) throws {
+    /// `logger` receives the engine's log records at the configured
+    /// `log_level`; none when nil. It may not hold the client strongly: the
+    /// engine keeps it until the client is freed, which is when its last
+    /// reference goes.
+    public init(configJSON: String, logger: ImbedLogger? = nil) throws {
         var created: OpaquePointer?
         try ImbedError.check(imbed_client_new(configJSON, &created))
         guard let created else { preconditionFailure("imbed_client_new succeeded without a handle") }
-        let (stream, context) = ListenerContext.makeStream(authenticate: nil)
+        let (stream, context) = ListenerContext.makeStream(
+            decoding: { ClientEvent(copying: $0) },
+            authenticate: nil,
+            log: logger
+        )
         do {
             try ListenerContext.install(context) { imbed_client_set_listener(created, $0) }
         } catch {
@@ -59,7 +67,6 @@ public final class ImbedClient: @unchecked Sendable {
 
     /// Stops the client if it runs, waits for its last event, and frees it.
     deinit {
-        _ = imbed_client_stop(handle)
         imbed_client_free(handle)
     }
 
@@ -87,7 +94,7 @@ public final class ImbedClient: @unchecked Sendable {
     /// read, history, members, conversations) and returns its id, added when
     /// `frameJSON` has none. The reply is a `.frame` event with that id.
     /// Requests are not queued: while disconnected this throws an error whose
-    /// `isNotConnected` is true.
+    /// status is `.notConnected`.
     @discardableResult
     public func request(_ frameJSON: String) throws -> String {
         try takeOwnedString { imbed_client_request(handle, frameJSON, $0) }
@@ -101,7 +108,8 @@ public final class ImbedClient: @unchecked Sendable {
 
     /// Closes the connection, delivers the remaining events and finishes
     /// `events`. Messages not acked yet stay in the outbox, which a
-    /// `state_path` file keeps for the next client. Stopping again does nothing.
+    /// `state_path` file keeps for the next client. Stopping again does
+    /// nothing. Throws `.inCallback` from inside the client's own logger.
     public func stop() throws {
         try ImbedError.check(imbed_client_stop(handle))
     }

@@ -24,20 +24,32 @@ public final class ImbedServer: @unchecked Sendable {
 
     /// Every event of the server, in order. The stream finishes when the
     /// server has stopped and delivered its last event.
-    public let events: AsyncStream<Event>
+    public let events: AsyncStream<ServerEvent>
 
     private let handle: OpaquePointer
 
     /// Creates a server from its JSON configuration (docs/C-API.md lists the
-    /// keys; `"{}"` takes every default). `authenticate` decides who a token
-    /// belongs to in auth mode "callback", the default mode, which cannot
-    /// start without it. Throws `IMBED_ERR_INVALID_CONFIG` naming the field
-    /// for an invalid configuration.
-    public init(configJSON: String, authenticate: Authenticator? = nil) throws {
+    /// keys; `"{}"` takes every default). Throws `.invalidConfig` naming the
+    /// field for an invalid configuration.
+    ///
+    /// - Parameters:
+    ///   - logger: Receives the engine's log records at the configured
+    ///     `log_level`; none when nil.
+    ///   - authenticate: Decides who a token belongs to in auth mode
+    ///     "callback", the default mode, which needs one; unused in the
+    ///     other modes.
+    ///
+    /// Neither closure may hold the server strongly: the engine keeps them
+    /// until the server is freed, which is when its last reference goes.
+    public init(configJSON: String, logger: ImbedLogger? = nil, authenticate: ImbedAuthenticator? = nil) throws {
         var created: OpaquePointer?
         try ImbedError.check(imbed_server_new(configJSON, &created))
         guard let created else { preconditionFailure("imbed_server_new succeeded without a handle") }
-        let (stream, context) = ListenerContext.makeStream(authenticate: authenticate)
+        let (stream, context) = ListenerContext.makeStream(
+            decoding: { ServerEvent(copying: $0) },
+            authenticate: authenticate,
+            log: logger
+        )
         do {
             try ListenerContext.install(context) { imbed_server_set_listener(created, $0) }
         } catch {
@@ -50,7 +62,6 @@ public final class ImbedServer: @unchecked Sendable {
 
     /// Stops the server if it runs, waits for its last event, and frees it.
     deinit {
-        _ = imbed_server_stop(handle)
         imbed_server_free(handle)
     }
 
@@ -77,8 +88,8 @@ public final class ImbedServer: @unchecked Sendable {
         return seq
     }
 
-    /// Sends like `send`, to every member of `group`; throws
-    /// `IMBED_ERR_NOT_FOUND` when the group does not exist.
+    /// Sends like `send`, to every member of `group`; throws `.notFound`
+    /// when the group does not exist.
     @discardableResult
     public func sendGroup(from: String, group: String, bodyJSON: String, clientID: String? = nil) throws -> UInt64 {
         var seq: UInt64 = 0
@@ -137,9 +148,10 @@ public final class ImbedServer: @unchecked Sendable {
     }
 
     /// Closes every session (close code 1001), delivers the remaining events
-    /// and finishes `events`. Stopping again does nothing. Throws
-    /// `IMBED_ERR_IN_CALLBACK` from inside the server's own callbacks, which
-    /// this package never runs user code in.
+    /// and finishes `events`. Stopping again does nothing; the other calls
+    /// then throw `.stopped`. Throws `.inCallback` from inside the server's
+    /// own callbacks (the logger, the authenticator), where it would wait
+    /// for itself.
     public func stop() throws {
         try ImbedError.check(imbed_server_stop(handle))
     }

@@ -24,6 +24,7 @@ public enum class Hint(internal val code: Int) {
  *
  * [close] releases the client. A client that becomes garbage without it is stopped and released by
  * the garbage collector, at a time nobody chooses: keep a reference for as long as it should run.
+ * The logger must not hold the client: the engine keeps it until the client is released.
  *
  * @param configJson The client configuration, such as
  *   `{"url":"wss://chat.example.com/ws","token":"...","state_path":"/data/imbed-state.db"}`,

@@ -16,6 +16,8 @@ import kotlinx.coroutines.flow.Flow
  *
  * [close] releases the server. A server that becomes garbage without it is stopped and released by
  * the garbage collector, at a time nobody chooses: keep a reference for as long as it should serve.
+ * The logger and the authenticator must not hold the server: the engine keeps them until the server
+ * is released.
  *
  * @param configJson The configuration object of `docs/C-API.md`, such as
  *   `{"listen":"127.0.0.1:0","auth":{"mode":"jwt","secret":"..."}}`, validated whole here: a wrong
