@@ -17,7 +17,7 @@ public enum class ConnectionState {
     /** Closed on purpose by [Hint.BACKGROUND] until [Hint.FOREGROUND]. */
     PAUSED,
 
-    /** The client was closed. */
+    /** The client was stopped. */
     STOPPED,
 
     /** A state this binding does not know (from a newer library). */
@@ -97,14 +97,27 @@ public sealed class ClientEvent {
     /** The host fell behind and the engine dropped [dropped] events. */
     public data class Overflow(public val dropped: Long, override val json: String) : ClientEvent()
 
-    /** An event of a kind this binding does not know (from a newer library), passed on rather than dropped. */
+    /**
+     * An event of a kind this binding does not know (from a newer library), or whose fields it could
+     * not read, passed on rather than dropped.
+     */
     public data class Unknown(public val kind: Int, override val json: String) : ClientEvent()
 
     internal companion object {
         /** Copies a client's `imbed_event` into a [ClientEvent]; it must run inside the callback. */
         fun decode(event: EventStruct): ClientEvent {
             val json = event.json.required("json")
-            return when (event.kind) {
+            return try {
+                decodeKnown(event, json)
+            } catch (e: RuntimeException) {
+                // A field missing or of the wrong type: the JSON parser and the field readers throw.
+                Unknown(event.kind, json)
+            }
+        }
+
+        /** The event of a known kind, or [Unknown]; throws when a field the kind always has is unreadable. */
+        private fun decodeKnown(event: EventStruct, json: String): ClientEvent =
+            when (event.kind) {
                 EventKind.STATE -> {
                     val state = jsonObject(json)
                     State(
@@ -134,6 +147,5 @@ public sealed class ClientEvent {
                 EventKind.OVERFLOW -> Overflow(jsonObject(json).long("dropped"), json)
                 else -> Unknown(event.kind, json)
             }
-        }
     }
 }

@@ -43,14 +43,27 @@ public sealed class ServerEvent {
     /** The host fell behind and the engine dropped [dropped] events; messages are still in the store. */
     public data class Overflow(public val dropped: Long, override val json: String) : ServerEvent()
 
-    /** An event of a kind this binding does not know (from a newer library), passed on rather than dropped. */
+    /**
+     * An event of a kind this binding does not know (from a newer library), or whose fields it could
+     * not read, passed on rather than dropped.
+     */
     public data class Unknown(public val kind: Int, override val json: String) : ServerEvent()
 
     internal companion object {
         /** Copies a server's `imbed_event` into a [ServerEvent]; it must run inside the callback. */
         fun decode(event: EventStruct): ServerEvent {
             val json = event.json.required("json")
-            return when (event.kind) {
+            return try {
+                decodeKnown(event, json)
+            } catch (e: RuntimeException) {
+                // A field missing or of the wrong type: the JSON parser and the field readers throw.
+                Unknown(event.kind, json)
+            }
+        }
+
+        /** The event of a known kind, or [Unknown]; throws when a field the kind always has is unreadable. */
+        private fun decodeKnown(event: EventStruct, json: String): ServerEvent =
+            when (event.kind) {
                 EventKind.CONNECTED -> Connected(event.user.required("user"), event.session.required("session"), json)
                 EventKind.DISCONNECTED ->
                     Disconnected(
@@ -69,6 +82,5 @@ public sealed class ServerEvent {
                     Member(event.group.required("group"), event.user.required("user"), jsonObject(json).boolean("joined"), json)
                 else -> Unknown(event.kind, json)
             }
-        }
     }
 }

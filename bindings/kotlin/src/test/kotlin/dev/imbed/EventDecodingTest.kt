@@ -1,0 +1,55 @@
+package dev.imbed
+
+import com.sun.jna.Memory
+import com.sun.jna.Pointer
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Test
+
+/** Decoding `imbed_event`s built here in native memory, as the engine passes them. */
+class EventDecodingTest {
+    /** The native strings of the events made here, kept reachable until the test ends. */
+    private val strings = mutableListOf<Memory>()
+
+    private fun cString(text: String?): Pointer? =
+        text?.let {
+            val bytes = it.encodeToByteArray()
+            Memory(bytes.size + 1L).apply {
+                write(0, bytes, 0, bytes.size)
+                setByte(bytes.size.toLong(), 0)
+                strings.add(this)
+            }
+        }
+
+    /** An event of [kind] whose `json` is [json], with the [user] and [message] fields. */
+    private fun event(kind: Int, json: String, user: String? = null, message: String? = null): EventStruct =
+        EventStruct(Memory(128).apply { clear() }).apply {
+            this.kind = kind
+            this.json = cString(json)
+            this.user = cString(user)
+            this.message = cString(message)
+        }
+
+    @Test
+    fun `a message is decoded into its fields`() {
+        val messageJson = """{"type":"msg","conv":"dm:alice:bob","seq":17,"from":"alice","to":"bob","id":"c-1","body":{},"ts":1}"""
+        val json = """{"event":"message","message":$messageJson}"""
+        val decoded = ServerEvent.decode(event(EventKind.MESSAGE, json, user = "alice", message = messageJson))
+        assertEquals(ServerEvent.Message("alice", "dm:alice:bob", 17, messageJson, json), decoded)
+    }
+
+    @Test
+    fun `an event whose fields cannot be read is passed on as Unknown`() {
+        val messageJson = """{"type":"msg","conv":"dm:alice:bob"}"""
+        val json = """{"event":"message","message":$messageJson}"""
+        assertEquals(ServerEvent.Unknown(EventKind.MESSAGE, json), ServerEvent.decode(event(EventKind.MESSAGE, json, user = "alice", message = messageJson)))
+        val ack = """{"event":"ack","conv":"dm:alice:bob","seq":"seventeen"}"""
+        assertEquals(ClientEvent.Unknown(EventKind.ACK, ack), ClientEvent.decode(event(EventKind.ACK, ack)))
+    }
+
+    @Test
+    fun `an event of a kind from a newer library is passed on as Unknown`() {
+        val json = """{"event":"something_new"}"""
+        assertEquals(ServerEvent.Unknown(42, json), ServerEvent.decode(event(42, json)))
+        assertEquals(ClientEvent.Unknown(42, json), ClientEvent.decode(event(42, json)))
+    }
+}
