@@ -11,7 +11,6 @@ import java.util.concurrent.ConcurrentLinkedQueue
 import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicInteger
 import kotlin.concurrent.thread
-import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
 
 @Timeout(30, unit = TimeUnit.SECONDS)
@@ -103,24 +102,22 @@ class LifecycleTest {
     @Test
     fun `a close on a second thread returns only after the first close has finished`() =
         runTest {
-            // The logger holds up the engine's event thread while the server stops, so the first
-            // close is still delivering when the second one starts.
+            // The logger holds up the engine's event thread for two seconds at the first record
+            // after the server starts stopping, so the first close is still delivering when the
+            // second one starts.
             val closing = AtomicInteger()
             val heldUpRecords = AtomicInteger()
             val server =
                 ImbedServer(serverConfig(), logger = { _, _, _ ->
-                    if (closing.get() > 0) {
-                        heldUpRecords.incrementAndGet()
-                        Thread.sleep(300)
-                    }
+                    if (closing.get() > 0 && heldUpRecords.getAndIncrement() == 0) Thread.sleep(2000)
                 })
             server.start()
             closing.incrementAndGet()
             val firstClose = thread { server.close() }
             Thread.sleep(50)
             server.close()
-            // Had the second close returned early, the events would still be open here.
-            withTimeout(200.milliseconds) { server.events.toList() }
+            // Had the second close returned early, the events would stay open for seconds more.
+            withTimeout(1.seconds) { server.events.toList() }
             firstClose.join()
             assertTrue(heldUpRecords.get() > 0, "no log record while stopping: nothing was held up")
         }
