@@ -22,7 +22,9 @@ final class ListenerContext: Sendable {
     let deliver: @Sendable (imbed_event) -> Void
     /// Finishes the event stream: the engine will not call again.
     let finish: @Sendable () -> Void
+    /// The server's authenticator, behind the listener's `authenticate`.
     let authenticate: ImbedAuthenticator?
+    /// The host's logger, behind the listener's `on_log`.
     let log: ImbedLogger?
 
     private init(
