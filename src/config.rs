@@ -241,6 +241,14 @@ impl Config {
         if l.max_frame_bytes > 16 * 1024 * 1024 {
             return bad("limits.max_frame_bytes", "must be at most 16 MiB");
         }
+        // A sync or history reply may use half the queue, and must carry at
+        // least one message as large as a frame may make it.
+        if l.outbound_queue_bytes / 2 < l.max_frame_bytes + MSG_ENVELOPE_BYTES {
+            return Err(Error::InvalidConfig(format!(
+                "limits.outbound_queue_bytes: must be at least twice limits.max_frame_bytes + {MSG_ENVELOPE_BYTES} ({})",
+                2 * (l.max_frame_bytes + MSG_ENVELOPE_BYTES)
+            )));
+        }
         Ok(())
     }
 
@@ -249,6 +257,10 @@ impl Config {
         self.listen.parse().expect("validated at parse time")
     }
 }
+
+/// What a stored message's `msg` frame may add to the body the client sent:
+/// conversation, sender, seq and time.
+const MSG_ENVELOPE_BYTES: usize = 1024;
 
 /// Deserializes `text`, naming the field of any error.
 fn parse_named<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {

@@ -2,7 +2,7 @@
 //! cursors, then relay frames until the connection fails; back off with
 //! jitter and do it again, until stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,8 +27,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What the host asks of the connection.
 pub enum Command {
-    /// Send this frame now if connected (it is in the outbox either way).
-    Transmit(String),
+    /// The outbox grew: send what the window allows, if connected.
+    Transmit,
     /// Send this request frame (not queued when disconnected).
     Request(String),
     /// A hint about the app's situation.
@@ -69,7 +69,9 @@ impl Shared {
 
 /// How a connection ended.
 enum Ended {
-    /// It failed or was replaced; connect again (after a backoff unless `now`).
+    /// It failed or was replaced; connect again (after a backoff unless
+    /// `now`). `was_up`: it got as far as a completed sync, so the next
+    /// attempt starts the backoff over.
     Reconnect { reason: String, was_up: bool, now: bool },
     /// The app went to the background.
     Paused,
@@ -85,30 +87,30 @@ pub async fn run(
     mut stopping: watch::Receiver<bool>,
 ) {
     let state_event = |state: &'static str, reason: Option<String>, attempt: Option<u32>| {
-        events.post(Event::State { state, reason, attempt });
+        events.post_waiting(Event::State { state, reason, attempt })
     };
     let (mut attempt, mut failures, mut paused) = (0u32, 0u32, false);
     while !*stopping.borrow() {
         if paused {
-            state_event("paused", None, None);
+            state_event("paused", None, None).await;
             match wait_for_wake(&mut commands, &mut stopping).await {
                 Some(()) => paused = false,
                 None => break,
             }
         }
         attempt += 1;
-        state_event("connecting", None, Some(attempt));
+        state_event("connecting", None, Some(attempt)).await;
         let ended = connect_and_serve(&shared, &events, &mut commands, &mut stopping).await;
         shared.connected.store(false, Ordering::Relaxed);
         match ended {
             Ended::Stopped => break,
             Ended::Paused => {
-                state_event("disconnected", Some("background".into()), None);
+                state_event("disconnected", Some("background".into()), None).await;
                 paused = true;
             }
             Ended::Reconnect { reason, was_up, now } => {
                 tracing::debug!(reason, "connection lost");
-                state_event("disconnected", Some(reason), None);
+                state_event("disconnected", Some(reason), None).await;
                 failures = if was_up { 0 } else { failures.saturating_add(1) };
                 if now {
                     continue;
@@ -122,7 +124,7 @@ pub async fn run(
             }
         }
     }
-    state_event("stopped", None, None);
+    state_event("stopped", None, None).await;
 }
 
 /// Resolves when the client is stopping (dropping the watch's borrow, which
@@ -209,7 +211,74 @@ struct More {
 struct Syncing {
     current: Option<String>,
     again: bool,
+    /// A sync has completed on this connection: it is working.
+    done_once: bool,
 }
+
+/// The most sends one connection has on the wire unanswered. A server
+/// closes a session that ignores its `rate_limited` refusals (after
+/// `limits.message_burst` in a row, 2000 by default): a window far below
+/// that lets the client stop at the first refusal with few frames behind it.
+const SEND_WINDOW: usize = 64;
+
+/// The outbox's flow onto one connection: at most [`SEND_WINDOW`] sends
+/// unanswered, and none while a refusal the server asked to retry
+/// (`rate_limited`, `internal`) waits out its backoff; each such refusal in
+/// a row doubles the wait, as reconnecting does. After a refusal one send
+/// probes alone, and the window opens again with its ack, so a server that
+/// is still refusing sees one frame per backoff, not a window's worth.
+#[derive(Default)]
+struct Outflow {
+    on_wire: HashSet<String>,
+    retry_due: Option<Instant>,
+    refusals: u32,
+    probing: bool,
+}
+
+impl Outflow {
+    /// Sends the oldest queued messages not on the wire, as the window allows.
+    async fn fill(&mut self, shared: &Shared, ws: &mut Ws) -> Result<(), Lost> {
+        let window = if self.probing { 1 } else { SEND_WINDOW };
+        let room = window.saturating_sub(self.on_wire.len());
+        if self.retry_due.is_some() || room == 0 {
+            return Ok(());
+        }
+        let next = shared.state().next_to_send(&self.on_wire, room);
+        if next.is_empty() {
+            return Ok(());
+        }
+        for p in next {
+            ws.feed(Message::text(p.frame)).await.map_err(|_| "write failed")?;
+            self.on_wire.insert(p.id);
+        }
+        ws.flush().await.map_err(|_| "write failed".into())
+    }
+
+    /// The server stored the send `id`.
+    fn acked(&mut self, id: &str) {
+        self.on_wire.remove(id);
+        self.refusals = 0;
+        self.probing = false;
+    }
+
+    /// The server refused the send `id` for good.
+    fn failed(&mut self, id: &str) {
+        self.on_wire.remove(id);
+    }
+
+    /// The server asked for the send `id` to be tried again later.
+    fn refused_for_now(&mut self, id: &str, config: &ClientConfig) {
+        self.on_wire.remove(id);
+        self.probing = true;
+        if self.retry_due.is_none() {
+            self.retry_due = Some(Instant::now() + backoff(config, self.refusals));
+            self.refusals = self.refusals.saturating_add(1);
+        }
+    }
+}
+
+/// Why a connection must be dropped.
+type Lost = String;
 
 fn lost(reason: impl Into<String>, was_up: bool) -> Ended {
     Ended::Reconnect {
@@ -252,48 +321,59 @@ async fn connect_and_serve(
         _ => return lost("no welcome from the server", false),
     }
     shared.connected.store(true, Ordering::Relaxed);
-    events.post(Event::State {
-        state: "connected",
-        reason: None,
-        attempt: None,
-    });
+    events
+        .post_waiting(Event::State {
+            state: "connected",
+            reason: None,
+            attempt: None,
+        })
+        .await;
 
-    let pending = shared.state().pending();
-    for p in pending {
-        if ws.feed(Message::text(p.frame)).await.is_err() {
-            return lost("write failed", true);
-        }
+    let (mut syncing, mut outflow) = (Syncing::default(), Outflow::default());
+    if let Err(reason) = outflow.fill(shared, &mut ws).await {
+        return lost(reason, false);
     }
-    let mut syncing = Syncing::default();
-    if start_sync(shared, &mut ws, &mut syncing).await.is_err() {
-        return lost("write failed", true);
+    if let Err(reason) = start_sync(shared, &mut ws, &mut syncing).await {
+        return lost(reason, false);
     }
     let heartbeat_every = Duration::from_millis(config.heartbeat_ms);
     let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     loop {
+        let was_up = syncing.done_once;
         tokio::select! {
             frame = timeout(patience, ws.next()) => match frame {
-                Err(_) => return lost(format!("nothing received for {} ms", config.dead_after_ms), true),
-                Ok(None) | Ok(Some(Err(_))) => return lost("connection lost", true),
+                Err(_) => return lost(format!("nothing received for {} ms", config.dead_after_ms), was_up),
+                Ok(None) | Ok(Some(Err(_))) => return lost("connection lost", was_up),
                 Ok(Some(Ok(Message::Close(frame)))) => {
                     let why = frame.map_or("no reason".into(), |f| format!("{} {}", u16::from(f.code), f.reason));
-                    return lost(format!("closed by the server: {why}"), true);
+                    return lost(format!("closed by the server: {why}"), was_up);
                 }
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    if handle_frame(shared, events, text, &mut ws, &mut syncing).await.is_err() {
-                        return lost("write failed", true);
+                    if let Err(reason) = handle_frame(shared, events, text, &mut ws, &mut syncing, &mut outflow).await {
+                        return lost(reason, syncing.done_once);
                     }
                 }
                 Ok(Some(Ok(_))) => {}
             },
+            _ = sleep_until_due(outflow.retry_due) => {
+                outflow.retry_due = None;
+                if let Err(reason) = outflow.fill(shared, &mut ws).await {
+                    return lost(reason, was_up);
+                }
+            }
             command = commands.recv() => match command {
-                Some(Command::Transmit(frame) | Command::Request(frame)) => {
+                Some(Command::Transmit) => {
+                    if let Err(reason) = outflow.fill(shared, &mut ws).await {
+                        return lost(reason, was_up);
+                    }
+                }
+                Some(Command::Request(frame)) => {
                     if ws.send(Message::text(frame)).await.is_err() {
-                        return lost("write failed", true);
+                        return lost("write failed", was_up);
                     }
                 }
                 Some(Command::Hint(Hint::NetworkChanged)) => {
-                    return Ended::Reconnect { reason: "network changed".into(), was_up: true, now: true };
+                    return Ended::Reconnect { reason: "network changed".into(), was_up, now: true };
                 }
                 Some(Command::Hint(Hint::Background)) => {
                     let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
@@ -304,7 +384,7 @@ async fn connect_and_serve(
             },
             _ = heartbeat.tick() => {
                 if ws.send(Message::Ping(Default::default())).await.is_err() {
-                    return lost("write failed", true);
+                    return lost("write failed", was_up);
                 }
             }
             _ = stopped(stopping) => {
@@ -315,23 +395,39 @@ async fn connect_and_serve(
     }
 }
 
-async fn start_sync(shared: &Shared, ws: &mut Ws, syncing: &mut Syncing) -> Result<(), ()> {
+/// Resolves at `due`, or never when there is nothing due.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn start_sync(shared: &Shared, ws: &mut Ws, syncing: &mut Syncing) -> Result<(), Lost> {
     let id = format!("sync-{}", shared.counter.fetch_add(1, Ordering::Relaxed));
     let frame = serde_json::json!({
         "type": "sync", "id": id, "cursors": shared.state().cursors(), "limit": shared.config.sync_limit,
     });
     syncing.current = Some(id);
     syncing.again = false;
-    ws.send(Message::text(frame.to_string())).await.map_err(drop)
+    ws.send(Message::text(frame.to_string()))
+        .await
+        .map_err(|_| "write failed".into())
+}
+
+/// Whether the server asks for a refused send to be tried again later.
+fn is_retryable(code: &str) -> bool {
+    matches!(code, "rate_limited" | "internal")
 }
 
 async fn handle_frame(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     events: &EventQueue,
     text: Utf8Bytes,
     ws: &mut Ws,
     syncing: &mut Syncing,
-) -> Result<(), ()> {
+    outflow: &mut Outflow,
+) -> Result<(), Lost> {
     let Ok(head) = serde_json::from_str::<Head>(&text) else {
         tracing::warn!("a server frame could not be read");
         return Ok(());
@@ -339,15 +435,16 @@ async fn handle_frame(
     let is_sync = head.id.is_some() && head.id == syncing.current;
     match head.kind.as_str() {
         "msg" => {
-            let (Some(conv), Some(seq)) = (&head.conv, head.seq) else {
+            let (Some(conv), Some(seq)) = (head.conv, head.seq) else {
                 return Ok(());
             };
-            let arrival = shared.state().arrive(conv, seq);
+            let arrival = shared.state().arrive(&conv, seq);
             match arrival {
-                Arrival::Next => events.post(Event::Message {
-                    from: head.from.unwrap_or_default().into(),
-                    frame: text,
-                }),
+                Arrival::Next { through } => {
+                    let from = head.from.unwrap_or_default().into();
+                    events.post_waiting(Event::Message { from, frame: text }).await;
+                    record_cursor(shared, events, conv, through).await;
+                }
                 Arrival::Duplicate => {}
                 // Missing messages come with a sync; this one with them.
                 Arrival::Gap if syncing.current.is_some() => syncing.again = true,
@@ -357,6 +454,7 @@ async fn handle_frame(
         "synced" if is_sync => {
             let more = head.convs.is_some_and(|convs| convs.values().any(|c| c.more));
             syncing.current = None;
+            syncing.done_once = true;
             if more || syncing.again {
                 return start_sync(shared, ws, syncing).await;
             }
@@ -365,27 +463,53 @@ async fn handle_frame(
             let (Some(id), Some(conv), Some(seq), Some(ts)) = (head.id, head.conv, head.seq, head.ts) else {
                 return Ok(());
             };
-            let mut state = shared.state();
-            if state.settle(&id) {
-                state.sent(&conv, seq);
-                drop(state);
-                events.post(Event::Ack { id, conv, seq, ts });
+            outflow.acked(&id);
+            let stepped = {
+                let mut state = shared.state();
+                if !state.settle(&id) {
+                    return Ok(());
+                }
+                state.sent(&conv, seq)
+            };
+            outflow.fill(shared, ws).await?;
+            events
+                .post_waiting(Event::Ack {
+                    id,
+                    conv: conv.clone(),
+                    seq,
+                    ts,
+                })
+                .await;
+            if let Some(through) = stepped {
+                record_cursor(shared, events, conv, through).await;
             }
         }
+        // Try again on a fresh connection, after a backoff that keeps growing
+        // until a sync succeeds, rather than in a tight loop here.
         "error" if is_sync => {
-            // Try again on a fresh connection rather than in a tight loop here.
-            tracing::warn!(message = head.message.as_deref().unwrap_or(""), "sync refused");
-            return Err(());
+            return Err(format!("sync refused: {}", head.message.unwrap_or_default()));
         }
         "error" if head.id.as_deref().is_some_and(|id| shared.state().is_pending(id)) => {
             let (id, code) = (head.id.unwrap_or_default(), head.code.unwrap_or_default());
-            // A store failure is worth retrying; anything else will fail again.
-            if code != "internal" && shared.state().settle(&id) {
+            if is_retryable(&code) {
+                outflow.refused_for_now(&id, &shared.config);
+            } else if shared.state().settle(&id) {
+                outflow.failed(&id);
                 let message = head.message.unwrap_or_default();
-                events.post(Event::SendFailed { id, code, message });
+                events.post_waiting(Event::SendFailed { id, code, message }).await;
+                outflow.fill(shared, ws).await?;
             }
         }
-        _ => events.post(Event::Frame { frame: text }),
+        _ => events.post_waiting(Event::Frame { frame: text }).await,
     }
     Ok(())
+}
+
+/// Records `conv`'s cursor at `through` in the state file once the host
+/// has processed every event queued before this.
+async fn record_cursor(shared: &Arc<Shared>, events: &EventQueue, conv: String, through: u64) {
+    let shared = shared.clone();
+    events
+        .then_waiting(move || shared.state().delivered(&conv, through))
+        .await;
 }

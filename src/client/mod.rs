@@ -28,7 +28,7 @@ use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of, next_owner_id};
-use crate::host::{Event, Host, LogLevel, log_layer};
+use crate::host::{Host, log_layer};
 use crate::protocol::is_valid_id;
 
 /// A client. All methods take `&self` and may be called from any thread.
@@ -39,6 +39,9 @@ pub struct Client {
     next_message: AtomicU64,
     commands: Mutex<Option<UnboundedSender<Command>>>,
     lifecycle: RwLock<Lifecycle>,
+    /// Held for the whole of a stop, so a second stop returns only when the
+    /// first one has finished.
+    stopping: Mutex<()>,
 }
 
 enum Lifecycle {
@@ -76,6 +79,7 @@ impl Client {
             next_message,
             commands: Mutex::new(None),
             lifecycle: RwLock::new(Lifecycle::Created { host: None }),
+            stopping: Mutex::new(()),
         })
     }
 
@@ -98,11 +102,7 @@ impl Client {
             Lifecycle::Running(_) => return Err(Error::AlreadyStarted),
             Lifecycle::Stopped => return Err(Error::Stopped),
         };
-        let recording: Arc<dyn Host> = Arc::new(RecordingCursors {
-            host,
-            shared: self.shared.clone(),
-        });
-        let gate = Arc::new(CallbackGate::new(self.id, Some(recording)));
+        let gate = Arc::new(CallbackGate::new(self.id, host));
         let config = &self.shared.config;
         let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity, Default::default())
             .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
@@ -163,11 +163,8 @@ impl Client {
             self.next_message.fetch_add(1, Ordering::Relaxed)
         );
         let frame = serde_json::json!({"type": "send", "id": id, field: target, "body": body}).to_string();
-        self.shared.state().enqueue(Pending {
-            id: id.clone(),
-            frame: frame.clone(),
-        })?;
-        self.command(Command::Transmit(frame));
+        self.shared.state().enqueue(Pending { id: id.clone(), frame })?;
+        self.command(Command::Transmit);
         Ok(id)
     }
 
@@ -223,6 +220,7 @@ impl Client {
         if in_callback_of(self.id) {
             return Err(Error::InCallback);
         }
+        let _one_at_a_time = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
         let previous = std::mem::replace(&mut *self.lifecycle(), Lifecycle::Stopped);
         self.commands.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Lifecycle::Running(running) = previous else {
@@ -271,37 +269,6 @@ impl Drop for Client {
     fn drop(&mut self) {
         if !in_callback_of(self.id) {
             let _ = self.stop();
-        }
-    }
-}
-
-/// The host, and after each message callback, the cursor written to the
-/// state file: the host has processed that message.
-struct RecordingCursors {
-    host: Option<Arc<dyn Host>>,
-    shared: Arc<Shared>,
-}
-
-impl Host for RecordingCursors {
-    fn on_event(&self, event: &Event) {
-        if let Some(host) = &self.host {
-            host.on_event(event);
-        }
-        if let Event::Message { frame, .. } = event {
-            #[derive(Deserialize)]
-            struct Position {
-                conv: String,
-                seq: u64,
-            }
-            if let Ok(p) = serde_json::from_str::<Position>(frame) {
-                self.shared.state().delivered(&p.conv, p.seq);
-            }
-        }
-    }
-
-    fn on_log(&self, level: LogLevel, target: &str, message: &str) {
-        if let Some(host) = &self.host {
-            host.on_log(level, target, message);
         }
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! Kept in memory, and in a SQLite file when the host gives one, so that an
 //! app restart neither loses an unsent message nor replays delivered ones.
-//! A cursor is written to the file only after the host's callback for that
-//! message returned: a crash in between replays the message rather than
-//! losing it.
+//! The cursor in memory moves as messages arrive; the one in the file moves
+//! only after the host's callback for every message up to it returned (the
+//! connection records it through the event queue), so a crash in between
+//! replays messages rather than losing them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -25,8 +26,13 @@ pub struct Pending {
 /// What to do with a `msg` that arrived.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Arrival {
-    /// The next message of its conversation: deliver it.
-    Next,
+    /// The next message of its conversation: deliver it. Once the host has
+    /// processed it, the conversation's cursor may be recorded at `through`
+    /// (past this client's own messages right after it).
+    Next {
+        /// The cursor to record after the host's callback.
+        through: u64,
+    },
     /// Already delivered: drop it.
     Duplicate,
     /// Messages are missing before it: drop it and sync, which brings both.
@@ -149,9 +155,14 @@ impl ClientState {
         true
     }
 
-    /// The outbox, oldest first.
-    pub fn pending(&self) -> Vec<Pending> {
-        self.outbox.iter().cloned().collect()
+    /// The oldest `n` messages of the outbox whose ids are not in `skip`.
+    pub fn next_to_send(&self, skip: &HashSet<String>, n: usize) -> Vec<Pending> {
+        self.outbox
+            .iter()
+            .filter(|p| !skip.contains(&p.id))
+            .take(n)
+            .cloned()
+            .collect()
     }
 
     /// Whether `id` is waiting in the outbox.
@@ -166,24 +177,29 @@ impl ClientState {
             Arrival::Duplicate
         } else if seq == cursor + 1 {
             self.cursors.insert(conv.to_owned(), seq);
-            self.step_over_own(conv);
-            Arrival::Next
+            Arrival::Next {
+                through: self.step_over_own(conv),
+            }
         } else {
             Arrival::Gap
         }
     }
 
     /// Records that this client's own message sits at `seq` of `conv`: the
-    /// host sent it, so it is never delivered back as a message.
-    pub fn sent(&mut self, conv: &str, seq: u64) {
-        if seq > self.cursors.get(conv).copied().unwrap_or(0) {
-            self.own.insert((conv.to_owned(), seq));
-            self.step_over_own(conv);
+    /// host sent it, so it is never delivered back as a message. Returns the
+    /// cursor to record once the events queued so far are processed, when
+    /// the cursor stepped over it.
+    pub fn sent(&mut self, conv: &str, seq: u64) -> Option<u64> {
+        let cursor = self.cursors.get(conv).copied().unwrap_or(0);
+        if seq <= cursor {
+            return None;
         }
+        self.own.insert((conv.to_owned(), seq));
+        Some(self.step_over_own(conv)).filter(|stepped| *stepped > cursor)
     }
 
-    /// Moves the cursor of `conv` over own messages right above it.
-    fn step_over_own(&mut self, conv: &str) {
+    /// Moves the cursor of `conv` over own messages right above it; returns it.
+    fn step_over_own(&mut self, conv: &str) -> u64 {
         let mut cursor = self.cursors.get(conv).copied().unwrap_or(0);
         let before = cursor;
         while self.own.remove(&(conv.to_owned(), cursor + 1)) {
@@ -191,9 +207,8 @@ impl ClientState {
         }
         if cursor > before {
             self.cursors.insert(conv.to_owned(), cursor);
-            // Nothing for the host to process: recorded at once.
-            self.delivered(conv, cursor);
         }
+        cursor
     }
 
     /// The cursors to sync from.
@@ -222,24 +237,24 @@ mod tests {
     #[test]
     fn arrivals_deliver_in_order_once() {
         let mut state = ClientState::open(":memory:").unwrap();
-        assert_eq!(state.arrive("c", 1), Arrival::Next);
+        assert_eq!(state.arrive("c", 1), Arrival::Next { through: 1 });
         assert_eq!(state.arrive("c", 1), Arrival::Duplicate);
         assert_eq!(state.arrive("c", 3), Arrival::Gap);
-        assert_eq!(state.arrive("c", 2), Arrival::Next);
-        assert_eq!(state.arrive("d", 1), Arrival::Next);
+        assert_eq!(state.arrive("c", 2), Arrival::Next { through: 2 });
+        assert_eq!(state.arrive("d", 1), Arrival::Next { through: 1 });
         assert_eq!(state.cursors()["c"], 2);
     }
 
     #[test]
     fn own_messages_are_stepped_over_not_delivered() {
         let mut state = ClientState::open(":memory:").unwrap();
-        state.sent("c", 1);
+        assert_eq!(state.sent("c", 1), Some(1));
         assert_eq!(state.arrive("c", 1), Arrival::Duplicate);
-        state.sent("c", 3);
-        assert_eq!(state.arrive("c", 2), Arrival::Next);
+        assert_eq!(state.sent("c", 3), None, "3 waits for 2");
+        assert_eq!(state.arrive("c", 2), Arrival::Next { through: 3 });
         assert_eq!(state.cursors()["c"], 3, "stepped over own 3 after delivering 2");
         assert_eq!(state.arrive("c", 3), Arrival::Duplicate);
-        assert_eq!(state.arrive("c", 4), Arrival::Next);
+        assert_eq!(state.arrive("c", 4), Arrival::Next { through: 4 });
     }
 
     #[test]
@@ -264,9 +279,14 @@ mod tests {
         state.delivered("c", 1);
         drop(state);
         let state = ClientState::open(path).unwrap();
+        let on_wire = HashSet::from(["p-1".to_owned()]);
         assert_eq!(
-            state.pending().iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
-            ["p-1", "p-3"]
+            state
+                .next_to_send(&on_wire, 5)
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>(),
+            ["p-3"]
         );
         assert_eq!(state.next_id_number(), 4);
         assert_eq!(state.id_prefix().unwrap(), prefix);

@@ -1,10 +1,13 @@
 //! The dispatcher thread: events and log records, in order, off the network.
 //!
-//! Network tasks never block on the host: they `post` into a bounded queue and
-//! move on. When the queue is full the event is dropped and counted, and the
-//! host receives [`Event::Overflow`] with the count before its next event. A log
-//! record that finds the queue full is dropped without counting: logs are best
-//! effort, events are the contract.
+//! The server's network tasks never block on the host: they `post` into a
+//! bounded queue and move on. When the queue is full the event is dropped and
+//! counted, and the host receives [`Event::Overflow`] with the count before
+//! its next event; the messages among them are in the store. The client role
+//! has no store behind its events, so it waits for room instead
+//! ([`EventQueue::post_waiting`]) and stops reading its socket meanwhile. A
+//! log record that finds the queue full is dropped without counting: logs
+//! are best effort, events are the contract.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Notify;
 
 use super::gate::CallbackGate;
 use super::{Event, LogLevel};
@@ -24,6 +28,9 @@ enum Queued {
         target: String,
         message: String,
     },
+    /// Engine work that must follow the events queued before it, such as
+    /// recording that the host processed them.
+    Then(Box<dyn FnOnce() + Send>),
     Shutdown,
 }
 
@@ -34,6 +41,8 @@ pub struct EventQueue {
     dropped: AtomicU64,
     /// Dropped since start, for metrics.
     dropped_total: Counter,
+    /// Signalled each time the dispatcher takes an item, making room.
+    room: Notify,
 }
 
 impl EventQueue {
@@ -48,6 +57,32 @@ impl EventQueue {
     /// Queues a log record for the host without waiting.
     pub fn post_log(&self, level: LogLevel, target: String, message: String) {
         let _ = self.tx.try_send(Queued::Log { level, target, message });
+    }
+
+    /// Queues an event, waiting for room when the queue is full: nothing is dropped.
+    pub async fn post_waiting(&self, event: Event) {
+        self.queue_waiting(Queued::Event(event)).await;
+    }
+
+    /// Queues `work` to run on the dispatcher thread once every event queued
+    /// before it has been delivered, waiting for room as
+    /// [`EventQueue::post_waiting`] does.
+    pub async fn then_waiting(&self, work: impl FnOnce() + Send + 'static) {
+        self.queue_waiting(Queued::Then(Box::new(work))).await;
+    }
+
+    async fn queue_waiting(&self, mut item: Queued) {
+        loop {
+            // Registered before trying, so a take between the two is not missed.
+            let room = self.room.notified();
+            match self.tx.try_send(item) {
+                Err(TrySendError::Full(back)) => {
+                    item = back;
+                    room.await;
+                }
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
     }
 }
 
@@ -66,6 +101,7 @@ impl Dispatcher {
             tx,
             dropped: AtomicU64::new(0),
             dropped_total,
+            room: Notify::new(),
         });
         let thread = std::thread::Builder::new().name("imbed-events".into()).spawn({
             let queue = queue.clone();
@@ -89,14 +125,19 @@ impl Dispatcher {
 
 fn run(rx: Receiver<Queued>, gate: &CallbackGate, queue: &EventQueue) {
     for item in rx {
+        queue.room.notify_waiters();
         let dropped = queue.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             deliver(gate, &Queued::Event(Event::Overflow { dropped }));
         }
-        if let Queued::Shutdown = item {
-            break;
+        match item {
+            Queued::Shutdown => break,
+            // Engine work, not a callback: it runs whether or not there is a host.
+            Queued::Then(work) => {
+                let _ = catch_unwind(AssertUnwindSafe(work));
+            }
+            item => deliver(gate, &item),
         }
-        deliver(gate, &item);
     }
 }
 
@@ -106,7 +147,7 @@ fn deliver(gate: &CallbackGate, item: &Queued) {
         gate.call(|host| match item {
             Queued::Event(event) => host.on_event(event),
             Queued::Log { level, target, message } => host.on_log(*level, target, message),
-            Queued::Shutdown => {}
+            Queued::Then(_) | Queued::Shutdown => {}
         })
     }));
 }

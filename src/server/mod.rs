@@ -12,8 +12,10 @@ pub mod handshake;
 pub mod http;
 pub mod membership;
 pub mod metrics;
+mod rate_limit;
 mod requests;
 mod session;
+mod write_order;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -52,6 +54,9 @@ pub struct Server {
     id: u64,
     config: Config,
     state: RwLock<State>,
+    /// Held for the whole of a stop, so a second stop returns only when the
+    /// first one has finished.
+    stopping: Mutex<()>,
 }
 
 enum State {
@@ -79,6 +84,7 @@ impl Server {
             id: crate::host::gate::next_owner_id(),
             config,
             state: RwLock::new(State::Created { host: None }),
+            stopping: Mutex::new(()),
         })
     }
 
@@ -304,6 +310,7 @@ impl Server {
         if in_callback_of(self.id) {
             return Err(Error::InCallback);
         }
+        let _one_at_a_time = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
         let previous = std::mem::replace(&mut *self.write_state(), State::Stopped);
         let running = match previous {
             State::Running(running) => running,
@@ -427,8 +434,9 @@ impl Running {
         drop(alive);
         wait_for_connections(&all_ended.into_inner().unwrap_or_else(|p| p.into_inner()), STOP_GRACE);
         runtime.shutdown_timeout(Duration::from_secs(1));
-        // Dropping the core closes the store, whose writer finishes its queue
-        // first, so the events of those last messages still reach the host.
+        // The writer finishes its queue first, so the events of those last
+        // messages still reach the host.
+        core.store.close();
         let gate = core.gate.clone();
         drop(core);
         dispatcher.shutdown();

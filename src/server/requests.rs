@@ -1,21 +1,23 @@
 //! What a session does with each frame a client sends: one handler per
 //! frame type. Replies go through the session's outbox; store reads run on
-//! the blocking pool, never on a network thread.
+//! the blocking pool, never on a network thread. A session's requests take
+//! effect in the order they arrived ([`super::write_order`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::core::Core;
 use super::membership::{Actor, Refused};
+use super::rate_limit::{SessionLimits, TYPING_PER_SECOND};
+use super::write_order::WriteOrder;
 use crate::protocol::{
     ClientFrame, Conversation, ErrorCode, ServerFrame, SyncedState, direct_conv, error_frame, is_valid_id, now_ms,
     parse_client_frame,
 };
 use crate::router::SessionHandle;
-use crate::store::{NewMessage, ReadMark, StoredMessage, SyncedConversation};
+use crate::store::{NewMessage, ReadMark, Store, StoreError, StoredMessage, SyncedConversation};
 
 /// Default and largest `limit` of `sync` (per conversation) and `history`.
 const SYNC_LIMIT: (u64, u64) = (100, 1000);
@@ -24,98 +26,26 @@ const HISTORY_LIMIT: (u64, u64) = (50, 1000);
 /// The most users one `watch` or `unwatch` names.
 const MAX_WATCH: usize = 1000;
 
-/// Typing indicators a session may send: a burst of this many, refilled at
-/// this many per second.
-const TYPING_PER_SECOND: f64 = 5.0;
-
-/// Per-connection rate limits, owned by the session's reader.
-pub struct SessionLimits {
-    frames: TokenBucket,
-    typing: TokenBucket,
-    /// Frames refused in a row.
-    strikes: u32,
-    /// Refusals in a row after which the session is closed.
-    max_strikes: u32,
+/// What a session's reader keeps from one frame to the next.
+pub(crate) struct SessionState {
+    /// Its rate limits.
+    pub(crate) limits: SessionLimits,
+    /// Its store writes in flight.
+    writes: WriteOrder,
 }
 
-/// What the frame budget says about one more frame.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FrameBudget {
-    /// Handle it.
-    Within,
-    /// Refuse it with `rate_limited`.
-    Over,
-    /// Close the session: it ignores the refusals.
-    Exhausted,
-}
-
-impl SessionLimits {
-    /// The limits of `limits`, with full buckets.
-    pub fn new(limits: &crate::config::Limits) -> SessionLimits {
-        SessionLimits {
-            frames: TokenBucket::new(f64::from(limits.message_burst), f64::from(limits.messages_per_second)),
-            typing: TokenBucket::new(TYPING_PER_SECOND, TYPING_PER_SECOND),
-            strikes: 0,
-            max_strikes: limits.message_burst,
-        }
-    }
-
-    /// Spends the budget of one incoming frame.
-    pub fn frame(&mut self) -> FrameBudget {
-        if self.frames.take() {
-            self.strikes = 0;
-            FrameBudget::Within
-        } else if self.strikes < self.max_strikes {
-            self.strikes += 1;
-            FrameBudget::Over
-        } else {
-            FrameBudget::Exhausted
-        }
-    }
-}
-
-/// The `rate_limited` error for a refused frame, with its id when it has one.
-pub fn rate_limited(text: Option<&str>) -> String {
-    let id = text
-        .and_then(|t| parse_client_frame(t).ok())
-        .and_then(|f| f.id.map(|id| id.into_owned()));
-    error_frame(id.as_deref(), ErrorCode::RateLimited, "too many frames: slow down")
-}
-
-/// A token bucket: `capacity` tokens, refilled at `rate` per second.
-struct TokenBucket {
-    capacity: f64,
-    rate: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl TokenBucket {
-    fn new(capacity: f64, rate: f64) -> TokenBucket {
-        TokenBucket {
-            capacity,
-            rate,
-            tokens: capacity,
-            refilled: Instant::now(),
-        }
-    }
-
-    /// Takes a token if there is one.
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.rate).min(self.capacity);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+impl SessionState {
+    /// Full rate-limit buckets and no writes in flight.
+    pub(crate) fn new(limits: &crate::config::Limits) -> SessionState {
+        SessionState {
+            limits: SessionLimits::new(limits),
+            writes: WriteOrder::new(),
         }
     }
 }
 
 /// Queues a reply to the session.
-pub fn reply(session: &SessionHandle, frame: String) {
+pub(crate) fn reply(session: &SessionHandle, frame: String) {
     session.outbox.push(frame.into());
 }
 
@@ -126,25 +56,26 @@ fn bad(message: impl Into<String>) -> Refusal {
     (ErrorCode::BadRequest, message.into())
 }
 
-/// Handles one text frame.
-pub fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, limits: &mut SessionLimits, text: &str) {
+/// Handles one text frame. It returns once the request has taken effect as
+/// far as the next frame's checks can see.
+pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, state: &mut SessionState, text: &str) {
     let frame = match parse_client_frame(text) {
         Ok(frame) => frame,
         Err(e) => return reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message)),
     };
     let id = frame.id.as_deref();
     let handled = match &*frame.kind {
-        "send" => send(core, session, &frame),
-        "sync" => sync(core, session, &frame),
-        "history" => history(core, session, &frame),
-        "read" => read(core, session, &frame),
-        "join" => change_membership(core, session, &frame, true),
-        "leave" => change_membership(core, session, &frame, false),
+        "send" => send(core, session, state, &frame),
+        "sync" => sync(core, session, state, &frame),
+        "history" => history(core, session, state, &frame),
+        "read" => read(core, session, state, &frame),
+        "join" => change_membership(core, session, &frame, true).await,
+        "leave" => change_membership(core, session, &frame, false).await,
         "members" => members(core, session, &frame),
-        "conversations" => conversations(core, session, &frame),
+        "conversations" => conversations(core, session, state, &frame),
         "watch" => watch(core, session, &frame, true),
         "unwatch" => watch(core, session, &frame, false),
-        "typing" => typing(core, session, limits, &frame),
+        "typing" => typing(core, session, &mut state.limits, &frame),
         "ping" => {
             reply(session, ServerFrame::Pong { id }.encode());
             Ok(())
@@ -189,7 +120,12 @@ fn group_of<'f>(frame: &'f ClientFrame<'_>) -> Result<&'f str, Refusal> {
     }
 }
 
-fn send(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+fn send(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &mut SessionState,
+    frame: &ClientFrame<'_>,
+) -> Result<(), Refusal> {
     let client_id = frame.id.as_deref().ok_or_else(|| bad("send requires an id"))?;
     let (conv, to, group) = match (&frame.to, &frame.group) {
         (Some(to), None) if is_valid_id(to) => (direct_conv(&session.user, to), Some(to.to_string()), None),
@@ -213,9 +149,10 @@ fn send(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>)
         body: body.to_owned(),
         ts: now_ms(),
     };
-    let replying = session.clone();
+    let (replying, written) = (session.clone(), state.writes.start());
     let client_id = client_id.to_owned();
     core.submit(message, Some(session.id), move |outcome| {
+        let _written = written;
         let frame = match outcome {
             Ok(p) => ServerFrame::Ack {
                 id: &client_id,
@@ -240,31 +177,62 @@ fn reply_budget(core: &Core) -> usize {
     core.config.limits.outbound_queue_bytes / 2
 }
 
-fn sync(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+fn sync(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &SessionState,
+    frame: &ClientFrame<'_>,
+) -> Result<(), Refusal> {
     let limit = limit_of(frame, SYNC_LIMIT)?;
     let cursors = frame.cursors.clone().unwrap_or_default();
     if !session.outbox.hold() {
         return Err(bad("a sync is already in progress on this connection"));
     }
-    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
-    tokio::spawn(async move {
-        let (store, user) = (core.store.clone(), session.user.clone());
-        let snapshot = tokio::task::spawn_blocking(move || store.sync(&user, &cursors, limit)).await;
-        match snapshot {
-            Ok(Ok(convs)) => {
-                let (frames, covered) = sync_reply(id.as_deref(), &convs, reply_budget(&core));
-                session
+    let (answering, user, budget) = (session.clone(), session.user.clone(), reply_budget(core));
+    let id = frame.id.as_deref().map(str::to_owned);
+    read_then_answer(
+        core,
+        state,
+        frame.id.as_deref(),
+        "sync",
+        move |store| store.sync(&user, &cursors, limit),
+        move |outcome| match outcome {
+            Ok(convs) => {
+                let (frames, covered) = sync_reply(id.as_deref(), &convs, budget);
+                answering
                     .outbox
                     .release(frames, |conv, seq| covered.get(conv).is_some_and(|up_to| seq <= *up_to));
             }
-            failed => {
-                tracing::error!(error = ?failed.err(), "sync failed");
-                let error = error_frame(id.as_deref(), ErrorCode::Internal, "sync failed; retry");
-                session.outbox.release(vec![error.into()], |_, _| false);
-            }
-        }
-    });
+            Err(error) => answering.outbox.release(vec![error.into()], |_, _| false),
+        },
+    );
     Ok(())
+}
+
+/// Reads from the store on the blocking pool, once every write the session
+/// sent before this request has taken effect, and hands `answer` the result,
+/// or an `internal` error frame ("<what> failed; retry") when the store failed.
+fn read_then_answer<T: Send + 'static>(
+    core: &Core,
+    state: &SessionState,
+    id: Option<&str>,
+    what: &'static str,
+    read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    answer: impl FnOnce(Result<T, String>) + Send + 'static,
+) {
+    let (store, settled, id) = (core.store.clone(), state.writes.settled(), id.map(str::to_owned));
+    tokio::spawn(async move {
+        settled.await;
+        let outcome = match tokio::task::spawn_blocking(move || read(&*store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.0),
+            Err(e) => Err(e.to_string()),
+        };
+        answer(outcome.map_err(|e| {
+            tracing::error!(error = %e, "{what} failed");
+            error_frame(id.as_deref(), ErrorCode::Internal, &format!("{what} failed; retry"))
+        }));
+    });
 }
 
 /// The `msg` frames of a sync reply within `budget` bytes, then `synced`;
@@ -283,7 +251,9 @@ fn sync_reply<'c>(
         let mut sent_up_to = conv.messages.first().map_or(conv.last_seq, |m| m.seq - 1);
         for message in &conv.messages {
             let frame = message.frame();
-            if used + frame.len() > budget {
+            // The first message goes even when it alone is over the budget:
+            // a reply without one would promise `more` and never make progress.
+            if used + frame.len() > budget && !frames.is_empty() {
                 break;
             }
             used += frame.len();
@@ -304,24 +274,27 @@ fn sync_reply<'c>(
     (frames, covered)
 }
 
-fn history(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+fn history(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &SessionState,
+    frame: &ClientFrame<'_>,
+) -> Result<(), Refusal> {
     let conv = member_conv(core, session, frame)?.to_owned();
     let limit = limit_of(frame, HISTORY_LIMIT)?;
-    let before = frame.before;
-    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
-    tokio::spawn(async move {
-        let store = core.store.clone();
-        let read_conv = conv.clone();
-        let found = tokio::task::spawn_blocking(move || store.history(&read_conv, before, limit)).await;
-        let frame = match found {
-            Ok(Ok(messages)) => history_frame(id.as_deref(), &conv, &messages, reply_budget(&core)),
-            failed => {
-                tracing::error!(error = ?failed.err(), "history failed");
-                error_frame(id.as_deref(), ErrorCode::Internal, "history failed; retry")
-            }
-        };
-        reply(&session, frame);
-    });
+    let (before, budget, answering) = (frame.before, reply_budget(core), session.clone());
+    let (id, read_conv) = (frame.id.as_deref().map(str::to_owned), conv.clone());
+    read_then_answer(
+        core,
+        state,
+        frame.id.as_deref(),
+        "history",
+        move |store| store.history(&read_conv, before, limit),
+        move |outcome| {
+            let frame = outcome.map(|messages| history_frame(id.as_deref(), &conv, &messages, budget));
+            reply(&answering, frame.unwrap_or_else(|error| error));
+        },
+    );
     Ok(())
 }
 
@@ -336,19 +309,25 @@ fn history_frame(id: Option<&str>, conv: &str, messages: &[Arc<StoredMessage>], 
     .encode()
 }
 
-fn read(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+fn read(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &mut SessionState,
+    frame: &ClientFrame<'_>,
+) -> Result<(), Refusal> {
     let conv = member_conv(core, session, frame)?.to_owned();
     let seq = frame
         .seq
         .filter(|s| *s >= 1)
         .ok_or_else(|| bad("read requires a seq of 1 or more"))?;
     let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
-    let store = core.store.clone();
+    let (store, written) = (core.store.clone(), state.writes.start());
     store.mark_read(
         session.user.clone(),
         conv.clone(),
         seq,
         Box::new(move |outcome| {
+            let _written = written;
             let refusal = match outcome {
                 Ok(ReadMark::Advanced) => {
                     relay_read(&core, &session, &conv, seq);
@@ -401,39 +380,40 @@ fn relay_read(core: &Core, session: &SessionHandle, conv: &str, seq: u64) {
     }
 }
 
-/// `join` and `leave`: stored on the blocking pool, then answered.
-fn change_membership(
+/// `join` and `leave`: stored on the blocking pool, then answered. The
+/// reader waits for it, so the session's next request sees the change.
+async fn change_membership(
     core: &Arc<Core>,
     session: &Arc<SessionHandle>,
     frame: &ClientFrame<'_>,
     join: bool,
 ) -> Result<(), Refusal> {
     let group = group_of(frame)?.to_owned();
-    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
-    tokio::spawn(async move {
-        let (changing, user, actor) = (core.clone(), session.user.clone(), Actor::User(session.id));
-        let changed = tokio::task::spawn_blocking(move || {
-            if join {
-                changing.join(&group, &user, actor)
-            } else {
-                changing.leave(&group, &user, actor)
+    let (changing, user, actor) = (core.clone(), session.user.clone(), Actor::User(session.id));
+    let changed = tokio::task::spawn_blocking(move || {
+        if join {
+            changing.join(&group, &user, actor)
+        } else {
+            changing.leave(&group, &user, actor)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refused::Store(e.to_string())));
+    let id = frame.id.as_deref();
+    match changed {
+        Ok(_) => {
+            if let Some(id) = id {
+                reply(session, ServerFrame::Ok { id, online: None }.encode());
             }
-        })
-        .await
-        .unwrap_or_else(|e| Err(Refused::Store(e.to_string())));
-        let frame = match (changed, id.as_deref()) {
-            (Ok(_), Some(id)) => ServerFrame::Ok { id, online: None }.encode(),
-            (Ok(_), None) => return,
-            (Err(Refused::Forbidden), id) => error_frame(id, ErrorCode::Forbidden, "the group is closed"),
-            (Err(Refused::NotFound), id) => error_frame(id, ErrorCode::NotFound, "no such group"),
-            (Err(Refused::Store(e)), id) => {
-                tracing::error!(error = %e, "membership change not stored");
-                error_frame(id, ErrorCode::Internal, "the change could not be stored")
-            }
-        };
-        reply(&session, frame);
-    });
-    Ok(())
+            Ok(())
+        }
+        Err(Refused::Forbidden) => Err((ErrorCode::Forbidden, "the group is closed".into())),
+        Err(Refused::NotFound) => Err((ErrorCode::NotFound, "no such group".into())),
+        Err(Refused::Store(e)) => {
+            tracing::error!(error = %e, "membership change not stored");
+            Err((ErrorCode::Internal, "the change could not be stored".into()))
+        }
+    }
 }
 
 fn members(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
@@ -458,24 +438,34 @@ fn members(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'
     Ok(())
 }
 
-fn conversations(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
-    let (core, session, id) = (core.clone(), session.clone(), frame.id.as_deref().map(str::to_owned));
-    tokio::spawn(async move {
-        let (store, user) = (core.store.clone(), session.user.clone());
-        let listed = tokio::task::spawn_blocking(move || store.conversations(&user)).await;
-        let frame = match listed {
-            Ok(Ok(conversations)) => ServerFrame::Conversations {
-                id: id.as_deref(),
-                conversations: &conversations,
-            }
-            .encode(),
-            failed => {
-                tracing::error!(error = ?failed.err(), "conversations failed");
-                error_frame(id.as_deref(), ErrorCode::Internal, "listing failed; retry")
-            }
-        };
-        reply(&session, frame);
-    });
+fn conversations(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &SessionState,
+    frame: &ClientFrame<'_>,
+) -> Result<(), Refusal> {
+    let (answering, user, id) = (
+        session.clone(),
+        session.user.clone(),
+        frame.id.as_deref().map(str::to_owned),
+    );
+    read_then_answer(
+        core,
+        state,
+        frame.id.as_deref(),
+        "listing",
+        move |store| store.conversations(&user),
+        move |outcome| {
+            let frame = outcome.map(|conversations| {
+                ServerFrame::Conversations {
+                    id: id.as_deref(),
+                    conversations: &conversations,
+                }
+                .encode()
+            });
+            reply(&answering, frame.unwrap_or_else(|error| error));
+        },
+    );
     Ok(())
 }
 
@@ -519,7 +509,7 @@ fn typing(
         }
         _ => return Err(bad("typing requires exactly one valid to or group")),
     };
-    if !limits.typing.take() {
+    if !limits.typing() {
         return Err((
             ErrorCode::RateLimited,
             format!("at most {TYPING_PER_SECOND} typing indicators per second"),

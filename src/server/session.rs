@@ -22,7 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::core::Core;
-use super::requests::{FrameBudget, SessionLimits, handle_text, rate_limited, reply};
+use super::rate_limit::{FrameBudget, rate_limited};
+use super::requests::{SessionState, handle_text, reply};
 use crate::host::Event;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, error_frame, now_ms, parse_client_frame};
 use crate::router::SessionHandle;
@@ -167,7 +168,7 @@ async fn read_loop(
     writer: &mut JoinHandle<()>,
 ) -> &'static str {
     let idle = core.config.limits.idle_timeout();
-    let mut limits = SessionLimits::new(&core.config.limits);
+    let mut state = SessionState::new(&core.config.limits);
     let peer_reason = loop {
         let next = tokio::select! {
             _ = &mut *writer => break None,
@@ -191,13 +192,13 @@ async fn read_loop(
                 session.outbox.close(code, reason);
                 break None;
             }
-            Ok(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => match (limits.frame(), message) {
+            Ok(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => match (state.limits.frame(), message) {
                 (FrameBudget::Exhausted, _) => {
                     session.outbox.close(1008, "rate limit");
                     break None;
                 }
                 (FrameBudget::Over, message) => reply(session, rate_limited(message.to_text().ok())),
-                (FrameBudget::Within, Message::Text(text)) => handle_text(core, session, &mut limits, &text),
+                (FrameBudget::Within, Message::Text(text)) => handle_text(core, session, &mut state, &text).await,
                 (FrameBudget::Within, _) => reply(
                     session,
                     error_frame(

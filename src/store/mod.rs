@@ -88,13 +88,14 @@ impl StoredMessage {
 impl StoredMessage {
     /// A JSON array of the `msg` frames of the newest of `messages` that fit
     /// in `budget` bytes, oldest first (a client pages further back with
-    /// `before`).
+    /// `before`). The newest one is there even when it alone is over the
+    /// budget, so that paging always moves.
     pub fn json_array(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
         let mut frames: Vec<String> = Vec::new();
         let mut used = 2;
         for message in messages.iter().rev() {
             let frame = message.frame();
-            if used + frame.len() + 1 > budget {
+            if used + frame.len() + 1 > budget && !frames.is_empty() {
                 break;
             }
             used += frame.len() + 1;
@@ -274,4 +275,10 @@ pub trait Store: Send + Sync + 'static {
         cursors: &HashMap<String, u64>,
         limit: usize,
     ) -> Result<Vec<SyncedConversation>, StoreError>;
+
+    /// Finishes the writes already queued (reporting each), then ends the
+    /// store's threads; later writes fail with a store error. The server's
+    /// stop calls it from a thread of its own, so shutting down never
+    /// depends on which reference to the store drops last, or where.
+    fn close(&self) {}
 }

@@ -150,15 +150,24 @@ impl Store for SqliteStore {
     ) -> Result<Vec<SyncedConversation>, StoreError> {
         self.readers.sync(user, cursors, limit)
     }
+
+    /// Lets the writer finish what is queued and report it, then joins the
+    /// threads; a thread never joins itself (that is a deadlock, EDEADLK).
+    fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.stop_checkpoints.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let me = std::thread::current().id();
+        for thread in threads.into_iter().filter(|t| t.thread().id() != me) {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for SqliteStore {
-    /// Lets the writer finish what is queued and report it, then joins both threads.
+    /// Closes the store if nobody did: on a store thread itself that thread
+    /// is left to end on its own.
     fn drop(&mut self) {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.stop_checkpoints.lock().unwrap_or_else(|p| p.into_inner()).take();
-        for thread in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            let _ = thread.join();
-        }
+        self.close();
     }
 }
