@@ -14,7 +14,9 @@
 #define IMBED_VERSION_PATCH 0
 
 
-// The longest user id, group id or request id, in bytes (not counting the NUL).
+// The longest user or group id, in bytes (not counting the NUL): these ids
+// are ASCII. Request and message ids (`client_id`) may be up to this many
+// characters of any kind, so up to 4 × this many bytes of UTF-8.
 #define IMBED_MAX_ID_LEN 64
 
 // The result of a call. `IMBED_OK` is 0; every other value is a failure whose

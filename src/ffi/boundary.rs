@@ -18,8 +18,8 @@ pub enum FfiError {
     Null(&'static str),
     /// The named argument is not UTF-8.
     Utf8(&'static str),
-    /// The handle is not live.
-    Handle,
+    /// The handle, of the named kind, is not live.
+    Handle(&'static str),
     /// The engine refused.
     Engine(Error),
 }
@@ -51,9 +51,9 @@ pub fn guard(body: impl FnOnce() -> Result<(), FfiError>) -> imbed_status {
             imbed_status::IMBED_ERR_INVALID_UTF8,
             format!("{name} is not valid UTF-8"),
         ),
-        Ok(Err(FfiError::Handle)) => (
+        Ok(Err(FfiError::Handle(kind))) => (
             imbed_status::IMBED_ERR_INVALID_HANDLE,
-            "the handle is not a live server (freed, or never created)".to_owned(),
+            format!("the handle is not a live {kind} (freed, or never created)"),
         ),
         Ok(Err(FfiError::Engine(e))) => ((&e).into(), e.detail()),
         Err(panic) => {

@@ -2,11 +2,11 @@
 
 use std::ffi::c_char;
 use std::ptr;
-use std::sync::Arc;
 
-use super::boundary::{FfiError, arg_str, guard, opt_out_string, out_ptr};
+use super::boundary::{arg_str, guard, opt_out_string, out_ptr};
+use super::engine;
 use super::handles::Registry;
-use super::listener::{ListenerHost, imbed_listener};
+use super::listener::imbed_listener;
 use super::status::imbed_status;
 use crate::client::{Client, Hint};
 use crate::config::ClientConfig;
@@ -33,14 +33,7 @@ pub enum imbed_hint {
     IMBED_HINT_FOREGROUND = 3,
 }
 
-static CLIENTS: Registry<Client> = Registry::new();
-
-fn client_of(handle: *const imbed_client) -> Result<Arc<Client>, FfiError> {
-    if handle.is_null() {
-        return Err(FfiError::Null("client"));
-    }
-    CLIENTS.get(handle.addr())
-}
+static CLIENTS: Registry<Client> = Registry::new("client");
 
 /// Creates a client from a JSON configuration (`url` and `token` required;
 /// see docs/C-API.md). Opens the state file when one is configured, so
@@ -73,21 +66,15 @@ pub unsafe extern "C" fn imbed_client_set_listener(
     client: *mut imbed_client,
     listener: *const imbed_listener,
 ) -> imbed_status {
-    guard(|| {
-        let client = client_of(client)?;
-        // SAFETY: readable when non-NULL, per this function's contract.
-        let listener = unsafe { listener.as_ref() }.ok_or(FfiError::Null("listener"))?;
-        let host = Arc::new(ListenerHost::new(listener));
-        client.set_host(host.clone()).inspect_err(|_| host.disarm())?;
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe { engine::set_listener(&CLIENTS, client, listener) }
 }
 
 /// Starts connecting in the background and returns at once. The client
 /// reconnects by itself until stopped; `IMBED_EVENT_STATE` events tell how.
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_client_start(client: *mut imbed_client) -> imbed_status {
-    guard(|| Ok(client_of(client)?.start()?))
+    guard(|| Ok(CLIENTS.get(client)?.start()?))
 }
 
 /// Queues a direct message to `to` and writes its client id into
@@ -136,7 +123,7 @@ unsafe fn queue(
     send: fn(&Client, &str, &str) -> Result<String, Error>,
 ) -> imbed_status {
     guard(|| {
-        let client = client_of(client)?;
+        let client = CLIENTS.get(client)?;
         // SAFETY (both): per the caller's contract.
         let target = unsafe { arg_str(target, target_name) }?;
         let body = unsafe { arg_str(body_json, "body_json") }?;
@@ -163,7 +150,7 @@ pub unsafe extern "C" fn imbed_client_request(
     request_id_out: *mut *mut c_char,
 ) -> imbed_status {
     guard(|| {
-        let client = client_of(client)?;
+        let client = CLIENTS.get(client)?;
         // SAFETY: per this function's contract.
         let frame = unsafe { arg_str(frame_json, "frame_json") }?;
         let id = client.request(frame)?;
@@ -177,7 +164,7 @@ pub unsafe extern "C" fn imbed_client_request(
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_client_hint(client: *mut imbed_client, hint: i32) -> imbed_status {
     guard(|| {
-        let client = client_of(client)?;
+        let client = CLIENTS.get(client)?;
         let hint = match hint {
             1 => Hint::NetworkChanged,
             2 => Hint::Background,
@@ -194,7 +181,7 @@ pub extern "C" fn imbed_client_hint(client: *mut imbed_client, hint: i32) -> imb
 /// Queued messages stay in the state file (if any) for the next start.
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_client_stop(client: *mut imbed_client) -> imbed_status {
-    guard(|| Ok(client_of(client)?.stop()?))
+    guard(|| Ok(CLIENTS.get(client)?.stop()?))
 }
 
 /// Stops the client if needed and releases the handle. NULL, a freed handle
@@ -202,16 +189,5 @@ pub extern "C" fn imbed_client_stop(client: *mut imbed_client) -> imbed_status {
 /// on a background thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_client_free(client: *mut imbed_client) {
-    guard(|| {
-        let Some(client) = CLIENTS.remove(client.addr()) else {
-            return Ok(());
-        };
-        if let Err(Error::InCallback) = client.stop() {
-            std::thread::Builder::new()
-                .name("imbed-free".into())
-                .spawn(move || client.stop())
-                .map_err(|e| Error::Io(format!("could not start the stopping thread: {e}")))?;
-        }
-        Ok(())
-    });
+    engine::free(&CLIENTS, client);
 }

@@ -14,22 +14,25 @@ use once_cell::sync::Lazy;
 use super::boundary::FfiError;
 
 /// A registry of live objects of type `T`, keyed by handle value.
-pub struct Registry<T> {
+pub(crate) struct Registry<T> {
+    /// What its handles are, for messages: "server", "client".
+    kind: &'static str,
     live: Lazy<RwLock<HashMap<usize, Arc<T>>>>,
     next: AtomicUsize,
 }
 
 impl<T> Registry<T> {
-    /// An empty registry, usable in a `static`.
-    pub const fn new() -> Registry<T> {
+    /// An empty registry of `kind` handles, usable in a `static`.
+    pub(crate) const fn new(kind: &'static str) -> Registry<T> {
         Registry {
+            kind,
             live: Lazy::new(RwLock::default),
             next: AtomicUsize::new(1),
         }
     }
 
     /// Registers `value` and returns its new handle value (never 0, never reused).
-    pub fn insert(&self, value: T) -> usize {
+    pub(crate) fn insert(&self, value: T) -> usize {
         // Spaced out so that a handle is never a small, plausible-looking integer.
         let key = self.next.fetch_add(1, Ordering::Relaxed) << 4;
         self.live
@@ -39,18 +42,25 @@ impl<T> Registry<T> {
         key
     }
 
-    /// The live object behind `key`.
-    pub fn get(&self, key: usize) -> Result<Arc<T>, FfiError> {
+    /// The live object behind `handle`: NULL and stale handles are errors
+    /// naming this registry's kind.
+    pub(crate) fn get<H>(&self, handle: *const H) -> Result<Arc<T>, FfiError> {
+        if handle.is_null() {
+            return Err(FfiError::Null(self.kind));
+        }
         self.live
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+            .get(&handle.addr())
             .cloned()
-            .ok_or(FfiError::Handle)
+            .ok_or(FfiError::Handle(self.kind))
     }
 
-    /// Unregisters `key`, returning the object if it was live.
-    pub fn remove(&self, key: usize) -> Option<Arc<T>> {
-        self.live.write().unwrap_or_else(|p| p.into_inner()).remove(&key)
+    /// Unregisters `handle`, returning the object if it was live.
+    pub(crate) fn remove<H>(&self, handle: *const H) -> Option<Arc<T>> {
+        self.live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&handle.addr())
     }
 }

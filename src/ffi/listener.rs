@@ -224,6 +224,10 @@ impl Host for ListenerHost {
         unsafe { on_log(self.listener.user_data, level, target.as_ptr(), message.as_ptr()) };
     }
 
+    fn has_authenticate(&self) -> bool {
+        self.listener.authenticate.is_some()
+    }
+
     fn authenticate(&self, token: &str) -> Option<String> {
         let authenticate = self.listener.authenticate?;
         let token = CString::new(token).ok()?;

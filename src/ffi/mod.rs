@@ -8,6 +8,7 @@
 
 mod boundary;
 mod client;
+mod engine;
 mod handles;
 mod listener;
 mod server;

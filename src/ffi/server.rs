@@ -2,11 +2,11 @@
 
 use std::ffi::{CString, c_char};
 use std::ptr;
-use std::sync::Arc;
 
 use super::boundary::{FfiError, arg_str, guard, opt_arg_str, out_ptr};
+use super::engine;
 use super::handles::Registry;
-use super::listener::{ListenerHost, imbed_listener};
+use super::listener::imbed_listener;
 use super::status::imbed_status;
 use crate::config::Config;
 use crate::error::Error;
@@ -20,14 +20,7 @@ pub struct imbed_server {
     _opaque: [u8; 0],
 }
 
-static SERVERS: Registry<Server> = Registry::new();
-
-fn server_of(handle: *const imbed_server) -> Result<Arc<Server>, FfiError> {
-    if handle.is_null() {
-        return Err(FfiError::Null("server"));
-    }
-    SERVERS.get(handle.addr())
-}
+static SERVERS: Registry<Server> = Registry::new("server");
 
 /// Creates a server from a JSON configuration (see docs/C-API.md for the
 /// keys; `"{}"` takes every default). The whole configuration is validated
@@ -64,14 +57,8 @@ pub unsafe extern "C" fn imbed_server_set_listener(
     server: *mut imbed_server,
     listener: *const imbed_listener,
 ) -> imbed_status {
-    guard(|| {
-        let server = server_of(server)?;
-        // SAFETY: readable when non-NULL, per this function's contract.
-        let listener = unsafe { listener.as_ref() }.ok_or(FfiError::Null("listener"))?;
-        let host = Arc::new(ListenerHost::new(listener));
-        server.set_host(host.clone()).inspect_err(|_| host.disarm())?;
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe { engine::set_listener(&SERVERS, server, listener) }
 }
 
 /// Starts the server: its runtime, its event thread and its listening
@@ -80,7 +67,7 @@ pub unsafe extern "C" fn imbed_server_set_listener(
 /// `authenticate` listener. A server starts at most once.
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_server_start(server: *mut imbed_server) -> imbed_status {
-    guard(|| Ok(server_of(server)?.start()?))
+    guard(|| Ok(SERVERS.get(server)?.start()?))
 }
 
 /// Writes the bound TCP port (the real one when configured with port 0)
@@ -91,7 +78,7 @@ pub extern "C" fn imbed_server_start(server: *mut imbed_server) -> imbed_status 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn imbed_server_port(server: *mut imbed_server, port_out: *mut u16) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY: per this function's contract.
         let out = unsafe { out_ptr(port_out, "port_out") }?;
         *out = server.local_addr()?.port();
@@ -128,7 +115,7 @@ pub unsafe extern "C" fn imbed_server_send(
 /// `IMBED_ERR_IN_CALLBACK` instead of waiting for itself.
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_server_stop(server: *mut imbed_server) -> imbed_status {
-    guard(|| Ok(server_of(server)?.stop()?))
+    guard(|| Ok(SERVERS.get(server)?.stop()?))
 }
 
 /// Stops the server if needed and releases the handle; afterwards every call
@@ -138,18 +125,7 @@ pub extern "C" fn imbed_server_stop(server: *mut imbed_server) -> imbed_status {
 /// after the callback returns.
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_server_free(server: *mut imbed_server) {
-    guard(|| {
-        let Some(server) = SERVERS.remove(server.addr()) else {
-            return Ok(());
-        };
-        if let Err(Error::InCallback) = server.stop() {
-            std::thread::Builder::new()
-                .name("imbed-free".into())
-                .spawn(move || server.stop())
-                .map_err(|e| Error::Io(format!("could not start the stopping thread: {e}")))?;
-        }
-        Ok(())
-    });
+    engine::free(&SERVERS, server);
 }
 
 /// Writes up to `limit` (1 to 1000) stored messages of the conversation
@@ -170,7 +146,7 @@ pub unsafe extern "C" fn imbed_server_history(
     json_out: *mut *mut c_char,
 ) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY (both): per this function's contract.
         let conv = unsafe { arg_str(conv, "conv") }?;
         let out = unsafe { out_ptr(json_out, "json_out") }?;
@@ -206,7 +182,7 @@ pub unsafe extern "C" fn imbed_server_create_group(
     closed: bool,
 ) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY: per this function's contract.
         let group = unsafe { arg_str(group, "group") }?;
         Ok(server.create_group(group, closed)?)
@@ -288,7 +264,7 @@ pub unsafe extern "C" fn imbed_server_kick(
     sessions_closed_out: *mut u32,
 ) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY: per this function's contract.
         let user = unsafe { arg_str(user, "user") }?;
         let closed = server.kick(user)?;
@@ -308,7 +284,7 @@ pub unsafe extern "C" fn imbed_server_kick(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn imbed_server_online(server: *mut imbed_server, json_out: *mut *mut c_char) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY: per this function's contract.
         let out = unsafe { out_ptr(json_out, "json_out") }?;
         let users = server.online()?;
@@ -339,7 +315,7 @@ pub struct imbed_stats {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn imbed_server_stats(server: *mut imbed_server, stats_out: *mut imbed_stats) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY: per this function's contract.
         let out = unsafe { out_ptr(stats_out, "stats_out") }?;
         let stats = server.stats()?;
@@ -370,7 +346,7 @@ unsafe fn send_to(
     send: SendFn,
 ) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY (all four): per the caller's contract.
         let from = unsafe { arg_str(from, "from") }?;
         let target = unsafe { arg_str(target, target_name) }?;
@@ -396,7 +372,7 @@ unsafe fn change_member(
     change: fn(&Server, &str, &str) -> Result<(), Error>,
 ) -> imbed_status {
     guard(|| {
-        let server = server_of(server)?;
+        let server = SERVERS.get(server)?;
         // SAFETY (both): per the caller's contract.
         let group = unsafe { arg_str(group, "group") }?;
         let user = unsafe { arg_str(user, "user") }?;

@@ -2,7 +2,9 @@
 
 use std::ffi::c_char;
 
-/// The longest user id, group id or request id, in bytes (not counting the NUL).
+/// The longest user or group id, in bytes (not counting the NUL): these ids
+/// are ASCII. Request and message ids (`client_id`) may be up to this many
+/// characters of any kind, so up to 4 × this many bytes of UTF-8.
 pub const IMBED_MAX_ID_LEN: usize = 64;
 
 // cbindgen needs a literal above; this keeps it equal to the protocol's limit.

@@ -25,6 +25,13 @@ pub trait Host: Send + Sync + 'static {
     fn authenticate(&self, _token: &str) -> Option<String> {
         None
     }
+    /// Whether this host answers `authenticate`: a server in auth mode
+    /// `callback` refuses to start with a host that does not. A Rust host
+    /// overrides `authenticate` and keeps this default; the C bridge says
+    /// false when the listener's `authenticate` is NULL.
+    fn has_authenticate(&self) -> bool {
+        true
+    }
 }
 
 /// Something that happened in the engine that the host may want to know.

@@ -108,7 +108,8 @@ impl Server {
             State::Running(_) => return Err(Error::AlreadyStarted),
             State::Stopped => return Err(Error::Stopped),
         };
-        if matches!(self.config.auth, crate::config::AuthConfig::Callback {}) && host.is_none() {
+        let answers_tokens = host.as_ref().is_some_and(|h| h.has_authenticate());
+        if matches!(self.config.auth, crate::config::AuthConfig::Callback {}) && !answers_tokens {
             *state = State::Created { host };
             return Err(Error::InvalidConfig(
                 "auth.mode: \"callback\" needs a host with an authenticate callback".into(),

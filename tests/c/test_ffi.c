@@ -1172,6 +1172,38 @@ static void test_sqlite_store_unopenable(void)
 }
 
 /* Runs every test and prints the summary line. */
+/* Stale handles are named by kind; callback auth needs an authenticate callback, not just a listener. */
+static void test_handle_kinds_and_callback_auth(void)
+{
+    imbed_server *server = NULL;
+    imbed_client *client = NULL;
+    if (!check_status(imbed_server_new(DEV_CONFIG, &server), IMBED_OK, "new server") ||
+        !check_status(imbed_client_new("{\"url\":\"ws://127.0.0.1:1/ws\",\"token\":\"t\"}", &client), IMBED_OK,
+                      "new client")) {
+        return;
+    }
+    imbed_server_free(server);
+    imbed_client_free(client);
+    check_status(imbed_server_start(server), IMBED_ERR_INVALID_HANDLE, "start a freed server");
+    check_last_error_mentions("live server", "start a freed server");
+    check_status(imbed_client_start(client), IMBED_ERR_INVALID_HANDLE, "start a freed client");
+    check_last_error_mentions("live client", "start a freed client");
+
+    event_recorder recorder;
+    recorder_init(&recorder);
+    imbed_listener listener = recorder_listener(&recorder);
+    if (!check_status(imbed_server_new("{\"listen\":\"127.0.0.1:0\",\"auth\":{\"mode\":\"callback\"}}", &server),
+                      IMBED_OK, "new callback-auth server")) {
+        return;
+    }
+    check_status(imbed_server_set_listener(server, &listener), IMBED_OK, "set a listener without authenticate");
+    check_status(imbed_server_start(server), IMBED_ERR_INVALID_CONFIG, "start callback auth without authenticate");
+    check_last_error_mentions("authenticate", "start callback auth without authenticate");
+    imbed_server_free(server);
+    check(recorder_snapshot(&recorder).destroys == 1, "the listener is destroyed once by free");
+    pthread_mutex_destroy(&recorder.lock);
+}
+
 int main(void)
 {
     alarm(WATCHDOG_SECONDS);
@@ -1189,6 +1221,7 @@ int main(void)
     test_sqlite_store_survives_restart();
     test_sqlite_groups_survive_restart();
     test_sqlite_store_unopenable();
+    test_handle_kinds_and_callback_auth();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed == 0 ? 0 : 1;
 }
