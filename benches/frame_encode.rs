@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use imbed::protocol::ServerFrame;
-use imbed::store::{NewMessage, StoredMessage};
+use imbed::internals::{ack_frame, msg_frame};
+use imbed::{NewMessage, StoredMessage};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -30,17 +30,16 @@ fn stored_message() -> StoredMessage {
 fn encode(c: &mut Criterion) {
     let stored = stored_message();
     c.bench_function("msg frame (64-byte body)", |b| {
-        b.iter(|| Utf8Bytes::from(black_box(&stored).frame()))
+        b.iter(|| Utf8Bytes::from(msg_frame(black_box(&stored))))
     });
     c.bench_function("ack frame", |b| {
         b.iter(|| {
-            ServerFrame::Ack {
-                id: black_box("123456"),
-                conv: black_box("dm:u17:u16"),
-                seq: black_box(48_211),
-                ts: black_box(1_700_000_000_123),
-            }
-            .encode()
+            ack_frame(
+                black_box("123456"),
+                black_box("dm:u17:u16"),
+                black_box(48_211),
+                black_box(1_700_000_000_123),
+            )
         })
     });
 }

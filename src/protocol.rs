@@ -10,29 +10,57 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// The longest identifier (user, group, request id), in bytes.
-pub const MAX_ID_LEN: usize = 64;
+pub(crate) const MAX_ID_LEN: usize = 64;
 
 /// Whether `s` is a valid user or group id: 1–64 chars of `[A-Za-z0-9_.@-]`.
-pub fn is_valid_id(s: &str) -> bool {
+pub(crate) fn is_valid_id(s: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
 }
 
 /// Whether `s` is a valid request id: 1–64 chars, any characters.
-pub fn is_valid_request_id(s: &str) -> bool {
+pub(crate) fn is_valid_request_id(s: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&s.chars().count())
 }
 
+/// The conversation of a group: `g:<group>`.
+pub(crate) fn group_conv(group: &str) -> String {
+    format!("g:{group}")
+}
+
+/// WebSocket close codes the server sends (RFC 6455 §7.4, and 4000–4999
+/// for the application's own).
+pub(crate) mod close {
+    /// The session ended normally: idle, or the peer closed.
+    pub(crate) const NORMAL: u16 = 1000;
+    /// The server is stopping.
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    /// The peer broke the WebSocket protocol.
+    pub(crate) const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not UTF-8.
+    pub(crate) const INVALID_DATA: u16 = 1007;
+    /// Authentication failed, or the client ignored its rate limit.
+    pub(crate) const POLICY: u16 = 1008;
+    /// A frame or message over `limits.max_frame_bytes`.
+    pub(crate) const TOO_BIG: u16 = 1009;
+    /// The server could not go on with the connection.
+    pub(crate) const INTERNAL_ERROR: u16 = 1011;
+    /// The session fell too far behind: reconnect and sync.
+    pub(crate) const SLOW_READER: u16 = 1013;
+    /// The host kicked the user.
+    pub(crate) const KICKED: u16 = 4001;
+}
+
 /// The direct conversation of two users: `dm:<a>:<b>` with the ids sorted bytewise.
-pub fn direct_conv(a: &str, b: &str) -> String {
+pub(crate) fn direct_conv(a: &str, b: &str) -> String {
     let (first, second) = if a.as_bytes() <= b.as_bytes() { (a, b) } else { (b, a) };
     format!("dm:{first}:{second}")
 }
 
 /// A conversation id, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Conversation<'a> {
+pub(crate) enum Conversation<'a> {
     /// `dm:<a>:<b>`, with `a <= b` bytewise.
     Direct(&'a str, &'a str),
     /// `g:<group>`.
@@ -41,7 +69,7 @@ pub enum Conversation<'a> {
 
 impl<'a> Conversation<'a> {
     /// Parses a conversation id; `None` when it is not one.
-    pub fn parse(conv: &'a str) -> Option<Conversation<'a>> {
+    pub(crate) fn parse(conv: &'a str) -> Option<Conversation<'a>> {
         if let Some(pair) = conv.strip_prefix("dm:") {
             let (a, b) = pair.split_once(':')?;
             (is_valid_id(a) && is_valid_id(b) && a.as_bytes() <= b.as_bytes()).then_some(Conversation::Direct(a, b))
@@ -54,7 +82,7 @@ impl<'a> Conversation<'a> {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -63,7 +91,7 @@ pub fn now_ms() -> i64 {
 
 /// Error codes of `error` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
+pub(crate) enum ErrorCode {
     /// The frame is malformed or not supported.
     BadRequest,
     /// Authentication failed or is missing.
@@ -72,8 +100,6 @@ pub enum ErrorCode {
     Forbidden,
     /// The thing named does not exist.
     NotFound,
-    /// The payload is too large.
-    TooLarge,
     /// The client sends too fast.
     RateLimited,
     /// The server failed; the request may be retried.
@@ -82,13 +108,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
-            ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
@@ -100,43 +125,43 @@ impl ErrorCode {
 /// Fields a frame type does not use are ignored, so newer clients can add
 /// fields without breaking older servers.
 #[derive(Debug, Deserialize)]
-pub struct ClientFrame<'a> {
+pub(crate) struct ClientFrame<'a> {
     /// The frame type.
     #[serde(rename = "type", borrow)]
-    pub kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     /// The request id, echoed in every reply.
     #[serde(default, borrow)]
-    pub id: Option<Cow<'a, str>>,
+    pub(crate) id: Option<Cow<'a, str>>,
     /// `auth`: the token.
     #[serde(default, borrow)]
-    pub token: Option<Cow<'a, str>>,
+    pub(crate) token: Option<Cow<'a, str>>,
     /// `send`: the recipient user.
     #[serde(default, borrow)]
-    pub to: Option<Cow<'a, str>>,
+    pub(crate) to: Option<Cow<'a, str>>,
     /// `send`: the recipient group.
     #[serde(default, borrow)]
-    pub group: Option<Cow<'a, str>>,
+    pub(crate) group: Option<Cow<'a, str>>,
     /// `history`, `read`: the conversation.
     #[serde(default, borrow)]
-    pub conv: Option<Cow<'a, str>>,
+    pub(crate) conv: Option<Cow<'a, str>>,
     /// `read`: the seq read up to.
     #[serde(default)]
-    pub seq: Option<u64>,
+    pub(crate) seq: Option<u64>,
     /// `watch`, `unwatch`: the users.
     #[serde(default)]
-    pub users: Option<Vec<String>>,
+    pub(crate) users: Option<Vec<String>>,
     /// `sync`: the client's cursor per conversation.
     #[serde(default)]
-    pub cursors: Option<HashMap<String, u64>>,
+    pub(crate) cursors: Option<HashMap<String, u64>>,
     /// `sync`, `history`: how many messages at most (per conversation, for sync).
     #[serde(default)]
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// `history`: only messages with a seq below this.
     #[serde(default)]
-    pub before: Option<u64>,
+    pub(crate) before: Option<u64>,
     /// `send`: the message body, any JSON value (`null` included), kept as written.
     #[serde(default, borrow, deserialize_with = "present")]
-    pub body: Option<&'a RawValue>,
+    pub(crate) body: Option<&'a RawValue>,
 }
 
 /// Reads a field that is present as `Some`, even when its value is `null`;
@@ -155,15 +180,15 @@ struct IdOnly<'a> {
 
 /// Why a client frame was rejected before it reached its handler.
 #[derive(Debug, PartialEq, Eq)]
-pub struct FrameError {
+pub(crate) struct FrameError {
     /// The request id, when one could be read and is valid.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// What is wrong, for the `message` of the error frame.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// Parses one text frame into a [`ClientFrame`], checking the request id.
-pub fn parse_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameError> {
+pub(crate) fn parse_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameError> {
     match serde_json::from_str::<ClientFrame<'_>>(text) {
         Ok(frame) => match &frame.id {
             Some(id) if !is_valid_request_id(id) => Err(FrameError {
@@ -185,34 +210,34 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameError> {
 
 /// A stored message as delivered: the `msg` frame.
 #[derive(Debug, Serialize)]
-pub struct MsgFrame<'a> {
+pub(crate) struct MsgFrame<'a> {
     /// Always `"msg"`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The conversation.
-    pub conv: &'a str,
+    pub(crate) conv: &'a str,
     /// The message's place in the conversation, from 1.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The sender.
-    pub from: &'a str,
+    pub(crate) from: &'a str,
     /// The recipient user of a direct message.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<&'a str>,
+    pub(crate) to: Option<&'a str>,
     /// The group of a group message.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<&'a str>,
+    pub(crate) group: Option<&'a str>,
     /// The sender's message id.
-    pub id: &'a str,
+    pub(crate) id: &'a str,
     /// The body, exactly as the sender wrote it.
-    pub body: &'a RawValue,
+    pub(crate) body: &'a RawValue,
     /// When the server stored it.
-    pub ts: i64,
+    pub(crate) ts: i64,
 }
 
 /// Server frames other than `msg`.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame<'a> {
+pub(crate) enum ServerFrame<'a> {
     /// Authentication succeeded.
     Welcome {
         /// The authenticated user.
@@ -298,7 +323,7 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
         /// The user's conversations, sorted.
-        conversations: &'a [crate::store::ConversationSummary],
+        conversations: &'a [ConversationEntry<'a>],
     },
     /// The end of a sync reply: every conversation of the user.
     Synced {
@@ -329,31 +354,42 @@ pub enum ServerFrame<'a> {
     },
 }
 
+/// One conversation in a `conversations` reply.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConversationEntry<'a> {
+    /// The conversation.
+    pub(crate) conv: &'a str,
+    /// Its last seq (0 for a group without messages).
+    pub(crate) last_seq: u64,
+    /// The user's read cursor in it (0 when none).
+    pub(crate) read_seq: u64,
+}
+
 /// A conversation's state in a `synced` frame.
 #[derive(Debug, Serialize)]
-pub struct SyncedState {
+pub(crate) struct SyncedState {
     /// The conversation's last seq.
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
     /// Whether messages above the client's new cursor remain.
-    pub more: bool,
+    pub(crate) more: bool,
 }
 
 impl ServerFrame<'_> {
     /// The frame as JSON text.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).expect("server frames always serialize")
     }
 }
 
 impl MsgFrame<'_> {
     /// The frame as JSON text.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).expect("msg frames always serialize")
     }
 }
 
 /// Builds an `error` frame.
-pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> String {
+pub(crate) fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> String {
     ServerFrame::Error {
         id,
         code: code.as_str(),

@@ -9,7 +9,7 @@ thread_local! {
 
 /// A multi-thread runtime of `workers` threads named `name`, whose threads
 /// log through `logs` (so each server or client logs to its own host).
-pub fn build(workers: usize, name: &str, logs: &tracing::Dispatch) -> std::io::Result<Runtime> {
+pub(crate) fn build(workers: usize, name: &str, logs: &tracing::Dispatch) -> std::io::Result<Runtime> {
     let logs = logs.clone();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

@@ -34,7 +34,7 @@ fn ring() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// An acceptor for `tls`'s certificate chain and key, with rustls's safe
 /// defaults (TLS 1.2 and 1.3, ring's cipher suites) and HTTP/1.1 over ALPN.
-pub fn server_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, Error> {
+pub(crate) fn server_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, Error> {
     let chain = certificates("tls.cert_path", &tls.cert_path)?;
     let key = PrivateKeyDer::from_pem_file(&tls.key_path).map_err(|e| invalid("tls.key_path", &tls.key_path, e))?;
     let mut config = ServerConfig::builder_with_provider(ring())
@@ -54,7 +54,7 @@ pub fn server_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, Error> {
 /// The public web roots plus the certificates in `ca_path`, for a client
 /// whose server has a private CA or a self-signed certificate. `None` without
 /// a `ca_path`: the WebSocket library's own public-roots default applies.
-pub fn client_connector(ca_path: Option<&str>) -> Result<Option<Connector>, Error> {
+pub(crate) fn client_connector(ca_path: Option<&str>) -> Result<Option<Connector>, Error> {
     let Some(path) = ca_path else {
         return Ok(None);
     };

@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imbed::client::{Client, Hint};
 use imbed::config::ClientConfig;
+use imbed::{Client, Hint};
 use imbed::{Config, Server};
 use serde_json::{Value, json};
 use support::RecordingHost;

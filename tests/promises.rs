@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use imbed::client::Client;
+use imbed::Client;
 use imbed::config::ClientConfig;
 use imbed::{Config, Event, Host, Server};
 use serde_json::{Value, json};

@@ -170,11 +170,10 @@ fn missing_unreadable_or_mismatched_pem_files_fail_at_start_naming_the_field() {
     assert!(mismatched.contains("does not fit the certificate"), "{mismatched}");
 }
 
-fn tls_client(url: &str, user: &str, ca_path: Option<String>) -> (imbed::client::Client, Arc<support::RecordingHost>) {
+fn tls_client(url: &str, user: &str, ca_path: Option<String>) -> (imbed::Client, Arc<support::RecordingHost>) {
     let config = json!({"url": url, "token": user, "ca_path": ca_path,
         "reconnect": {"initial_ms": 50, "max_ms": 200}});
-    let client =
-        imbed::client::Client::new(imbed::config::ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let client = imbed::Client::new(imbed::config::ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
     let recorder = Arc::new(support::RecordingHost::default());
     client.set_host(recorder.clone()).unwrap();
     client.start().unwrap();
@@ -208,7 +207,7 @@ fn the_client_role_trusts_a_private_certificate_from_ca_path_and_only_then() {
 #[test]
 fn a_ca_path_without_certificates_is_refused_when_the_client_is_made() {
     let config = json!({"url": "wss://localhost:1/ws", "token": "t", "ca_path": "/nonexistent/ca.pem"});
-    let made = imbed::client::Client::new(imbed::config::ClientConfig::from_json(&config.to_string()).unwrap());
+    let made = imbed::Client::new(imbed::config::ClientConfig::from_json(&config.to_string()).unwrap());
     match made {
         Err(Error::InvalidConfig(why)) => assert!(why.starts_with("ca_path: /nonexistent/ca.pem"), "{why}"),
         Err(other) => panic!("expected InvalidConfig, got {other:?}"),

@@ -34,7 +34,7 @@ pub fn run(o: Options) -> serde_json::Value {
     let mut conn = Connection::open(&o.path).expect("open");
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
-    imbed::store::sqlite::schema::migrate(&mut conn, &o.path).expect("imbed's schema");
+    imbed::internals::migrate_sqlite(&mut conn, &o.path).expect("imbed's schema");
     let body = json!("x".repeat(o.body_bytes)).to_string();
     let conversations = 100;
     for c in 0..conversations {

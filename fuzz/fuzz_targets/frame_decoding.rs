@@ -28,7 +28,7 @@ impl Write for Wire {
 
 fuzz_target!(|data: &[u8]| {
     let limits = imbed::config::Limits::default();
-    let config = imbed::server::handshake::websocket_config(&limits);
+    let config = imbed::internals::websocket_config(&limits);
     let mut ws = WebSocket::from_raw_socket(Wire(Cursor::new(data.to_vec())), Role::Server, Some(config));
     // Read until the bytes run out or the stream is refused; neither may panic.
     while let Ok(message) = ws.read() {

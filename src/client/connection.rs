@@ -26,7 +26,7 @@ use crate::host::dispatcher::EventQueue;
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What the host asks of the connection.
-pub enum Command {
+pub(crate) enum Command {
     /// The outbox grew: send what the window allows, if connected.
     Transmit,
     /// Send this request frame (not queued when disconnected).
@@ -47,22 +47,22 @@ pub enum Hint {
 }
 
 /// State shared by the host's calls and the connection task.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The configuration.
-    pub config: ClientConfig,
+    pub(crate) config: ClientConfig,
     /// Outbox and cursors.
-    pub state: Mutex<ClientState>,
+    pub(crate) state: Mutex<ClientState>,
     /// Whether a connection is up (requests need one).
-    pub connected: AtomicBool,
+    pub(crate) connected: AtomicBool,
     /// Numbers sync and request ids.
-    pub counter: AtomicU64,
+    pub(crate) counter: AtomicU64,
     /// The TLS trust of `wss://` connections, when the configuration adds roots.
-    pub tls: Option<Connector>,
+    pub(crate) tls: Option<Connector>,
 }
 
 impl Shared {
     /// The state, even if a panic poisoned its lock.
-    pub fn state(&self) -> std::sync::MutexGuard<'_, ClientState> {
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, ClientState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -80,7 +80,7 @@ enum Ended {
 }
 
 /// Runs connections until `stopping` turns true.
-pub async fn run(
+pub(crate) async fn run(
     shared: Arc<Shared>,
     events: Arc<EventQueue>,
     mut commands: UnboundedReceiver<Command>,

@@ -8,8 +8,8 @@
 //! message exactly once, in order per conversation. Events reach the host
 //! exactly as the server's do: on one dispatcher thread, in order.
 
-pub mod connection;
-pub mod state;
+pub(crate) mod connection;
+pub(crate) mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

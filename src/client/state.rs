@@ -16,16 +16,16 @@ use crate::error::Error;
 
 /// A message waiting for its ack.
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// The client message id.
-    pub id: String,
+    pub(crate) id: String,
     /// The whole `send` frame, as sent (and re-sent).
-    pub frame: String,
+    pub(crate) frame: String,
 }
 
 /// What to do with a `msg` that arrived.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Arrival {
+pub(crate) enum Arrival {
     /// The next message of its conversation: deliver it. Once the host has
     /// processed it, the conversation's cursor may be recorded at `through`
     /// (past this client's own messages right after it).
@@ -40,7 +40,7 @@ pub enum Arrival {
 }
 
 /// The outbox and the cursors.
-pub struct ClientState {
+pub(crate) struct ClientState {
     outbox: VecDeque<Pending>,
     cursors: HashMap<String, u64>,
     /// Positions of this client's own acknowledged messages above their
@@ -55,7 +55,7 @@ fn store_error(path: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
 
 impl ClientState {
     /// Opens the state at `path` (`":memory:"`: nothing on disk).
-    pub fn open(path: &str) -> Result<ClientState, Error> {
+    pub(crate) fn open(path: &str) -> Result<ClientState, Error> {
         let mut state = ClientState {
             outbox: VecDeque::new(),
             cursors: HashMap::new(),
@@ -101,7 +101,7 @@ impl ClientState {
     }
 
     /// The prefix of this client's message ids, made once per state file.
-    pub fn id_prefix(&self) -> Result<String, Error> {
+    pub(crate) fn id_prefix(&self) -> Result<String, Error> {
         let fresh = format!("{:016x}", fastrand::u64(..));
         let Some(conn) = &self.file else {
             return Ok(fresh);
@@ -120,7 +120,7 @@ impl ClientState {
     }
 
     /// The number to continue message ids from: past every id in the outbox.
-    pub fn next_id_number(&self) -> u64 {
+    pub(crate) fn next_id_number(&self) -> u64 {
         self.outbox
             .iter()
             .filter_map(|p| p.id.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()))
@@ -129,7 +129,7 @@ impl ClientState {
     }
 
     /// Adds a message to the outbox, durably when there is a file.
-    pub fn enqueue(&mut self, pending: Pending) -> Result<(), Error> {
+    pub(crate) fn enqueue(&mut self, pending: Pending) -> Result<(), Error> {
         if let Some(conn) = &self.file {
             conn.execute(
                 "INSERT INTO outbox (id, frame) VALUES (?1, ?2)",
@@ -142,7 +142,7 @@ impl ClientState {
     }
 
     /// Removes `id` from the outbox; false if it was not there (a repeated ack).
-    pub fn settle(&mut self, id: &str) -> bool {
+    pub(crate) fn settle(&mut self, id: &str) -> bool {
         let Some(at) = self.outbox.iter().position(|p| p.id == id) else {
             return false;
         };
@@ -156,7 +156,7 @@ impl ClientState {
     }
 
     /// The oldest `n` messages of the outbox whose ids are not in `skip`.
-    pub fn next_to_send(&self, skip: &HashSet<String>, n: usize) -> Vec<Pending> {
+    pub(crate) fn next_to_send(&self, skip: &HashSet<String>, n: usize) -> Vec<Pending> {
         self.outbox
             .iter()
             .filter(|p| !skip.contains(&p.id))
@@ -166,12 +166,12 @@ impl ClientState {
     }
 
     /// Whether `id` is waiting in the outbox.
-    pub fn is_pending(&self, id: &str) -> bool {
+    pub(crate) fn is_pending(&self, id: &str) -> bool {
         self.outbox.iter().any(|p| p.id == id)
     }
 
     /// Decides what to do with `seq` of `conv`, advancing the cursor for the next one.
-    pub fn arrive(&mut self, conv: &str, seq: u64) -> Arrival {
+    pub(crate) fn arrive(&mut self, conv: &str, seq: u64) -> Arrival {
         let cursor = self.cursors.get(conv).copied().unwrap_or(0);
         if seq <= cursor {
             Arrival::Duplicate
@@ -189,7 +189,7 @@ impl ClientState {
     /// host sent it, so it is never delivered back as a message. Returns the
     /// cursor to record once the events queued so far are processed, when
     /// the cursor stepped over it.
-    pub fn sent(&mut self, conv: &str, seq: u64) -> Option<u64> {
+    pub(crate) fn sent(&mut self, conv: &str, seq: u64) -> Option<u64> {
         let cursor = self.cursors.get(conv).copied().unwrap_or(0);
         if seq <= cursor {
             return None;
@@ -212,12 +212,12 @@ impl ClientState {
     }
 
     /// The cursors to sync from.
-    pub fn cursors(&self) -> &HashMap<String, u64> {
+    pub(crate) fn cursors(&self) -> &HashMap<String, u64> {
         &self.cursors
     }
 
     /// Records in the file that the host has processed `seq` of `conv`.
-    pub fn delivered(&self, conv: &str, seq: u64) {
+    pub(crate) fn delivered(&self, conv: &str, seq: u64) {
         if let Some(conn) = &self.file
             && let Err(e) = conn.execute(
                 "INSERT INTO cursors (conv, seq) VALUES (?1, ?2)

@@ -20,6 +20,8 @@ pub struct imbed_client {
 }
 
 /// What the app tells its client about its situation.
+// Only the header uses the type: hints arrive as integers and are converted.
+#[allow(dead_code)]
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,10 @@
 //! its own. Conventions are in `docs/C-API.md`; `include/imbed.h` is generated
 //! from this module by cbindgen.
 
+// The exports are `pub` in a private module: C reaches them by symbol
+// (`#[no_mangle]`), Rust embedders use the Rust API instead.
+#![allow(unreachable_pub)]
+
 mod boundary;
 mod client;
 mod engine;
@@ -14,10 +18,3 @@ mod listener;
 mod server;
 mod status;
 mod version;
-
-pub use boundary::imbed_last_error;
-pub use client::*;
-pub use listener::{imbed_event, imbed_event_kind, imbed_listener, imbed_log_level};
-pub use server::*;
-pub use status::{imbed_status, imbed_status_str};
-pub use version::{IMBED_MAX_ID_LEN, imbed_version};

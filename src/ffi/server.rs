@@ -11,7 +11,7 @@ use super::status::imbed_status;
 use crate::config::Config;
 use crate::error::Error;
 use crate::server::Server;
-use crate::store::StoredMessage;
+use crate::server::msg_frames::msg_array;
 
 /// An IM server. Opaque: create it with `imbed_server_new`, release it with
 /// `imbed_server_free`. Every call on it is thread-safe.
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn imbed_server_history(
         let conv = unsafe { arg_str(conv, "conv") }?;
         let out = unsafe { out_ptr(json_out, "json_out") }?;
         let messages = server.history(conv, (before > 0).then_some(before), limit as usize)?;
-        *out = owned_c_string(StoredMessage::json_array(&messages, usize::MAX).get().to_owned())?;
+        *out = owned_c_string(msg_array(&messages, usize::MAX).get().to_owned())?;
         Ok(())
     })
 }

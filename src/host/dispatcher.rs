@@ -35,7 +35,7 @@ enum Queued {
 }
 
 /// The sending side of the event queue, shared by every network task.
-pub struct EventQueue {
+pub(crate) struct EventQueue {
     tx: SyncSender<Queued>,
     /// Dropped since the host was last told.
     dropped: AtomicU64,
@@ -47,7 +47,7 @@ pub struct EventQueue {
 
 impl EventQueue {
     /// Queues an event for the host without waiting.
-    pub fn post(&self, event: Event) {
+    pub(crate) fn post(&self, event: Event) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Queued::Event(event)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             self.dropped_total.inc();
@@ -55,19 +55,19 @@ impl EventQueue {
     }
 
     /// Queues a log record for the host without waiting.
-    pub fn post_log(&self, level: LogLevel, target: String, message: String) {
+    pub(crate) fn post_log(&self, level: LogLevel, target: String, message: String) {
         let _ = self.tx.try_send(Queued::Log { level, target, message });
     }
 
     /// Queues an event, waiting for room when the queue is full: nothing is dropped.
-    pub async fn post_waiting(&self, event: Event) {
+    pub(crate) async fn post_waiting(&self, event: Event) {
         self.queue_waiting(Queued::Event(event)).await;
     }
 
     /// Queues `work` to run on the dispatcher thread once every event queued
     /// before it has been delivered, waiting for room as
     /// [`EventQueue::post_waiting`] does.
-    pub async fn then_waiting(&self, work: impl FnOnce() + Send + 'static) {
+    pub(crate) async fn then_waiting(&self, work: impl FnOnce() + Send + 'static) {
         self.queue_waiting(Queued::Then(Box::new(work))).await;
     }
 
@@ -87,7 +87,7 @@ impl EventQueue {
 }
 
 /// The running dispatcher thread.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     queue: Arc<EventQueue>,
     thread: JoinHandle<()>,
 }
@@ -95,7 +95,11 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Starts the thread, delivering through `gate`, with room for `capacity`
     /// queued items; every dropped event also counts in `dropped_total`.
-    pub fn start(gate: Arc<CallbackGate>, capacity: usize, dropped_total: Counter) -> std::io::Result<Dispatcher> {
+    pub(crate) fn start(
+        gate: Arc<CallbackGate>,
+        capacity: usize,
+        dropped_total: Counter,
+    ) -> std::io::Result<Dispatcher> {
         let (tx, rx) = sync_channel(capacity);
         let queue = Arc::new(EventQueue {
             tx,
@@ -111,12 +115,12 @@ impl Dispatcher {
     }
 
     /// The queue to post into.
-    pub fn queue(&self) -> &Arc<EventQueue> {
+    pub(crate) fn queue(&self) -> &Arc<EventQueue> {
         &self.queue
     }
 
     /// Delivers everything queued so far, then ends the thread and joins it.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         // A blocking send: the dispatcher is draining, so room appears.
         let _ = self.queue.tx.send(Queued::Shutdown);
         let _ = self.thread.join();

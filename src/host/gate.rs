@@ -21,24 +21,24 @@ static NEXT_OWNER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A number for a new server or client, unique in the process: the gate
 /// tells callbacks of different owners apart by it.
-pub fn next_owner_id() -> u64 {
+pub(crate) fn next_owner_id() -> u64 {
     NEXT_OWNER_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Whether the current thread is inside a callback of server `server_id`.
-pub fn in_callback_of(server_id: u64) -> bool {
+pub(crate) fn in_callback_of(server_id: u64) -> bool {
     IN_CALLBACK_OF.with(|c| c.get() == Some(server_id))
 }
 
 /// The host of one server, behind a read-write lock.
-pub struct CallbackGate {
+pub(crate) struct CallbackGate {
     server_id: u64,
     host: RwLock<Option<Arc<dyn Host>>>,
 }
 
 impl CallbackGate {
     /// A gate for `server_id`, open, leading to `host`.
-    pub fn new(server_id: u64, host: Option<Arc<dyn Host>>) -> CallbackGate {
+    pub(crate) fn new(server_id: u64, host: Option<Arc<dyn Host>>) -> CallbackGate {
         CallbackGate {
             server_id,
             host: RwLock::new(host),
@@ -46,7 +46,7 @@ impl CallbackGate {
     }
 
     /// Calls `f` with the host, unless the gate is closed or there is no host.
-    pub fn call<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
+    pub(crate) fn call<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
         let guard = self.host.read().unwrap_or_else(|p| p.into_inner());
         let host = guard.as_ref()?;
         let outer = IN_CALLBACK_OF.with(|c| c.replace(Some(self.server_id)));
@@ -57,7 +57,7 @@ impl CallbackGate {
 
     /// Closes the gate, waiting for callbacks in progress, and hands back the
     /// host so the caller decides on which thread its last reference drops.
-    pub fn close(&self) -> Option<Arc<dyn Host>> {
+    pub(crate) fn close(&self) -> Option<Arc<dyn Host>> {
         self.host.write().unwrap_or_else(|p| p.into_inner()).take()
     }
 }

@@ -17,7 +17,7 @@ use super::LogLevel;
 use super::dispatcher::EventQueue;
 
 /// A `tracing` dispatch that sends records at or above `level` to `queue`.
-pub fn dispatch_for(queue: Arc<EventQueue>, level: LogLevel) -> tracing::Dispatch {
+pub(crate) fn dispatch_for(queue: Arc<EventQueue>, level: LogLevel) -> tracing::Dispatch {
     let filter = match level {
         LogLevel::Off => LevelFilter::OFF,
         LogLevel::Error => LevelFilter::ERROR,

@@ -5,13 +5,15 @@
 //! owns ([`dispatcher`]), in order; `authenticate` is the one callback that runs
 //! on engine worker threads, because a connection waits for its answer.
 
-pub mod dispatcher;
-pub mod gate;
-pub mod log_layer;
+pub(crate) mod dispatcher;
+pub(crate) mod gate;
+pub(crate) mod log_layer;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use crate::config::LogLevel;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A host's view of the engine. Every method has a default that does nothing.
@@ -181,22 +183,4 @@ enum EventJson<'a> {
         code: &'a str,
         message: &'a str,
     },
-}
-
-/// Log levels, most severe first. `Off` forwards nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Nothing.
-    Off,
-    /// Failures.
-    Error,
-    /// Trouble the engine recovered from.
-    Warn,
-    /// Lifecycle: started, stopped, listening.
-    Info,
-    /// Per-connection detail.
-    Debug,
-    /// Per-frame detail.
-    Trace,
 }

@@ -12,29 +12,29 @@ use crate::store::GroupRecord;
 
 /// A group's state as fan-out sees it.
 #[derive(Clone, Debug)]
-pub struct Group {
+pub(crate) struct Group {
     /// Whether `join` is refused.
-    pub closed: bool,
+    pub(crate) closed: bool,
     /// The members, sorted.
-    pub members: Arc<Vec<Arc<str>>>,
+    pub(crate) members: Arc<Vec<Arc<str>>>,
 }
 
 impl Group {
     /// Whether `user` is a member.
-    pub fn has(&self, user: &str) -> bool {
+    pub(crate) fn has(&self, user: &str) -> bool {
         self.members.binary_search_by(|m| (**m).cmp(user)).is_ok()
     }
 }
 
 /// Every group of the server.
 #[derive(Default)]
-pub struct Groups {
+pub(crate) struct Groups {
     groups: RwLock<HashMap<Arc<str>, Group>>,
 }
 
 impl Groups {
     /// The groups of `records`.
-    pub fn load(records: Vec<GroupRecord>) -> Groups {
+    pub(crate) fn load(records: Vec<GroupRecord>) -> Groups {
         let groups = records
             .into_iter()
             .map(|r| {
@@ -55,7 +55,7 @@ impl Groups {
     }
 
     /// The group, if it exists.
-    pub fn get(&self, group: &str) -> Option<Group> {
+    pub(crate) fn get(&self, group: &str) -> Option<Group> {
         self.groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -64,12 +64,12 @@ impl Groups {
     }
 
     /// Whether `user` is a member of `group`.
-    pub fn is_member(&self, group: &str, user: &str) -> bool {
+    pub(crate) fn is_member(&self, group: &str, user: &str) -> bool {
         self.get(group).is_some_and(|g| g.has(user))
     }
 
     /// Creates `group` (without members) or sets whether it is closed.
-    pub fn set_closed(&self, group: &str, closed: bool) {
+    pub(crate) fn set_closed(&self, group: &str, closed: bool) {
         let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
         match groups.get_mut(group) {
             Some(g) => g.closed = closed,
@@ -86,7 +86,7 @@ impl Groups {
     }
 
     /// Adds or removes `user`; false when nothing changed.
-    pub fn set_member(&self, group: &str, user: &str, member: bool) -> bool {
+    pub(crate) fn set_member(&self, group: &str, user: &str, member: bool) -> bool {
         let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
         let Some(g) = groups.get_mut(group) else {
             return false;

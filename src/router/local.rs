@@ -15,7 +15,7 @@ type Sessions = HashMap<Arc<str>, Vec<Arc<SessionHandle>>>;
 
 /// Routes to sessions of this process. Users are spread over shards so that
 /// fan-out to different users rarely touches the same lock.
-pub struct LocalRouter {
+pub(crate) struct LocalRouter {
     hasher: RandomState,
     shards: Vec<RwLock<Sessions>>,
     sessions: AtomicUsize,
@@ -35,7 +35,7 @@ impl Default for LocalRouter {
 
 impl LocalRouter {
     /// A router with nobody online.
-    pub fn new() -> LocalRouter {
+    pub(crate) fn new() -> LocalRouter {
         LocalRouter::default()
     }
 

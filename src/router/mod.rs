@@ -5,34 +5,32 @@
 //! so that a broker-backed router (several nodes) can replace it without
 //! touching sessions.
 
-pub mod groups;
-pub mod local;
-pub mod outbox;
-pub mod presence;
+pub(crate) mod groups;
+pub(crate) mod local;
+pub(crate) mod outbox;
+pub(crate) mod presence;
 
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub use groups::{Group, Groups};
-pub use local::LocalRouter;
-pub use outbox::{Outbox, Position};
-pub use presence::Presence;
+pub(crate) use groups::Groups;
+pub(crate) use local::LocalRouter;
+pub(crate) use outbox::{Outbox, Position};
+pub(crate) use presence::Presence;
 
 /// One authenticated connection, as the router sees it.
-pub struct SessionHandle {
+pub(crate) struct SessionHandle {
     /// Unique within the server, never reused.
-    pub id: u64,
-    /// The opaque session id clients and the host see.
-    pub name: Arc<str>,
+    pub(crate) id: u64,
     /// The authenticated user.
-    pub user: Arc<str>,
+    pub(crate) user: Arc<str>,
     /// Frames waiting to be written to this connection.
-    pub outbox: Outbox,
+    pub(crate) outbox: Outbox,
 }
 
 /// Routing of frames to the sessions of users.
-pub trait Router: Send + Sync + 'static {
+pub(crate) trait Router: Send + Sync + 'static {
     /// Makes `session` reachable through its user; true when it is the
     /// user's first session (the user came online).
     fn attach(&self, session: Arc<SessionHandle>) -> bool;

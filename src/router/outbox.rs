@@ -22,11 +22,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// WebSocket close code for "try again later": the session fell too far behind.
-pub const CLOSE_SLOW_READER: u16 = 1013;
+use crate::protocol::close;
 
 /// Where a `msg` frame sits: its conversation and seq.
-pub type Position<'a> = (&'a str, u64);
+pub(crate) type Position<'a> = (&'a str, u64);
 
 /// A frame held back during a sync, with its position if it is a `msg`.
 struct Held {
@@ -42,7 +41,7 @@ struct Queue {
 }
 
 /// A session's outbound queue: producers push, the session's writer drains.
-pub struct Outbox {
+pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     became_ready: Notify,
     queued_bytes: AtomicUsize,
@@ -53,7 +52,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// A queue holding at most `limit_bytes` of frames.
-    pub fn new(limit_bytes: usize) -> Outbox {
+    pub(crate) fn new(limit_bytes: usize) -> Outbox {
         Outbox {
             queue: Mutex::default(),
             became_ready: Notify::new(),
@@ -78,24 +77,24 @@ impl Outbox {
     }
 
     /// Every frame ready to write, in order, leaving the queue empty.
-    pub fn take_ready(&self) -> VecDeque<Utf8Bytes> {
+    pub(crate) fn take_ready(&self) -> VecDeque<Utf8Bytes> {
         std::mem::take(&mut self.queue().ready)
     }
 
     /// Resolves when frames may be ready (at once if some were queued since
     /// the last [`Outbox::take_ready`]).
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         self.became_ready.notified().await;
     }
 
     /// Queues a frame; false when the session is closing or just overflowed.
-    pub fn push(&self, frame: Utf8Bytes) -> bool {
+    pub(crate) fn push(&self, frame: Utf8Bytes) -> bool {
         self.push_at(frame, None)
     }
 
     /// Queues a `msg` frame at `position`, so a sync in progress can tell
     /// whether its reply already carries it.
-    pub fn push_at(&self, frame: Utf8Bytes, position: Option<Position<'_>>) -> bool {
+    pub(crate) fn push_at(&self, frame: Utf8Bytes, position: Option<Position<'_>>) -> bool {
         if self.is_closing() || !self.reserve(frame.len()) {
             return false;
         }
@@ -115,14 +114,14 @@ impl Outbox {
         let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if before + len > self.limit_bytes {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            self.close(CLOSE_SLOW_READER, "slow reader");
+            self.close(close::SLOW_READER, "slow reader");
             return false;
         }
         true
     }
 
     /// Starts holding new frames back; false if a hold is already on.
-    pub fn hold(&self) -> bool {
+    pub(crate) fn hold(&self) -> bool {
         let mut queue = self.queue();
         if queue.held.is_some() {
             return false;
@@ -133,7 +132,7 @@ impl Outbox {
 
     /// Queues `reply`, then the held frames except the `msg`s for which
     /// `already_sent(conv, seq)` is true, and stops holding.
-    pub fn release(&self, reply: Vec<Utf8Bytes>, already_sent: impl Fn(&str, u64) -> bool) {
+    pub(crate) fn release(&self, reply: Vec<Utf8Bytes>, already_sent: impl Fn(&str, u64) -> bool) {
         let mut queue = self.queue();
         let reply = reply
             .into_iter()
@@ -151,31 +150,31 @@ impl Outbox {
     }
 
     /// Asks the writer to close the connection; only the first request counts.
-    pub fn close(&self, code: u16, reason: &'static str) {
+    pub(crate) fn close(&self, code: u16, reason: &'static str) {
         if self.close_reason.set((code, reason)).is_ok() {
             self.close_requested.notify_one();
         }
     }
 
     /// Whether a close was requested.
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.close_reason.get().is_some()
     }
 
     /// The code and reason of the first close request.
-    pub fn close_reason(&self) -> Option<(u16, &'static str)> {
+    pub(crate) fn close_reason(&self) -> Option<(u16, &'static str)> {
         self.close_reason.get().copied()
     }
 
     /// Resolves once a close was requested.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         if !self.is_closing() {
             self.close_requested.notified().await;
         }
     }
 
     /// The writer reports `bytes` of frames handed to the WebSocket, making room.
-    pub fn written(&self, bytes: usize) {
+    pub(crate) fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
@@ -190,8 +189,8 @@ mod tests {
         assert!(outbox.push("123456".into()));
         assert!(!outbox.push("123456".into()));
         assert!(!outbox.push("1".into()));
-        outbox.close(1001, "again");
-        assert_eq!(outbox.close_reason(), Some((CLOSE_SLOW_READER, "slow reader")));
+        outbox.close(close::GOING_AWAY, "again");
+        assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
         assert_eq!(outbox.take_ready(), ["123456"]);
         assert!(outbox.take_ready().is_empty());
     }

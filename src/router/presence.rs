@@ -19,7 +19,7 @@ struct Watches {
 
 /// Presence subscriptions of every session.
 #[derive(Default)]
-pub struct Presence {
+pub(crate) struct Presence {
     watches: Mutex<Watches>,
 }
 
@@ -29,7 +29,7 @@ impl Presence {
     }
 
     /// `session` starts watching `users`.
-    pub fn watch(&self, session: &Arc<SessionHandle>, users: &[Arc<str>]) {
+    pub(crate) fn watch(&self, session: &Arc<SessionHandle>, users: &[Arc<str>]) {
         let mut w = self.watches();
         for user in users {
             if w.watched.entry(session.id).or_default().insert(user.clone()) {
@@ -39,7 +39,7 @@ impl Presence {
     }
 
     /// `session` stops watching `users`.
-    pub fn unwatch(&self, session: &SessionHandle, users: &[Arc<str>]) {
+    pub(crate) fn unwatch(&self, session: &SessionHandle, users: &[Arc<str>]) {
         let mut w = self.watches();
         for user in users {
             if w.watched.get_mut(&session.id).is_some_and(|set| set.remove(user)) {
@@ -49,7 +49,7 @@ impl Presence {
     }
 
     /// Drops every watch of a session that ended.
-    pub fn forget(&self, session: &SessionHandle) {
+    pub(crate) fn forget(&self, session: &SessionHandle) {
         let mut w = self.watches();
         for user in w.watched.remove(&session.id).unwrap_or_default() {
             Self::drop_watcher(&mut w.watchers, &user, session.id);
@@ -66,7 +66,7 @@ impl Presence {
     }
 
     /// Tells every session watching `user` that it came online or went offline.
-    pub fn announce(&self, user: &str, online: bool) {
+    pub(crate) fn announce(&self, user: &str, online: bool) {
         let watchers = self.watches().watchers.get(user).cloned().unwrap_or_default();
         if watchers.is_empty() {
             return;

@@ -11,7 +11,7 @@ use super::connection::{self, Frontend};
 
 /// Accepts connections until the server stops. Every connection task holds a
 /// clone of `alive`, so the server knows when the last one has ended.
-pub async fn accept_loop(frontend: Arc<Frontend>, listener: TcpListener, alive: Sender<()>) {
+pub(crate) async fn accept_loop(frontend: Arc<Frontend>, listener: TcpListener, alive: Sender<()>) {
     let core = &frontend.core;
     let mut stopping = core.stopping.clone();
     loop {

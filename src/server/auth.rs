@@ -10,7 +10,7 @@ use crate::host::gate::CallbackGate;
 use crate::protocol::is_valid_id;
 
 /// The configured authentication mode, ready to use.
-pub enum Authenticator {
+pub(crate) enum Authenticator {
     /// The token is the user id.
     Dev,
     /// An HS256 JWT whose `sub` is the user id.
@@ -31,7 +31,7 @@ struct Claims {
 
 impl Authenticator {
     /// Prepares the mode of `config`.
-    pub fn new(config: &AuthConfig) -> Authenticator {
+    pub(crate) fn new(config: &AuthConfig) -> Authenticator {
         match config {
             AuthConfig::Dev {} => Authenticator::Dev,
             AuthConfig::Callback {} => Authenticator::Callback,
@@ -67,7 +67,7 @@ impl Authenticator {
     }
 
     /// The user id `token` stands for, or `None` if it is not accepted.
-    pub async fn authenticate(&self, token: String, gate: &Arc<CallbackGate>) -> Option<String> {
+    pub(crate) async fn authenticate(&self, token: String, gate: &Arc<CallbackGate>) -> Option<String> {
         let user = match self {
             Authenticator::Dev => Some(token),
             Authenticator::Jwt { key, validation } => decode::<Claims>(&token, key, validation)

@@ -31,13 +31,13 @@ use super::http::{self, Body};
 use super::session::{self, Ws};
 
 /// What every connection on the listening port goes through.
-pub struct Frontend {
+pub(crate) struct Frontend {
     /// The server's shared state.
-    pub core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     /// Set when the server speaks `wss://`.
-    pub tls: Option<TlsAcceptor>,
+    pub(crate) tls: Option<TlsAcceptor>,
     /// The web root, when the configuration has one.
-    pub files: Option<ServeDir>,
+    pub(crate) files: Option<ServeDir>,
 }
 
 /// A WebSocket upgrade answered with 101, waiting for hyper to hand over the socket.
@@ -56,7 +56,7 @@ struct Exchange {
 
 /// Serves one accepted TCP connection until it ends. `full` says the server
 /// was at its connection limit when it was accepted.
-pub async fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) {
+pub(crate) async fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) {
     let core = frontend.core.clone();
     let mut stopping = core.stopping.clone();
     // A connection still in its handshake when the server stops is dropped;

@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::auth::Authenticator;
 use super::metrics::{Live, Metrics};
+use super::msg_frames::msg_frame;
 use crate::config::Config;
 use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
@@ -17,35 +18,35 @@ use crate::router::{Groups, Presence, Router};
 use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
 
 /// Shared by the accept loop, every connection and the host's calls.
-pub struct Core {
+pub(crate) struct Core {
     /// The configuration the server was created with.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Where messages are kept.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Who is online where.
-    pub router: Arc<dyn Router>,
+    pub(crate) router: Arc<dyn Router>,
     /// Group membership, as fan-out reads it.
-    pub groups: Groups,
+    pub(crate) groups: Groups,
     /// Presence subscriptions.
-    pub presence: Presence,
+    pub(crate) presence: Presence,
     /// Serializes membership changes, so each decision sees the one before.
-    pub membership_changes: std::sync::Mutex<()>,
+    pub(crate) membership_changes: std::sync::Mutex<()>,
     /// Events for the host.
-    pub events: Arc<EventQueue>,
+    pub(crate) events: Arc<EventQueue>,
     /// Token to user id.
-    pub auth: Authenticator,
+    pub(crate) auth: Authenticator,
     /// The door to the host's callbacks.
-    pub gate: Arc<CallbackGate>,
+    pub(crate) gate: Arc<CallbackGate>,
     /// Becomes true when the server stops.
-    pub stopping: watch::Receiver<bool>,
+    pub(crate) stopping: watch::Receiver<bool>,
     /// Distinguishes this server's session names from another run's.
     instance: u64,
     /// Counter behind session ids and generated message ids.
     counter: AtomicU64,
     /// Accepted TCP connections not yet closed (handshakes included).
-    pub open_connections: std::sync::atomic::AtomicUsize,
+    pub(crate) open_connections: std::sync::atomic::AtomicUsize,
     /// Counters for `GET /metrics` and [`Core::stats`].
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
 }
 
 /// The counters of [`crate::Server::stats`].
@@ -63,7 +64,7 @@ pub struct Stats {
 
 impl Core {
     /// Assembles the core.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         store: Arc<dyn Store>,
         groups: Groups,
@@ -92,7 +93,7 @@ impl Core {
     }
 
     /// The current counters.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         Stats {
             connections: self.router.session_count() as u64,
             users_online: self.router.user_count() as u64,
@@ -102,17 +103,17 @@ impl Core {
     }
 
     /// A number unique within this server.
-    pub fn next_number(&self) -> u64 {
+    pub(crate) fn next_number(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// A name unique across runs of this server, such as `s-18c1f2a-7`.
-    pub fn unique_name(&self, prefix: &str, number: u64) -> String {
+    pub(crate) fn unique_name(&self, prefix: &str, number: u64) -> String {
         format!("{prefix}-{:x}-{number:x}", self.instance)
     }
 
     /// The text of a `GET /metrics` scrape.
-    pub fn render_metrics(&self) -> String {
+    pub(crate) fn render_metrics(&self) -> String {
         let stats = self.stats();
         self.metrics.render(Live {
             connections: stats.connections,
@@ -122,7 +123,7 @@ impl Core {
     }
 
     /// Whether the server is stopping.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
     }
 
@@ -130,7 +131,7 @@ impl Core {
     /// but `sender_session`, tells the host, and calls `reply` with where it
     /// was stored. A duplicate is not delivered again; `reply` gets the
     /// original placement.
-    pub fn submit(
+    pub(crate) fn submit(
         self: &Arc<Self>,
         message: NewMessage,
         sender_session: Option<u64>,
@@ -142,7 +143,7 @@ impl Core {
             Box::new(move |outcome| {
                 if let Ok(Appended::New(stored)) = &outcome {
                     // Encoded once; every recipient session gets the same bytes.
-                    let frame = Utf8Bytes::from(stored.frame());
+                    let frame = Utf8Bytes::from(msg_frame(stored));
                     let m = &stored.message;
                     let position = Some((m.conv.as_str(), stored.seq));
                     let mut delivered = 0;

@@ -10,11 +10,11 @@ use super::http::{Body, plain};
 use crate::config::{Limits, OriginsConfig};
 
 /// The one path the server upgrades.
-pub const WS_PATH: &str = "/ws";
+pub(crate) const WS_PATH: &str = "/ws";
 
 /// tungstenite's buffers sized for many small messages, with the configured
 /// limits: its defaults (128 KiB read buffer, 64 MiB messages) suit neither.
-pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
+pub(crate) fn websocket_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
@@ -25,33 +25,33 @@ pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
 }
 
 /// What the handshake checks besides the request itself.
-pub struct Admission<'a> {
+pub(crate) struct Admission<'a> {
     /// The server is at its connection limit: refuse with 503.
-    pub full: bool,
+    pub(crate) full: bool,
     /// Which browser origins may connect.
-    pub origins: &'a OriginsConfig,
+    pub(crate) origins: &'a OriginsConfig,
 }
 
 /// An upgrade the server agreed to.
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The `101 Switching Protocols` response.
-    pub response: Response<Body>,
+    pub(crate) response: Response<Body>,
     /// The token from `Authorization: Bearer` or `?token=`, if the client sent one.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// An upgrade the server turned down, and why.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The HTTP status of the answer.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// The answer's text.
-    pub why: &'static str,
+    pub(crate) why: &'static str,
 }
 
 impl Refusal {
     /// The response to send; a 426 names the version the server speaks.
-    pub fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         let mut response = plain(self.status, self.why);
         if self.status == StatusCode::UPGRADE_REQUIRED {
             let headers = response.headers_mut();
@@ -66,7 +66,7 @@ impl Refusal {
 /// 403 for an origin the configuration does not allow, 405 for a method but
 /// `GET`, 426 for a request that is not a version-13 WebSocket upgrade, 400
 /// without a key.
-pub fn accept<B>(request: &Request<B>, admission: Admission<'_>) -> Result<Accepted, Refusal> {
+pub(crate) fn accept<B>(request: &Request<B>, admission: Admission<'_>) -> Result<Accepted, Refusal> {
     let refuse = |status, why| Err(Refusal { status, why });
     if admission.full {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");

@@ -14,16 +14,16 @@ use tower_service::Service;
 use super::metrics;
 
 /// The body of every response the server writes.
-pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Where liveness probes look.
-pub const HEALTH_PATH: &str = "/healthz";
+pub(crate) const HEALTH_PATH: &str = "/healthz";
 
 /// Where Prometheus scrapes.
-pub const METRICS_PATH: &str = "/metrics";
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// A short text response.
-pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     text_response(status, "text/plain; charset=utf-8", format!("{text}\n"))
 }
 
@@ -40,7 +40,7 @@ fn text_response(status: StatusCode, content_type: &'static str, text: String) -
 }
 
 /// Answers `/healthz` and `/metrics`; `None` for any other path.
-pub fn probe<B>(request: &Request<B>, metrics_text: impl FnOnce() -> String) -> Option<Response<Body>> {
+pub(crate) fn probe<B>(request: &Request<B>, metrics_text: impl FnOnce() -> String) -> Option<Response<Body>> {
     let path = request.uri().path();
     if path != HEALTH_PATH && path != METRICS_PATH {
         return None;
@@ -57,7 +57,7 @@ pub fn probe<B>(request: &Request<B>, metrics_text: impl FnOnce() -> String) -> 
 
 /// Serves a file of `files` (GET and HEAD), or 404 when there is no web root.
 /// Paths that climb out of the root (`..`) are 404 too.
-pub async fn serve_file<B>(files: Option<&ServeDir>, request: Request<B>) -> Response<Body>
+pub(crate) async fn serve_file<B>(files: Option<&ServeDir>, request: Request<B>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

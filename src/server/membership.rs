@@ -15,7 +15,7 @@ use crate::store::WriteDone;
 
 /// Who asks for a change.
 #[derive(Clone, Copy)]
-pub enum Actor {
+pub(crate) enum Actor {
     /// A user, from the session with this id: `join` creates missing open
     /// groups and is refused by closed ones.
     User(u64),
@@ -25,7 +25,7 @@ pub enum Actor {
 
 /// Why a membership change was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The group is closed to users joining by themselves.
     Forbidden,
     /// The group does not exist.
@@ -36,7 +36,7 @@ pub enum Refused {
 
 impl Core {
     /// Creates `group`, or sets whether it is closed.
-    pub fn create_group(&self, group: &str, closed: bool) -> Result<(), Refused> {
+    pub(crate) fn create_group(&self, group: &str, closed: bool) -> Result<(), Refused> {
         let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
         self.persist(|done| self.store.save_group(group.to_owned(), closed, done))?;
         self.groups.set_closed(group, closed);
@@ -44,7 +44,7 @@ impl Core {
     }
 
     /// Makes `user` a member of `group` (see [`Actor`]); Ok(false) when it already was.
-    pub fn join(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
+    pub(crate) fn join(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
         let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
         match (self.groups.get(group), actor) {
             (None, Actor::Host) => return Err(Refused::NotFound),
@@ -64,7 +64,7 @@ impl Core {
 
     /// Removes `user` from `group`; Ok(false) when it was not a member.
     /// Only the host is told `NotFound` for a missing group.
-    pub fn leave(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
+    pub(crate) fn leave(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
         let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
         match (self.groups.get(group), actor) {
             (None, Actor::Host) => return Err(Refused::NotFound),

@@ -15,34 +15,34 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Every metric the server exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Messages accepted and stored (`send` from clients and the host).
-    pub messages_in: Counter,
+    pub(crate) messages_in: Counter,
     /// `msg` frames queued to sessions.
-    pub messages_out: Counter,
+    pub(crate) messages_out: Counter,
     /// Sessions closed because their outbound queue overflowed (1013).
-    pub slow_reader_closes: Counter,
+    pub(crate) slow_reader_closes: Counter,
     /// Host events dropped because the host's queue was full.
-    pub events_dropped: Counter,
+    pub(crate) events_dropped: Counter,
     /// How long each store commit took, in seconds.
-    pub store_commit_seconds: Histogram,
+    pub(crate) store_commit_seconds: Histogram,
     connections: Gauge,
     users_online: Gauge,
     sockets: Gauge,
 }
 
 /// What the scrape reads live.
-pub struct Live {
+pub(crate) struct Live {
     /// Open authenticated sessions.
-    pub connections: u64,
+    pub(crate) connections: u64,
     /// Users with at least one session.
-    pub users_online: u64,
+    pub(crate) users_online: u64,
     /// Accepted TCP connections, handshakes and plain HTTP included.
-    pub sockets: u64,
+    pub(crate) sockets: u64,
 }
 
 impl Default for Metrics {
@@ -98,13 +98,13 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A callback for the store that records each commit's duration.
-    pub fn commit_observer(&self) -> crate::store::CommitObserver {
+    pub(crate) fn commit_observer(&self) -> crate::store::CommitObserver {
         let histogram = self.store_commit_seconds.clone();
         Arc::new(move |took: Duration| histogram.observe(took.as_secs_f64()))
     }
 
     /// The text of a scrape, with the gauges set to `live`.
-    pub fn render(&self, live: Live) -> String {
+    pub(crate) fn render(&self, live: Live) -> String {
         let gauge = |g: &Gauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
         gauge(&self.connections, live.connections);
         gauge(&self.users_online, live.users_online);

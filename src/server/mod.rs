@@ -5,13 +5,14 @@
 //! the host and joins everything. A server starts once.
 
 mod accept;
-pub mod auth;
+pub(crate) mod auth;
 mod connection;
-pub mod core;
-pub mod handshake;
-pub mod http;
-pub mod membership;
-pub mod metrics;
+pub(crate) mod core;
+pub(crate) mod handshake;
+pub(crate) mod http;
+pub(crate) mod membership;
+pub(crate) mod metrics;
+pub(crate) mod msg_frames;
 mod rate_limit;
 mod requests;
 mod session;
@@ -39,12 +40,12 @@ use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of};
 use crate::host::{Host, log_layer};
-use crate::protocol::{Conversation, direct_conv, is_valid_id, is_valid_request_id, now_ms};
+use crate::protocol::{Conversation, close, direct_conv, group_conv, is_valid_id, is_valid_request_id, now_ms};
 use crate::router::Groups;
 use crate::store::{NewMessage, Placement, StoredMessage};
 
 /// The most messages one history call returns.
-pub const MAX_HISTORY_LIMIT: usize = 1000;
+pub(crate) const MAX_HISTORY_LIMIT: usize = 1000;
 
 /// How long `stop` waits for sessions to say goodbye before cutting them off.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -228,15 +229,7 @@ impl Server {
         if core.groups.get(group).is_none() {
             return Err(Error::NotFound(format!("no group {group}")));
         }
-        let message = host_message(
-            &core,
-            from,
-            format!("g:{group}"),
-            None,
-            Some(group),
-            body_json,
-            client_id,
-        )?;
+        let message = host_message(&core, from, group_conv(group), None, Some(group), body_json, client_id)?;
         submit_and_wait(&core, message)
     }
 
@@ -268,7 +261,7 @@ impl Server {
         check_ids(&[("user", user)])?;
         let sessions = core.router.sessions_of(user);
         for session in &sessions {
-            session.outbox.close(CLOSE_KICKED, "kicked");
+            session.outbox.close(close::KICKED, "kicked");
         }
         Ok(sessions.len())
     }
@@ -285,7 +278,7 @@ impl Server {
         Ok(self.running_core()?.stats())
     }
 
-    /// Up to `limit` (1 to [`MAX_HISTORY_LIMIT`]) stored messages of `conv`
+    /// Up to `limit` (1 to 1000) stored messages of `conv`
     /// below `before` (the newest when `None`), oldest first. Blocking (it
     /// may read the database): async callers wrap it in `spawn_blocking`.
     pub fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, Error> {
@@ -355,9 +348,6 @@ impl Server {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 }
-
-/// The close code of a kicked session (application range 4000–4999).
-pub const CLOSE_KICKED: u16 = 4001;
 
 fn check_ids(ids: &[(&str, &str)]) -> Result<(), Error> {
     match ids.iter().find(|(_, id)| !is_valid_id(id)) {
@@ -431,7 +421,7 @@ impl Running {
         } = self;
         tracing::dispatcher::with_default(&logs, || tracing::info!("stopping"));
         let _ = stopping.send(true);
-        core.router.close_all(1001, "server stopping");
+        core.router.close_all(close::GOING_AWAY, "server stopping");
         drop(alive);
         wait_for_connections(&all_ended.into_inner().unwrap_or_else(|p| p.into_inner()), STOP_GRACE);
         runtime.shutdown_timeout(Duration::from_secs(1));

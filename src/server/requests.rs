@@ -10,11 +10,12 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::core::Core;
 use super::membership::{Actor, Refused};
+use super::msg_frames::{msg_array, msg_frame};
 use super::rate_limit::{SessionLimits, TYPING_PER_SECOND};
 use super::write_order::WriteOrder;
 use crate::protocol::{
-    ClientFrame, Conversation, ErrorCode, ServerFrame, SyncedState, direct_conv, error_frame, is_valid_id, now_ms,
-    parse_client_frame,
+    ClientFrame, Conversation, ConversationEntry, ErrorCode, ServerFrame, SyncedState, direct_conv, error_frame,
+    group_conv, is_valid_id, now_ms, parse_client_frame,
 };
 use crate::router::SessionHandle;
 use crate::store::{NewMessage, ReadMark, Store, StoreError, StoredMessage, SyncedConversation};
@@ -135,7 +136,7 @@ fn send(
             if !core.groups.is_member(group, &session.user) {
                 return Err((ErrorCode::Forbidden, "not a member of this group".into()));
             }
-            (format!("g:{group}"), None, Some(group.to_owned()))
+            (group_conv(group), None, Some(group.to_owned()))
         }
         _ => return Err(bad("send requires exactly one of to or group")),
     };
@@ -250,7 +251,7 @@ fn sync_reply<'c>(
     for conv in convs {
         let mut sent_up_to = conv.messages.first().map_or(conv.last_seq, |m| m.seq - 1);
         for message in &conv.messages {
-            let frame = message.frame();
+            let frame = msg_frame(message);
             // The first message goes even when it alone is over the budget:
             // a reply without one would promise `more` and never make progress.
             if used + frame.len() > budget && !frames.is_empty() {
@@ -300,7 +301,7 @@ fn history(
 
 /// A `history` frame with the newest of `messages` that fit in `budget` bytes.
 fn history_frame(id: Option<&str>, conv: &str, messages: &[Arc<StoredMessage>], budget: usize) -> String {
-    let messages = StoredMessage::json_array(messages, budget);
+    let messages = msg_array(messages, budget);
     ServerFrame::History {
         id,
         conv,
@@ -457,9 +458,17 @@ fn conversations(
         move |store| store.conversations(&user),
         move |outcome| {
             let frame = outcome.map(|conversations| {
+                let entries: Vec<ConversationEntry<'_>> = conversations
+                    .iter()
+                    .map(|c| ConversationEntry {
+                        conv: &c.conv,
+                        last_seq: c.last_seq,
+                        read_seq: c.read_seq,
+                    })
+                    .collect();
                 ServerFrame::Conversations {
                     id: id.as_deref(),
-                    conversations: &conversations,
+                    conversations: &entries,
                 }
                 .encode()
             });
@@ -505,7 +514,7 @@ fn typing(
                 .get(name)
                 .filter(|g| g.has(&session.user))
                 .ok_or_else(forbidden)?;
-            (format!("g:{name}"), group.members.to_vec())
+            (group_conv(name), group.members.to_vec())
         }
         _ => return Err(bad("typing requires exactly one valid to or group")),
     };

@@ -25,12 +25,12 @@ use super::core::Core;
 use super::rate_limit::{FrameBudget, rate_limited};
 use super::requests::{SessionState, handle_text, reply};
 use crate::host::Event;
-use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, error_frame, now_ms, parse_client_frame};
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, close, error_frame, now_ms, parse_client_frame};
 use crate::router::SessionHandle;
-use crate::router::outbox::{CLOSE_SLOW_READER, Outbox};
+use crate::router::outbox::Outbox;
 
 /// A WebSocket on the socket hyper handed over after the upgrade.
-pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
 /// How long a closing side waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -42,7 +42,12 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Authenticates an upgraded connection before `deadline`; a client that
 /// fails gets `unauthorized` and close code 1008.
-pub async fn admit(core: &Arc<Core>, mut ws: Ws, token: Option<String>, deadline: Instant) -> Option<(Ws, String)> {
+pub(crate) async fn admit(
+    core: &Arc<Core>,
+    mut ws: Ws,
+    token: Option<String>,
+    deadline: Instant,
+) -> Option<(Ws, String)> {
     match authenticate(core, &mut ws, token, deadline).await {
         Ok(user) => Some((ws, user)),
         Err(why) => {
@@ -109,13 +114,12 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
 }
 
 /// Runs an authenticated session until it ends.
-pub async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
+pub(crate) async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
     let outbox = Outbox::new(core.config.limits.outbound_queue_bytes);
     let session = Arc::new(SessionHandle {
         id: number,
-        name: name.clone(),
         user: user.clone(),
         outbox,
     });
@@ -130,7 +134,7 @@ pub async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
         core.presence.announce(&user, true);
     }
     if core.is_stopping() {
-        session.outbox.close(1001, "server stopping");
+        session.outbox.close(close::GOING_AWAY, "server stopping");
     }
     core.events.post(Event::Connected {
         user: user.clone(),
@@ -144,7 +148,7 @@ pub async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     if session
         .outbox
         .close_reason()
-        .is_some_and(|(code, _)| code == CLOSE_SLOW_READER)
+        .is_some_and(|(code, _)| code == close::SLOW_READER)
     {
         core.metrics.slow_reader_closes.inc();
     }
@@ -176,7 +180,7 @@ async fn read_loop(
         };
         match next {
             Err(_) => {
-                session.outbox.close(1000, "idle timeout");
+                session.outbox.close(close::NORMAL, "idle timeout");
                 break None;
             }
             // The peer's close may be its answer to ours: the server's reason wins.
@@ -194,7 +198,7 @@ async fn read_loop(
             }
             Ok(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => match (state.limits.frame(), message) {
                 (FrameBudget::Exhausted, _) => {
-                    session.outbox.close(1008, "rate limit");
+                    session.outbox.close(close::POLICY, "rate limit");
                     break None;
                 }
                 (FrameBudget::Over, message) => reply(session, rate_limited(message.to_text().ok())),
@@ -211,7 +215,7 @@ async fn read_loop(
             Ok(Some(Ok(_))) => {}
         }
     };
-    session.outbox.close(1000, "closed by peer");
+    session.outbox.close(close::NORMAL, "closed by peer");
     if !writer.is_finished() {
         let _ = writer.await;
     }
@@ -223,12 +227,12 @@ async fn read_loop(
 /// The close code and reason for a read error.
 fn close_code_for(e: &WsError) -> (u16, &'static str) {
     match e {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => (1009, "frame too large"),
-        WsError::Capacity(_) => (1009, "too large"),
-        WsError::Utf8(_) => (1007, "invalid utf-8"),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => (1000, "connection reset"),
-        WsError::Protocol(_) => (1002, "protocol error"),
-        _ => (1011, "connection error"),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => (close::TOO_BIG, "frame too large"),
+        WsError::Capacity(_) => (close::TOO_BIG, "too large"),
+        WsError::Utf8(_) => (close::INVALID_DATA, "invalid utf-8"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => (close::NORMAL, "connection reset"),
+        WsError::Protocol(_) => (close::PROTOCOL_ERROR, "protocol error"),
+        _ => (close::INTERNAL_ERROR, "connection error"),
     }
 }
 
@@ -238,7 +242,7 @@ async fn write_loop(mut sink: SplitSink<Ws, Message>, session: Arc<SessionHandle
     let outbox = &session.outbox;
     let pump = pump(&mut sink, outbox, ping_every);
     tokio::select! {
-        result = pump => if result.is_err() { outbox.close(1011, "write failed") },
+        result = pump => if result.is_err() { outbox.close(close::INTERNAL_ERROR, "write failed") },
         _ = outbox.closed() => {}
     }
     if let Some((code, reason)) = outbox.close_reason() {

@@ -10,6 +10,8 @@ use std::collections::{BTreeSet, VecDeque};
 use ahash::{HashMap, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::protocol::group_conv;
+
 use super::{
     AppendDone, Appended, ConversationSummary, GroupRecord, NewMessage, Placement, ReadDone, ReadMark, Retention,
     Store, StoreError, StoredMessage, SyncedConversation, WriteDone,
@@ -56,7 +58,7 @@ impl Conversation {
 }
 
 /// Messages, idempotency keys and read cursors in memory.
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     hasher: RandomState,
     retention: Retention,
     conversations: Vec<Mutex<HashMap<String, Conversation>>>,
@@ -78,12 +80,13 @@ fn shards<T: Default>() -> Vec<Mutex<T>> {
 
 impl MemoryStore {
     /// An empty store that keeps everything.
-    pub fn new() -> MemoryStore {
+    #[cfg(test)]
+    pub(crate) fn new() -> MemoryStore {
         MemoryStore::default()
     }
 
     /// An empty store that keeps what `retention` allows.
-    pub fn with_retention(retention: Retention) -> MemoryStore {
+    pub(crate) fn with_retention(retention: Retention) -> MemoryStore {
         MemoryStore {
             hasher: RandomState::new(),
             retention,
@@ -199,7 +202,7 @@ impl Store for MemoryStore {
     }
 
     fn save_member(&self, group: String, user: String, member: bool, done: WriteDone) {
-        let conv = format!("g:{group}");
+        let conv = group_conv(&group);
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         let members = &mut groups.entry(group).or_default().1;
         if member {

@@ -6,8 +6,8 @@
 //! conversation: the engine fans messages out from that callback, so every
 //! session sees a conversation in `seq` order without any further locking.
 
-pub mod memory;
-pub mod sqlite;
+pub(crate) mod memory;
+pub(crate) mod sqlite;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,15 +15,13 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use crate::protocol::MsgFrame;
+pub(crate) use memory::MemoryStore;
+pub(crate) use sqlite::SqliteStore;
 
-pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
-
-use crate::config::StoreConfig;
+use crate::config::{Retention, StoreConfig};
 
 /// Opens the store `config` names: memory for `":memory:"`, else SQLite.
-pub fn open(config: &StoreConfig, commits: CommitObserver) -> Result<Arc<dyn Store>, StoreError> {
+pub(crate) fn open(config: &StoreConfig, commits: CommitObserver) -> Result<Arc<dyn Store>, StoreError> {
     if config.path == ":memory:" {
         Ok(Arc::new(MemoryStore::with_retention(config.retention.clone())))
     } else {
@@ -36,7 +34,7 @@ pub fn open(config: &StoreConfig, commits: CommitObserver) -> Result<Arc<dyn Sto
 }
 
 /// Told how long each commit to disk took; the in-memory store has none.
-pub type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+pub(crate) type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// A message to store.
 #[derive(Debug)]
@@ -66,46 +64,6 @@ pub struct StoredMessage {
     pub seq: u64,
 }
 
-impl StoredMessage {
-    /// The protocol `msg` frame of this message, as JSON text.
-    pub fn frame(&self) -> String {
-        let m = &self.message;
-        MsgFrame {
-            kind: "msg",
-            conv: &m.conv,
-            seq: self.seq,
-            from: &m.from,
-            to: m.to.as_deref(),
-            group: m.group.as_deref(),
-            id: &m.client_id,
-            body: &m.body,
-            ts: m.ts,
-        }
-        .encode()
-    }
-}
-
-impl StoredMessage {
-    /// A JSON array of the `msg` frames of the newest of `messages` that fit
-    /// in `budget` bytes, oldest first (a client pages further back with
-    /// `before`). The newest one is there even when it alone is over the
-    /// budget, so that paging always moves.
-    pub fn json_array(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
-        let mut frames: Vec<String> = Vec::new();
-        let mut used = 2;
-        for message in messages.iter().rev() {
-            let frame = message.frame();
-            if used + frame.len() + 1 > budget && !frames.is_empty() {
-                break;
-            }
-            used += frame.len() + 1;
-            frames.push(frame);
-        }
-        frames.reverse();
-        RawValue::from_string(format!("[{}]", frames.join(","))).expect("msg frames are JSON")
-    }
-}
-
 /// Where a message was stored: what an `ack` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -119,7 +77,7 @@ pub struct Placement {
 
 /// The outcome of [`Store::append`].
 #[derive(Debug)]
-pub enum Appended {
+pub(crate) enum Appended {
     /// The message is new and now stored.
     New(Arc<StoredMessage>),
     /// The sender already sent a message with this client id; nothing was stored.
@@ -128,7 +86,7 @@ pub enum Appended {
 
 impl Appended {
     /// Where the message is, new or not.
-    pub fn placement(&self) -> Placement {
+    pub(crate) fn placement(&self) -> Placement {
         match self {
             Appended::New(m) => Placement {
                 conv: m.message.conv.clone(),
@@ -142,7 +100,7 @@ impl Appended {
 
 /// A store failure. Nothing it reports was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
+pub(crate) struct StoreError(pub String);
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,11 +109,11 @@ impl fmt::Display for StoreError {
 }
 
 /// Called once with the outcome of an append.
-pub type AppendDone = Box<dyn FnOnce(Result<Appended, StoreError>) + Send>;
+pub(crate) type AppendDone = Box<dyn FnOnce(Result<Appended, StoreError>) + Send>;
 
 /// The outcome of [`Store::mark_read`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadMark {
+pub(crate) enum ReadMark {
     /// The user's read cursor moved forward to the given seq.
     Advanced,
     /// The cursor was already at or past the given seq; nothing changed.
@@ -168,13 +126,13 @@ pub enum ReadMark {
 }
 
 /// Called once with the outcome of a read mark.
-pub type ReadDone = Box<dyn FnOnce(Result<ReadMark, StoreError>) + Send>;
+pub(crate) type ReadDone = Box<dyn FnOnce(Result<ReadMark, StoreError>) + Send>;
 
 /// Runs `start`, which hands its outcome to the completion it is given, and
 /// blocks until that completion is called. A completion dropped uncalled is
 /// a store error. For callers off the network threads (the host's, the
 /// blocking pool).
-pub fn wait_for<T: Send + 'static>(
+pub(crate) fn wait_for<T: Send + 'static>(
     start: impl FnOnce(Box<dyn FnOnce(Result<T, StoreError>) + Send>),
 ) -> Result<T, StoreError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -186,60 +144,43 @@ pub fn wait_for<T: Send + 'static>(
 }
 
 /// Called once with the outcome of a write that returns nothing.
-pub type WriteDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type WriteDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// A group as stored: whether it is closed, and its members.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRecord {
+pub(crate) struct GroupRecord {
     /// The group id.
-    pub group: String,
+    pub(crate) group: String,
     /// Closed groups refuse `join`; only the host adds members.
-    pub closed: bool,
+    pub(crate) closed: bool,
     /// Its members, sorted.
-    pub members: Vec<String>,
+    pub(crate) members: Vec<String>,
 }
 
 /// One conversation of a user, as listed by `conversations`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ConversationSummary {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConversationSummary {
     /// The conversation.
-    pub conv: String,
+    pub(crate) conv: String,
     /// Its last seq (0 for a group without messages).
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
     /// The user's read cursor in it (0 when none).
-    pub read_seq: u64,
+    pub(crate) read_seq: u64,
 }
 
 /// One conversation in a sync reply.
 #[derive(Debug)]
-pub struct SyncedConversation {
+pub(crate) struct SyncedConversation {
     /// The conversation.
-    pub conv: String,
+    pub(crate) conv: String,
     /// Its last seq at the time of the sync.
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
     /// Messages above the cursor, oldest first, at most the sync's limit.
-    pub messages: Vec<Arc<StoredMessage>>,
-}
-
-/// Retention: how much history a store keeps. Zero means no limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Retention {
-    /// Keep at most this many of the newest messages per conversation.
-    pub max_messages_per_conversation: u64,
-    /// Drop messages older than this many seconds.
-    pub max_age_seconds: u64,
-}
-
-impl Retention {
-    /// The oldest timestamp (ms) to keep at `now_ms`, if an age limit is set.
-    pub fn oldest_kept_ts(&self, now_ms: i64) -> Option<i64> {
-        (self.max_age_seconds > 0).then(|| now_ms - (self.max_age_seconds as i64).saturating_mul(1000))
-    }
+    pub(crate) messages: Vec<Arc<StoredMessage>>,
 }
 
 /// A message store.
-pub trait Store: Send + Sync + 'static {
+pub(crate) trait Store: Send + Sync + 'static {
     /// Stores `message` unless its `(from, client_id)` is already stored, and
     /// calls `done` exactly once with the outcome. Within a conversation,
     /// `done` is called in `seq` order, and never concurrently.

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 const EVERY: Duration = Duration::from_millis(250);
 
 /// Checkpoints until `stop` says so or is dropped.
-pub fn run(conn: Connection, stop: Receiver<()>) {
+pub(crate) fn run(conn: Connection, stop: Receiver<()>) {
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(EVERY) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "checkpoint failed");

@@ -8,7 +8,7 @@
 mod checkpointer;
 mod readers;
 mod rows;
-pub mod schema;
+pub(crate) mod schema;
 mod writer;
 
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ use super::{
 const SYNCHRONOUS_FULL: i64 = 2;
 
 /// Messages in a SQLite file.
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     jobs: Mutex<Option<Sender<Job>>>,
     stop_checkpoints: Mutex<Option<Sender<()>>>,
     /// The writer, the completion thread (which ends after it), the checkpointer.
@@ -42,7 +42,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrates it, and
     /// starts the writer thread. Fails with a message naming the path when
     /// the file cannot be opened, is not an imbed database, or is newer.
-    pub fn open(path: &str, retention: Retention, commits: CommitObserver) -> Result<SqliteStore, StoreError> {
+    pub(crate) fn open(path: &str, retention: Retention, commits: CommitObserver) -> Result<SqliteStore, StoreError> {
         let failed = |e: rusqlite::Error| StoreError(format!("{path}: {e}"));
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)

@@ -26,14 +26,14 @@ const CONVERSATIONS_OF_USER: &str = "
 const IDLE_READERS: usize = 4;
 
 /// A pool of reading connections to one database file.
-pub struct Readers {
+pub(crate) struct Readers {
     path: String,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
     /// A pool for the database at `path`; connections open on first use.
-    pub fn new(path: &str) -> Readers {
+    pub(crate) fn new(path: &str) -> Readers {
         Readers {
             path: path.to_owned(),
             idle: Mutex::default(),
@@ -62,7 +62,7 @@ impl Readers {
     }
 
     /// See [`crate::store::Store::history`].
-    pub fn history(
+    pub(crate) fn history(
         &self,
         conv: &str,
         before: Option<u64>,
@@ -82,7 +82,7 @@ impl Readers {
     }
 
     /// See [`crate::store::Store::sync`].
-    pub fn sync(
+    pub(crate) fn sync(
         &self,
         user: &str,
         cursors: &HashMap<String, u64>,
@@ -116,7 +116,7 @@ impl Readers {
     }
 
     /// See [`crate::store::Store::conversations`].
-    pub fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
+    pub(crate) fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
         self.with(|conn| {
             conn.prepare_cached(CONVERSATIONS_OF_USER)?
                 .query_map([user], |r| {
@@ -131,7 +131,7 @@ impl Readers {
     }
 
     /// See [`crate::store::Store::groups`].
-    pub fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+    pub(crate) fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
         self.with(|conn| {
             let snapshot = conn.transaction()?;
             let mut groups = snapshot

@@ -8,10 +8,10 @@ use serde_json::value::RawValue;
 use crate::store::{NewMessage, StoredMessage};
 
 /// The columns [`message_from_row`] expects, in order.
-pub const MESSAGE_COLUMNS: &str = "conv, seq, sender, recipient, grp, client_id, body, ts";
+pub(crate) const MESSAGE_COLUMNS: &str = "conv, seq, sender, recipient, grp, client_id, body, ts";
 
 /// A message from a row selected with [`MESSAGE_COLUMNS`].
-pub fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Arc<StoredMessage>> {
+pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Arc<StoredMessage>> {
     let body: String = row.get(6)?;
     let body = RawValue::from_string(body)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e)))?;

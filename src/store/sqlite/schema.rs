@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// "imbd": the application id written into every imbed database.
-pub const APPLICATION_ID: i32 = 0x696d_6264;
+pub(crate) const APPLICATION_ID: i32 = 0x696d_6264;
 
 /// Migration N (from 1) takes a database from user_version N-1 to N.
 const MIGRATIONS: &[&str] = &[
@@ -56,11 +56,11 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database at `path` to [`SCHEMA_VERSION`], refusing one that is
 /// newer or not imbed's.
-pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     let failed = |e: rusqlite::Error| StoreError(format!("{path}: {e}"));
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))

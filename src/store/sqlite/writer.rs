@@ -30,7 +30,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const RESET_WAL_EVERY: Duration = Duration::from_millis(250);
 
 /// A write for the writer thread.
-pub enum Job {
+pub(crate) enum Job {
     /// Store a message.
     Append(NewMessage, AppendDone),
     /// Move a user's read cursor.
@@ -68,7 +68,7 @@ pub enum Job {
 
 impl Job {
     /// Reports `error` as this job's outcome.
-    pub fn fail(self, error: StoreError) {
+    pub(crate) fn fail(self, error: StoreError) {
         match self {
             Job::Append(_, done) => done(Err(error)),
             Job::MarkRead { done, .. } => done(Err(error)),
@@ -78,7 +78,7 @@ impl Job {
 }
 
 /// What a job did inside the transaction, reported once it commits.
-pub enum Outcome {
+pub(crate) enum Outcome {
     New(u64),
     Duplicate(Placement),
     Read(ReadMark),
@@ -97,10 +97,10 @@ struct Known {
 }
 
 /// A committed (or failed) batch, for the completion thread.
-pub type Completed = Vec<(Job, Result<Outcome, StoreError>)>;
+pub(crate) type Completed = Vec<(Job, Result<Outcome, StoreError>)>;
 
 /// Reports the outcomes of committed batches, in order, until the writer ends.
-pub fn complete(batches: Receiver<Completed>) {
+pub(crate) fn complete(batches: Receiver<Completed>) {
     for batch in batches {
         for (job, outcome) in batch {
             match outcome {
@@ -112,7 +112,7 @@ pub fn complete(batches: Receiver<Completed>) {
 }
 
 /// Runs the writer until every sender of `jobs` is gone; outcomes go to `completed`.
-pub fn run(
+pub(crate) fn run(
     mut conn: Connection,
     jobs: Receiver<Job>,
     completed: Sender<Completed>,
@@ -171,7 +171,7 @@ fn finish_checkpoint(conn: &Connection) -> bool {
 /// Deletes messages older than the retention age. Rows are appended in
 /// arrival order, so the expired ones are a prefix of the rowid order: the
 /// scan stops at the first row young enough to keep, without a ts index.
-pub fn prune_by_age(conn: &Connection, retention: &Retention) {
+pub(crate) fn prune_by_age(conn: &Connection, retention: &Retention) {
     let Some(oldest) = retention.oldest_kept_ts(now_ms()) else {
         return;
     };

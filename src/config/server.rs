@@ -1,17 +1,13 @@
-//! The engine's one configuration, parsed from the JSON the host passes.
-//!
-//! Every key is optional. Unknown keys, wrong types and bad values are
-//! rejected at parse time with a message that names the field, so a host
-//! learns about a typo when it creates the server, not when a user connects.
+//! The server's configuration.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::LogLevel;
+use super::{EventsConfig, bad, parse_named};
 use crate::error::Error;
-use crate::host::LogLevel;
-use crate::store::Retention;
 
 /// The whole configuration. See `docs/C-API.md` for the table of keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -120,14 +116,6 @@ pub struct OriginsConfig {
     pub required: bool,
 }
 
-/// The event queue between the network and the host's dispatcher thread.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EventsConfig {
-    /// Events that may wait for the host before newer ones are dropped and counted.
-    pub queue_capacity: usize,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -189,12 +177,6 @@ impl Default for ServerEventsConfig {
     }
 }
 
-impl Default for EventsConfig {
-    fn default() -> Self {
-        EventsConfig { queue_capacity: 65_536 }
-    }
-}
-
 impl Config {
     /// Parses and validates a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Config, Error> {
@@ -205,7 +187,6 @@ impl Config {
 
     /// Checks the values that types alone cannot.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |field: &str, why: &str| Err(Error::InvalidConfig(format!("{field}: {why}")));
         if self.listen.parse::<SocketAddr>().is_err() {
             return bad("listen", "expected IP:PORT, such as 127.0.0.1:8080");
         }
@@ -244,10 +225,11 @@ impl Config {
         // A sync or history reply may use half the queue, and must carry at
         // least one message as large as a frame may make it.
         if l.outbound_queue_bytes / 2 < l.max_frame_bytes + MSG_ENVELOPE_BYTES {
-            return Err(Error::InvalidConfig(format!(
-                "limits.outbound_queue_bytes: must be at least twice limits.max_frame_bytes + {MSG_ENVELOPE_BYTES} ({})",
-                2 * (l.max_frame_bytes + MSG_ENVELOPE_BYTES)
-            )));
+            let least = 2 * (l.max_frame_bytes + MSG_ENVELOPE_BYTES);
+            return bad(
+                "limits.outbound_queue_bytes",
+                format!("must be at least twice limits.max_frame_bytes + {MSG_ENVELOPE_BYTES} ({least})"),
+            );
         }
         Ok(())
     }
@@ -261,22 +243,6 @@ impl Config {
 /// What a stored message's `msg` frame may add to the body the client sent:
 /// conversation, sender, seq and time.
 const MSG_ENVELOPE_BYTES: usize = 1024;
-
-/// Deserializes `text`, naming the field of any error.
-fn parse_named<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            Error::InvalidConfig(e.inner().to_string())
-        } else {
-            Error::InvalidConfig(format!("{path}: {}", e.inner()))
-        }
-    })?;
-    de.end()
-        .map_err(|e| Error::InvalidConfig(format!("trailing characters: {e}")))?;
-    Ok(value)
-}
 
 impl Limits {
     /// [`Limits::handshake_timeout_ms`] as a duration.
@@ -352,103 +318,19 @@ mod tests {
     }
 }
 
-/// The configuration of a client (the client role), parsed from JSON.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientConfig {
-    /// The server: `ws://host:port/ws` or `wss://…`.
-    pub url: String,
-    /// Sent as `Authorization: Bearer <token>`.
-    pub token: String,
-    /// A PEM file of root certificates trusted for `wss://` besides the
-    /// public web's: a private CA, or a server's self-signed certificate.
-    #[serde(default)]
-    pub ca_path: Option<String>,
-    /// A SQLite file keeping the outbox and cursors across restarts; `":memory:"` keeps nothing.
-    #[serde(default = "memory_path")]
-    pub state_path: String,
-    /// Reconnection backoff.
-    #[serde(default)]
-    pub reconnect: Reconnect,
-    /// WebSocket ping interval, in milliseconds.
-    #[serde(default = "default_heartbeat_ms")]
-    pub heartbeat_ms: u64,
-    /// A connection that receives nothing for this long is replaced.
-    #[serde(default = "default_dead_after_ms")]
-    pub dead_after_ms: u64,
-    /// Per-conversation page size of the sync after each connect.
-    #[serde(default = "default_sync_limit")]
-    pub sync_limit: u64,
-    /// The event queue to the host.
-    #[serde(default)]
-    pub events: EventsConfig,
-    /// The most detailed log level forwarded to the host.
-    #[serde(default = "default_log_level")]
-    pub log_level: LogLevel,
-}
-
-/// Exponential backoff with full jitter.
-#[derive(Debug, Clone, Deserialize)]
+/// Retention: how much history a store keeps. Zero means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Reconnect {
-    /// The first delay, doubled after each failure.
-    pub initial_ms: u64,
-    /// The largest delay.
-    pub max_ms: u64,
+pub struct Retention {
+    /// Keep at most this many of the newest messages per conversation.
+    pub max_messages_per_conversation: u64,
+    /// Drop messages older than this many seconds.
+    pub max_age_seconds: u64,
 }
 
-impl Default for Reconnect {
-    fn default() -> Self {
-        Reconnect {
-            initial_ms: 250,
-            max_ms: 30_000,
-        }
-    }
-}
-
-fn memory_path() -> String {
-    ":memory:".into()
-}
-fn default_heartbeat_ms() -> u64 {
-    15_000
-}
-fn default_dead_after_ms() -> u64 {
-    45_000
-}
-fn default_sync_limit() -> u64 {
-    100
-}
-fn default_log_level() -> LogLevel {
-    LogLevel::Info
-}
-
-impl ClientConfig {
-    /// Parses and validates a client configuration from JSON text.
-    pub fn from_json(text: &str) -> Result<ClientConfig, Error> {
-        let config: ClientConfig = parse_named(text)?;
-        let bad = |field: &str, why: &str| Err(Error::InvalidConfig(format!("{field}: {why}")));
-        if !(config.url.starts_with("ws://") || config.url.starts_with("wss://")) {
-            return bad("url", "must start with ws:// or wss://");
-        }
-        if config.token.is_empty() {
-            return bad("token", "must not be empty");
-        }
-        if config.state_path.is_empty() {
-            return bad("state_path", "must not be empty (\":memory:\" keeps nothing)");
-        }
-        let positive = [
-            ("reconnect.initial_ms", config.reconnect.initial_ms),
-            ("reconnect.max_ms", config.reconnect.max_ms),
-            ("heartbeat_ms", config.heartbeat_ms),
-            ("dead_after_ms", config.dead_after_ms),
-            ("events.queue_capacity", config.events.queue_capacity as u64),
-        ];
-        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return bad(field, "must be greater than 0");
-        }
-        if !(1..=1000).contains(&config.sync_limit) {
-            return bad("sync_limit", "must be between 1 and 1000");
-        }
-        Ok(config)
+impl Retention {
+    /// The oldest timestamp (ms) to keep at `now_ms`, if an age limit is set.
+    pub fn oldest_kept_ts(&self, now_ms: i64) -> Option<i64> {
+        (self.max_age_seconds > 0).then(|| now_ms - (self.max_age_seconds as i64).saturating_mul(1000))
     }
 }

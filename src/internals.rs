@@ -1,0 +1,101 @@
+//! Doors into the engine for the project's own micro-benchmarks, fuzz
+//! targets and load generator (cargo feature `internals`). Not API: nothing
+//! here is stable, and the documentation hides it.
+
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::config::Limits;
+use crate::protocol::{Conversation, ServerFrame, is_valid_request_id, parse_client_frame};
+use crate::router::{LocalRouter, Outbox, Router, SessionHandle};
+use crate::store::StoredMessage;
+
+/// Whether `text` parses as a client frame.
+pub fn parses_as_client_frame(text: &str) -> bool {
+    parse_client_frame(text).is_ok()
+}
+
+/// Parses `text` as a client frame and asserts what the handlers rely on:
+/// ids were checked, bodies are JSON, conversation names parse or not
+/// without panicking.
+pub fn check_client_frame(text: &str) {
+    let Ok(frame) = parse_client_frame(text) else {
+        return;
+    };
+    if let Some(id) = &frame.id {
+        assert!(is_valid_request_id(id));
+    }
+    if let Some(body) = frame.body {
+        assert!(serde_json::from_str::<serde_json::Value>(body.get()).is_ok());
+    }
+    if let Some(conv) = frame.conv.as_deref() {
+        let _ = Conversation::parse(conv);
+    }
+}
+
+/// The WebSocket settings the server uses for `limits`.
+pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
+    crate::server::handshake::websocket_config(limits)
+}
+
+/// Creates or migrates the SQLite schema in `conn`.
+pub fn migrate_sqlite(conn: &mut rusqlite::Connection, path: &str) -> Result<(), String> {
+    crate::store::sqlite::schema::migrate(conn, path).map_err(|e| e.0)
+}
+
+/// The `msg` frame of `message`.
+pub fn msg_frame(message: &StoredMessage) -> String {
+    crate::server::msg_frames::msg_frame(message)
+}
+
+/// An `ack` frame.
+pub fn ack_frame(id: &str, conv: &str, seq: u64, ts: i64) -> String {
+    ServerFrame::Ack { id, conv, seq, ts }.encode()
+}
+
+/// A group whose members are all online, one session each, for fan-out.
+pub struct Room {
+    router: LocalRouter,
+    members: Vec<Arc<str>>,
+    online: Vec<Arc<SessionHandle>>,
+}
+
+impl Room {
+    /// A room of `members` members, `m0`, `m1`, …, each with a 1 MiB outbox.
+    pub fn new(members: usize) -> Room {
+        let mut room = Room {
+            router: LocalRouter::new(),
+            members: Vec::new(),
+            online: Vec::new(),
+        };
+        for n in 0..members {
+            let user: Arc<str> = Arc::from(format!("m{n}"));
+            let session = Arc::new(SessionHandle {
+                id: n as u64,
+                user: user.clone(),
+                outbox: Outbox::new(1 << 20),
+            });
+            room.router.attach(session.clone());
+            room.members.push(user);
+            room.online.push(session);
+        }
+        room
+    }
+
+    /// Queues `frame` (message `seq` of `g:room`) to every member but session 0.
+    pub fn deliver(&self, frame: &Utf8Bytes, seq: u64) {
+        for member in &self.members {
+            self.router.deliver(member, frame, Some(("g:room", seq)), Some(0));
+        }
+    }
+
+    /// Empties every outbox, as the writers would.
+    pub fn write_all(&mut self) {
+        for session in &self.online {
+            let bytes = session.outbox.take_ready().iter().map(|frame| frame.len()).sum();
+            session.outbox.written(bytes);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The `msg` frames of stored messages: the one place where a stored
+//! message becomes wire text.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use crate::protocol::MsgFrame;
+use crate::store::StoredMessage;
+
+/// The protocol `msg` frame of `stored`, as JSON text.
+pub(crate) fn msg_frame(stored: &StoredMessage) -> String {
+    let m = &stored.message;
+    MsgFrame {
+        kind: "msg",
+        conv: &m.conv,
+        seq: stored.seq,
+        from: &m.from,
+        to: m.to.as_deref(),
+        group: m.group.as_deref(),
+        id: &m.client_id,
+        body: &m.body,
+        ts: m.ts,
+    }
+    .encode()
+}
+
+/// A JSON array of the `msg` frames of the newest of `messages` that fit in
+/// `budget` bytes, oldest first (a client pages further back with `before`).
+/// The newest one is there even when it alone is over the budget, so that
+/// paging always moves.
+pub(crate) fn msg_array(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
+    let mut frames: Vec<String> = Vec::new();
+    let mut used = 2;
+    for message in messages.iter().rev() {
+        let frame = msg_frame(message);
+        if used + frame.len() + 1 > budget && !frames.is_empty() {
+            break;
+        }
+        used += frame.len() + 1;
+        frames.push(frame);
+    }
+    frames.reverse();
+    RawValue::from_string(format!("[{}]", frames.join(","))).expect("msg frames are JSON")
+}
