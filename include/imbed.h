@@ -325,7 +325,9 @@ void imbed_string_free(char *string);
 
 // Creates the group `group`, or changes whether an existing one is closed.
 // A closed group refuses `join` from clients (`forbidden`); the host adds
-// its members with `imbed_server_add_member`.
+// its members with `imbed_server_add_member`. Closing an open group removes
+// all its members first (they are told): anyone could have joined it, so a
+// closed group's members are exactly those the host adds.
 //
 // # Safety
 // `group` is NULL or NUL-terminated.
@@ -370,6 +372,14 @@ imbed_status imbed_server_send_group(imbed_server *server,
 imbed_status imbed_server_kick(imbed_server *server,
                                const char *user,
                                uint32_t *sessions_closed_out);
+
+// Writes whether `group` is closed and its members, sorted, as JSON
+// (`{"closed":true,"members":["alice","bob"]}`) into `*json_out`; free it
+// with `imbed_string_free`. `IMBED_ERR_NOT_FOUND` when there is no such group.
+//
+// # Safety
+// `group` is NULL or NUL-terminated; `json_out` is NULL or writable.
+imbed_status imbed_server_members(imbed_server *server, const char *group, char **json_out);
 
 // Writes the ids of the users online (with at least one session), sorted,
 // as a JSON array into `*json_out`; free it with `imbed_string_free`.

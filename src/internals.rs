@@ -77,7 +77,7 @@ impl Room {
                 user: user.clone(),
                 outbox: Outbox::new(1 << 20),
             });
-            room.router.attach(session.clone());
+            room.router.attach(session.clone(), usize::MAX);
             room.members.push(user);
             room.online.push(session);
         }

@@ -38,6 +38,6 @@ pub use client::{Client, Hint};
 pub use config::{ClientConfig, Config};
 pub use error::Error;
 pub use host::{Event, Host, LogLevel};
-pub use server::Server;
 pub use server::core::Stats;
+pub use server::{GroupMembers, Server};
 pub use store::{NewMessage, Placement, StoredMessage};

@@ -159,6 +159,9 @@ pub(crate) struct ClientFrame<'a> {
     /// `history`: only messages with a seq below this.
     #[serde(default)]
     pub(crate) before: Option<u64>,
+    /// `conversations`: list those named after this one.
+    #[serde(default, borrow)]
+    pub(crate) after: Option<Cow<'a, str>>,
     /// `send`: the message body, any JSON value (`null` included), kept as written.
     #[serde(default, borrow, deserialize_with = "present")]
     pub(crate) body: Option<&'a RawValue>,
@@ -322,8 +325,11 @@ pub(crate) enum ServerFrame<'a> {
         /// The request's id.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
-        /// The user's conversations, sorted.
+        /// The user's conversations, sorted: a page of them.
         conversations: &'a [ConversationEntry<'a>],
+        /// When more conversations follow: the `after` of the next page.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<&'a str>,
     },
     /// The end of a sync reply: every conversation of the user.
     Synced {

@@ -70,7 +70,7 @@ async fn silence_after_the_upgrade_times_out_as_unauthorized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_mode_accepts_only_valid_hs256_tokens() {
-    let secret = "s3cret";
+    let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
     let t = start(json!({"auth": {"mode": "jwt", "secret": secret}}));
     let valid = jwt(json!({"sub": "jay", "exp": now() + 60}), secret, Algorithm::HS256);
     let mut client = open(&t.url, Some(&valid)).await.unwrap();
@@ -112,7 +112,7 @@ fn b64(v: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_issuer_and_audience_are_enforced_when_configured() {
-    let secret = "k";
+    let secret = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
     let t = start(json!({"auth": {"mode": "jwt", "secret": secret, "issuer": "idp", "audience": "chat"}}));
     let good = jwt(
         json!({"sub": "ian", "exp": now() + 60, "iss": "idp", "aud": "chat"}),

@@ -135,7 +135,7 @@ fn a_replaced_or_never_started_host_is_released_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_reach_the_host_without_tokens_or_bodies() {
-    let secret = "hunter2-secret";
+    let secret = "hunter2-secret-hunter2-secret-hunter2";
     let t = start(json!({"log_level": "trace", "auth": {"mode": "jwt", "secret": secret}}));
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),

@@ -378,7 +378,8 @@ async fn a_pipelined_join_then_send_takes_effect_in_order() {
         .unwrap();
     let url = format!("ws://{}/ws", server.0.local_addr().unwrap());
     let mut alice = connect(&url, "alice").await;
-    for n in 0..20 {
+    // Within the join/leave burst of one session (20).
+    for n in 0..8 {
         let group = format!("room{n}");
         alice
             .send_json(json!({"type": "join", "id": format!("j{n}"), "group": group}))

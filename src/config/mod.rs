@@ -10,7 +10,9 @@ mod client;
 mod server;
 
 pub use client::{ClientConfig, EventsConfig, Reconnect};
-pub use server::{AuthConfig, Config, Limits, OriginsConfig, Retention, ServerEventsConfig, StoreConfig, TlsConfig};
+pub use server::{
+    AuthConfig, Config, HttpConfig, Limits, OriginsConfig, Retention, ServerEventsConfig, StoreConfig, TlsConfig,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -34,6 +34,20 @@ pub struct Config {
     /// A directory whose files are served to plain HTTP `GET`s on the same
     /// port as `/ws` (such as a web client); none serves no files.
     pub web_root: Option<String>,
+    /// The ids the host sends as: no user can authenticate as one of them.
+    pub host_ids: Vec<String>,
+    /// Plain HTTP on the server's port.
+    pub http: HttpConfig,
+}
+
+/// Plain HTTP on the server's port (the web root, `/healthz`, `/metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// When not empty, a request whose `Host` header (without port) is not
+    /// listed is answered 421, so a DNS-rebinding page cannot reach the
+    /// server through a name of its own.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The server's TLS identity, as PEM files.
@@ -102,6 +116,10 @@ pub struct Limits {
     /// gets `rate_limited`; a session that keeps sending through as many
     /// refusals again is closed with 1008.
     pub message_burst: u32,
+    /// Distinct users one session may watch for presence.
+    pub max_watches: usize,
+    /// Sessions one user may have open at once; the next is refused.
+    pub max_connections_per_user: usize,
 }
 
 /// Which browser origins may connect.
@@ -128,6 +146,8 @@ impl Default for Config {
             events: ServerEventsConfig::default(),
             log_level: LogLevel::Info,
             tls: None,
+            host_ids: vec!["host".into()],
+            http: HttpConfig::default(),
             web_root: None,
         }
     }
@@ -153,6 +173,8 @@ impl Default for Limits {
             max_connections: 10_000,
             messages_per_second: 1000,
             message_burst: 2000,
+            max_watches: 1000,
+            max_connections_per_user: 16,
         }
     }
 }
@@ -193,10 +215,15 @@ impl Config {
         if !(1..=64).contains(&self.workers) {
             return bad("workers", "must be between 1 and 64");
         }
+        // HS256 is only as strong as its key: RFC 7518 §3.2 asks for at least
+        // the hash's size, 256 bits.
         if let AuthConfig::Jwt { secret, .. } = &self.auth
-            && secret.is_empty()
+            && secret.len() < MIN_JWT_SECRET_BYTES
         {
-            return bad("auth.secret", "must not be empty");
+            return bad("auth.secret", format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"));
+        }
+        if let Some(id) = self.host_ids.iter().find(|id| !crate::protocol::is_valid_id(id)) {
+            return bad("host_ids", format!("{id:?} is not a valid user id"));
         }
         if self.store.path.is_empty() {
             return bad("store.path", "must not be empty (\":memory:\" keeps nothing on disk)");
@@ -211,6 +238,8 @@ impl Config {
             ("limits.max_connections", l.max_connections as u64),
             ("limits.messages_per_second", u64::from(l.messages_per_second)),
             ("limits.message_burst", u64::from(l.message_burst)),
+            ("limits.max_watches", l.max_watches as u64),
+            ("limits.max_connections_per_user", l.max_connections_per_user as u64),
             ("events.queue_capacity", self.events.queue_capacity as u64),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
@@ -239,6 +268,9 @@ impl Config {
         self.listen.parse().expect("validated at parse time")
     }
 }
+
+/// The shortest JWT secret accepted.
+const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// What a stored message's `msg` frame may add to the body the client sent:
 /// conversation, sender, seq and time.
@@ -287,6 +319,11 @@ mod tests {
         assert!(error_of(r#"{"workers":"two"}"#).starts_with("workers:"));
         assert!(error_of(r#"{"workers":0}"#).starts_with("workers:"));
         assert!(error_of(r#"{"auth":{"mode":"jwt"}}"#).contains("secret"));
+        assert!(
+            error_of(r#"{"auth":{"mode":"jwt","secret":"31 bytes 31 bytes 31 bytes 31 "}}"#)
+                .starts_with("auth.secret:")
+        );
+        assert!(error_of(r#"{"host_ids":["ho st"]}"#).starts_with("host_ids:"));
         assert!(error_of(r#"{"auth":{"mode":"magic"}}"#).contains("magic"));
         assert!(error_of(r#"{"auth":{"mode":"dev","x":1}}"#).contains("x"));
         assert!(error_of(r#"{"limits":{"idle_timeout_ms":0}}"#).contains("limits.idle_timeout_ms"));
@@ -301,7 +338,10 @@ mod tests {
 
     #[test]
     fn jwt_options_parse() {
-        let c = Config::from_json(r#"{"auth":{"mode":"jwt","secret":"s","issuer":"me","audience":"app"}}"#).unwrap();
+        let c = Config::from_json(
+            r#"{"auth":{"mode":"jwt","secret":"0123456789abcdef0123456789abcdef","issuer":"me","audience":"app"}}"#,
+        )
+        .unwrap();
         match c.auth {
             AuthConfig::Jwt {
                 secret,
@@ -310,7 +350,7 @@ mod tests {
             } => {
                 assert_eq!(
                     (secret.as_str(), issuer.as_deref(), audience.as_deref()),
-                    ("s", Some("me"), Some("app"))
+                    ("0123456789abcdef0123456789abcdef", Some("me"), Some("app"))
                 );
             }
             other => panic!("{other:?}"),

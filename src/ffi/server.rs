@@ -171,7 +171,9 @@ pub unsafe extern "C" fn imbed_string_free(string: *mut c_char) {
 
 /// Creates the group `group`, or changes whether an existing one is closed.
 /// A closed group refuses `join` from clients (`forbidden`); the host adds
-/// its members with `imbed_server_add_member`.
+/// its members with `imbed_server_add_member`. Closing an open group removes
+/// all its members first (they are told): anyone could have joined it, so a
+/// closed group's members are exactly those the host adds.
 ///
 /// # Safety
 /// `group` is NULL or NUL-terminated.
@@ -272,6 +274,31 @@ pub unsafe extern "C" fn imbed_server_kick(
         if let Some(out) = unsafe { sessions_closed_out.as_mut() } {
             *out = u32::try_from(closed).unwrap_or(u32::MAX);
         }
+        Ok(())
+    })
+}
+
+/// Writes whether `group` is closed and its members, sorted, as JSON
+/// (`{"closed":true,"members":["alice","bob"]}`) into `*json_out`; free it
+/// with `imbed_string_free`. `IMBED_ERR_NOT_FOUND` when there is no such group.
+///
+/// # Safety
+/// `group` is NULL or NUL-terminated; `json_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_members(
+    server: *mut imbed_server,
+    group: *const c_char,
+    json_out: *mut *mut c_char,
+) -> imbed_status {
+    guard(|| {
+        let server = SERVERS.get(server)?;
+        // SAFETY (both): per this function's contract.
+        let group = unsafe { arg_str(group, "group") }?;
+        let out = unsafe { out_ptr(json_out, "json_out") }?;
+        let found = server.members(group)?;
+        let members: Vec<&str> = found.members.iter().map(|m| &**m).collect();
+        let json = serde_json::json!({"closed": found.closed, "members": members});
+        *out = owned_c_string(json.to_string())?;
         Ok(())
     })
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::{Position, Router, SessionHandle};
+use super::{Attached, Position, Router, SessionHandle};
 
 const SHARDS: usize = 64;
 
@@ -45,16 +45,19 @@ impl LocalRouter {
 }
 
 impl Router for LocalRouter {
-    fn attach(&self, session: Arc<SessionHandle>) -> bool {
+    fn attach(&self, session: Arc<SessionHandle>, max_per_user: usize) -> Attached {
         let mut shard = self.shard(&session.user).write().unwrap_or_else(|p| p.into_inner());
         let list = shard.entry(session.user.clone()).or_default();
+        if list.len() >= max_per_user {
+            return Attached::TooMany;
+        }
         list.push(session);
         self.sessions.fetch_add(1, Ordering::Relaxed);
-        let first = list.len() == 1;
-        if first {
-            self.users.fetch_add(1, Ordering::Relaxed);
+        if list.len() > 1 {
+            return Attached::AlreadyOnline;
         }
-        first
+        self.users.fetch_add(1, Ordering::Relaxed);
+        Attached::CameOnline
     }
 
     fn detach(&self, session: &SessionHandle) -> bool {

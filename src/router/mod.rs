@@ -29,11 +29,22 @@ pub(crate) struct SessionHandle {
     pub(crate) outbox: Outbox,
 }
 
+/// What [`Router::attach`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Attached {
+    /// It is the user's first session: the user came online.
+    CameOnline,
+    /// The user had sessions already.
+    AlreadyOnline,
+    /// The user has as many sessions as allowed; nothing changed.
+    TooMany,
+}
+
 /// Routing of frames to the sessions of users.
 pub(crate) trait Router: Send + Sync + 'static {
-    /// Makes `session` reachable through its user; true when it is the
-    /// user's first session (the user came online).
-    fn attach(&self, session: Arc<SessionHandle>) -> bool;
+    /// Makes `session` reachable through its user, unless the user already
+    /// has `max_per_user` sessions.
+    fn attach(&self, session: Arc<SessionHandle>, max_per_user: usize) -> Attached;
     /// Makes `session` unreachable; true when it was the user's last
     /// session (the user went offline).
     fn detach(&self, session: &SessionHandle) -> bool;

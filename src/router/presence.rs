@@ -28,14 +28,21 @@ impl Presence {
         self.watches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `session` starts watching `users`.
-    pub(crate) fn watch(&self, session: &Arc<SessionHandle>, users: &[Arc<str>]) {
+    /// `session` starts watching `users`, unless it would then watch more
+    /// than `max` users: then nothing changes and it returns false. The cap
+    /// also bounds how long ending a session holds the lock.
+    pub(crate) fn watch(&self, session: &Arc<SessionHandle>, users: &[Arc<str>], max: usize) -> bool {
         let mut w = self.watches();
-        for user in users {
-            if w.watched.entry(session.id).or_default().insert(user.clone()) {
-                w.watchers.entry(user.clone()).or_default().push(session.clone());
-            }
+        let watched = w.watched.entry(session.id).or_default();
+        let new: HashSet<&Arc<str>> = users.iter().filter(|u| !watched.contains(*u)).collect();
+        if watched.len() + new.len() > max {
+            return false;
         }
+        watched.extend(new.iter().map(|u| (*u).clone()));
+        for user in new {
+            w.watchers.entry(user.clone()).or_default().push(session.clone());
+        }
+        true
     }
 
     /// `session` stops watching `users`.

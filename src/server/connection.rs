@@ -118,6 +118,7 @@ where
     };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
+        .max_buf_size(http::MAX_HEADER_BYTES)
         .header_read_timeout(frontend.core.config.limits.handshake_timeout())
         .serve_connection(TokioIo::new(io), handler)
         .with_upgrades();
@@ -142,6 +143,9 @@ async fn respond(
 ) -> Response<Body> {
     let first = !exchange.first_request_seen.swap(true, Ordering::AcqRel);
     let core = &frontend.core;
+    if !http::host_allowed(&request, &core.config.http.allowed_hosts) {
+        return http::plain(hyper::StatusCode::MISDIRECTED_REQUEST, "unknown host");
+    }
     if request.uri().path() == WS_PATH {
         let admission = Admission {
             full,
@@ -165,11 +169,14 @@ async fn respond(
             Err(refusal) => refusal.into_response(),
         };
     }
-    if full {
-        return http::plain(hyper::StatusCode::SERVICE_UNAVAILABLE, "too many connections");
-    }
-    if let Some(response) = http::probe(&request, || core.render_metrics()) {
-        return response;
-    }
-    http::serve_file(frontend.files.as_ref(), request).await
+    let security = http::security_headers(&request);
+    let mut response = if full {
+        http::plain(hyper::StatusCode::SERVICE_UNAVAILABLE, "too many connections")
+    } else if let Some(response) = http::probe(&request, || core.render_metrics()) {
+        response
+    } else {
+        http::serve_file(frontend.files.as_ref(), request).await
+    };
+    response.headers_mut().extend(security);
+    response
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::auth::Authenticator;
@@ -47,7 +47,14 @@ pub(crate) struct Core {
     pub(crate) open_connections: std::sync::atomic::AtomicUsize,
     /// Counters for `GET /metrics` and [`Core::stats`].
     pub(crate) metrics: Metrics,
+    /// Store reads (`sync`, `history`, `conversations`) of all sessions in
+    /// flight at once, so that many sessions cannot pile work on the
+    /// store's readers and the blocking pool.
+    pub(crate) store_reads: Arc<Semaphore>,
 }
+
+/// Store reads of all sessions in flight at once.
+const MAX_STORE_READS: usize = 16;
 
 /// The counters of [`crate::Server::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +96,7 @@ impl Core {
             stopping,
             instance: crate::protocol::now_ms() as u64,
             counter: AtomicU64::new(0),
+            store_reads: Arc::new(Semaphore::new(MAX_STORE_READS)),
         }
     }
 

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tower_http::services::ServeDir;
 use tower_service::Service;
@@ -21,6 +21,52 @@ pub(crate) const HEALTH_PATH: &str = "/healthz";
 
 /// Where Prometheus scrapes.
 pub(crate) const METRICS_PATH: &str = "/metrics";
+
+/// The most bytes of request line and headers a request may have; hyper
+/// answers a larger one with 431.
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Whether `request` may be answered under `allowed` host names (none: any).
+/// A DNS-rebinding page reaches the server under a name of its own; listing
+/// the server's real names turns such requests away.
+pub(crate) fn host_allowed<B>(request: &Request<B>, allowed: &[String]) -> bool {
+    allowed.is_empty() || host_name(request).is_some_and(|name| allowed.iter().any(|a| a.eq_ignore_ascii_case(name)))
+}
+
+/// The request's `Host` header without its port.
+fn host_name<B>(request: &Request<B>) -> Option<&str> {
+    let host = request.headers().get(header::HOST)?.to_str().ok()?;
+    let name = match host.rsplit_once(':') {
+        // An IPv6 literal keeps its brackets; only a trailing :port is cut.
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    Some(name)
+}
+
+/// The headers every plain HTTP answer carries: the page runs only its own
+/// scripts and styles, talks only to this server, is never framed, and no
+/// file is sniffed into another type.
+pub(crate) fn security_headers<B>(request: &Request<B>) -> HeaderMap {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    let sockets = host.map_or(String::new(), |h| format!(" ws://{h} wss://{h}"));
+    let policy = format!(
+        "default-src 'self'; connect-src 'self'{sockets}; img-src 'self' data:; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+    );
+    let mut headers = HeaderMap::new();
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers
+}
 
 /// A short text response.
 pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

@@ -35,9 +35,22 @@ pub(crate) enum Refused {
 }
 
 impl Core {
-    /// Creates `group`, or sets whether it is closed.
+    /// Creates `group`, or sets whether it is closed. Closing an open group
+    /// removes every member first: anyone could have joined it, and a closed
+    /// group's members are exactly those the host adds.
     pub(crate) fn create_group(&self, group: &str, closed: bool) -> Result<(), Refused> {
         let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
+        let joined_freely = match self.groups.get(group) {
+            Some(g) if closed && !g.closed => g.members.to_vec(),
+            _ => Vec::new(),
+        };
+        // Removed before the group closes, under the same lock as joins: a
+        // failure halfway leaves an open group, never a closed one with squatters.
+        for user in &joined_freely {
+            self.persist(|done| self.store.save_member(group.to_owned(), user.to_string(), false, done))?;
+            self.groups.set_member(group, user, false);
+            self.announce(group, user, false, Actor::Host);
+        }
         self.persist(|done| self.store.save_group(group.to_owned(), closed, done))?;
         self.groups.set_closed(group, closed);
         Ok(())

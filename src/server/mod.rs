@@ -234,11 +234,27 @@ impl Server {
     }
 
     /// Creates `group`, or sets whether it is closed (closed groups refuse
-    /// `join`; the host adds their members).
+    /// `join`; the host adds their members). Closing an open group removes
+    /// all its members, who are told: anyone could have joined it before.
     pub fn create_group(&self, group: &str, closed: bool) -> Result<(), Error> {
         let core = self.running_core()?;
         check_ids(&[("group", group)])?;
         core.create_group(group, closed).map_err(refused)
+    }
+
+    /// Whether `group` is closed, and its members, sorted.
+    /// [`Error::NotFound`] when there is no such group.
+    pub fn members(&self, group: &str) -> Result<GroupMembers, Error> {
+        let core = self.running_core()?;
+        check_ids(&[("group", group)])?;
+        let found = core
+            .groups
+            .get(group)
+            .ok_or_else(|| Error::NotFound(format!("no group {group}")))?;
+        Ok(GroupMembers {
+            closed: found.closed,
+            members: found.members.to_vec(),
+        })
     }
 
     /// Adds `user` to `group`, closed or not; members are told.
@@ -293,7 +309,9 @@ impl Server {
                 "limit must be between 1 and {MAX_HISTORY_LIMIT}"
             )));
         }
-        core.store.history(conv, before, limit).map_err(|e| Error::Store(e.0))
+        core.store
+            .history(conv, before, limit, usize::MAX)
+            .map_err(|e| Error::Store(e.0))
     }
 
     /// Stops the server: no new connections, every session closed with 1001,
@@ -347,6 +365,15 @@ impl Server {
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A group as [`Server::members`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMembers {
+    /// Closed groups refuse `join`; only the host adds members.
+    pub closed: bool,
+    /// The members, sorted.
+    pub members: Vec<Arc<str>>,
 }
 
 fn check_ids(ids: &[(&str, &str)]) -> Result<(), Error> {

@@ -9,10 +9,19 @@ use crate::protocol::{ErrorCode, error_frame, parse_client_frame};
 /// this many per second.
 pub(crate) const TYPING_PER_SECOND: f64 = 5.0;
 
+/// `join` and `leave` a session may send: bursts of this many, refilled at
+/// [`MEMBERSHIP_PER_SECOND`]. Each one is a store write and a fan-out to
+/// every member.
+pub(crate) const MEMBERSHIP_BURST: f64 = 20.0;
+
+/// The sustained rate of `join` and `leave` per session.
+pub(crate) const MEMBERSHIP_PER_SECOND: f64 = 10.0;
+
 /// Per-connection rate limits, owned by the session's reader.
 pub(crate) struct SessionLimits {
     frames: TokenBucket,
     typing: TokenBucket,
+    membership: TokenBucket,
     /// Frames refused in a row.
     strikes: u32,
     /// Refusals in a row after which the session is closed.
@@ -36,6 +45,7 @@ impl SessionLimits {
         SessionLimits {
             frames: TokenBucket::new(f64::from(limits.message_burst), f64::from(limits.messages_per_second)),
             typing: TokenBucket::new(TYPING_PER_SECOND, TYPING_PER_SECOND),
+            membership: TokenBucket::new(MEMBERSHIP_BURST, MEMBERSHIP_PER_SECOND),
             strikes: 0,
             max_strikes: limits.message_burst,
         }
@@ -57,6 +67,11 @@ impl SessionLimits {
     /// Spends the budget of one typing indicator; false when it is spent.
     pub(crate) fn typing(&mut self) -> bool {
         self.typing.take()
+    }
+
+    /// Spends the budget of one `join` or `leave`; false when it is spent.
+    pub(crate) fn membership(&mut self) -> bool {
+        self.membership.take()
     }
 }
 

@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::core::Core;
 use super::membership::{Actor, Refused};
 use super::msg_frames::{msg_array, msg_frame};
-use super::rate_limit::{SessionLimits, TYPING_PER_SECOND};
+use super::rate_limit::{MEMBERSHIP_BURST, MEMBERSHIP_PER_SECOND, SessionLimits, TYPING_PER_SECOND};
 use super::write_order::WriteOrder;
 use crate::protocol::{
     ClientFrame, Conversation, ConversationEntry, ErrorCode, ServerFrame, SyncedState, direct_conv, error_frame,
@@ -23,9 +24,16 @@ use crate::store::{NewMessage, ReadMark, Store, StoreError, StoredMessage, Synce
 /// Default and largest `limit` of `sync` (per conversation) and `history`.
 const SYNC_LIMIT: (u64, u64) = (100, 1000);
 const HISTORY_LIMIT: (u64, u64) = (50, 1000);
+/// Default and largest `limit` of `conversations`: a page of 1000 entries
+/// stays far below the reply budget.
+const CONVERSATIONS_LIMIT: (u64, u64) = (1000, 1000);
 
 /// The most users one `watch` or `unwatch` names.
 const MAX_WATCH: usize = 1000;
+
+/// Store reads one session may have in flight; its reader waits (and stops
+/// reading the socket) for one to finish before it starts another.
+const STORE_READS_PER_SESSION: usize = 2;
 
 /// What a session's reader keeps from one frame to the next.
 pub(crate) struct SessionState {
@@ -33,14 +41,17 @@ pub(crate) struct SessionState {
     pub(crate) limits: SessionLimits,
     /// Its store writes in flight.
     writes: WriteOrder,
+    /// Its store reads in flight.
+    reads: Arc<Semaphore>,
 }
 
 impl SessionState {
-    /// Full rate-limit buckets and no writes in flight.
+    /// Full rate-limit buckets and nothing in flight.
     pub(crate) fn new(limits: &crate::config::Limits) -> SessionState {
         SessionState {
             limits: SessionLimits::new(limits),
             writes: WriteOrder::new(),
+            reads: Arc::new(Semaphore::new(STORE_READS_PER_SESSION)),
         }
     }
 }
@@ -67,13 +78,13 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
     let id = frame.id.as_deref();
     let handled = match &*frame.kind {
         "send" => send(core, session, state, &frame),
-        "sync" => sync(core, session, state, &frame),
-        "history" => history(core, session, state, &frame),
+        "sync" => sync(core, session, state, &frame).await,
+        "history" => history(core, session, state, &frame).await,
         "read" => read(core, session, state, &frame),
-        "join" => change_membership(core, session, &frame, true).await,
-        "leave" => change_membership(core, session, &frame, false).await,
+        "join" => change_membership(core, session, &mut state.limits, &frame, true).await,
+        "leave" => change_membership(core, session, &mut state.limits, &frame, false).await,
         "members" => members(core, session, &frame),
-        "conversations" => conversations(core, session, state, &frame),
+        "conversations" => conversations(core, session, state, &frame).await,
         "watch" => watch(core, session, &frame, true),
         "unwatch" => watch(core, session, &frame, false),
         "typing" => typing(core, session, &mut state.limits, &frame),
@@ -178,7 +189,7 @@ fn reply_budget(core: &Core) -> usize {
     core.config.limits.outbound_queue_bytes / 2
 }
 
-fn sync(
+async fn sync(
     core: &Arc<Core>,
     session: &Arc<SessionHandle>,
     state: &SessionState,
@@ -196,7 +207,7 @@ fn sync(
         state,
         frame.id.as_deref(),
         "sync",
-        move |store| store.sync(&user, &cursors, limit),
+        move |store| store.sync(&user, &cursors, limit, budget),
         move |outcome| match outcome {
             Ok(convs) => {
                 let (frames, covered) = sync_reply(id.as_deref(), &convs, budget);
@@ -206,14 +217,17 @@ fn sync(
             }
             Err(error) => answering.outbox.release(vec![error.into()], |_, _| false),
         },
-    );
+    )
+    .await;
     Ok(())
 }
 
 /// Reads from the store on the blocking pool, once every write the session
 /// sent before this request has taken effect, and hands `answer` the result,
 /// or an `internal` error frame ("<what> failed; retry") when the store failed.
-fn read_then_answer<T: Send + 'static>(
+/// Waits first for one of the session's read permits: a session that asks
+/// faster than the store answers stops being read.
+async fn read_then_answer<T: Send + 'static>(
     core: &Core,
     state: &SessionState,
     id: Option<&str>,
@@ -221,14 +235,22 @@ fn read_then_answer<T: Send + 'static>(
     read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     answer: impl FnOnce(Result<T, String>) + Send + 'static,
 ) {
+    let Ok(mine) = state.reads.clone().acquire_owned().await else {
+        return;
+    };
     let (store, settled, id) = (core.store.clone(), state.writes.settled(), id.map(str::to_owned));
+    let everyone = core.store_reads.clone();
     tokio::spawn(async move {
         settled.await;
+        let Ok(shared) = everyone.acquire_owned().await else {
+            return;
+        };
         let outcome = match tokio::task::spawn_blocking(move || read(&*store)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(e.0),
             Err(e) => Err(e.to_string()),
         };
+        drop((shared, mine));
         answer(outcome.map_err(|e| {
             tracing::error!(error = %e, "{what} failed");
             error_frame(id.as_deref(), ErrorCode::Internal, &format!("{what} failed; retry"))
@@ -236,9 +258,18 @@ fn read_then_answer<T: Send + 'static>(
     });
 }
 
+/// Bytes a `synced` entry takes at most besides its conversation's name.
+const SYNCED_ENTRY_BYTES: usize = 48;
+
 /// The `msg` frames of a sync reply within `budget` bytes, then `synced`;
 /// and, per conversation, up to which seq live messages held during the
 /// sync are covered: by this reply, or (where more remain) by the next sync.
+///
+/// `synced` must fit the budget too, whatever the number of conversations:
+/// it lists those whose messages the reply carries, then the first one with
+/// messages the reply could not carry (`more`, so the client repeats the
+/// sync), then the rest while the budget lasts. A client learns of the
+/// conversations left out from `conversations`, or from a later sync.
 fn sync_reply<'c>(
     id: Option<&str>,
     convs: &'c [SyncedConversation],
@@ -248,8 +279,10 @@ fn sync_reply<'c>(
     let mut states = BTreeMap::new();
     let mut covered = BTreeMap::new();
     let mut used = 0;
+    let mut waiting_listed = false;
+    let mut quiet = Vec::new();
     for conv in convs {
-        let mut sent_up_to = conv.messages.first().map_or(conv.last_seq, |m| m.seq - 1);
+        let mut carried = 0;
         for message in &conv.messages {
             let frame = msg_frame(message);
             // The first message goes even when it alone is over the budget:
@@ -258,24 +291,36 @@ fn sync_reply<'c>(
                 break;
             }
             used += frame.len();
-            sent_up_to = message.seq;
+            carried += 1;
             frames.push(frame.into());
         }
-        let more = sent_up_to < conv.last_seq;
+        let more = conv.more || carried < conv.messages.len();
+        if carried == 0 && !more {
+            quiet.push(conv);
+            continue;
+        }
         covered.insert(conv.conv.as_str(), if more { u64::MAX } else { conv.last_seq });
-        states.insert(
-            conv.conv.as_str(),
-            SyncedState {
-                last_seq: conv.last_seq,
-                more,
-            },
-        );
+        if carried > 0 || !waiting_listed {
+            waiting_listed |= carried == 0;
+            used += conv.conv.len() + SYNCED_ENTRY_BYTES;
+            let last_seq = conv.last_seq;
+            states.insert(conv.conv.as_str(), SyncedState { last_seq, more });
+        }
+    }
+    for conv in quiet {
+        used += conv.conv.len() + SYNCED_ENTRY_BYTES;
+        if used > budget {
+            break;
+        }
+        covered.insert(conv.conv.as_str(), conv.last_seq);
+        let last_seq = conv.last_seq;
+        states.insert(conv.conv.as_str(), SyncedState { last_seq, more: false });
     }
     frames.push(ServerFrame::Synced { id, convs: states }.encode().into());
     (frames, covered)
 }
 
-fn history(
+async fn history(
     core: &Arc<Core>,
     session: &Arc<SessionHandle>,
     state: &SessionState,
@@ -290,12 +335,13 @@ fn history(
         state,
         frame.id.as_deref(),
         "history",
-        move |store| store.history(&read_conv, before, limit),
+        move |store| store.history(&read_conv, before, limit, budget),
         move |outcome| {
             let frame = outcome.map(|messages| history_frame(id.as_deref(), &conv, &messages, budget));
             reply(&answering, frame.unwrap_or_else(|error| error));
         },
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -386,10 +432,17 @@ fn relay_read(core: &Core, session: &SessionHandle, conv: &str, seq: u64) {
 async fn change_membership(
     core: &Arc<Core>,
     session: &Arc<SessionHandle>,
+    limits: &mut SessionLimits,
     frame: &ClientFrame<'_>,
     join: bool,
 ) -> Result<(), Refusal> {
     let group = group_of(frame)?.to_owned();
+    if !limits.membership() {
+        return Err((
+            ErrorCode::RateLimited,
+            format!("at most {MEMBERSHIP_PER_SECOND} joins and leaves per second, bursts of {MEMBERSHIP_BURST}"),
+        ));
+    }
     let (changing, user, actor) = (core.clone(), session.user.clone(), Actor::User(session.id));
     let changed = tokio::task::spawn_blocking(move || {
         if join {
@@ -439,12 +492,14 @@ fn members(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'
     Ok(())
 }
 
-fn conversations(
+async fn conversations(
     core: &Arc<Core>,
     session: &Arc<SessionHandle>,
     state: &SessionState,
     frame: &ClientFrame<'_>,
 ) -> Result<(), Refusal> {
+    let limit = limit_of(frame, CONVERSATIONS_LIMIT)?;
+    let after = frame.after.as_deref().map(str::to_owned);
     let (answering, user, id) = (
         session.clone(),
         session.user.clone(),
@@ -455,9 +510,13 @@ fn conversations(
         state,
         frame.id.as_deref(),
         "listing",
-        move |store| store.conversations(&user),
+        // One more than asked for tells whether another page follows.
+        move |store| store.conversations(&user, after.as_deref(), limit + 1),
         move |outcome| {
-            let frame = outcome.map(|conversations| {
+            let frame = outcome.map(|mut conversations| {
+                let more = conversations.len() > limit;
+                conversations.truncate(limit);
+                let next = conversations.last().filter(|_| more).map(|c| c.conv.as_str());
                 let entries: Vec<ConversationEntry<'_>> = conversations
                     .iter()
                     .map(|c| ConversationEntry {
@@ -469,12 +528,14 @@ fn conversations(
                 ServerFrame::Conversations {
                     id: id.as_deref(),
                     conversations: &entries,
+                    next,
                 }
                 .encode()
             });
             reply(&answering, frame.unwrap_or_else(|error| error));
         },
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -486,7 +547,12 @@ fn watch(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'_>
     }
     let users: Vec<Arc<str>> = users.iter().map(|u| Arc::from(u.as_str())).collect();
     let online = if watch {
-        core.presence.watch(session, &users);
+        let max = core.config.limits.max_watches;
+        if !core.presence.watch(session, &users, max) {
+            return Err(bad(format!(
+                "at most {max} watched users per session (limits.max_watches)"
+            )));
+        }
         Some(users.iter().map(|u| (&**u, core.router.is_online(u))).collect())
     } else {
         core.presence.unwatch(session, &users);

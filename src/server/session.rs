@@ -26,8 +26,8 @@ use super::rate_limit::{FrameBudget, rate_limited};
 use super::requests::{SessionState, handle_text, reply};
 use crate::host::Event;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, close, error_frame, now_ms, parse_client_frame};
-use crate::router::SessionHandle;
 use crate::router::outbox::Outbox;
+use crate::router::{Attached, SessionHandle};
 
 /// A WebSocket on the socket hyper handed over after the upgrade.
 pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -74,6 +74,8 @@ async fn authenticate(
         None => first_frame_token(ws, deadline).await?,
     };
     match timeout_at(deadline, core.auth.authenticate(token, &core.gate)).await {
+        // The host sends as these ids; a user signed in as one would read its mail.
+        Ok(Some(user)) if core.config.host_ids.contains(&user) => Err("reserved user id"),
         Ok(Some(user)) => Ok(user),
         Ok(None) => Err("invalid token"),
         Err(_) => Err("authentication timed out"),
@@ -114,7 +116,7 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
 }
 
 /// Runs an authenticated session until it ends.
-pub(crate) async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
+pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, user: Arc<str>) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
     let outbox = Outbox::new(core.config.limits.outbound_queue_bytes);
@@ -130,8 +132,19 @@ pub(crate) async fn run(core: Arc<Core>, ws: Ws, user: Arc<str>) {
     };
     // Welcome is queued before the session becomes reachable, so it is the first frame out.
     session.outbox.push(welcome.encode().into());
-    if core.router.attach(session.clone()) {
-        core.presence.announce(&user, true);
+    match core
+        .router
+        .attach(session.clone(), core.config.limits.max_connections_per_user)
+    {
+        Attached::CameOnline => core.presence.announce(&user, true),
+        Attached::AlreadyOnline => {}
+        Attached::TooMany => {
+            let why = "too many connections for this user";
+            let _ = ws
+                .send(Message::text(error_frame(None, ErrorCode::RateLimited, why)))
+                .await;
+            return close_gracefully(ws, CloseCode::Policy, why).await;
+        }
     }
     if core.is_stopping() {
         session.outbox.close(close::GOING_AWAY, "server stopping");

@@ -14,7 +14,7 @@ use crate::protocol::group_conv;
 
 use super::{
     AppendDone, Appended, ConversationSummary, GroupRecord, NewMessage, Placement, ReadDone, ReadMark, Retention,
-    Store, StoreError, StoredMessage, SyncedConversation, WriteDone,
+    Store, StoreError, StoredMessage, SyncedConversation, WriteDone, take_within,
 };
 
 const SHARDS: usize = 64;
@@ -31,16 +31,28 @@ struct Conversation {
 impl Conversation {
     /// Kept messages with `after < seq < before`, the newest `limit` when
     /// `newest` is set, else the oldest `limit`.
-    fn range(&self, after: u64, before: u64, limit: usize, newest: bool) -> Vec<Arc<StoredMessage>> {
+    /// Up to `limit` kept messages between `after` and `before` (exclusive),
+    /// the newest of them when `newest`, oldest first, within `budget` bytes.
+    fn range(
+        &self,
+        after: u64,
+        before: u64,
+        limit: usize,
+        newest: bool,
+        budget: &mut usize,
+    ) -> Vec<Arc<StoredMessage>> {
         let in_range = self.kept.iter().filter(|m| m.seq > after && m.seq < before);
-        let mut found: Vec<_> = if newest {
-            let mut v: Vec<_> = in_range.rev().take(limit).cloned().collect();
-            v.reverse();
-            v
+        let ok = |m: &Arc<StoredMessage>| Ok::<_, std::convert::Infallible>(m.clone());
+        let taken = if newest {
+            let mut newest_first = take_within(in_range.rev().map(ok), limit, budget);
+            if let Ok(v) = &mut newest_first {
+                v.reverse();
+            }
+            newest_first
         } else {
-            in_range.take(limit).cloned().collect()
+            take_within(in_range.map(ok), limit, budget)
         };
-        found.shrink_to_fit();
+        let Ok(found) = taken;
         found
     }
 
@@ -64,7 +76,9 @@ pub(crate) struct MemoryStore {
     conversations: Vec<Mutex<HashMap<String, Conversation>>>,
     keys: Vec<Mutex<HashMap<IdempotencyKey, Placement>>>,
     users: Vec<Mutex<HashMap<Arc<str>, BTreeSet<String>>>>,
-    read_cursors: Mutex<HashMap<(Arc<str>, String), u64>>,
+    /// User → conversation → read seq: a listing reads one user's cursors,
+    /// not everyone's.
+    read_cursors: Mutex<HashMap<Arc<str>, HashMap<String, u64>>>,
     groups: Mutex<HashMap<String, (bool, BTreeSet<String>)>>,
 }
 
@@ -172,7 +186,7 @@ impl Store for MemoryStore {
             return done(Ok(ReadMark::BeyondLast { last_seq }));
         }
         let mut cursors = self.read_cursors.lock().unwrap_or_else(|p| p.into_inner());
-        let cursor = cursors.entry((user, conv)).or_default();
+        let cursor = cursors.entry(user).or_default().entry(conv).or_default();
         let mark = if seq > *cursor {
             *cursor = seq;
             ReadMark::Advanced
@@ -183,11 +197,17 @@ impl Store for MemoryStore {
         done(Ok(mark));
     }
 
-    fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
+    fn history(
+        &self,
+        conv: &str,
+        before: Option<u64>,
+        limit: usize,
+        mut max_bytes: usize,
+    ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
         let conversations = self.shard(&self.conversations, conv);
         Ok(conversations
             .get(conv)
-            .map(|c| c.range(0, before.unwrap_or(u64::MAX), limit, true))
+            .map(|c| c.range(0, before.unwrap_or(u64::MAX), limit, true, &mut max_bytes))
             .unwrap_or_default())
     }
 
@@ -228,17 +248,30 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
-        let read_cursors = self.read_cursors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(self
+    fn conversations(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let mut listed: Vec<ConversationSummary> = self
             .conversations_of(user)
             .into_iter()
+            .filter(|conv| after.is_none_or(|after| conv.as_str() > after))
+            .take(limit)
             .map(|conv| ConversationSummary {
                 last_seq: self.last_seq(&conv),
-                read_seq: read_cursors.get(&(Arc::from(user), conv.clone())).copied().unwrap_or(0),
+                read_seq: 0,
                 conv,
             })
-            .collect())
+            .collect();
+        let read_cursors = self.read_cursors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mine) = read_cursors.get(user) {
+            for summary in &mut listed {
+                summary.read_seq = mine.get(&summary.conv).copied().unwrap_or(0);
+            }
+        }
+        Ok(listed)
     }
 
     fn sync(
@@ -246,23 +279,21 @@ impl Store for MemoryStore {
         user: &str,
         cursors: &std::collections::HashMap<String, u64>,
         limit: usize,
+        mut max_bytes: usize,
     ) -> Result<Vec<SyncedConversation>, StoreError> {
         Ok(self
             .conversations_of(user)
             .into_iter()
             .map(|conv| {
                 let after = cursors.get(&conv).copied().unwrap_or(0);
+                let starved = max_bytes == 0;
                 let conversations = self.shard(&self.conversations, &conv);
                 let (last_seq, messages) = conversations
                     .get(&conv)
-                    .map(|c| (c.last_seq, c.range(after, u64::MAX, limit, false)))
+                    .map(|c| (c.last_seq, c.range(after, u64::MAX, limit, false, &mut max_bytes)))
                     .unwrap_or_default();
                 drop(conversations);
-                SyncedConversation {
-                    conv,
-                    last_seq,
-                    messages,
-                }
+                SyncedConversation::new(conv, last_seq, after, messages, starved)
             })
             .collect())
     }
@@ -305,7 +336,7 @@ mod tests {
         assert_eq!(append(&store, message("a", "2", 5)).placement().seq, 2);
         assert!(matches!(append(&store, message("a", "1", 5)), Appended::Duplicate(p) if p.seq == 1));
         assert_eq!(append(&store, message("b", "1", 5)).placement().seq, 3);
-        assert_eq!(seqs(&store.history("dm:a:b", None, 10).unwrap()), [1, 2, 3]);
+        assert_eq!(seqs(&store.history("dm:a:b", None, 10, usize::MAX).unwrap()), [1, 2, 3]);
     }
 
     #[test]
@@ -314,13 +345,13 @@ mod tests {
         for i in 0..10 {
             append(&store, message("a", &i.to_string(), 5));
         }
-        let page = |before, limit| seqs(&store.history("dm:a:b", before, limit).unwrap());
+        let page = |before, limit| seqs(&store.history("dm:a:b", before, limit, usize::MAX).unwrap());
         assert_eq!(page(None, 3), [8, 9, 10]);
         assert_eq!(page(Some(5), 3), [2, 3, 4]);
         assert_eq!(page(Some(2), 3), [1]);
         assert_eq!(page(Some(1), 3), Vec::<u64>::new());
         assert_eq!(page(Some(100), 2), [9, 10]);
-        assert!(store.history("dm:x:y", None, 5).unwrap().is_empty());
+        assert!(store.history("dm:x:y", None, 5, usize::MAX).unwrap().is_empty());
     }
 
     #[test]
@@ -330,15 +361,38 @@ mod tests {
             append(&store, message("a", &i.to_string(), 5));
         }
         let cursors = std::collections::HashMap::from([("dm:a:b".to_owned(), 2)]);
-        let synced = store.sync("b", &cursors, 2).unwrap();
+        let synced = store.sync("b", &cursors, 2, usize::MAX).unwrap();
         assert_eq!(synced.len(), 1);
         assert_eq!((synced[0].conv.as_str(), synced[0].last_seq), ("dm:a:b", 5));
         assert_eq!(seqs(&synced[0].messages), [3, 4]);
         assert!(
             store
-                .sync("c", &std::collections::HashMap::new(), 2)
+                .sync("c", &std::collections::HashMap::new(), 2, usize::MAX)
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn reads_stop_at_their_byte_budget_but_always_make_progress() {
+        let store = MemoryStore::new();
+        for i in 0..10 {
+            append(&store, message("a", &i.to_string(), 5));
+        }
+        let one = store.history("dm:a:b", None, 10, usize::MAX).unwrap()[0].size_bytes();
+        assert_eq!(seqs(&store.history("dm:a:b", None, 10, 3 * one).unwrap()), [8, 9, 10]);
+        assert_eq!(
+            seqs(&store.history("dm:a:b", None, 10, 1).unwrap()),
+            [10],
+            "one even over budget"
+        );
+        let synced = store.sync("b", &std::collections::HashMap::new(), 10, 2 * one).unwrap();
+        assert_eq!(seqs(&synced[0].messages), [1, 2]);
+        assert!(synced[0].more);
+        let starved = store.sync("b", &std::collections::HashMap::new(), 10, 0).unwrap();
+        assert!(
+            starved[0].messages.is_empty() && starved[0].more,
+            "no budget: more, never silence"
         );
     }
 
@@ -351,7 +405,10 @@ mod tests {
         for i in 0..5 {
             append(&by_count, message("a", &i.to_string(), 5));
         }
-        assert_eq!(seqs(&by_count.history("dm:a:b", None, 10).unwrap()), [3, 4, 5]);
+        assert_eq!(
+            seqs(&by_count.history("dm:a:b", None, 10, usize::MAX).unwrap()),
+            [3, 4, 5]
+        );
         assert_eq!(append(&by_count, message("a", "new", 5)).placement().seq, 6);
 
         let by_age = MemoryStore::with_retention(Retention {
@@ -360,7 +417,7 @@ mod tests {
         });
         append(&by_age, message("a", "old", 1_000));
         append(&by_age, message("a", "new", 20_000));
-        assert_eq!(seqs(&by_age.history("dm:a:b", None, 10).unwrap()), [2]);
+        assert_eq!(seqs(&by_age.history("dm:a:b", None, 10, usize::MAX).unwrap()), [2]);
     }
 
     #[test]

@@ -64,6 +64,37 @@ pub struct StoredMessage {
     pub seq: u64,
 }
 
+impl StoredMessage {
+    /// About how many bytes the message takes: its body and its names.
+    /// Reads count these against their `max_bytes`.
+    pub(crate) fn size_bytes(&self) -> usize {
+        let m = &self.message;
+        let names = m.conv.len() + m.from.len() + m.client_id.len();
+        let target = m.to.as_deref().or(m.group.as_deref()).map_or(0, str::len);
+        m.body.get().len() + names + target
+    }
+}
+
+/// Takes messages from `candidates` up to `limit`, while `budget` (bytes)
+/// lasts; a message is taken whenever some budget is left, so a read with
+/// any budget at all makes progress.
+pub(crate) fn take_within<E>(
+    candidates: impl Iterator<Item = Result<Arc<StoredMessage>, E>>,
+    limit: usize,
+    budget: &mut usize,
+) -> Result<Vec<Arc<StoredMessage>>, E> {
+    let mut taken = Vec::new();
+    for message in candidates.take(limit) {
+        if *budget == 0 {
+            break;
+        }
+        let message = message?;
+        *budget = budget.saturating_sub(message.size_bytes());
+        taken.push(message);
+    }
+    Ok(taken)
+}
+
 /// Where a message was stored: what an `ack` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
@@ -177,6 +208,32 @@ pub(crate) struct SyncedConversation {
     pub(crate) last_seq: u64,
     /// Messages above the cursor, oldest first, at most the sync's limit.
     pub(crate) messages: Vec<Arc<StoredMessage>>,
+    /// Whether messages above the last of `messages` (or above the cursor,
+    /// when there are none) were left out, by the limit or the byte budget.
+    pub(crate) more: bool,
+}
+
+impl SyncedConversation {
+    /// `conv` as a sync read it: `messages` above `cursor`; `starved` when
+    /// the read's byte budget was spent before it came to this conversation.
+    pub(crate) fn new(
+        conv: String,
+        last_seq: u64,
+        cursor: u64,
+        messages: Vec<Arc<StoredMessage>>,
+        starved: bool,
+    ) -> SyncedConversation {
+        let more = match messages.last() {
+            Some(last) => last.seq < last_seq,
+            None => starved && last_seq > cursor,
+        };
+        SyncedConversation {
+            conv,
+            last_seq,
+            messages,
+            more,
+        }
+    }
 }
 
 /// A message store.
@@ -191,8 +248,17 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, done: ReadDone);
 
     /// Up to `limit` messages of `conv` with `seq` below `before` (all, when
-    /// `None`), oldest first. Blocking: call it off the network threads.
-    fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError>;
+    /// `None`), the newest of them, oldest first; reading stops once they
+    /// add up to `max_bytes` (see [`StoredMessage::size_bytes`]), so a read
+    /// loads only about what its reply can carry. Blocking: call it off the
+    /// network threads.
+    fn history(
+        &self,
+        conv: &str,
+        before: Option<u64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Arc<StoredMessage>>, StoreError>;
 
     /// Creates `group`, or sets whether it is closed; `done` once stored.
     fn save_group(&self, group: String, closed: bool, done: WriteDone);
@@ -203,18 +269,27 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Every group with its members, for loading at start. Blocking.
     fn groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
 
-    /// Every conversation of `user` (its direct conversations and its
-    /// groups), sorted, with last seq and read cursor. Blocking.
-    fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// Up to `limit` conversations of `user` (its direct conversations and
+    /// its groups) named after `after` (from the first, when `None`), sorted,
+    /// with last seq and read cursor. Blocking.
+    fn conversations(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError>;
 
-    /// Every conversation of `user` with its last seq and up to `limit`
-    /// messages above its cursor in `cursors` (0 when absent), from one
-    /// consistent snapshot. Blocking: call it off the network threads.
+    /// Every conversation of `user`, sorted, with its last seq and up to
+    /// `limit` messages above its cursor in `cursors` (0 when absent), from
+    /// one consistent snapshot. Reading messages stops once they add up to
+    /// `max_bytes` over all conversations; the later ones then come without
+    /// their messages. Blocking: call it off the network threads.
     fn sync(
         &self,
         user: &str,
         cursors: &HashMap<String, u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<SyncedConversation>, StoreError>;
 
     /// Finishes the writes already queued (reporting each), then ends the

@@ -117,8 +117,14 @@ impl Store for SqliteStore {
         self.submit(Job::MarkRead { user, conv, seq, done });
     }
 
-    fn history(&self, conv: &str, before: Option<u64>, limit: usize) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
-        self.readers.history(conv, before, limit)
+    fn history(
+        &self,
+        conv: &str,
+        before: Option<u64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
+        self.readers.history(conv, before, limit, max_bytes)
     }
 
     fn save_group(&self, group: String, closed: bool, done: WriteDone) {
@@ -138,8 +144,13 @@ impl Store for SqliteStore {
         self.readers.groups()
     }
 
-    fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
-        self.readers.conversations(user)
+    fn conversations(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.readers.conversations(user, after, limit)
     }
 
     fn sync(
@@ -147,8 +158,9 @@ impl Store for SqliteStore {
         user: &str,
         cursors: &HashMap<String, u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<SyncedConversation>, StoreError> {
-        self.readers.sync(user, cursors, limit)
+        self.readers.sync(user, cursors, limit, max_bytes)
     }
 
     /// Lets the writer finish what is queued and report it, then joins the

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::rows::{MESSAGE_COLUMNS, message_from_row};
-use crate::store::{ConversationSummary, GroupRecord, StoreError, StoredMessage, SyncedConversation};
+use crate::store::{ConversationSummary, GroupRecord, StoreError, StoredMessage, SyncedConversation, take_within};
 
 /// A user's conversations: direct ones it took part in, and its groups'.
 /// `?1` is the user.
@@ -67,15 +67,15 @@ impl Readers {
         conv: &str,
         before: Option<u64>,
         limit: usize,
+        mut max_bytes: usize,
     ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
         self.with(|conn| {
             let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
             ))?;
-            let mut found = statement
-                .query_map(params![conv, before, limit as i64], message_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = statement.query_map(params![conv, before, limit as i64], message_from_row)?;
+            let mut found = take_within(rows, limit, &mut max_bytes)?;
             found.reverse();
             Ok(found)
         })
@@ -87,6 +87,7 @@ impl Readers {
         user: &str,
         cursors: &HashMap<String, u64>,
         limit: usize,
+        mut max_bytes: usize,
     ) -> Result<Vec<SyncedConversation>, StoreError> {
         self.with(|conn| {
             let snapshot = conn.transaction()?;
@@ -99,15 +100,15 @@ impl Readers {
             ))?;
             let mut synced = Vec::with_capacity(convs.len());
             for (conv, last_seq) in convs {
-                let after = cursors.get(&conv).copied().unwrap_or(0).min(i64::MAX as u64) as i64;
-                let found = messages
-                    .query_map(params![conv, after, limit as i64], message_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                synced.push(SyncedConversation {
-                    conv,
-                    last_seq,
-                    messages: found,
-                });
+                let after = cursors.get(&conv).copied().unwrap_or(0).min(i64::MAX as u64);
+                let starved = max_bytes == 0;
+                let found = if !starved && last_seq > after {
+                    let rows = messages.query_map(params![conv, after as i64, limit as i64], message_from_row)?;
+                    take_within(rows, limit, &mut max_bytes)?
+                } else {
+                    Vec::new()
+                };
+                synced.push(SyncedConversation::new(conv, last_seq, after, found, starved));
             }
             drop(messages);
             snapshot.commit()?;
@@ -116,17 +117,24 @@ impl Readers {
     }
 
     /// See [`crate::store::Store::conversations`].
-    pub(crate) fn conversations(&self, user: &str) -> Result<Vec<ConversationSummary>, StoreError> {
+    pub(crate) fn conversations(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
         self.with(|conn| {
-            conn.prepare_cached(CONVERSATIONS_OF_USER)?
-                .query_map([user], |r| {
-                    Ok(ConversationSummary {
-                        conv: r.get(0)?,
-                        last_seq: r.get::<_, i64>(1)? as u64,
-                        read_seq: r.get::<_, i64>(2)? as u64,
-                    })
-                })?
-                .collect()
+            conn.prepare_cached(&format!(
+                "SELECT * FROM ({CONVERSATIONS_OF_USER}) WHERE conv > ?2 ORDER BY conv LIMIT ?3"
+            ))?
+            .query_map(params![user, after.unwrap_or(""), limit as i64], |r| {
+                Ok(ConversationSummary {
+                    conv: r.get(0)?,
+                    last_seq: r.get::<_, i64>(1)? as u64,
+                    read_seq: r.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect()
         })
     }
 

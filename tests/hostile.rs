@@ -1,0 +1,226 @@
+//! One hostile user against the engine: each resource a session can hold
+//! has a cap, and replies stay bounded however much a user owns. The
+//! attacks with a bystander's round trip measured are in
+//! tests/interop/test_hostile.py, against the example host.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use serde_json::{Value, json};
+use support::{connect, open, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_over_thousands_of_conversations_is_paged_never_closed() {
+    let t = start(json!({"limits": {"outbound_queue_bytes": 262_144}}));
+    let senders = 3000;
+    let server = t.server;
+    let server = tokio::task::spawn_blocking(move || {
+        for n in 0..senders {
+            server
+                .send(&format!("u{n}"), "alice", r#""hello there""#, None)
+                .unwrap();
+        }
+        server
+    })
+    .await
+    .unwrap();
+    let mut alice = connect(&t.url, "alice").await;
+    let mut cursors: HashMap<String, u64> = HashMap::new();
+    for round in 0.. {
+        assert!(round < 50, "the sync does not converge");
+        alice
+            .send_json(json!({"type": "sync", "id": format!("s{round}"), "cursors": cursors}))
+            .await;
+        let more = loop {
+            let frame = alice.recv().await;
+            match frame["type"].as_str() {
+                Some("msg") => {
+                    cursors.insert(
+                        frame["conv"].as_str().unwrap().to_owned(),
+                        frame["seq"].as_u64().unwrap(),
+                    );
+                }
+                Some("synced") => {
+                    let convs = frame["convs"].as_object().unwrap();
+                    break convs.values().any(|c| c["more"] == true);
+                }
+                _ => panic!("unexpected {frame}"),
+            }
+        };
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(cursors.len(), senders, "every conversation synced");
+    let mut listed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        alice
+            .send_json(json!({"type": "conversations", "id": "c", "limit": 1000, "after": after}))
+            .await;
+        let page = alice.recv().await;
+        listed += page["conversations"].as_array().unwrap().len();
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(listed, senders);
+    tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_stop_at_the_cap_and_a_refused_watch_adds_nothing() {
+    let t = start(json!({"limits": {"max_watches": 1500}}));
+    let mut mallory = connect(&t.url, "mallory").await;
+    let users = |from: usize| (from..from + 1000).map(|n| format!("u{n}")).collect::<Vec<_>>();
+    mallory
+        .send_json(json!({"type": "watch", "id": "w1", "users": users(0)}))
+        .await;
+    assert_eq!(mallory.recv().await["type"], "ok");
+    mallory
+        .send_json(json!({"type": "watch", "id": "w2", "users": users(1000)}))
+        .await;
+    let refused = mallory.recv().await;
+    assert_eq!(
+        (refused["id"].as_str(), refused["code"].as_str()),
+        (Some("w2"), Some("bad_request"))
+    );
+    assert!(refused["message"].as_str().unwrap().contains("1500"), "{refused}");
+    // Nothing of w2 was added: 500 more still fit.
+    mallory
+        .send_json(json!({"type": "watch", "id": "w3", "users": users(1000)[..500].to_vec()}))
+        .await;
+    assert_eq!(mallory.recv().await["type"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_take_every_connection() {
+    let t = start(json!({"limits": {"max_connections": 50, "max_connections_per_user": 3}}));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect(&t.url, "mallory").await);
+    }
+    let mut fourth = open(&format!("{}?token=mallory", t.url), None).await.unwrap();
+    let refused = fourth.recv().await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert_eq!(
+        fourth.closed_with().await,
+        Some(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy)
+    );
+    connect(&t.url, "bob").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_signs_in_as_the_host() {
+    let t = start(json!({"host_ids": ["system"]}));
+    let mut impostor = open(&format!("{}?token=system", t.url), None).await.unwrap();
+    let refused = impostor.recv().await;
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+    let server = t.server;
+    tokio::task::spawn_blocking(move || server.send("system", "bob", "1", None).map(drop))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_an_open_group_removes_who_joined_it() {
+    let t = start(json!({}));
+    let mut squatter = connect(&t.url, "mallory").await;
+    squatter
+        .send_json(json!({"type": "join", "id": "j", "group": "payroll"}))
+        .await;
+    assert_eq!(squatter.recv().await["type"], "ok");
+    let server = t.server;
+    let (server, members) = tokio::task::spawn_blocking(move || {
+        server.create_group("payroll", true).unwrap();
+        server.add_member("payroll", "carol").unwrap();
+        let members = server.members("payroll").unwrap();
+        (server, members)
+    })
+    .await
+    .unwrap();
+    assert!(members.closed);
+    assert_eq!(members.members, vec![std::sync::Arc::from("carol")]);
+    let left = squatter.recv().await;
+    assert_eq!(
+        (left["type"].as_str(), left["joined"].as_bool()),
+        (Some("member"), Some(false)),
+        "{left}"
+    );
+    squatter
+        .send_json(json!({"type": "history", "id": "h", "conv": "g:payroll"}))
+        .await;
+    assert_eq!(squatter.recv().await["code"], "forbidden");
+    squatter
+        .send_json(json!({"type": "join", "id": "again", "group": "payroll"}))
+        .await;
+    assert_eq!(squatter.recv().await["code"], "forbidden");
+    tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_are_rate_limited() {
+    let t = start(json!({}));
+    let mut mallory = connect(&t.url, "mallory").await;
+    let mut codes: Vec<Value> = Vec::new();
+    for n in 0..30 {
+        mallory
+            .send_json(json!({"type": "join", "id": format!("j{n}"), "group": format!("g{n}")}))
+            .await;
+    }
+    for _ in 0..30 {
+        codes.push(mallory.recv().await["code"].clone());
+    }
+    let limited = codes.iter().filter(|c| *c == "rate_limited").count();
+    assert!((1..=10).contains(&limited), "{limited} of 30 joins refused: {codes:?}");
+}
+
+/// Sends `request` over a plain socket and returns the response head.
+fn http_head(addr: &str, request: &str) -> String {
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = socket.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn http_answers_carry_security_headers_and_refuse_other_hosts_and_huge_headers() {
+    let web = tempfile::TempDir::new().unwrap();
+    std::fs::write(web.path().join("index.html"), "<p>hi</p>").unwrap();
+    let t = start(json!({"web_root": web.path().to_str().unwrap(), "http": {"allowed_hosts": ["chat.local"]}}));
+    let addr = t.url.trim_start_matches("ws://").trim_end_matches("/ws").to_owned();
+    let page = http_head(
+        &addr,
+        "GET / HTTP/1.1\r\nHost: chat.local:8080\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(lower.contains("content-security-policy: default-src 'self'"), "{page}");
+    assert!(lower.contains("frame-ancestors 'none'"), "{page}");
+    assert!(lower.contains("x-content-type-options: nosniff"), "{page}");
+    assert!(lower.contains("x-frame-options: deny"), "{page}");
+    let rebound = http_head(
+        &addr,
+        "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    let filler = "x".repeat(20_000);
+    let huge = http_head(
+        &addr,
+        &format!("GET / HTTP/1.1\r\nHost: chat.local\r\nX-Filler: {filler}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
+}
+
+#[test]
+fn short_jwt_secrets_are_refused() {
+    let config = json!({"auth": {"mode": "jwt", "secret": "too-short"}}).to_string();
+    let error = imbed::Config::from_json(&config).unwrap_err();
+    assert!(error.to_string().contains("auth.secret"), "{error}");
+}
