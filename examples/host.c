@@ -6,8 +6,9 @@
  * event, and every reply to a stdin command, as one JSON object per line.
  * stderr: the engine's logs and fatal errors.
  * stdin: one command per line (see USAGE): messages ("send", "group"), reading
- * ("history"), administration ("create-group", "add", "remove", "kick",
- * "online", "stats") and "quit". Each command answers with one JSON line.
+ * ("history"), administration ("create-group", "add", "remove", "members",
+ * "kick", "online", "stats"), "restart" and "quit". Each command answers with one
+ * JSON line.
  * SIGINT and SIGTERM stop the server cleanly; so does "quit". End of input
  * does not: the host may run with stdin closed and keeps serving.
  *
@@ -37,24 +38,35 @@
 #define DEFAULT_WEB_ROOT "examples/web"
 
 static const char USAGE[] =
-    "usage: " PROGRAM_NAME " (--dev-auth | --jwt-secret SECRET) [options]\n"
+    "usage: " PROGRAM_NAME " (--dev-auth | --jwt-secret-file PATH | --jwt-secret SECRET) [options]\n"
     "\n"
     "  --listen HOST:PORT   address to serve on (default " DEFAULT_LISTEN "; port 0 picks one)\n"
     "  --db PATH            SQLite file that stores the messages (default :memory:, which keeps nothing)\n"
     "  --dev-auth           the token is the user id (demos and tests only)\n"
-    "  --jwt-secret SECRET  accept HS256 JWTs signed with SECRET\n"
+    "  --jwt-secret-file PATH  accept HS256 JWTs signed with the secret in PATH (one trailing newline\n"
+    "                       is not part of it); at least 32 bytes\n"
+    "  --jwt-secret SECRET  the same with the secret on the command line, where other users of the\n"
+    "                       machine can read it (ps); prefer the file or IMBED_JWT_SECRET\n"
     "  --workers N          engine worker threads (default: the engine's)\n"
     "  --max-connections N  refuse connections beyond N with HTTP 503 (default: the engine's, 10000)\n"
     "  --handshake-timeout-ms N  upgrade plus authentication must finish within N ms (default 10000)\n"
     "  --allow-origin ORIGIN  accept browsers from ORIGIN only (repeatable; default: any origin)\n"
+    "  --allowed-host NAME  answer only requests whose Host header names NAME (its port aside), others\n"
+    "                       get HTTP 421, against DNS rebinding (repeatable; default: any Host)\n"
+    "  --max-connections-per-user N  sessions one user may have open at once (default: the engine's, 16)\n"
+    "  --max-watches N      distinct users one session may watch for presence (default: the engine's, 1000)\n"
     "  --tls-cert PATH      serve wss:// with this PEM certificate chain (needs --tls-key)\n"
     "  --tls-key PATH       the PEM private key of --tls-cert\n"
     "  --web DIR            serve DIR's files on the same port (default " DEFAULT_WEB_ROOT " when it exists)\n"
     "  --no-web             serve no files, only /ws, /healthz and /metrics\n"
     "  --quiet              do not receive or print message events (for load tests)\n"
     "  --log-level LEVEL    off, error, warn, info, debug or trace (default info)\n"
-    "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host)\n"
+    "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host);\n"
+    "                       no user can sign in as it\n"
     "  --help               show this help\n"
+    "\n"
+    "environment:\n"
+    "  IMBED_JWT_SECRET     with no --dev-auth or --jwt-secret* flag: accept HS256 JWTs signed with it\n"
     "\n"
     "commands on stdin, one per line:\n"
     "  send USER JSON-BODY    send JSON-BODY to USER from the host id\n"
@@ -62,18 +74,28 @@ static const char USAGE[] =
     "  history CONV [N]       print the N newest messages of CONV (default 50), such as dm:alice:bob or g:team\n"
     "  create-group GROUP [open|closed]\n"
     "                         create GROUP (default open), or make an existing one open or closed;\n"
-    "                         users cannot join a closed group, only the host adds its members\n"
+    "                         users cannot join a closed group, only the host adds its members, so\n"
+    "                         making a group closed removes the members it had\n"
     "  add GROUP USER         add USER to GROUP\n"
     "  remove GROUP USER      remove USER from GROUP\n"
+    "  members GROUP          print whether GROUP is closed and its members\n"
     "  kick USER              close every session of USER\n"
     "  online                 print the users with at least one session\n"
     "  stats                  print the server's counters\n"
+    "  restart                stop the server and start a new one on the same configuration and database,\n"
+    "                         in this process; the reply names the port (a new one if --listen had port 0);\n"
+    "                         exits with status 1 if the server cannot start again\n"
     "  quit                   stop the server and exit\n";
 
 typedef enum auth_mode { AUTH_UNSET, AUTH_DEV, AUTH_JWT } auth_mode;
 
 /* More --allow-origin flags than any deployment needs; more is a usage error. */
 #define MAX_ALLOWED_ORIGINS 32
+/* The same for --allowed-host. */
+#define MAX_ALLOWED_HOSTS 32
+/* The longest JWT secret file read; HS256 needs 32 bytes, a longer key adds nothing past 64. */
+#define MAX_SECRET_FILE_BYTES 4096
+#define JWT_SECRET_ENV "IMBED_JWT_SECRET"
 
 typedef struct host_options {
     const char *listen;        /* HOST:PORT exactly as given */
@@ -86,6 +108,10 @@ typedef struct host_options {
     unsigned long handshake_timeout_ms; /* 0: leave it to the engine */
     const char *allowed_origins[MAX_ALLOWED_ORIGINS];
     size_t allowed_origin_count;
+    const char *allowed_hosts[MAX_ALLOWED_HOSTS];
+    size_t allowed_host_count;
+    unsigned long max_connections_per_user; /* 0: leave it to the engine */
+    unsigned long max_watches;              /* 0: leave it to the engine */
     const char *tls_cert;
     const char *tls_key;
     const char *web_root;      /* NULL: serve no files */
@@ -93,6 +119,7 @@ typedef struct host_options {
     bool quiet;                /* no message events */
     const char *log_level;
     const char *host_id;
+    bool host_id_given;        /* --host-id: passed as the engine's host_ids, which default to ["host"] */
 } host_options;
 
 /* The name console.c puts before its stderr lines, as this file does. */
@@ -159,6 +186,41 @@ static const char *take_flag_value(int argc, char **argv, int *index)
     return argv[*index];
 }
 
+/*
+ * Reads the JWT secret of --jwt-secret-file: the file's bytes less one
+ * trailing newline ("\n" or "\r\n"), as an editor or `echo` leaves it. Exits
+ * on a file that cannot be read, is longer than MAX_SECRET_FILE_BYTES or holds
+ * a NUL byte; the engine judges the secret itself (its length included).
+ */
+static const char *read_secret_file(const char *path)
+{
+    static char secret[MAX_SECRET_FILE_BYTES + 2];
+    FILE *file = fopen(path, "rb");
+    if (file == NULL) {
+        fail_usage("cannot open --jwt-secret-file ", path);
+    }
+    size_t length = fread(secret, 1, sizeof secret - 1, file);
+    bool failed = ferror(file) != 0;
+    fclose(file);
+    if (failed) {
+        fail_usage("cannot read --jwt-secret-file ", path);
+    }
+    if (length > MAX_SECRET_FILE_BYTES) {
+        fail_usage("--jwt-secret-file is longer than 4096 bytes: ", path);
+    }
+    if (memchr(secret, '\0', length) != NULL) {
+        fail_usage("--jwt-secret-file holds a NUL byte: ", path);
+    }
+    if (length > 0 && secret[length - 1] == '\n') {
+        length--;
+        if (length > 0 && secret[length - 1] == '\r') {
+            length--;
+        }
+    }
+    secret[length] = '\0';
+    return secret;
+}
+
 /* Parses the command line into `options`; exits 0 for --help and 2 for any misuse. */
 static void parse_options(int argc, char **argv, host_options *options)
 {
@@ -180,21 +242,31 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->db_path = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--dev-auth") == 0) {
             if (options->auth == AUTH_JWT) {
-                fail_usage("choose one of --dev-auth and --jwt-secret", "");
+                fail_usage("choose one of --dev-auth and --jwt-secret(-file)", "");
             }
             options->auth = AUTH_DEV;
-        } else if (strcmp(flag, "--jwt-secret") == 0) {
+        } else if (strcmp(flag, "--jwt-secret") == 0 || strcmp(flag, "--jwt-secret-file") == 0) {
             if (options->auth == AUTH_DEV) {
-                fail_usage("choose one of --dev-auth and --jwt-secret", "");
+                fail_usage("choose one of --dev-auth and --jwt-secret(-file)", "");
             }
             options->auth = AUTH_JWT;
-            options->jwt_secret = take_flag_value(argc, argv, &index);
+            const char *value = take_flag_value(argc, argv, &index);
+            options->jwt_secret = strcmp(flag, "--jwt-secret") == 0 ? value : read_secret_file(value);
         } else if (strcmp(flag, "--workers") == 0) {
             options->workers = parse_positive(flag, take_flag_value(argc, argv, &index));
         } else if (strcmp(flag, "--handshake-timeout-ms") == 0) {
             options->handshake_timeout_ms = parse_positive(flag, take_flag_value(argc, argv, &index));
         } else if (strcmp(flag, "--max-connections") == 0) {
             options->max_connections = parse_positive(flag, take_flag_value(argc, argv, &index));
+        } else if (strcmp(flag, "--max-connections-per-user") == 0) {
+            options->max_connections_per_user = parse_positive(flag, take_flag_value(argc, argv, &index));
+        } else if (strcmp(flag, "--max-watches") == 0) {
+            options->max_watches = parse_positive(flag, take_flag_value(argc, argv, &index));
+        } else if (strcmp(flag, "--allowed-host") == 0) {
+            if (options->allowed_host_count == MAX_ALLOWED_HOSTS) {
+                fail_usage("too many --allowed-host flags", "");
+            }
+            options->allowed_hosts[options->allowed_host_count++] = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--allow-origin") == 0) {
             if (options->allowed_origin_count == MAX_ALLOWED_ORIGINS) {
                 fail_usage("too many --allow-origin flags", "");
@@ -216,12 +288,19 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
             options->host_id = take_flag_value(argc, argv, &index);
+            options->host_id_given = true;
         } else {
             fail_usage("unknown argument ", flag);
         }
     }
+    /* The environment keeps the secret off the command line, which ps shows to everyone. */
+    const char *secret_from_environment = getenv(JWT_SECRET_ENV);
+    if (options->auth == AUTH_UNSET && secret_from_environment != NULL) {
+        options->auth = AUTH_JWT;
+        options->jwt_secret = secret_from_environment;
+    }
     if (options->auth == AUTH_UNSET) {
-        fail_usage("one of --dev-auth and --jwt-secret is required", "");
+        fail_usage("one of --dev-auth, --jwt-secret-file, --jwt-secret and " JWT_SECRET_ENV " is required", "");
     }
     if ((options->tls_cert == NULL) != (options->tls_key == NULL)) {
         fail_usage("--tls-cert and --tls-key go together", "");
@@ -252,20 +331,42 @@ static char *build_config_json(const host_options *options)
         text_append(&config, ",\"workers\":");
         text_append_unsigned(&config, options->workers);
     }
-    if (options->max_connections != 0 || options->handshake_timeout_ms != 0) {
-        text_append(&config, ",\"limits\":{");
-        const char *separator = "";
-        if (options->max_connections != 0) {
-            text_append(&config, "\"max_connections\":");
-            text_append_unsigned(&config, options->max_connections);
+    /* The limits given on the command line; the engine's defaults stand for the others (0). */
+    const struct {
+        const char *key;
+        unsigned long value;
+    } limits[] = {
+        {"max_connections", options->max_connections},
+        {"handshake_timeout_ms", options->handshake_timeout_ms},
+        {"max_connections_per_user", options->max_connections_per_user},
+        {"max_watches", options->max_watches},
+    };
+    const char *separator = ",\"limits\":{";
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        if (limits[i].value != 0) {
+            text_append(&config, separator);
+            text_append_json_string(&config, limits[i].key);
+            text_append(&config, ":");
+            text_append_unsigned(&config, limits[i].value);
             separator = ",";
         }
-        if (options->handshake_timeout_ms != 0) {
-            text_append(&config, separator);
-            text_append(&config, "\"handshake_timeout_ms\":");
-            text_append_unsigned(&config, options->handshake_timeout_ms);
-        }
+    }
+    if (strcmp(separator, ",") == 0) {
         text_append(&config, "}");
+    }
+    /* Only when given: the engine's default, ["host"], is the default --host-id. */
+    if (options->host_id_given) {
+        text_append(&config, ",\"host_ids\":[");
+        text_append_json_string(&config, options->host_id);
+        text_append(&config, "]");
+    }
+    if (options->allowed_host_count > 0) {
+        text_append(&config, ",\"http\":{\"allowed_hosts\":[");
+        for (size_t i = 0; i < options->allowed_host_count; i++) {
+            text_append(&config, i == 0 ? "" : ",");
+            text_append_json_string(&config, options->allowed_hosts[i]);
+        }
+        text_append(&config, "]}");
     }
     if (options->allowed_origin_count > 0) {
         text_append(&config, ",\"origins\":{\"allowed\":[");
@@ -472,6 +573,31 @@ static void run_kick_command(imbed_server *server, char *arguments)
     text_free(&line);
 }
 
+/* Runs "members <group>": prints {"event":"members","group":...,"closed":...,"members":[...]}. */
+static void run_members_command(imbed_server *server, char *arguments)
+{
+    char *group = take_word(&arguments);
+    if (*group == '\0' || *take_word(&arguments) != '\0') {
+        print_command_error("members", "usage: members <group>");
+        return;
+    }
+    char *members = NULL;
+    imbed_status status = imbed_server_members(server, group, &members);
+    if (status != IMBED_OK) {
+        print_command_failure("members", status);
+        return;
+    }
+    /* The engine's object, {"closed":...,"members":[...]}, with the event and group put first. */
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"members\",\"group\":");
+    text_append_json_string(&line, group);
+    text_append(&line, ",");
+    text_append(&line, members + 1);
+    imbed_string_free(members);
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
 /* Runs "online": prints the engine's sorted array of online user ids. */
 static void run_online_command(imbed_server *server, char *arguments)
 {
@@ -519,34 +645,6 @@ static void run_stats_command(imbed_server *server, char *arguments)
     text_append(&line, "}");
     print_stdout_line(line.data);
     text_free(&line);
-}
-
-/* Runs one stdin command (the console_command_runner of this program); `context` is a host_context. */
-static void run_host_command(void *context, char *command, char *arguments)
-{
-    const host_context *host = context;
-    imbed_server *server = host->server;
-    const host_options *options = host->options;
-    if (strcmp(command, "send") == 0) {
-        run_send_command(server, options, arguments);
-    } else if (strcmp(command, "group") == 0) {
-        run_group_command(server, options, arguments);
-    } else if (strcmp(command, "history") == 0) {
-        run_history_command(server, arguments);
-    } else if (strcmp(command, "create-group") == 0) {
-        run_create_group_command(server, arguments);
-    } else if (strcmp(command, "add") == 0 || strcmp(command, "remove") == 0) {
-        run_membership_command(server, command, arguments);
-    } else if (strcmp(command, "kick") == 0) {
-        run_kick_command(server, arguments);
-    } else if (strcmp(command, "online") == 0) {
-        run_online_command(server, arguments);
-    } else if (strcmp(command, "stats") == 0) {
-        run_stats_command(server, arguments);
-    } else {
-        print_command_error(command, "unknown command (commands: send, group, history, create-group, add, remove, "
-                                     "kick, online, stats, quit; --help describes them)");
-    }
 }
 
 /* Creates the server with the options' config and this program's listener; exits on failure. */
@@ -597,6 +695,74 @@ static bool start_and_announce(imbed_server *server, const host_options *options
     return true;
 }
 
+/*
+ * Runs "restart": stops and frees the server, then creates and starts a new
+ * one from the same options (same address, same database), in this process.
+ * Its reply is {"event":"restarted","port":N}. A server that cannot start
+ * again leaves nothing to serve with, so the program then exits with 1.
+ */
+static void run_restart_command(host_context *host, char *arguments)
+{
+    if (*take_word(&arguments) != '\0') {
+        print_command_error("restart", "usage: restart");
+        return;
+    }
+    imbed_status status = imbed_server_stop(host->server);
+    if (status != IMBED_OK) {
+        print_failure(status); /* free stops it anyway */
+    }
+    imbed_server_free(host->server);
+    host->server = create_server(host->options);
+    status = imbed_server_start(host->server);
+    uint16_t port = 0;
+    if (status == IMBED_OK) {
+        status = imbed_server_port(host->server, &port);
+    }
+    if (status != IMBED_OK) {
+        print_command_failure("restart", status);
+        imbed_server_free(host->server);
+        exit(1);
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"restarted\",\"port\":");
+    text_append_unsigned(&line, port);
+    text_append(&line, "}");
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Runs one stdin command (the console_command_runner of this program); `context` is a host_context. */
+static void run_host_command(void *context, char *command, char *arguments)
+{
+    host_context *host = context;
+    imbed_server *server = host->server;
+    const host_options *options = host->options;
+    if (strcmp(command, "send") == 0) {
+        run_send_command(server, options, arguments);
+    } else if (strcmp(command, "group") == 0) {
+        run_group_command(server, options, arguments);
+    } else if (strcmp(command, "history") == 0) {
+        run_history_command(server, arguments);
+    } else if (strcmp(command, "create-group") == 0) {
+        run_create_group_command(server, arguments);
+    } else if (strcmp(command, "add") == 0 || strcmp(command, "remove") == 0) {
+        run_membership_command(server, command, arguments);
+    } else if (strcmp(command, "kick") == 0) {
+        run_kick_command(server, arguments);
+    } else if (strcmp(command, "members") == 0) {
+        run_members_command(server, arguments);
+    } else if (strcmp(command, "online") == 0) {
+        run_online_command(server, arguments);
+    } else if (strcmp(command, "stats") == 0) {
+        run_stats_command(server, arguments);
+    } else if (strcmp(command, "restart") == 0) {
+        run_restart_command(host, arguments);
+    } else {
+        print_command_error(command, "unknown command (commands: send, group, history, create-group, add, remove, "
+                                     "members, kick, online, stats, restart, quit; --help describes them)");
+    }
+}
+
 /* Runs the host: parse flags, create and start the server, serve, stop. */
 int main(int argc, char **argv)
 {
@@ -614,13 +780,14 @@ int main(int argc, char **argv)
     host_context context = {.server = server, .options = &options};
     console_run_commands(input, run_host_command, &context);
 
+    /* "restart" may have replaced the server: stop the one the context holds. */
     int exit_status = 0;
-    imbed_status status = imbed_server_stop(server);
+    imbed_status status = imbed_server_stop(context.server);
     if (status != IMBED_OK) {
         print_failure(status);
         exit_status = 1;
     }
-    imbed_server_free(server);
+    imbed_server_free(context.server);
     return exit_status;
 }
 
