@@ -15,13 +15,14 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
+from urllib.parse import quote
 
 import jwt
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as connect_blocking
 
@@ -31,10 +32,7 @@ from test_python_clients import (
     REPLY_TIMEOUT_S,
     assert_frame,
     expect_close,
-    expect_pong,
     login,
-    login_as,
-    open_connection,
     recv_frame,
     send_frame,
 )
@@ -105,8 +103,13 @@ BYSTANDER_CONVERSATIONS_BOUND_MS = 500
 # The join storm: sessions of one attacker, each pipelining this many joins of
 # fresh groups; the bystander joins groups of its own meanwhile.
 JOIN_STORM_SESSIONS = 8
-JOIN_STORM_JOINS_PER_SESSION = 1000
-BYSTANDER_JOINS = 20
+# Each session sends JOIN_STORM_WAVES waves of JOIN_STORM_WAVE joins, one
+# every JOIN_STORM_WAVE_INTERVAL_S: 1000 frames per second, the frame rate limit.
+JOIN_STORM_WAVES = 10
+JOIN_STORM_WAVE = 200
+JOIN_STORM_WAVE_INTERVAL_S = 0.2
+# The bystander joins a group of its own this often: under its own join rate.
+BYSTANDER_JOIN_INTERVAL_S = 0.15
 # The bystander's worst join round trip during the storm (4 ms idle).
 BYSTANDER_JOIN_BOUND_MS = 250
 # join/leave per session: a bucket of this many that refills at this rate.
@@ -147,6 +150,8 @@ def hosted(*flags, db=":memory:", auth=("--dev-auth",)):
 PROBES = {
     "ping": (lambda probe_id: {"type": "ping", "id": probe_id}, "pong"),
     "watch": (lambda probe_id: {"type": "watch", "id": probe_id, "users": ["someone"]}, "ok"),
+    "conversations": (lambda probe_id: {"type": "conversations", "id": probe_id}, "conversations"),
+    "join": (lambda probe_id: {"type": "join", "id": probe_id, "group": f"own-{probe_id}"}, "ok"),
 }
 
 
@@ -160,10 +165,12 @@ class Bystander:
     in the test's event loop does not delay it (beyond the GIL's 5 ms switch).
     """
 
-    def __init__(self, url, user="bystander", probe="ping"):
+    def __init__(self, url, user="bystander", probe="ping", interval=PING_INTERVAL_S):
         self._probe, self._reply_type = PROBES[probe]
+        self._interval = interval
         self.phase = "before"
         self._round_trips = []  # (phase, seconds)
+        self.unexpected = []  # replies to a probe of another type than expected
         self._stopping = threading.Event()
         self._connection = connect_blocking(f"{url}?token={user}", open_timeout=REPLY_TIMEOUT_S, proxy=None)
         self._ws = self._connection.__enter__()
@@ -184,7 +191,8 @@ class Bystander:
                 while True:
                     frame = json.loads(self._ws.recv(timeout=PING_GIVE_UP_S))
                     if frame.get("id") == probe_id:
-                        assert frame.get("type") == self._reply_type, frame
+                        if frame.get("type") != self._reply_type:
+                            self.unexpected.append(frame)
                         break
                 elapsed = time.monotonic() - started
             except TimeoutError:
@@ -193,7 +201,7 @@ class Bystander:
                 self._round_trips.append((phase, float("inf")))
                 return
             self._round_trips.append((phase, elapsed))
-            self._stopping.wait(PING_INTERVAL_S)
+            self._stopping.wait(self._interval)
 
     def worst_ms(self, phase):
         """The worst round trip of the pings sent in phase, in ms (None if there was none)."""
@@ -209,6 +217,7 @@ class Bystander:
         return ", ".join(f"{p}: worst {self.worst_ms(p)} ms of {self.count(p)} round trips" for p in phases)
 
     def assert_fast(self, *phases, bound_ms=BYSTANDER_PING_BOUND_MS):
+        assert not self.unexpected, f"the bystander's probes were refused: {self.unexpected[:3]}"
         for phase in phases:
             assert self.count(phase) > 0, f"the bystander measured no round trip during {phase!r} ({self.report()})"
             worst = self.worst_ms(phase)
@@ -293,14 +302,33 @@ def host_send_as_many(host, messages, timeout=60):
 
 
 async def connect_as(url, user):
-    """A session of user: (ws, welcome), failing on anything but a welcome."""
-    return await login_as(url, user, via="query")
+    """A session of user: (ws, welcome), failing on anything but a welcome.
+
+    Its client reads every frame off the socket as it comes (max_queue=None):
+    frames a test leaves unread (member notices of the attacker's other
+    sessions) must not stop it from reading the server's close frame.
+    """
+    ws = await connect(
+        f"{url}?token={quote(user)}",
+        compression=None,
+        proxy=None,
+        max_queue=None,
+        open_timeout=REPLY_TIMEOUT_S,
+        close_timeout=REPLY_TIMEOUT_S,
+    )
+    welcome = await recv_frame(ws)
+    assert_frame(welcome, type="welcome", user=user)
+    return ws, welcome
 
 
-async def replies_by_id(ws, ids, timeout=REPLY_TIMEOUT_S):
-    """Read frames until a reply to each of ids arrived; returns {id: reply}, other frames ignored."""
+async def replies_by_id(ws, ids, timeout=REPLY_TIMEOUT_S, replies=None):
+    """Read frames until a reply to each of ids arrived; returns {id: reply}, other frames ignored.
+
+    The replies go into `replies` when given, so that a caller still has those
+    that came before the connection closed.
+    """
     wanted = set(ids)
-    replies = {}
+    replies = {} if replies is None else replies
     while wanted:
         frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         if frame.get("id") in wanted:
@@ -399,11 +427,11 @@ def test_watches_stop_at_the_cap_and_a_bystander_never_waits():
 # --- 2. store reads on SQLite ---------------------------------------------------------
 
 
-async def send_pipelined(ws, frames, timeout=ATTACK_TIMEOUT_S):
+async def send_pipelined(ws, frames, timeout=ATTACK_TIMEOUT_S, replies=None):
     """Send request frames without waiting, then read until each has its reply; returns {id: reply}."""
     for frame in frames:
         await send_frame(ws, frame)
-    return await replies_by_id(ws, [frame["id"] for frame in frames], timeout)
+    return await replies_by_id(ws, [frame["id"] for frame in frames], timeout, replies)
 
 
 def test_history_requests_at_once_read_only_what_replies_carry(tmp_path):
@@ -443,10 +471,11 @@ def test_history_requests_at_once_read_only_what_replies_carry(tmp_path):
                         for n in range(HISTORY_REQUESTS)
                     ]
                     started = time.monotonic()
+                    replies, closed = {}, None
                     try:
-                        replies, closed = await send_pipelined(attacker, requests), None
+                        await send_pipelined(attacker, requests, replies=replies)
                     except ConnectionClosed as close:
-                        replies, closed = None, close
+                        closed = close
                     seconds = time.monotonic() - started
                 # Reads the server started may outlive the session: watch a while longer.
                 await asyncio.sleep(HISTORY_SETTLE_S)
@@ -462,7 +491,10 @@ def test_history_requests_at_once_read_only_what_replies_carry(tmp_path):
         f"{HISTORY_REQUESTS} history requests; bystander: {bystander.report()}"
     )
     bystander.assert_fast("attack")
-    assert closed is None, f"the attacker, reading as fast as it can, was closed: {closed}"
+    assert closed is None, (
+        f"the attacker, reading as fast as it can, was closed after {seconds:.3f} s and {len(replies)} of "
+        f"{HISTORY_REQUESTS} replies: {closed}"
+    )
     for reply in replies.values():
         assert_frame(reply, type="history")
         seqs = [m["seq"] for m in reply["messages"]]
@@ -599,3 +631,467 @@ def test_conversations_of_a_user_in_7000_conversations_come_in_pages(host_of_a_u
                 assert_frame(refused, type="error", id="bad", code="bad_request")
 
     run_attack(scenario())
+
+
+# --- 4. closed groups -------------------------------------------------------------------
+
+
+async def frames_until_reply(ws, frame):
+    """Send a request; returns (the frames that came before its reply, the reply)."""
+    await send_frame(ws, frame)
+    before = []
+    while True:
+        received = await recv_frame(ws)
+        if received.get("id") == frame["id"]:
+            return before, received
+        before.append(received)
+
+
+def test_making_a_group_closed_removes_the_members_the_host_did_not_add():
+    """A squatter joins `payroll` before the host creates it closed: the create
+    removes it (it is told, `member` joined:false), and then it can neither
+    send to the group, read it, list it nor join again. The closed group's
+    members are exactly those the host adds (`members` command).
+
+    Before issue 13: the create succeeded silently and the squatter read everything.
+    """
+    with hosted() as host:
+        async def scenario():
+            squatter, _ = await connect_as(host.url, "squatter")
+            alice, _ = await connect_as(host.url, "alice")
+            async with squatter, alice:
+                assert_frame(await request(squatter, {"type": "join", "id": "j1", "group": "payroll"}), type="ok")
+                await asyncio.to_thread(console_command, host, "create-group payroll closed", "ok")
+
+                told, reply = await frames_until_reply(
+                    squatter, {"type": "send", "id": "s1", "group": "payroll", "body": {"text": "salaries?"}}
+                )
+                assert_frame(reply, type="error", id="s1", code="forbidden")
+                assert told == [{"type": "member", "group": "payroll", "user": "squatter", "joined": False}], told
+                for refused in (
+                    {"type": "history", "id": "h1", "conv": "g:payroll"},
+                    {"type": "members", "id": "m1", "group": "payroll"},
+                    {"type": "join", "id": "j2", "group": "payroll"},
+                    {"type": "read", "id": "r1", "conv": "g:payroll", "seq": 1},
+                ):
+                    assert_frame(await request(squatter, refused), type="error", id=refused["id"], code="forbidden")
+
+                members = await asyncio.to_thread(console_command, host, "members payroll", "members")
+                assert members == {"event": "members", "group": "payroll", "closed": True, "members": []}, members
+
+                await asyncio.to_thread(console_command, host, "add payroll alice", "ok")
+                assert_frame(await recv_frame(alice), type="member", group="payroll", user="alice", joined=True)
+                members = await asyncio.to_thread(console_command, host, "members payroll", "members")
+                assert members["members"] == ["alice"], members
+                listed = await request(alice, {"type": "members", "id": "m2", "group": "payroll"})
+                assert_frame(listed, type="members", closed=True, members=["alice"])
+                # The squatter hears nothing of the group any more.
+                assert await frames_before_pong(squatter, "quiet") == []
+
+                missing = await asyncio.to_thread(console_command, host, "members no-such-group", "error")
+                assert "not found" in json.dumps(missing).lower(), missing
+
+        run_attack(scenario())
+
+
+# --- 5. the host's ids ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["query", "header", "frame"])
+def test_no_user_can_sign_in_as_the_host(via):
+    """The host's sender id ("host", or --host-id's) is reserved: signing in as
+    it is `unauthorized` then close 1008; the host's own sends still work.
+
+    Before issue 13: a user signed in as `host` read the host's messages and sent as it.
+    """
+    with hosted() as host:
+        async def scenario():
+            impostor, first = await login(host.url, "host", via)
+            assert_frame(first, type="error", code="unauthorized")
+            await expect_close(impostor, 1008)
+
+            alice, _ = await connect_as(host.url, "alice")
+            async with alice:
+                await asyncio.to_thread(console_command, host, 'send alice {"text":"from the host"}', "sent")
+                assert_frame(await recv_frame(alice), type="msg", conv="dm:alice:host", to="alice", **{"from": "host"})
+
+        run_attack(scenario())
+
+
+def test_the_host_id_flag_reserves_that_id():
+    with hosted("--host-id", "boss") as host:
+        async def scenario():
+            impostor, first = await login(host.url, "boss", "query")
+            assert_frame(first, type="error", code="unauthorized")
+            await expect_close(impostor, 1008)
+
+            alice, _ = await connect_as(host.url, "alice")
+            async with alice:
+                await asyncio.to_thread(console_command, host, 'send alice {"text":"from the boss"}', "sent")
+                assert_frame(await recv_frame(alice), type="msg", conv="dm:alice:boss", **{"from": "boss"})
+
+        run_attack(scenario())
+
+
+def test_no_jwt_can_sign_in_as_the_host():
+    with hosted(auth=("--jwt-secret", JWT_SECRET)) as host:
+        async def scenario():
+            for sub, allowed in (("host", False), ("alice", True)):
+                token = jwt.encode({"sub": sub, "exp": int(time.time()) + 3600}, JWT_SECRET, algorithm="HS256")
+                ws, first = await login(host.url, token, "header")
+                if allowed:
+                    assert_frame(first, type="welcome", user=sub)
+                    await ws.close()
+                else:
+                    assert_frame(first, type="error", code="unauthorized")
+                    await expect_close(ws, 1008)
+
+        run_attack(scenario())
+
+
+# --- 6. connections per user ------------------------------------------------------------
+
+
+async def open_until_refused(url, user, most):
+    """Open sessions of user until one is refused (at most `most`).
+
+    Returns (the open sessions, the refusal: the first frame of the refused
+    connection, or "HTTP <status>" for a refused handshake; None if none was,
+    the refused connection or None).
+    """
+    sessions = []
+    for _ in range(most):
+        try:
+            ws, first = await login(url, user, "query")
+        except InvalidStatus as refused:
+            return sessions, f"HTTP {refused.response.status_code}", None
+        if first.get("type") != "welcome":
+            return sessions, first, ws
+        sessions.append(ws)
+    return sessions, None, None
+
+
+@pytest.mark.parametrize("per_user_flag, per_user", [((), MAX_CONNECTIONS_PER_USER), (("--max-connections-per-user", "3"), 3)])
+def test_one_user_cannot_take_every_connection(per_user_flag, per_user):
+    """With 50 connections for the whole server, one user opening connections
+    until refused gets `per_user` of them; the next gets `rate_limited` "too
+    many connections for this user" and close 1008; another user still gets in;
+    and a session that ends frees its place.
+
+    Before issue 13: the one user took all 50 and everyone else got HTTP 503.
+    """
+    with hosted("--max-connections", "50", *per_user_flag) as host:
+        async def scenario():
+            sessions, refusal, refused = await open_until_refused(host.url, "mallory", 50)
+            try:
+                assert refused is not None, f"mallory opened {len(sessions)} connections, then: {refusal}"
+                assert len(sessions) == per_user, f"mallory opened {len(sessions)} connections, not {per_user}"
+                assert_frame(refusal, type="error", code="rate_limited", message=TOO_MANY_CONNECTIONS)
+                await expect_close(refused, 1008)
+
+                alice, _ = await connect_as(host.url, "alice")
+                await alice.close()
+
+                # One of mallory's sessions ends: its place is free again.
+                await sessions.pop().close()
+                deadline = time.monotonic() + REPLY_TIMEOUT_S
+                while True:
+                    ws, first = await login(host.url, "mallory", "query")
+                    if first.get("type") == "welcome":
+                        sessions.append(ws)
+                        break
+                    await ws.close()
+                    assert time.monotonic() < deadline, f"a closed session's place stayed taken: {first}"
+                    await asyncio.sleep(0.05)
+            finally:
+                for ws in sessions:
+                    await ws.close()
+
+        run_attack(scenario())
+
+
+# --- 7. read cursors, join storms, the join rate ------------------------------------------
+
+
+async def give_many_read_cursors(url, user, peers):
+    """user sends to each of peers and reads that message: one read cursor per
+    conversation. A session at a time, each within one frame burst."""
+    per_session = 750  # a send and a read each: 1500 frames
+    for start in range(0, len(peers), per_session):
+        ws, _ = await connect_as(url, user)
+        async with ws:
+            chunk = peers[start:start + per_session]
+            acks = await send_pipelined(
+                ws, [{"type": "send", "id": f"m-{peer}", "to": peer, "body": {"n": 1}} for peer in chunk]
+            )
+            assert all(a.get("type") == "ack" for a in acks.values()), [a for a in acks.values()][:3]
+            reads = [
+                {"type": "read", "id": f"r-{ack['conv']}", "conv": ack["conv"], "seq": ack["seq"]}
+                for ack in acks.values()
+            ]
+            oks = await send_pipelined(ws, reads)
+            assert all(o.get("type") == "ok" for o in oks.values()), [o for o in oks.values() if o.get("type") != "ok"][:3]
+
+
+def test_a_bystanders_conversations_stay_fast_while_an_attacker_holds_30000_read_cursors():
+    """An attacker with 30,000 read cursors (30,000 DMs, each read) lists its
+    conversations from 15 sessions at once; a bystander's own `conversations`
+    stays fast.
+
+    Before issue 13: the memory store copied every user's read cursors on each
+    `conversations` (a bystander's reply: 3 ms -> 7 s).
+    """
+    with hosted("--quiet") as host:
+        run_attack(give_many_read_cursors(host.url, "mallory", [f"c{n}" for n in range(CURSOR_CONVERSATIONS)]))
+
+        async def attack(bystander):
+            sessions = [(await connect_as(host.url, "mallory"))[0] for _ in range(CURSOR_SESSIONS)]
+            bystander.phase = "attack"
+
+            async def list_conversations(ws, n):
+                try:
+                    await send_pipelined(
+                        ws, [{"type": "conversations", "id": f"c{n}-{k}"} for k in range(CURSOR_ATTACK_REQUESTS_PER_SESSION)]
+                    )
+                except ConnectionClosed:
+                    pass  # too big a reply closed it (before issue 13): its requests were made all the same
+
+            started = time.monotonic()
+            await asyncio.gather(*(list_conversations(ws, n) for n, ws in enumerate(sessions)))
+            bystander.phase = "after"
+            for ws in sessions:
+                await ws.close()
+            return time.monotonic() - started
+
+        run_attack(connect_and_send(host.url, "bystander", "friend"))
+        with Bystander(host.url, probe="conversations") as bystander:
+            seconds = run_attack(attack(bystander))
+    print(f"the attack took {seconds:.1f} s; bystander: {bystander.report()}")
+    bystander.assert_fast("attack", bound_ms=BYSTANDER_CONVERSATIONS_BOUND_MS)
+
+
+async def connect_and_send(url, user, to):
+    """user sends one DM to `to`, so that it has a conversation, and leaves."""
+    ws, _ = await connect_as(url, user)
+    async with ws:
+        ack = await request(ws, {"type": "send", "id": "hello", "to": to, "body": {"text": "hello"}})
+        assert_frame(ack, type="ack")
+
+
+def test_a_join_storm_does_not_slow_a_bystanders_join():
+    """One attacker joins fresh groups from 8 sessions as fast as the frame rate
+    allows; a bystander joining groups meanwhile is barely slowed.
+
+    Before issue 13: join storms filled the blocking pool behind one lock (a
+    bystander's join: 4 -> 963 ms).
+    """
+    with hosted("--quiet") as host:
+        async def attack(bystander):
+            sessions = [(await connect_as(host.url, "mallory"))[0] for _ in range(JOIN_STORM_SESSIONS)]
+            bystander.phase = "attack"
+
+            async def storm(ws, n):
+                for wave in range(JOIN_STORM_WAVES):
+                    joins = [
+                        {"type": "join", "id": f"j{n}-{wave}-{k}", "group": f"storm-{n}-{wave}-{k}"}
+                        for k in range(JOIN_STORM_WAVE)
+                    ]
+                    await send_pipelined(ws, joins)
+                    await asyncio.sleep(JOIN_STORM_WAVE_INTERVAL_S)
+
+            started = time.monotonic()
+            await asyncio.gather(*(storm(ws, n) for n, ws in enumerate(sessions)))
+            bystander.phase = "after"
+            for ws in sessions:
+                await ws.close()
+            return time.monotonic() - started
+
+        with Bystander(host.url, probe="join", interval=BYSTANDER_JOIN_INTERVAL_S) as bystander:
+            seconds = run_attack(attack(bystander))
+    print(f"the storm took {seconds:.1f} s; bystander: {bystander.report()}")
+    bystander.assert_fast("attack", bound_ms=BYSTANDER_JOIN_BOUND_MS)
+
+
+@pytest.mark.parametrize("kind", ["join", "leave"])
+def test_joins_and_leaves_beyond_their_burst_are_rate_limited(kind):
+    """join and leave: JOIN_BURST at once per session, then JOINS_PER_SECOND;
+    beyond, `rate_limited` with the request's id."""
+    with hosted("--quiet") as host:
+        async def scenario():
+            ws, _ = await connect_as(host.url, "mallory")
+            async with ws:
+                frames = [{"type": kind, "id": f"{kind}-{n}", "group": f"g{n}"} for n in range(JOIN_BURST + 10)]
+                started = time.monotonic()
+                replies = await send_pipelined(ws, frames)
+                seconds = time.monotonic() - started
+                return [replies[frame["id"]] for frame in frames], seconds
+
+        replies, seconds = run_attack(scenario())
+    kinds = [reply.get("code", reply["type"]) for reply in replies]
+    assert kinds[:JOIN_BURST] == ["ok"] * JOIN_BURST, kinds
+    # The bucket refills while the burst is answered: allow for that much more.
+    refilled = int(seconds * JOINS_PER_SECOND) + 1
+    assert "rate_limited" in kinds[JOIN_BURST:JOIN_BURST + refilled + 1], (
+        f"{kinds.count('ok')} of {len(kinds)} {kind}s in {seconds:.2f} s accepted: {kinds}"
+    )
+    first = kinds.index("rate_limited")
+    assert_frame(replies[first], type="error", id=f"{kind}-{first}", code="rate_limited")
+
+
+# --- 9. HTTP ---------------------------------------------------------------------------
+
+
+def http_get(port, path, host_header=None, headers=()):
+    """GET path over a fresh connection with this Host header (default 127.0.0.1:port)
+    and extra (name, value) headers; returns (status, {lowercased name: value}, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REPLY_TIMEOUT_S)
+    try:
+        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host_header or f"127.0.0.1:{port}")
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+UPGRADE_HEADERS = (
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("Sec-WebSocket-Version", "13"),
+    ("Authorization", "Bearer alice"),
+)
+
+
+def content_security_policy(headers):
+    """The CSP header as {directive: [sources]}."""
+    policy = headers.get("content-security-policy")
+    assert policy, f"no Content-Security-Policy: {headers}"
+    directives = {}
+    for directive in policy.split(";"):
+        name, *sources = directive.split()
+        directives[name.lower()] = sources
+    return directives
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/", 200), ("/index.html", 200), ("/app.js", 200), ("/healthz", 200), ("/no-such-file.js", 404),
+])
+def test_every_http_response_carries_the_security_headers(path, status):
+    """The page, its files, /healthz and a missing file all carry a CSP (scripts,
+    styles, images only from the page's origin, WebSockets only to the same
+    host, no framing), nosniff, DENY framing and no referrer."""
+    with hosted() as host:
+        got, headers, _ = http_get(host.port, path)
+    assert got == status, (path, got)
+    csp = content_security_policy(headers)
+    assert csp.get("default-src") == ["'self'"], csp
+    assert csp.get("frame-ancestors") == ["'none'"], csp
+    connect = csp.get("connect-src", [])
+    assert "'self'" in connect, csp
+    assert f"ws://127.0.0.1:{host.port}" in connect and f"wss://127.0.0.1:{host.port}" in connect, csp
+    assert headers.get("x-content-type-options") == "nosniff", headers
+    assert headers.get("x-frame-options") == "DENY", headers
+    assert headers.get("referrer-policy") == "no-referrer", headers
+
+
+def test_hosts_not_allowed_get_421():
+    """With --allowed-host, a request whose Host header (its port aside) is not
+    listed gets 421, the WebSocket upgrade too: a DNS-rebinding page's own name
+    cannot reach the server. Without it, any Host is answered."""
+    with hosted("--allowed-host", "localhost", "--allowed-host", "chat.example") as host:
+        port = host.port
+        for host_header, status in (
+            (f"localhost:{port}", 200),
+            ("localhost", 200),
+            ("chat.example", 200),
+            ("evil.example", 421),
+            (f"evil.example:{port}", 421),
+            (f"127.0.0.1:{port}", 421),
+        ):
+            got, _, _ = http_get(port, "/healthz", host_header)
+            assert got == status, f"Host: {host_header} answered {got}, not {status}"
+        assert http_get(port, "/ws", "evil.example", UPGRADE_HEADERS)[0] == 421
+        assert http_get(port, "/ws", f"localhost:{port}", UPGRADE_HEADERS)[0] == 101
+
+    with hosted() as host:
+        assert http_get(host.port, "/healthz", "evil.example")[0] == 200
+
+
+def filler_headers(total_bytes):
+    """Request headers of about total_bytes in all, in 1 KiB values."""
+    return [(f"X-Filler-{n}", "f" * 1000) for n in range(total_bytes // 1024)]
+
+
+def test_request_headers_over_16_kib_get_431():
+    with hosted() as host:
+        assert http_get(host.port, "/healthz", headers=filler_headers(MAX_HEADER_BYTES // 2))[0] == 200
+        for size in (MAX_HEADER_BYTES + 1024, 4 * MAX_HEADER_BYTES):
+            got, _, _ = http_get(host.port, "/healthz", headers=filler_headers(size))
+            assert got == 431, f"{size:,} bytes of headers answered {got}"
+        got, _, _ = http_get(host.port, "/ws", headers=UPGRADE_HEADERS + tuple(filler_headers(MAX_HEADER_BYTES + 1024)))
+        assert got == 431, f"an upgrade with {MAX_HEADER_BYTES + 1024:,} bytes of headers answered {got}"
+
+
+def run_host_to_exit(args, env=None):
+    """Run imbed-host with args, expecting it to exit by itself; returns the CompletedProcess."""
+    return subprocess.run(
+        [str(HOST_BINARY), "--listen", "127.0.0.1:0", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S,
+        env={**os.environ, **(env or {})},
+    )
+
+
+SHORT_SECRET = "s" * (MIN_JWT_SECRET_BYTES - 1)
+GOOD_SECRET = "a-32-byte-secret-for-hs256-jwts!"
+
+
+@pytest.mark.parametrize("way", ["flag", "file", "environment"])
+def test_a_jwt_secret_shorter_than_32_bytes_is_refused_at_start(way, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SHORT_SECRET + "\n")
+    args, env = {
+        "flag": (["--jwt-secret", SHORT_SECRET], None),
+        "file": (["--jwt-secret-file", str(secret_file)], None),
+        "environment": ([], {"IMBED_JWT_SECRET": SHORT_SECRET}),
+    }[way]
+    result = run_host_to_exit(args, env)
+    assert result.returncode == 1, result
+    assert "auth.secret" in result.stderr, result.stderr
+    assert "listening" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("way", ["file", "environment"])
+def test_imbed_host_reads_the_jwt_secret_from_a_file_or_the_environment(way, tmp_path, monkeypatch):
+    """--jwt-secret-file (one trailing newline is not part of the secret) or
+    IMBED_JWT_SECRET, so that the secret is not on the command line for ps to show."""
+    assert len(GOOD_SECRET) == MIN_JWT_SECRET_BYTES
+    if way == "file":
+        secret_file = tmp_path / "secret"
+        secret_file.write_text(GOOD_SECRET + "\n")
+        auth = ("--jwt-secret-file", str(secret_file))
+    else:
+        monkeypatch.setenv("IMBED_JWT_SECRET", GOOD_SECRET)
+        auth = ()
+    with hosted(auth=auth) as host:
+        with open(f"/proc/{host.process.pid}/cmdline", "rb") as cmdline:
+            assert GOOD_SECRET.encode() not in cmdline.read()
+
+        async def scenario():
+            for secret, accepted in ((GOOD_SECRET, True), (GOOD_SECRET + "\n", False), (JWT_SECRET, False)):
+                token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 3600}, secret, algorithm="HS256")
+                ws, first = await login(host.url, token, "header")
+                if accepted:
+                    assert_frame(first, type="welcome", user="alice")
+                    await ws.close()
+                else:
+                    assert_frame(first, type="error", code="unauthorized")
+                    await expect_close(ws, 1008)
+
+        run_attack(scenario())
