@@ -252,9 +252,14 @@ export class MessageListView {
   #follow() {
     if (!this.#items || this.#items.count === 0) return;
     // At the very top the reader wants the oldest rows, wherever the
-    // estimates put them.
+    // estimates put them; at the bottom, the newest, including those that
+    // arrived since the last render.
     if (this.#scroller.scrollTop === 0 && this.#start > 0) {
       this.#showTop();
+      return;
+    }
+    if (this.#nearBottom() && this.#end < this.#items.count) {
+      this.#showBottom();
       return;
     }
     const anchors = this.#anchors();

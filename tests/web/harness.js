@@ -11,7 +11,8 @@ const { chromium } = require('playwright-core');
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const HOST_BINARY = process.env.IMBED_HOST || path.join(REPO_ROOT, 'build', 'imbed-host');
-const WEB_ROOT = path.join(REPO_ROOT, 'examples', 'web');
+// IMBED_WEB_ROOT: another copy of the page, say an older one to measure against.
+const WEB_ROOT = process.env.IMBED_WEB_ROOT || path.join(REPO_ROOT, 'examples', 'web');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.join(__dirname, 'artifacts');
 // Loopback answers in milliseconds; these only trip on something hung.
