@@ -300,7 +300,7 @@ static void parse_options(int argc, char **argv, host_options *options)
         options->jwt_secret = secret_from_environment;
     }
     if (options->auth == AUTH_UNSET) {
-        fail_usage("one of --dev-auth, --jwt-secret-file, --jwt-secret and " JWT_SECRET_ENV " is required", "");
+        fail_usage("one of --dev-auth, --jwt-secret-file, --jwt-secret or " JWT_SECRET_ENV " is required", "");
     }
     if ((options->tls_cert == NULL) != (options->tls_key == NULL)) {
         fail_usage("--tls-cert and --tls-key go together", "");
