@@ -105,7 +105,9 @@ public final class ImbedServer: @unchecked Sendable {
     }
 
     /// Creates `group`, or makes an existing one closed or open. Users cannot
-    /// join a closed group; only the host adds its members.
+    /// join a closed group; only the host adds its members. Closing an open
+    /// group removes all its members first (they are told): anyone could have
+    /// joined it, so a closed group's members are exactly those the host adds.
     public func createGroup(_ group: String, closed: Bool = false) throws {
         try ImbedError.check(imbed_server_create_group(handle, group, closed))
     }
@@ -127,6 +129,13 @@ public final class ImbedServer: @unchecked Sendable {
         var sessionsClosed: UInt32 = 0
         try ImbedError.check(imbed_server_kick(handle, user, &sessionsClosed))
         return sessionsClosed
+    }
+
+    /// Whether `group` is closed, and its members, sorted. Throws `.notFound`
+    /// when there is no such group.
+    public func members(of group: String) throws -> GroupMembers {
+        let membersJSON = try takeOwnedString { imbed_server_members(handle, group, $0) }
+        return try JSONDecoder().decode(GroupMembers.self, from: Data(membersJSON.utf8))
     }
 
     /// The ids of the users with at least one session, sorted.
@@ -154,5 +163,20 @@ public final class ImbedServer: @unchecked Sendable {
     /// for itself.
     public func stop() throws {
         try ImbedError.check(imbed_server_stop(handle))
+    }
+}
+
+/// A group's membership, from `ImbedServer.members(of:)`.
+public struct GroupMembers: Sendable, Equatable, Decodable {
+    /// Whether users are refused when they try to join; only the host adds
+    /// members.
+    public let closed: Bool
+    /// The members' ids, sorted.
+    public let members: [String]
+
+    /// A membership, for comparing with `members(of:)`.
+    public init(closed: Bool, members: [String]) {
+        self.closed = closed
+        self.members = members
     }
 }

@@ -94,6 +94,8 @@ internal object ImbedNative {
 
     @JvmStatic external fun imbed_server_kick(server: Pointer, user: ByteArray, sessionsClosedOut: IntByReference): Int
 
+    @JvmStatic external fun imbed_server_members(server: Pointer, group: ByteArray, jsonOut: PointerByReference): Int
+
     @JvmStatic external fun imbed_server_online(server: Pointer, jsonOut: PointerByReference): Int
 
     @JvmStatic external fun imbed_server_stats(server: Pointer, statsOut: StatsStruct): Int

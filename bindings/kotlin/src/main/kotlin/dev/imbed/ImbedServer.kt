@@ -109,7 +109,9 @@ public class ImbedServer(
 
     /**
      * Creates the group [name], or changes whether an existing one is [closed]. Users cannot join a
-     * closed group; the host adds its members with [addMember].
+     * closed group; the host adds its members with [addMember]. Closing an open group removes all its
+     * members first (they are told): anyone could have joined it, so a closed group's members are
+     * exactly those the host adds.
      */
     public fun createGroup(name: String, closed: Boolean) {
         checkStatus(ImbedNative.imbed_server_create_group(handle.pointer, name.toCString(), if (closed) 1 else 0))
@@ -130,6 +132,15 @@ public class ImbedServer(
         val sessionsClosed = IntByReference()
         checkStatus(ImbedNative.imbed_server_kick(handle.pointer, user.toCString(), sessionsClosed))
         return sessionsClosed.value
+    }
+
+    /**
+     * Whether [group] is closed, and its members, sorted. [Status.NOT_FOUND] when there is no such
+     * group. Only once started, like the other group calls.
+     */
+    public fun members(group: String): GroupMembers {
+        val json = jsonObject(ownedString { ImbedNative.imbed_server_members(handle.pointer, group.toCString(), it) })
+        return GroupMembers(json.boolean("closed"), jsonStrings(json.array("members")))
     }
 
     /** The ids of the users with at least one session, sorted. */
@@ -181,4 +192,15 @@ public data class ServerStats(
     public val usersOnline: Long,
     public val messagesStored: Long,
     public val messagesDelivered: Long,
+)
+
+/**
+ * A group's membership, from [ImbedServer.members].
+ *
+ * @property closed Whether users are refused when they try to join; only the host adds members.
+ * @property members The members' ids, sorted.
+ */
+public data class GroupMembers(
+    public val closed: Boolean,
+    public val members: List<String>,
 )

@@ -1,6 +1,7 @@
 package dev.imbed
 
 import kotlinx.serialization.json.Json
+import kotlinx.serialization.json.JsonArray
 import kotlinx.serialization.json.JsonObject
 import kotlinx.serialization.json.boolean
 import kotlinx.serialization.json.jsonArray
@@ -12,7 +13,10 @@ import kotlinx.serialization.json.long
 internal fun jsonObject(json: String): JsonObject = Json.parseToJsonElement(json).jsonObject
 
 /** The JSON array of strings in [json], which comes from the engine. */
-internal fun jsonStrings(json: String): List<String> = Json.parseToJsonElement(json).jsonArray.map { it.jsonPrimitive.content }
+internal fun jsonStrings(json: String): List<String> = jsonStrings(Json.parseToJsonElement(json).jsonArray)
+
+/** The strings in [array], which comes from the engine. */
+internal fun jsonStrings(array: JsonArray): List<String> = array.map { it.jsonPrimitive.content }
 
 /** The string member [key], or null when it is absent or JSON null. */
 internal fun JsonObject.stringOrNull(key: String): String? = this[key]?.jsonPrimitive?.takeIf { it.isString }?.content
@@ -25,6 +29,9 @@ internal fun JsonObject.long(key: String): Long = this[key]?.jsonPrimitive?.long
 
 /** The boolean member [key], which the engine always writes. */
 internal fun JsonObject.boolean(key: String): Boolean = this[key]?.jsonPrimitive?.boolean ?: missing(key)
+
+/** The array member [key], which the engine always writes. */
+internal fun JsonObject.array(key: String): JsonArray = this[key]?.jsonArray ?: missing(key)
 
 /** The object member [key], which the engine always writes. */
 internal fun JsonObject.obj(key: String): JsonObject = this[key]?.jsonObject ?: missing(key)
