@@ -29,8 +29,10 @@ pub(crate) struct Core {
     pub(crate) groups: Groups,
     /// Presence subscriptions.
     pub(crate) presence: Presence,
-    /// Serializes membership changes, so each decision sees the one before.
-    pub(crate) membership_changes: std::sync::Mutex<()>,
+    /// Serializes membership changes of each group, so each decision sees
+    /// the one before; striped by group, so a storm of joins to some groups
+    /// does not queue a bystander's join to another behind them.
+    membership_changes: Vec<std::sync::Mutex<()>>,
     /// Events for the host.
     pub(crate) events: Arc<EventQueue>,
     /// Token to user id.
@@ -52,6 +54,9 @@ pub(crate) struct Core {
     /// store's readers and the blocking pool.
     pub(crate) store_reads: Arc<Semaphore>,
 }
+
+/// Locks over which groups' membership changes are spread.
+const MEMBERSHIP_STRIPES: usize = 64;
 
 /// Store reads of all sessions in flight at once.
 const MAX_STORE_READS: usize = 16;
@@ -87,7 +92,7 @@ impl Core {
             router: Arc::new(crate::router::LocalRouter::new()),
             groups,
             presence: Presence::default(),
-            membership_changes: std::sync::Mutex::new(()),
+            membership_changes: (0..MEMBERSHIP_STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             metrics,
             events,
@@ -108,6 +113,14 @@ impl Core {
             messages_stored: self.metrics.messages_in.get(),
             messages_delivered: self.metrics.messages_out.get(),
         }
+    }
+
+    /// Held while `group`'s membership changes.
+    pub(crate) fn membership_lock(&self, group: &str) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(group) as usize % MEMBERSHIP_STRIPES;
+        self.membership_changes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// A number unique within this server.

@@ -39,7 +39,7 @@ impl Core {
     /// removes every member first: anyone could have joined it, and a closed
     /// group's members are exactly those the host adds.
     pub(crate) fn create_group(&self, group: &str, closed: bool) -> Result<(), Refused> {
-        let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.membership_lock(group);
         let joined_freely = match self.groups.get(group) {
             Some(g) if closed && !g.closed => g.members.to_vec(),
             _ => Vec::new(),
@@ -58,7 +58,7 @@ impl Core {
 
     /// Makes `user` a member of `group` (see [`Actor`]); Ok(false) when it already was.
     pub(crate) fn join(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
-        let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.membership_lock(group);
         match (self.groups.get(group), actor) {
             (None, Actor::Host) => return Err(Refused::NotFound),
             (None, Actor::User(_)) => {
@@ -78,7 +78,7 @@ impl Core {
     /// Removes `user` from `group`; Ok(false) when it was not a member.
     /// Only the host is told `NotFound` for a missing group.
     pub(crate) fn leave(&self, group: &str, user: &str, actor: Actor) -> Result<bool, Refused> {
-        let _serial = self.membership_changes.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.membership_lock(group);
         match (self.groups.get(group), actor) {
             (None, Actor::Host) => return Err(Refused::NotFound),
             (Some(g), _) if g.has(user) => {}
