@@ -8,21 +8,23 @@ const { launchBrowser, makeScratchDir, messageLocator, openConversation, openPag
 const { RawClient } = require('./raw-client');
 
 const RLO_FILE_NAME = 'invoice\u202Efdp.exe';
-// A Z under 120 combining marks, above and below: drawn as they come, they
-// climb over the messages around it.
-const STACKED_MARKS = `Z${'\u0301\u0316\u0344\u0353'.repeat(30)} stacked`;
+// A Z with 40 acute accents above and 40 grave accents below: stacked, their
+// ink reaches some 150 px above and below the line, over the messages
+// around it.
+const STACKED_MARKS = `Z${'\u0301'.repeat(40)}${'\u0316'.repeat(40)} stacked`;
 const AFTER = 'the message after';
 
-// The computed styles and attributes that decide how a body is drawn.
-function bodyLook(body) {
-  return body.evaluate((node) => {
-    const style = getComputedStyle(node);
+// The computed styles and attributes that decide how a text is drawn, and
+// how the box that holds it (its paragraph, for a body) clips it.
+function look(text) {
+  return text.evaluate((node) => {
+    const clipping = getComputedStyle(node.closest('.text') ?? node);
     return {
       dir: node.getAttribute('dir'),
-      unicodeBidi: style.unicodeBidi,
-      overflowX: style.overflowX,
-      overflowY: style.overflowY,
-      maxHeight: style.maxHeight,
+      unicodeBidi: getComputedStyle(node).unicodeBidi,
+      overflowX: clipping.overflowX,
+      overflowY: clipping.overflowY,
+      maxHeight: clipping.maxHeight,
       text: node.textContent,
     };
   });
@@ -71,18 +73,18 @@ describe('what a stranger sends cannot spoof the page', () => {
     );
     await openConversation(victim, 'dm:mallory:victim');
     const body = victim.locator('#message-list li.message[data-seq="1"] .message-body');
-    const look = await bodyLook(body);
-    assert.equal(look.dir, 'auto');
-    assert.equal(look.unicodeBidi, 'isolate');
+    const bodyLook = await look(body);
+    assert.equal(bodyLook.dir, 'auto');
+    assert.equal(bodyLook.unicodeBidi, 'isolate');
     // The override is replaced by a visible mark: the name reads as it is stored.
-    assert.equal(look.text, 'invoiceRLOfdp.exe');
+    assert.equal(bodyLook.text, 'invoiceRLOfdp.exe');
     assert.match(await body.locator('abbr.bidi-control').getAttribute('title'), /U\+202E/);
 
     // The sidebar's preview of the newest message is isolated too.
     mallory.send({ type: 'send', id: 'rlo-again', to: 'victim', body: { text: RLO_FILE_NAME } });
     const preview = victim.locator('#conversation-list li[data-conv="dm:mallory:victim"] .preview-text');
     await preview.filter({ hasText: 'invoiceRLOfdp.exe' }).waitFor();
-    const previewLook = await bodyLook(preview);
+    const previewLook = await look(preview);
     assert.equal(previewLook.dir, 'auto');
     assert.equal(previewLook.unicodeBidi, 'isolate');
   });
@@ -90,17 +92,17 @@ describe('what a stranger sends cannot spoof the page', () => {
   test('stacked combining marks are clipped to their message', async () => {
     const marks = victim.locator('#message-list li.message[data-seq="2"]');
     await messageLocator(victim, AFTER).waitFor();
-    const look = await bodyLook(marks.locator('.message-body'));
-    assert.equal(look.unicodeBidi, 'isolate');
-    assert.notEqual(look.overflowX, 'visible');
-    assert.notEqual(look.overflowY, 'visible');
-    assert.notEqual(look.maxHeight, 'none');
-    // The body's box (where its ink is cut off) lies inside its own bubble,
-    // and the bubbles around it do not overlap it.
+    const marksLook = await look(marks.locator('.message-body'));
+    assert.equal(marksLook.unicodeBidi, 'isolate');
+    assert.notEqual(marksLook.overflowX, 'visible');
+    assert.notEqual(marksLook.overflowY, 'visible');
+    assert.notEqual(marksLook.maxHeight, 'none');
+    // The paragraph (where the body's ink is cut off) lies inside its own
+    // bubble, and the bubbles around it do not overlap it.
     const boxes = await victim.locator('#message-list li.message').evaluateAll((rows) =>
       rows.map((row) => {
         const bubble = row.querySelector('.bubble').getBoundingClientRect();
-        const body = row.querySelector('.message-body').getBoundingClientRect();
+        const body = row.querySelector('.text').getBoundingClientRect();
         return { seq: row.dataset.seq, bubbleTop: bubble.top, bubbleBottom: bubble.bottom, bodyTop: body.top, bodyBottom: body.bottom };
       }),
     );
