@@ -65,7 +65,7 @@ describe('what a stranger sends cannot spoof the page', () => {
     assert.deepEqual(JSON.parse(sockets[0].sent[0]), { type: 'auth', token: 'victim' });
   });
 
-  test('a body with a right-to-left override is isolated, shows the override and does not apply it', async () => {
+  test('a body with a right-to-left override is isolated, shows the override and does not apply it; names are isolated', async () => {
     mallory.send(
       { type: 'send', id: 'rlo', to: 'victim', body: { text: RLO_FILE_NAME } },
       { type: 'send', id: 'marks', to: 'victim', body: { text: STACKED_MARKS } },
@@ -80,13 +80,16 @@ describe('what a stranger sends cannot spoof the page', () => {
     assert.equal(bodyLook.text, 'invoiceRLOfdp.exe');
     assert.match(await body.locator('abbr.bidi-control').getAttribute('title'), /U\+202E/);
 
-    // The sidebar's preview of the newest message is isolated too.
+    // The sidebar's preview of the newest message is isolated too, and so
+    // is every name, in the sidebar and over the conversation.
     mallory.send({ type: 'send', id: 'rlo-again', to: 'victim', body: { text: RLO_FILE_NAME } });
     const preview = victim.locator('#conversation-list li[data-conv="dm:mallory:victim"] .preview-text');
     await preview.filter({ hasText: 'invoiceRLOfdp.exe' }).waitFor();
-    const previewLook = await look(preview);
-    assert.equal(previewLook.dir, 'auto');
-    assert.equal(previewLook.unicodeBidi, 'isolate');
+    for (const text of [preview, victim.locator('li[data-conv="dm:mallory:victim"] .conversation-name'), victim.locator('#conversation-title')]) {
+      const textLook = await look(text);
+      assert.equal(textLook.dir, 'auto');
+      assert.equal(textLook.unicodeBidi, 'isolate');
+    }
   });
 
   test('stacked combining marks are clipped to their message', async () => {
