@@ -159,9 +159,12 @@ pub(crate) struct ClientFrame<'a> {
     /// `history`: only messages with a seq below this.
     #[serde(default)]
     pub(crate) before: Option<u64>,
-    /// `conversations`: list those named after this one.
+    /// `conversations` and `sync`: the page starts after this conversation.
     #[serde(default, borrow)]
     pub(crate) after: Option<Cow<'a, str>>,
+    /// `sync`: the page ends with this conversation (its cursors cover up to it).
+    #[serde(default, borrow)]
+    pub(crate) until: Option<Cow<'a, str>>,
     /// `send`: the message body, any JSON value (`null` included), kept as written.
     #[serde(default, borrow, deserialize_with = "present")]
     pub(crate) body: Option<&'a RawValue>,
@@ -338,6 +341,10 @@ pub(crate) enum ServerFrame<'a> {
         id: Option<&'a str>,
         /// Per conversation: its last seq and whether more messages wait.
         convs: BTreeMap<&'a str, SyncedState>,
+        /// When the sync named an `until` and the user has conversations
+        /// after it: the `after` of the next page.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<&'a str>,
     },
     /// The answer to `history`.
     History {

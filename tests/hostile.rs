@@ -11,29 +11,49 @@ use std::io::{Read, Write};
 use serde_json::{Value, json};
 use support::{connect, open, start};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_over_thousands_of_conversations_is_paged_never_closed() {
-    let t = start(json!({"limits": {"outbound_queue_bytes": 262_144}}));
-    let senders = 3000;
-    let server = t.server;
-    let server = tokio::task::spawn_blocking(move || {
+/// Has `senders` users (with long ids, so that a cursor for each would not
+/// fit in one frame) send one message each to `to`.
+async fn dms_from_many(server: imbed::Server, to: &'static str, senders: usize) -> imbed::Server {
+    tokio::task::spawn_blocking(move || {
         for n in 0..senders {
             server
-                .send(&format!("u{n}"), "alice", r#""hello there""#, None)
+                .send(&format!("{}-{n:05}", "s".repeat(40)), to, r#""hello there""#, None)
                 .unwrap();
         }
         server
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_over_thousands_of_conversations_is_paged_never_closed() {
+    let t = start(json!({"limits": {"outbound_queue_bytes": 262_144}}));
+    let senders = 3000;
+    let server = dms_from_many(t.server, "alice", senders).await;
     let mut alice = connect(&t.url, "alice").await;
-    let mut cursors: HashMap<String, u64> = HashMap::new();
+    let mut cursors: std::collections::BTreeMap<String, u64> = Default::default();
+    // As a client does: a page of at most 500 known cursors, repeated while
+    // `more`, then the next page from `next`.
+    let (mut after, mut until): (Option<String>, Option<String>) = (None, None);
     for round in 0.. {
-        assert!(round < 50, "the sync does not converge");
-        alice
-            .send_json(json!({"type": "sync", "id": format!("s{round}"), "cursors": cursors}))
-            .await;
-        let more = loop {
+        assert!(round < 100, "the sync does not converge");
+        let page: Vec<(&String, &u64)> = cursors
+            .iter()
+            .filter(|(c, _)| after.as_ref().is_none_or(|a| *c > a))
+            .collect();
+        if until.is_none() && page.len() > 500 {
+            until = Some(page[499].0.clone());
+        }
+        let page: HashMap<&String, &u64> = page
+            .into_iter()
+            .take_while(|(c, _)| until.as_ref().is_none_or(|u| *c <= u))
+            .collect();
+        let request =
+            json!({"type": "sync", "id": format!("s{round}"), "cursors": page, "after": after, "until": until});
+        assert!(request.to_string().len() < 65_536, "a page's sync fits in a frame");
+        alice.send_json(request).await;
+        let synced = loop {
             let frame = alice.recv().await;
             match frame["type"].as_str() {
                 Some("msg") => {
@@ -42,15 +62,16 @@ async fn a_sync_over_thousands_of_conversations_is_paged_never_closed() {
                         frame["seq"].as_u64().unwrap(),
                     );
                 }
-                Some("synced") => {
-                    let convs = frame["convs"].as_object().unwrap();
-                    break convs.values().any(|c| c["more"] == true);
-                }
+                Some("synced") => break frame,
                 _ => panic!("unexpected {frame}"),
             }
         };
-        if !more {
-            break;
+        if synced["convs"].as_object().unwrap().values().any(|c| c["more"] == true) {
+            continue;
+        }
+        match synced["next"].as_str() {
+            Some(next) => (after, until) = (Some(next.to_owned()), None),
+            None => break,
         }
     }
     assert_eq!(cursors.len(), senders, "every conversation synced");
@@ -68,6 +89,63 @@ async fn a_sync_over_thousands_of_conversations_is_paged_never_closed() {
         }
     }
     assert_eq!(listed, senders);
+    tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_in_thousands_of_conversations_syncs_them_in_pages_after_a_restart() {
+    let t = start(json!({}));
+    let senders = 1500;
+    let server = dms_from_many(t.server, "alice", senders).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let state = dir.path().join("alice.db").to_str().unwrap().to_owned();
+    let config = json!({"url": t.url, "token": "alice", "state_path": state,
+        "reconnect": {"initial_ms": 50, "max_ms": 500}})
+    .to_string();
+    let messages = |host: &support::RecordingHost| host.events_of("message").len();
+    let first = std::sync::Arc::new(support::RecordingHost::default());
+    let (config, recorder) = (config.clone(), first.clone());
+    let config = tokio::task::spawn_blocking(move || {
+        let client = imbed::Client::new(imbed::ClientConfig::from_json(&config).unwrap()).unwrap();
+        client.set_host(recorder.clone()).unwrap();
+        client.start().unwrap();
+        recorder.wait_until("every message", |e| {
+            e.iter().filter(|e| e["event"] == "message").count() == senders
+        });
+        client.stop().unwrap();
+        config
+    })
+    .await
+    .unwrap();
+    assert_eq!(messages(&first), senders);
+    // Restarted, it knows 1500 cursors: more than one frame can carry.
+    let server = tokio::task::spawn_blocking(move || {
+        server.send("late", "alice", r#""after the restart""#, None).unwrap();
+        server
+    })
+    .await
+    .unwrap();
+    let second = std::sync::Arc::new(support::RecordingHost::default());
+    let recorder = second.clone();
+    tokio::task::spawn_blocking(move || {
+        let client = imbed::Client::new(imbed::ClientConfig::from_json(&config).unwrap()).unwrap();
+        client.set_host(recorder.clone()).unwrap();
+        client.start().unwrap();
+        recorder.wait_until("the new message", |e| e.iter().any(|e| e["event"] == "message"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        client.stop().unwrap();
+    })
+    .await
+    .unwrap();
+    let delivered = second.events_of("message");
+    assert_eq!(delivered.len(), 1, "only the new message, once: {delivered:?}");
+    assert_eq!(delivered[0]["message"]["from"], "late");
+    let drops: Vec<Value> = second
+        .events_of("state")
+        .into_iter()
+        .filter(|e| e["state"] == "disconnected")
+        .collect();
+    assert!(drops.is_empty(), "{drops:?}");
     tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
 }
 

@@ -199,6 +199,7 @@ struct Head {
     code: Option<String>,
     message: Option<String>,
     convs: Option<HashMap<String, More>>,
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -206,13 +207,34 @@ struct More {
     more: bool,
 }
 
-/// The sync in flight, if any, and whether another is wanted after it.
+/// Conversations whose cursors one `sync` carries at most, so that the frame
+/// stays far below the server's frame limit (64 KiB by default) however
+/// many conversations the user has: about 60 bytes a cursor.
+const SYNC_PAGE: usize = 500;
+
+/// The sync in flight, if any, and whether another is wanted after it. A
+/// sync goes page by page over the conversations the client knows, in name
+/// order: each page repeats while the server says `more`, then moves on to
+/// the server's `next`.
 #[derive(Default)]
 struct Syncing {
     current: Option<String>,
     again: bool,
     /// A sync has completed on this connection: it is working.
     done_once: bool,
+    /// The page: conversations after `after`, up to and including `until`
+    /// (to the last, when `None`).
+    after: Option<String>,
+    until: Option<String>,
+}
+
+impl Syncing {
+    /// Starts a new round over every page, from the first.
+    fn first_page(&mut self) {
+        self.after = None;
+        self.until = None;
+        self.again = false;
+    }
 }
 
 /// The most sends one connection has on the wire unanswered. A server
@@ -403,13 +425,34 @@ async fn sleep_until_due(due: Option<Instant>) {
     }
 }
 
+/// Sends the `sync` of the current page, choosing where the page ends when
+/// it is new: after [`SYNC_PAGE`] of the conversations the client knows.
 async fn start_sync(shared: &Shared, ws: &mut Ws, syncing: &mut Syncing) -> Result<(), Lost> {
     let id = format!("sync-{}", shared.counter.fetch_add(1, Ordering::Relaxed));
+    let cursors: HashMap<String, u64> = {
+        let state = shared.state();
+        let after = syncing.after.as_deref();
+        let mut known: Vec<(&String, &u64)> = state
+            .cursors()
+            .iter()
+            .filter(|(conv, _)| after.is_none_or(|after| conv.as_str() > after))
+            .collect();
+        known.sort_unstable();
+        if syncing.until.is_none() && known.len() > SYNC_PAGE {
+            syncing.until = Some(known[SYNC_PAGE - 1].0.clone());
+        }
+        let until = syncing.until.as_deref();
+        known
+            .into_iter()
+            .take_while(|(conv, _)| until.is_none_or(|until| conv.as_str() <= until))
+            .map(|(conv, seq)| (conv.clone(), *seq))
+            .collect()
+    };
     let frame = serde_json::json!({
-        "type": "sync", "id": id, "cursors": shared.state().cursors(), "limit": shared.config.sync_limit,
+        "type": "sync", "id": id, "cursors": cursors, "limit": shared.config.sync_limit,
+        "after": syncing.after, "until": syncing.until,
     });
     syncing.current = Some(id);
-    syncing.again = false;
     ws.send(Message::text(frame.to_string()))
         .await
         .map_err(|_| "write failed".into())
@@ -448,14 +491,25 @@ async fn handle_frame(
                 Arrival::Duplicate => {}
                 // Missing messages come with a sync; this one with them.
                 Arrival::Gap if syncing.current.is_some() => syncing.again = true,
-                Arrival::Gap => return start_sync(shared, ws, syncing).await,
+                Arrival::Gap => {
+                    syncing.first_page();
+                    return start_sync(shared, ws, syncing).await;
+                }
             }
         }
         "synced" if is_sync => {
             let more = head.convs.is_some_and(|convs| convs.values().any(|c| c.more));
             syncing.current = None;
             syncing.done_once = true;
-            if more || syncing.again {
+            if more {
+                return start_sync(shared, ws, syncing).await;
+            }
+            if let Some(next) = head.next {
+                (syncing.after, syncing.until) = (Some(next), None);
+                return start_sync(shared, ws, syncing).await;
+            }
+            if syncing.again {
+                syncing.first_page();
                 return start_sync(shared, ws, syncing).await;
             }
         }

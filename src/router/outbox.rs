@@ -16,7 +16,7 @@
 //! each conversation in seq order on the wire.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
@@ -48,6 +48,11 @@ pub(crate) struct Outbox {
     limit_bytes: usize,
     close_reason: OnceLock<(u16, &'static str)>,
     close_requested: Notify,
+    /// Signalled when frames leave the queue or a close is requested, for
+    /// whoever waits for room ([`Outbox::room_for`]).
+    drained: Notify,
+    /// Whether anyone waits for room: the writer signals only then.
+    room_wanted: AtomicBool,
 }
 
 impl Outbox {
@@ -60,6 +65,8 @@ impl Outbox {
             limit_bytes,
             close_reason: OnceLock::new(),
             close_requested: Notify::new(),
+            drained: Notify::new(),
+            room_wanted: AtomicBool::new(false),
         }
     }
 
@@ -153,6 +160,7 @@ impl Outbox {
     pub(crate) fn close(&self, code: u16, reason: &'static str) {
         if self.close_reason.set((code, reason)).is_ok() {
             self.close_requested.notify_one();
+            self.drained.notify_waiters();
         }
     }
 
@@ -175,7 +183,26 @@ impl Outbox {
 
     /// The writer reports `bytes` of frames handed to the WebSocket, making room.
     pub(crate) fn written(&self, bytes: usize) {
-        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+        if self.room_wanted.load(Ordering::SeqCst) {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Resolves once `bytes` more would fit in the queue, or the session is
+    /// closing. For one waiter at a time: the session's reader, before it
+    /// asks the store for a reply of up to `bytes`.
+    pub(crate) async fn room_for(&self, bytes: usize) {
+        loop {
+            // Created before the check, so a drain between the two still wakes it.
+            let drained = self.drained.notified();
+            self.room_wanted.store(true, Ordering::SeqCst);
+            if self.is_closing() || self.queued_bytes.load(Ordering::SeqCst) + bytes <= self.limit_bytes {
+                self.room_wanted.store(false, Ordering::SeqCst);
+                return;
+            }
+            drained.await;
+        }
     }
 }
 
@@ -225,6 +252,23 @@ mod tests {
         outbox.push("c".into());
         outbox.ready().await;
         assert_eq!(outbox.take_ready(), ["c"]);
+    }
+
+    #[tokio::test]
+    async fn room_for_waits_until_the_writer_drains_enough() {
+        let outbox = std::sync::Arc::new(Outbox::new(10));
+        assert!(outbox.push("123456".into()));
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.room_for(8).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        outbox.written(6);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .expect("woken by the drain")
+            .unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::protocol::{
     group_conv, is_valid_id, now_ms, parse_client_frame,
 };
 use crate::router::SessionHandle;
-use crate::store::{NewMessage, ReadMark, Store, StoreError, StoredMessage, SyncedConversation};
+use crate::store::{ConversationRange, NewMessage, ReadMark, Store, StoreError, StoredMessage, SyncedConversation};
 
 /// Default and largest `limit` of `sync` (per conversation) and `history`.
 const SYNC_LIMIT: (u64, u64) = (100, 1000);
@@ -32,8 +32,9 @@ const CONVERSATIONS_LIMIT: (u64, u64) = (1000, 1000);
 const MAX_WATCH: usize = 1000;
 
 /// Store reads one session may have in flight; its reader waits (and stops
-/// reading the socket) for one to finish before it starts another.
-const STORE_READS_PER_SESSION: usize = 2;
+/// reading the socket) until the reply of one is queued, and its outbox has
+/// room for another whole reply, before it starts the next.
+const STORE_READS_PER_SESSION: usize = 1;
 
 /// What a session's reader keeps from one frame to the next.
 pub(crate) struct SessionState {
@@ -123,6 +124,17 @@ fn forbidden() -> Refusal {
     (ErrorCode::Forbidden, "not a member of this conversation".into())
 }
 
+/// An `after` or `until` bound: a conversation name, whether or not the
+/// user has it.
+fn conv_bound(bound: Option<&str>, field: &str) -> Result<Option<String>, Refusal> {
+    match bound {
+        Some(conv) if Conversation::parse(conv).is_none() => {
+            Err(bad(format!("{field} must be a conversation: dm:<a>:<b> or g:<group>")))
+        }
+        bound => Ok(bound.map(str::to_owned)),
+    }
+}
+
 /// A valid `group` field.
 fn group_of<'f>(frame: &'f ClientFrame<'_>) -> Result<&'f str, Refusal> {
     match frame.group.as_deref() {
@@ -197,6 +209,10 @@ async fn sync(
 ) -> Result<(), Refusal> {
     let limit = limit_of(frame, SYNC_LIMIT)?;
     let cursors = frame.cursors.clone().unwrap_or_default();
+    let range = ConversationRange {
+        after: conv_bound(frame.after.as_deref(), "after")?,
+        until: conv_bound(frame.until.as_deref(), "until")?,
+    };
     if !session.outbox.hold() {
         return Err(bad("a sync is already in progress on this connection"));
     }
@@ -204,13 +220,18 @@ async fn sync(
     let id = frame.id.as_deref().map(str::to_owned);
     read_then_answer(
         core,
+        session,
         state,
         frame.id.as_deref(),
         "sync",
-        move |store| store.sync(&user, &cursors, limit, budget),
+        move |store| {
+            let page = store.sync(&user, &range, &cursors, limit, budget)?;
+            Ok((page, range))
+        },
         move |outcome| match outcome {
-            Ok(convs) => {
-                let (frames, covered) = sync_reply(id.as_deref(), &convs, budget);
+            Ok((page, range)) => {
+                let next = range.until.as_deref().filter(|_| page.more_after);
+                let (frames, covered) = sync_reply(id.as_deref(), &page.convs, next, budget);
                 answering
                     .outbox
                     .release(frames, |conv, seq| covered.get(conv).is_some_and(|up_to| seq <= *up_to));
@@ -225,10 +246,12 @@ async fn sync(
 /// Reads from the store on the blocking pool, once every write the session
 /// sent before this request has taken effect, and hands `answer` the result,
 /// or an `internal` error frame ("<what> failed; retry") when the store failed.
-/// Waits first for one of the session's read permits: a session that asks
-/// faster than the store answers stops being read.
+/// Waits first for the session's read permit and for room in its outbox for
+/// a whole reply: a session that asks faster than it reads the answers stops
+/// being read, instead of overflowing its queue.
 async fn read_then_answer<T: Send + 'static>(
     core: &Core,
+    session: &SessionHandle,
     state: &SessionState,
     id: Option<&str>,
     what: &'static str,
@@ -238,6 +261,7 @@ async fn read_then_answer<T: Send + 'static>(
     let Ok(mine) = state.reads.clone().acquire_owned().await else {
         return;
     };
+    session.outbox.room_for(reply_budget(core)).await;
     let (store, settled, id) = (core.store.clone(), state.writes.settled(), id.map(str::to_owned));
     let everyone = core.store_reads.clone();
     tokio::spawn(async move {
@@ -250,11 +274,12 @@ async fn read_then_answer<T: Send + 'static>(
             Ok(Err(e)) => Err(e.0),
             Err(e) => Err(e.to_string()),
         };
-        drop((shared, mine));
+        drop(shared);
         answer(outcome.map_err(|e| {
             tracing::error!(error = %e, "{what} failed");
             error_frame(id.as_deref(), ErrorCode::Internal, &format!("{what} failed; retry"))
         }));
+        drop(mine);
     });
 }
 
@@ -273,6 +298,7 @@ const SYNCED_ENTRY_BYTES: usize = 48;
 fn sync_reply<'c>(
     id: Option<&str>,
     convs: &'c [SyncedConversation],
+    next: Option<&str>,
     budget: usize,
 ) -> (Vec<Utf8Bytes>, BTreeMap<&'c str, u64>) {
     let mut frames = Vec::new();
@@ -316,7 +342,15 @@ fn sync_reply<'c>(
         let last_seq = conv.last_seq;
         states.insert(conv.conv.as_str(), SyncedState { last_seq, more: false });
     }
-    frames.push(ServerFrame::Synced { id, convs: states }.encode().into());
+    frames.push(
+        ServerFrame::Synced {
+            id,
+            convs: states,
+            next,
+        }
+        .encode()
+        .into(),
+    );
     (frames, covered)
 }
 
@@ -332,6 +366,7 @@ async fn history(
     let (id, read_conv) = (frame.id.as_deref().map(str::to_owned), conv.clone());
     read_then_answer(
         core,
+        session,
         state,
         frame.id.as_deref(),
         "history",
@@ -507,6 +542,7 @@ async fn conversations(
     );
     read_then_answer(
         core,
+        session,
         state,
         frame.id.as_deref(),
         "listing",

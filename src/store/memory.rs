@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::protocol::group_conv;
 
 use super::{
-    AppendDone, Appended, ConversationSummary, GroupRecord, NewMessage, Placement, ReadDone, ReadMark, Retention,
-    Store, StoreError, StoredMessage, SyncedConversation, WriteDone, take_within,
+    AppendDone, Appended, ConversationRange, ConversationSummary, GroupRecord, NewMessage, Placement, ReadDone,
+    ReadMark, Retention, Store, StoreError, StoredMessage, SyncedConversation, SyncedPage, WriteDone, take_within,
 };
 
 const SHARDS: usize = 64;
@@ -277,25 +277,32 @@ impl Store for MemoryStore {
     fn sync(
         &self,
         user: &str,
+        range: &ConversationRange,
         cursors: &std::collections::HashMap<String, u64>,
         limit: usize,
         mut max_bytes: usize,
-    ) -> Result<Vec<SyncedConversation>, StoreError> {
-        Ok(self
-            .conversations_of(user)
-            .into_iter()
-            .map(|conv| {
-                let after = cursors.get(&conv).copied().unwrap_or(0);
-                let starved = max_bytes == 0;
-                let conversations = self.shard(&self.conversations, &conv);
-                let (last_seq, messages) = conversations
-                    .get(&conv)
-                    .map(|c| (c.last_seq, c.range(after, u64::MAX, limit, false, &mut max_bytes)))
-                    .unwrap_or_default();
-                drop(conversations);
-                SyncedConversation::new(conv, last_seq, after, messages, starved)
-            })
-            .collect())
+    ) -> Result<SyncedPage, StoreError> {
+        let mut page = SyncedPage::default();
+        for conv in self.conversations_of(user) {
+            if !range.starts_before(&conv) {
+                continue;
+            }
+            if range.ends_before(&conv) {
+                page.more_after = true;
+                break;
+            }
+            let after = cursors.get(&conv).copied().unwrap_or(0);
+            let starved = max_bytes == 0;
+            let conversations = self.shard(&self.conversations, &conv);
+            let (last_seq, messages) = conversations
+                .get(&conv)
+                .map(|c| (c.last_seq, c.range(after, u64::MAX, limit, false, &mut max_bytes)))
+                .unwrap_or_default();
+            drop(conversations);
+            page.convs
+                .push(SyncedConversation::new(conv, last_seq, after, messages, starved));
+        }
+        Ok(page)
     }
 }
 
@@ -306,6 +313,58 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    /// Every conversation of `user`, synced from `cursors`.
+    fn sync(
+        store: &MemoryStore,
+        user: &str,
+        cursors: &std::collections::HashMap<String, u64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Vec<SyncedConversation> {
+        let page = store.sync(user, &ConversationRange::default(), cursors, limit, max_bytes);
+        page.unwrap().convs
+    }
+
+    #[test]
+    fn sync_covers_its_range_and_tells_what_follows() {
+        let store = MemoryStore::new();
+        for other in ["c", "d", "e"] {
+            append(&store, message_between("a", other));
+        }
+        let range = |after: Option<&str>, until: Option<&str>| ConversationRange {
+            after: after.map(str::to_owned),
+            until: until.map(str::to_owned),
+        };
+        let names = |page: SyncedPage| {
+            (
+                page.convs.into_iter().map(|c| c.conv).collect::<Vec<_>>(),
+                page.more_after,
+            )
+        };
+        let read = |r| names(store.sync("a", &r, &Default::default(), 10, usize::MAX).unwrap());
+        assert_eq!(
+            read(range(None, None)),
+            (vec!["dm:a:c".into(), "dm:a:d".into(), "dm:a:e".into()], false)
+        );
+        assert_eq!(read(range(None, Some("dm:a:c"))), (vec!["dm:a:c".to_owned()], true));
+        assert_eq!(
+            read(range(Some("dm:a:c"), Some("dm:a:d"))),
+            (vec!["dm:a:d".to_owned()], true)
+        );
+        assert_eq!(
+            read(range(Some("dm:a:d"), Some("dm:a:x"))),
+            (vec!["dm:a:e".to_owned()], false)
+        );
+    }
+
+    fn message_between(from: &str, to: &str) -> NewMessage {
+        NewMessage {
+            conv: crate::protocol::direct_conv(from, to),
+            to: Some(to.into()),
+            ..message(from, to, 5)
+        }
+    }
 
     fn message(from: &str, client_id: &str, ts: i64) -> NewMessage {
         NewMessage {
@@ -361,16 +420,11 @@ mod tests {
             append(&store, message("a", &i.to_string(), 5));
         }
         let cursors = std::collections::HashMap::from([("dm:a:b".to_owned(), 2)]);
-        let synced = store.sync("b", &cursors, 2, usize::MAX).unwrap();
+        let synced = sync(&store, "b", &cursors, 2, usize::MAX);
         assert_eq!(synced.len(), 1);
         assert_eq!((synced[0].conv.as_str(), synced[0].last_seq), ("dm:a:b", 5));
         assert_eq!(seqs(&synced[0].messages), [3, 4]);
-        assert!(
-            store
-                .sync("c", &std::collections::HashMap::new(), 2, usize::MAX)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(sync(&store, "c", &Default::default(), 2, usize::MAX).is_empty());
     }
 
     #[test]
@@ -386,10 +440,10 @@ mod tests {
             [10],
             "one even over budget"
         );
-        let synced = store.sync("b", &std::collections::HashMap::new(), 10, 2 * one).unwrap();
+        let synced = sync(&store, "b", &Default::default(), 10, 2 * one);
         assert_eq!(seqs(&synced[0].messages), [1, 2]);
         assert!(synced[0].more);
-        let starved = store.sync("b", &std::collections::HashMap::new(), 10, 0).unwrap();
+        let starved = sync(&store, "b", &Default::default(), 10, 0);
         assert!(
             starved[0].messages.is_empty() && starved[0].more,
             "no budget: more, never silence"

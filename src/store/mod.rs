@@ -199,6 +199,38 @@ pub(crate) struct ConversationSummary {
     pub(crate) read_seq: u64,
 }
 
+/// Conversations by name: those after `after` (all, when `None`) up to and
+/// including `until` (to the last, when `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ConversationRange {
+    /// Exclusive lower bound.
+    pub(crate) after: Option<String>,
+    /// Inclusive upper bound.
+    pub(crate) until: Option<String>,
+}
+
+impl ConversationRange {
+    /// Whether `conv` is after the range's start.
+    pub(crate) fn starts_before(&self, conv: &str) -> bool {
+        self.after.as_deref().is_none_or(|after| conv > after)
+    }
+
+    /// Whether `conv` is past the range's end.
+    pub(crate) fn ends_before(&self, conv: &str) -> bool {
+        self.until.as_deref().is_some_and(|until| conv > until)
+    }
+}
+
+/// What a sync read: the conversations of a range, and whether the user has
+/// more after it.
+#[derive(Debug, Default)]
+pub(crate) struct SyncedPage {
+    /// The range's conversations, sorted.
+    pub(crate) convs: Vec<SyncedConversation>,
+    /// The user has conversations after the range's end.
+    pub(crate) more_after: bool,
+}
+
 /// One conversation in a sync reply.
 #[derive(Debug)]
 pub(crate) struct SyncedConversation {
@@ -279,18 +311,20 @@ pub(crate) trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ConversationSummary>, StoreError>;
 
-    /// Every conversation of `user`, sorted, with its last seq and up to
-    /// `limit` messages above its cursor in `cursors` (0 when absent), from
-    /// one consistent snapshot. Reading messages stops once they add up to
-    /// `max_bytes` over all conversations; the later ones then come without
-    /// their messages. Blocking: call it off the network threads.
+    /// The conversations of `user` within `range`, sorted, each with its
+    /// last seq and up to `limit` messages above its cursor in `cursors` (0
+    /// when absent), from one consistent snapshot; and whether the user has
+    /// conversations after the range. Reading messages stops once they add
+    /// up to `max_bytes` over all conversations; the later ones then come
+    /// without their messages. Blocking: call it off the network threads.
     fn sync(
         &self,
         user: &str,
+        range: &ConversationRange,
         cursors: &HashMap<String, u64>,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<Vec<SyncedConversation>, StoreError>;
+    ) -> Result<SyncedPage, StoreError>;
 
     /// Finishes the writes already queued (reporting each), then ends the
     /// store's threads; later writes fail with a store error. The server's

@@ -22,8 +22,8 @@ use rusqlite::{Connection, OpenFlags};
 use self::readers::Readers;
 use self::writer::Job;
 use super::{
-    AppendDone, CommitObserver, ConversationSummary, GroupRecord, NewMessage, ReadDone, Retention, Store, StoreError,
-    StoredMessage, SyncedConversation, WriteDone,
+    AppendDone, CommitObserver, ConversationRange, ConversationSummary, GroupRecord, NewMessage, ReadDone, Retention,
+    Store, StoreError, StoredMessage, SyncedPage, WriteDone,
 };
 
 /// `PRAGMA synchronous` value FULL: every commit is fsynced before it returns.
@@ -156,11 +156,12 @@ impl Store for SqliteStore {
     fn sync(
         &self,
         user: &str,
+        range: &ConversationRange,
         cursors: &HashMap<String, u64>,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<Vec<SyncedConversation>, StoreError> {
-        self.readers.sync(user, cursors, limit, max_bytes)
+    ) -> Result<SyncedPage, StoreError> {
+        self.readers.sync(user, range, cursors, limit, max_bytes)
     }
 
     /// Lets the writer finish what is queued and report it, then joins the

@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::rows::{MESSAGE_COLUMNS, message_from_row};
-use crate::store::{ConversationSummary, GroupRecord, StoreError, StoredMessage, SyncedConversation, take_within};
+use crate::store::{
+    ConversationRange, ConversationSummary, GroupRecord, StoreError, StoredMessage, SyncedConversation, SyncedPage,
+    take_within,
+};
 
 /// A user's conversations: direct ones it took part in, and its groups'.
 /// `?1` is the user.
@@ -85,16 +88,22 @@ impl Readers {
     pub(crate) fn sync(
         &self,
         user: &str,
+        range: &ConversationRange,
         cursors: &HashMap<String, u64>,
         limit: usize,
         mut max_bytes: usize,
-    ) -> Result<Vec<SyncedConversation>, StoreError> {
+    ) -> Result<SyncedPage, StoreError> {
         self.with(|conn| {
             let snapshot = conn.transaction()?;
-            let convs = snapshot
-                .prepare_cached(CONVERSATIONS_OF_USER)?
-                .query_map([user], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+            let mut convs = snapshot
+                .prepare_cached(&format!("SELECT * FROM ({CONVERSATIONS_OF_USER}) WHERE conv > ?2"))?
+                .query_map(params![user, range.after.as_deref().unwrap_or("")], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let in_range = convs.iter().take_while(|(conv, _)| !range.ends_before(conv)).count();
+            let more_after = in_range < convs.len();
+            convs.truncate(in_range);
             let mut messages = snapshot.prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
             ))?;
@@ -112,7 +121,10 @@ impl Readers {
             }
             drop(messages);
             snapshot.commit()?;
-            Ok(synced)
+            Ok(SyncedPage {
+                convs: synced,
+                more_after,
+            })
         })
     }
 
