@@ -10,7 +10,7 @@ HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
 DB      ?= imbed.db
 
-.PHONY: all lib host client run bench bench-micro bench-durable fuzz test-fuzz test test-rust test-c test-interop test-web check-header check-symbols lint deps clean
+.PHONY: all lib host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-interop test-web check-header check-symbols lint deps clean
 
 all: host
 
@@ -106,3 +106,9 @@ bench-micro:
 # Durable throughput: imbed in memory vs SQLite vs a bare rusqlite loop (docs/BENCHMARKS.md).
 bench-durable:
 	scripts/bench-durable
+
+# The promises over time (docs/BENCHMARKS.md, "Soak"): the host on SQLite under
+# hundreds of churning clients, restarts and a SIGKILL; SOAK_S seconds (default 600).
+soak: host
+	@python3 -c 'import websockets' 2>/dev/null || python3 -m pip install --quiet -r tests/interop/requirements.txt
+	scripts/soak

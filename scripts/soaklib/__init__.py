@@ -1,0 +1,1 @@
+"""The parts of `scripts/soak`: the host process, the simulated clients, the final checks."""
