@@ -5,13 +5,15 @@ import { Connection, NoReply, ServerError } from './connection.js';
 import { ChatState, ID_PATTERN, directConversationId, groupConversationId } from './chat-state.js';
 import { MessageItems } from './message-items.js';
 import { MessageListView } from './message-list-view.js';
+import { PagedSync } from './sync-pages.js';
 import { avatar, conversationRow, messageText, reconcileChildren, typingText } from './render.js';
 
 const USER_KEY = 'imbed.user';
 const HISTORY_PAGE = 50;
 const SYNC_LIMIT = 100;
-// Past this many rounds of sync a conversation is far behind: it skips to
-// its newest message and history pages the rest back in when wanted.
+// Past this many syncs of one page of conversations (sync-pages.js) a
+// conversation still `more` is far behind: it skips to its newest message
+// and history pages the rest back in when wanted.
 const MAX_SYNC_ROUNDS = 5;
 // The server relays at most 5 typing frames per second; one every 2 s is
 // plenty for an indicator that stays up for 3 s.
@@ -19,7 +21,11 @@ const TYPING_SEND_INTERVAL_MS = 2000;
 const INTERNAL_RETRY_MS = 3000;
 const NOTICE_SHOWN_MS = 6000;
 const COMPOSER_MAX_HEIGHT_PX = 160;
-const WATCH_BATCH = 1000;
+// Presence: a session may watch limits.max_watches users (1000 by default;
+// the server refuses a whole `watch` past it), and a batch of 500 ids of 64
+// characters is a 34 KB frame, well under limits.max_frame_bytes (64 KiB).
+const MAX_WATCHES = 1000;
+const WATCH_BATCH = 500;
 // A hidden tab runs no animation frames; its title still counts unread.
 const HIDDEN_RENDER_DELAY_MS = 250;
 
@@ -106,8 +112,7 @@ function reportFailure(error) {
 // One signed-in user: the state, the connection, and everything that
 // happens on it.
 class ChatSession {
-  #syncRunning = false;
-  #syncWanted = false;
+  #syncer;
   #inFlight = new Set();
   #loadingPages = new Set();
   #lastTypingSent = new Map();
@@ -121,6 +126,12 @@ class ChatSession {
       onWelcome: () => this.#catchUp(),
       onFrame: (frame) => this.#handleFrame(frame),
       onState: (state) => this.#onConnectionState(state),
+    });
+    this.#syncer = new PagedSync({
+      cursors: () => this.state.cursors(),
+      request: (fields) => this.#syncPage(fields),
+      skip: (behind) => behind.forEach(([id, lastSeq]) => this.state.conversation(id).skipTo(lastSeq)),
+      maxRepeats: MAX_SYNC_ROUNDS,
     });
   }
 
@@ -157,7 +168,8 @@ class ChatSession {
       // The open group may be one the user left while away.
       if (this.activeId && !this.active) this.close();
       await this.sync();
-      await this.#watch(this.state.directPeers());
+      // The open chat's peer first: past MAX_WATCHES peers, the rest show no dot.
+      await this.#watch([this.active?.peer, ...this.state.directPeers()].filter(Boolean));
       this.#resendOutbox();
       await this.#prepareActive();
       await this.#loadNewestPages();
@@ -166,51 +178,56 @@ class ChatSession {
     }
   }
 
+  // The whole list, page by page (`next`): a group missing from it is dropped.
   async #refreshConversations() {
-    const reply = await this.connection.request({ type: 'conversations' });
-    this.state.applyConversationList(reply.conversations);
+    const entries = [];
+    let after = null;
+    for (;;) {
+      const request = { type: 'conversations' };
+      if (after !== null) request.after = after;
+      const reply = await this.connection.request(request);
+      entries.push(...reply.conversations);
+      // A `next` that does not move forward would never end.
+      if (typeof reply.next !== 'string' || (after !== null && reply.next <= after)) break;
+      after = reply.next;
+    }
+    this.state.applyConversationList(entries);
     view.update();
   }
 
-  // One sync at a time (the server refuses a second); asking while one runs
-  // makes it go round once more.
-  async sync() {
-    this.#syncWanted = true;
-    if (this.#syncRunning) return;
-    this.#syncRunning = true;
-    try {
-      while (this.#syncWanted) {
-        this.#syncWanted = false;
-        await this.#syncUntilCaughtUp();
-      }
-    } finally {
-      this.#syncRunning = false;
-    }
+  // Everything missed, in pages of conversations (sync-pages.js). One sync
+  // at a time (the server refuses a second); asking while one runs makes it
+  // go round once more.
+  sync() {
+    return this.#syncer.sync();
   }
 
-  async #syncUntilCaughtUp() {
-    for (let round = 1; ; round += 1) {
-      const reply = await this.connection.request({ type: 'sync', cursors: this.state.cursors(), limit: SYNC_LIMIT });
-      const behind = [];
-      for (const [id, summary] of Object.entries(reply.convs)) {
-        const conversation = this.state.conversation(id);
-        conversation.lastSeq = Math.max(conversation.lastSeq, summary.last_seq);
-        if (summary.more) behind.push([conversation, summary.last_seq]);
-      }
-      view.update();
-      if (behind.length === 0) return;
-      if (round === MAX_SYNC_ROUNDS) {
-        behind.forEach(([conversation, lastSeq]) => conversation.skipTo(lastSeq));
-        return;
-      }
+  // One page's `sync`; its `msg` frames came before the `synced`.
+  async #syncPage(fields) {
+    const reply = await this.connection.request({ type: 'sync', ...fields, limit: SYNC_LIMIT });
+    for (const [id, summary] of Object.entries(reply.convs)) {
+      const conversation = this.state.conversation(id);
+      conversation.lastSeq = Math.max(conversation.lastSeq, summary.last_seq);
     }
+    view.update();
+    return reply;
   }
 
+  // Watches the presence of as many of users as the session may.
   async #watch(users) {
-    const fresh = [...new Set(users)].filter((user) => user !== this.me && !this.state.watched.has(user));
+    const room = Math.max(0, MAX_WATCHES - this.state.watched.size);
+    const fresh = [...new Set(users)].filter((user) => user !== this.me && !this.state.watched.has(user)).slice(0, room);
     fresh.forEach((user) => this.state.watched.add(user));
     for (let start = 0; start < fresh.length; start += WATCH_BATCH) {
-      const reply = await this.connection.request({ type: 'watch', users: fresh.slice(start, start + WATCH_BATCH) });
+      let reply;
+      try {
+        reply = await this.connection.request({ type: 'watch', users: fresh.slice(start, start + WATCH_BATCH) });
+      } catch (error) {
+        // A host with a lower limits.max_watches: these users show no dot.
+        if (!(error instanceof ServerError && error.code === 'bad_request')) throw error;
+        fresh.slice(start).forEach((user) => this.state.watched.delete(user));
+        return;
+      }
       for (const [user, online] of Object.entries(reply.online)) this.state.online.set(user, online);
       view.update();
     }
