@@ -85,8 +85,12 @@ MANY_CONVERSATIONS = 7000
 # `synced` naming them all (540 KB) overflows the outbound queue on top of the
 # messages (512 KiB), as the review's did.
 MANY_CONVERSATIONS_PEER = "flood-sender-with-a-long-name-"
-# sync rounds the client may need to cover them all before that is a failure.
-MAX_SYNC_ROUNDS = 50
+# Cursors in one sync, as the client role sends them (SYNC_PAGE in
+# src/client/connection.rs): about 60 bytes each, far below max_frame_bytes.
+SYNC_PAGE = 500
+# syncs the client may need to cover them all (pages and their repeats)
+# before that is a failure.
+MAX_SYNC_REQUESTS = 50
 # `conversations` pages: limit 1 to 1000, default 1000.
 CONVERSATIONS_PAGE_LIMIT = 1000
 
@@ -521,9 +525,16 @@ def host_of_a_user_in_many_conversations():
 
 def test_sync_of_a_user_in_7000_conversations_pages_and_never_closes(host_of_a_user_in_many_conversations):
     """A user in 7,000 conversations syncs from no cursors as a client does
-    (moving each cursor to the highest seq it got, repeating while any `more`)
-    and is never closed: each reply is bounded, and every conversation is
+    (moving each cursor to the highest seq it got) and is never closed: each
+    reply is bounded, each request fits in a frame, and every conversation is
     covered in the end.
+
+    The cursors of 7,000 conversations (about 360 KB) do not fit in one sync
+    frame (limits.max_frame_bytes, 64 KiB: 1009), so the client pages as the
+    client role does (SYNC_PAGE): over the conversations it knows, sorted by
+    name, pages of at most SYNC_PAGE cursors; a page's `until` is chosen while
+    it has none and more than SYNC_PAGE known conversations remain after its
+    `after`; a page repeats while any `more`, then starts after `next`.
 
     Before issue 13: the `synced` frame named all 7,000 conversations on top of
     half a queue of messages, so every sync closed the session with 1013 and a
@@ -534,39 +545,64 @@ def test_sync_of_a_user_in_7000_conversations_pages_and_never_closes(host_of_a_u
     async def scenario():
         victim, _ = await connect_as(host.url, "victim")
         async with victim:
-            # The highest seq received in each conversation; a conversation
-            # with none is left out, which means cursor 0, to keep the request small.
-            cursors, listed = {}, set()
-            for round_number in range(1, MAX_SYNC_ROUNDS + 1):
-                sync_frame = compact({"type": "sync", "id": f"s{round_number}", "cursors": cursors})
-                assert len(sync_frame.encode()) <= MAX_FRAME_BYTES, (
-                    f"sync round {round_number}: the cursors of the {len(cursors)} conversations the client "
-                    f"has messages of make a {len(sync_frame.encode()):,}-byte request, over "
-                    f"limits.max_frame_bytes ({MAX_FRAME_BYTES}): a client cannot say what it holds"
+            # The highest seq received in each conversation: the conversations
+            # the client knows. (Names are ASCII: str order is bytewise.)
+            cursors, listed, pages = {}, set(), []
+            after = until = None
+            for number in range(1, MAX_SYNC_REQUESTS + 1):
+                known = sorted(conv for conv in cursors if after is None or conv > after)
+                if until is None and len(known) > SYNC_PAGE:
+                    until = known[SYNC_PAGE - 1]
+                page = [conv for conv in known if until is None or conv <= until]
+                frame = {"type": "sync", "id": f"s{number}", "cursors": {conv: cursors[conv] for conv in page}}
+                if after is not None:
+                    frame["after"] = after
+                if until is not None:
+                    frame["until"] = until
+                sync_frame = compact(frame)
+                assert len(page) <= SYNC_PAGE
+                assert len(sync_frame.encode()) < MAX_FRAME_BYTES, (
+                    f"sync {number}: {len(page)} cursors make a {len(sync_frame.encode()):,}-byte request, "
+                    f"over limits.max_frame_bytes ({MAX_FRAME_BYTES})"
                 )
+                pages.append((after, until, len(page), len(sync_frame.encode())))
                 await victim.send(sync_frame)
                 try:
                     while True:
-                        frame = await recv_frame(victim)
-                        if frame.get("type") == "synced":
+                        reply = await recv_frame(victim)
+                        if reply.get("type") == "synced":
                             break
-                        assert_frame(frame, type="msg")
-                        cursors[frame["conv"]] = max(cursors.get(frame["conv"], 0), frame["seq"])
+                        assert_frame(reply, type="msg")
+                        cursors[reply["conv"]] = max(cursors.get(reply["conv"], 0), reply["seq"])
                 except ConnectionClosed as closed:
-                    pytest.fail(f"sync round {round_number} closed the session: {closed}")
-                assert_frame(frame, id=f"s{round_number}")
-                listed |= frame["convs"].keys()
-                if not any(state.get("more") for state in frame["convs"].values()):
+                    pytest.fail(f"sync {number} (after {after}, until {until}) closed the session: {closed}")
+                assert_frame(reply, id=f"s{number}")
+                outside = [
+                    conv for conv in reply["convs"]
+                    if (after is not None and conv <= after) or (until is not None and conv > until)
+                ]
+                assert not outside, f"sync {number} named conversations outside its page: {outside[:3]}"
+                listed |= reply["convs"].keys()
+                if any(state.get("more") for state in reply["convs"].values()):
+                    continue
+                if "next" not in reply:
                     break
+                assert until is not None, f"sync {number} had no until but its synced has next: {reply['next']}"
+                assert after is None or reply["next"] > after, f"next {reply['next']} does not move past {after}"
+                after, until = reply["next"], None
             else:
-                pytest.fail(f"{MAX_SYNC_ROUNDS} sync rounds and still `more`")
+                pytest.fail(f"{MAX_SYNC_REQUESTS} syncs and still `more` or `next`: {pages[-3:]}")
             uncovered = conversations - {conv for conv, seq in cursors.items() if seq >= 1}
             assert not uncovered, f"{len(uncovered)} conversations never synced, such as {sorted(uncovered)[:3]}"
             assert listed == conversations
-            return round_number
+            assert any(until is not None for _, until, _, _ in pages), f"never paged: {pages}"
+            # Still open after the last reply.
+            assert_frame(await request(victim, {"type": "ping", "id": "still-open"}), type="pong", id="still-open")
+            return pages
 
-    rounds = run_attack(scenario())
-    print(f"{MANY_CONVERSATIONS} conversations synced in {rounds} rounds")
+    pages = run_attack(scenario())
+    largest = max(size for *_, size in pages)
+    print(f"{MANY_CONVERSATIONS} conversations synced in {len(pages)} syncs, the largest {largest:,} bytes")
 
 
 def test_conversations_of_a_user_in_7000_conversations_come_in_pages(host_of_a_user_in_many_conversations):
