@@ -1,11 +1,11 @@
 /*
  * heap_probe: loaded into imbed-host by scripts/soak (LD_PRELOAD). Every
- * 250 ms it writes the bytes the process's heap holds in use, from glibc's
- * mallinfo2() (all arenas, mmapped chunks included), as one fixed-width line
- * at the start of the file named by IMBED_SOAK_HEAP_FILE.
+ * 250 ms it writes two numbers from glibc's mallinfo2() (all arenas) as one
+ * fixed-width line at the start of the file named by IMBED_SOAK_HEAP_FILE:
+ * the bytes the program holds in use (mmapped chunks included), and the bytes
+ * glibc keeps free in its arenas for later reuse.
  *
- * RSS alone cannot tell memory the program still holds from memory glibc
- * keeps after free() for later reuse; this can. It costs the host one thread
+ * RSS alone cannot tell the two apart; this can. It costs the host one thread
  * and one descriptor, the same at every measurement.
  *
  * Build: cc -O2 -shared -fPIC heap_probe.c -o heap_probe.so -lpthread
@@ -26,9 +26,9 @@ static void *report_heap(void *arg)
     const struct timespec interval = {.tv_nsec = 250 * 1000 * 1000};
     for (;;) {
         struct mallinfo2 info = mallinfo2();
-        char line[32];
+        char line[64];
         /* Fixed width, so each report overwrites the last one whole. */
-        int length = snprintf(line, sizeof line, "%20zu\n", info.uordblks + info.hblkhd);
+        int length = snprintf(line, sizeof line, "%20zu %20zu\n", info.uordblks + info.hblkhd, info.fordblks);
         if (pwrite(fd, line, (size_t)length, 0) != length) {
             return NULL;
         }

@@ -36,6 +36,7 @@ class Snapshot:
 
     rss_kib: int
     heap_kib: int  # in use, from heap_probe.c
+    heap_free_kib: int  # kept free by glibc, from heap_probe.c
     threads: int
     fds: Counter  # kind (socket, database, other) -> open descriptors
 
@@ -156,8 +157,8 @@ class Host:
                 "socket" if target.startswith("socket:") else "database" if target.startswith(self.db) else "other"
             ] += 1
         with open(self.heap_file) as heap:
-            heap_kib = int(heap.read()) // 1024
-        return Snapshot(int(fields["VmRSS"].split()[0]), heap_kib, int(fields["Threads"]), fds)
+            in_use, free = (int(number) // 1024 for number in heap.read().split())
+        return Snapshot(int(fields["VmRSS"].split()[0]), in_use, free, int(fields["Threads"]), fds)
 
     async def metric(self, name):
         """One value of the engine's /metrics page (0 when it is not there)."""
