@@ -302,3 +302,33 @@ fn short_jwt_secrets_are_refused() {
     let error = imbed::Config::from_json(&config).unwrap_err();
     assert!(error.to_string().contains("auth.secret"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_asks_for_history_and_never_reads_is_cut_off() {
+    let t = start(json!({"limits": {"idle_timeout_ms": 1000, "outbound_queue_bytes": 262_144}}));
+    let big = format!("\"{}\"", "x".repeat(8_000));
+    let server = t.server;
+    let server = tokio::task::spawn_blocking(move || {
+        for n in 0..100 {
+            server.send("bob", "mallory", &big, Some(&format!("b{n}"))).unwrap();
+        }
+        server
+    })
+    .await
+    .unwrap();
+    let mut mallory = support::connect_with_small_window(&t.url, "mallory").await;
+    // Replies of ~128 KiB each pile up unread, past what the kernel's
+    // buffers hold: the session waits for room, never overflows, and is
+    // closed as a slow reader when none comes within the idle timeout.
+    for n in 0..100 {
+        mallory
+            .send_json(json!({"type": "history", "id": format!("h{n}"), "conv": "dm:bob:mallory", "limit": 100}))
+            .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        mallory.closed_with().await,
+        Some(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Again)
+    );
+    tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
+}

@@ -15,7 +15,7 @@ use super::msg_frames::{msg_array, msg_frame};
 use super::rate_limit::{MEMBERSHIP_BURST, MEMBERSHIP_PER_SECOND, SessionLimits, TYPING_PER_SECOND};
 use super::write_order::WriteOrder;
 use crate::protocol::{
-    ClientFrame, Conversation, ConversationEntry, ErrorCode, ServerFrame, SyncedState, direct_conv, error_frame,
+    ClientFrame, Conversation, ConversationEntry, ErrorCode, ServerFrame, SyncedState, close, direct_conv, error_frame,
     group_conv, is_valid_id, now_ms, parse_client_frame,
 };
 use crate::router::SessionHandle;
@@ -261,7 +261,14 @@ async fn read_then_answer<T: Send + 'static>(
     let Ok(mine) = state.reads.clone().acquire_owned().await else {
         return;
     };
-    session.outbox.room_for(reply_budget(core)).await;
+    // A peer that stops reading never makes room: it is a slow reader.
+    let room = tokio::time::timeout(
+        core.config.limits.idle_timeout(),
+        session.outbox.room_for(reply_budget(core)),
+    );
+    if room.await.is_err() {
+        return session.outbox.close(close::SLOW_READER, "slow reader");
+    }
     let (store, settled, id) = (core.store.clone(), state.writes.settled(), id.map(str::to_owned));
     let everyone = core.store_reads.clone();
     tokio::spawn(async move {
