@@ -6,6 +6,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
+use std::convert::Infallible;
 
 use ahash::{HashMap, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,8 +30,6 @@ struct Conversation {
 }
 
 impl Conversation {
-    /// Kept messages with `after < seq < before`, the newest `limit` when
-    /// `newest` is set, else the oldest `limit`.
     /// Up to `limit` kept messages between `after` and `before` (exclusive),
     /// the newest of them when `newest`, oldest first, within `budget` bytes.
     fn range(
@@ -41,19 +40,15 @@ impl Conversation {
         newest: bool,
         budget: &mut usize,
     ) -> Vec<Arc<StoredMessage>> {
-        let in_range = self.kept.iter().filter(|m| m.seq > after && m.seq < before);
-        let ok = |m: &Arc<StoredMessage>| Ok::<_, std::convert::Infallible>(m.clone());
-        let taken = if newest {
-            let mut newest_first = take_within(in_range.rev().map(ok), limit, budget);
-            if let Ok(v) = &mut newest_first {
-                v.reverse();
-            }
+        let in_range = self.kept.iter().filter(|m| m.seq > after && m.seq < before).cloned();
+        if newest {
+            let Ok(mut newest_first) = take_within(in_range.rev().map(Ok::<_, Infallible>), limit, budget);
+            newest_first.reverse();
             newest_first
         } else {
-            take_within(in_range.map(ok), limit, budget)
-        };
-        let Ok(found) = taken;
-        found
+            let Ok(oldest_first) = take_within(in_range.map(Ok::<_, Infallible>), limit, budget);
+            oldest_first
+        }
     }
 
     fn apply_retention(&mut self, retention: &Retention, now_ms: i64) {
