@@ -12,6 +12,11 @@
  * SIGINT and SIGTERM stop the server cleanly; so does "quit". End of input
  * does not: the host may run with stdin closed and keeps serving.
  *
+ * The configuration is the engine's JSON (docs/C-API.md), built from three
+ * layers: this program's defaults, then the --config file, then the flags
+ * given (USAGE, "configuration", has the rule). The engine merges them;
+ * this program parses no JSON.
+ *
  * The stdin/stdout/signal plumbing it shares with imbed-client is in
  * examples/console.c; this file holds the flags, the config and the commands.
  *
@@ -23,6 +28,7 @@
 #include "console.h"
 #include "imbed.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,40 +39,65 @@
 
 #define PROGRAM_NAME "imbed-host"
 #define DEFAULT_LISTEN "127.0.0.1:8080"
+#define DEFAULT_DB_PATH ":memory:"
+#define DEFAULT_LOG_LEVEL "info"
 #define EXIT_USAGE 2
 #define DEFAULT_HISTORY_LIMIT 50
 #define DEFAULT_WEB_ROOT "examples/web"
 
 static const char USAGE[] =
-    "usage: " PROGRAM_NAME " (--dev-auth | --jwt-secret-file PATH | --jwt-secret SECRET) [options]\n"
+    "usage: " PROGRAM_NAME " [--config FILE] (--dev-auth | --jwt-secret-file PATH | --jwt-secret SECRET) [options]\n"
     "\n"
-    "  --listen HOST:PORT   address to serve on (default " DEFAULT_LISTEN "; port 0 picks one)\n"
-    "  --db PATH            SQLite file that stores the messages (default :memory:, which keeps nothing)\n"
-    "  --dev-auth           the token is the user id (demos and tests only)\n"
-    "  --jwt-secret-file PATH  accept HS256 JWTs signed with the secret in PATH (one trailing newline\n"
-    "                       is not part of it); at least 32 bytes\n"
+    "  --config FILE        the engine's JSON configuration: any key of docs/C-API.md, such as the rate\n"
+    "                       limits, retention or events.queue_capacity (examples/imbed-host.json is one);\n"
+    "                       the flags below override it (see \"configuration\"). When FILE cannot be\n"
+    "                       read, is not a JSON object or is refused by the engine, the host names it\n"
+    "                       and exits with status 2\n"
+    "  --listen HOST:PORT   listen: address to serve on (default " DEFAULT_LISTEN "; port 0 picks one)\n"
+    "  --db PATH            store.path: SQLite file that stores the messages (default " DEFAULT_DB_PATH ",\n"
+    "                       which keeps nothing)\n"
+    "  --dev-auth           auth, all of it: the token is the user id (demos and tests only)\n"
+    "  --jwt-secret-file PATH  auth.mode and auth.secret: accept HS256 JWTs signed with the secret in\n"
+    "                       PATH (one trailing newline is not part of it); at least 32 bytes\n"
     "  --jwt-secret SECRET  the same with the secret on the command line, where other users of the\n"
     "                       machine can read it (ps); prefer the file or IMBED_JWT_SECRET\n"
-    "  --workers N          engine worker threads (default: the engine's)\n"
-    "  --max-connections N  refuse connections beyond N with HTTP 503 (default: the engine's, 10000)\n"
-    "  --handshake-timeout-ms N  upgrade plus authentication must finish within N ms (default 10000)\n"
-    "  --allow-origin ORIGIN  accept browsers from ORIGIN only (repeatable; default: any origin)\n"
-    "  --allowed-host NAME  answer only requests whose Host header names NAME (its port aside), others\n"
-    "                       get HTTP 421, against DNS rebinding (repeatable; default: any Host)\n"
-    "  --max-connections-per-user N  sessions one user may have open at once (default: the engine's, 16)\n"
-    "  --max-watches N      distinct users one session may watch for presence (default: the engine's, 1000)\n"
-    "  --tls-cert PATH      serve wss:// with this PEM certificate chain (needs --tls-key)\n"
-    "  --tls-key PATH       the PEM private key of --tls-cert\n"
-    "  --web DIR            serve DIR's files on the same port (default " DEFAULT_WEB_ROOT " when it exists)\n"
-    "  --no-web             serve no files, only /ws, /healthz and /metrics\n"
-    "  --quiet              do not receive or print message events (for load tests)\n"
-    "  --log-level LEVEL    off, error, warn, info, debug or trace (default info)\n"
-    "  --host-id ID         sender id of messages sent with \"send\" and \"group\" (default host);\n"
-    "                       no user can sign in as it\n"
+    "  --workers N          workers: engine worker threads (default: the engine's, 2)\n"
+    "  --max-connections N  limits.max_connections: refuse connections beyond N with HTTP 503 (default:\n"
+    "                       the engine's, 10000)\n"
+    "  --handshake-timeout-ms N  limits.handshake_timeout_ms: upgrade plus authentication must finish\n"
+    "                       within N ms (default 10000)\n"
+    "  --allow-origin ORIGIN  origins.allowed: accept browsers from ORIGIN only (repeatable; default:\n"
+    "                       any origin)\n"
+    "  --allowed-host NAME  http.allowed_hosts: answer only requests whose Host header names NAME (its\n"
+    "                       port aside), others get HTTP 421, against DNS rebinding (repeatable; default:\n"
+    "                       any Host)\n"
+    "  --max-connections-per-user N  limits.max_connections_per_user: sessions one user may have open at\n"
+    "                       once (default: the engine's, 16)\n"
+    "  --max-watches N      limits.max_watches: distinct users one session may watch for presence\n"
+    "                       (default: the engine's, 1000)\n"
+    "  --tls-cert PATH      tls.cert_path: serve wss:// with this PEM certificate chain (needs --tls-key)\n"
+    "  --tls-key PATH       tls.key_path: the PEM private key of --tls-cert\n"
+    "  --web DIR            web_root: serve DIR's files on the same port (default " DEFAULT_WEB_ROOT " when it\n"
+    "                       exists)\n"
+    "  --no-web             web_root, removed: serve no files, only /ws, /healthz and /metrics\n"
+    "  --quiet              events.messages false: do not receive or print message events (load tests)\n"
+    "  --log-level LEVEL    log_level: off, error, warn, info, debug or trace (default " DEFAULT_LOG_LEVEL ")\n"
+    "  --host-id ID         host_ids, as [ID]: the sender id of messages sent with \"send\" and \"group\",\n"
+    "                       which no user can sign in as (default: the first of host_ids, host)\n"
     "  --help               show this help\n"
     "\n"
+    "configuration:\n"
+    "  Each key takes its value from the first of: the flags given, IMBED_JWT_SECRET, the --config\n"
+    "  file, the defaults above, the engine's defaults (docs/C-API.md). A flag sets only the keys\n"
+    "  named before its description, and the file's other keys stay: --jwt-secret(-file) keeps the\n"
+    "  file's auth.issuer and auth.audience, while --dev-auth replaces the whole auth section (dev mode\n"
+    "  takes no other key); a repeatable flag's list replaces the file's list. Authentication comes\n"
+    "  from a flag, IMBED_JWT_SECRET or the file's \"auth\"; --tls-cert and --tls-key go together, over\n"
+    "  a file's tls too.\n"
+    "\n"
     "environment:\n"
-    "  IMBED_JWT_SECRET     with no --dev-auth or --jwt-secret* flag: accept HS256 JWTs signed with it\n"
+    "  IMBED_JWT_SECRET     with no --dev-auth or --jwt-secret* flag: auth.mode and auth.secret, as\n"
+    "                       --jwt-secret would set them\n"
     "\n"
     "commands on stdin, one per line:\n"
     "  send USER JSON-BODY    send JSON-BODY to USER from the host id\n"
@@ -83,7 +114,7 @@ static const char USAGE[] =
     "  online                 print the users with at least one session\n"
     "  stats                  print the server's counters\n"
     "  restart                stop the server and start a new one on the same configuration and database,\n"
-    "                         in this process; the reply names the port (a new one if --listen had port 0);\n"
+    "                         in this process; the reply names the port (a new one if listen had port 0);\n"
     "                         exits with status 1 if the server cannot start again\n"
     "  quit                   stop the server and exit\n";
 
@@ -95,32 +126,49 @@ typedef enum auth_mode { AUTH_UNSET, AUTH_DEV, AUTH_JWT } auth_mode;
 #define MAX_ALLOWED_HOSTS 32
 /* The longest JWT secret file read; HS256 needs 32 bytes, a longer key adds nothing past 64. */
 #define MAX_SECRET_FILE_BYTES 4096
+/* The largest --config file read: every key with its value fits in a few KiB; a larger file is a mistake. */
+#define MAX_CONFIG_FILE_BYTES (1024 * 1024)
 #define JWT_SECRET_ENV "IMBED_JWT_SECRET"
+/* The sender id when the configuration names none (the engine's default host_ids, ["host"]). */
+#define DEFAULT_HOST_ID "host"
 
+/*
+ * The command line. A NULL or 0 stands for a flag not given, which leaves
+ * its keys to the --config file and the defaults: the flags layer of the
+ * configuration holds the given flags only.
+ */
 typedef struct host_options {
-    const char *listen;        /* HOST:PORT exactly as given */
-    size_t listen_host_length; /* length of the HOST part, echoed in the banner */
+    const char *config_path;   /* --config */
+    const char *listen;
     const char *db_path;
     auth_mode auth;
-    const char *jwt_secret;
-    unsigned long workers;         /* 0: leave it to the engine */
-    unsigned long max_connections; /* 0: leave it to the engine */
-    unsigned long handshake_timeout_ms; /* 0: leave it to the engine */
+    const char *jwt_secret;    /* from a flag, its file or the environment, with AUTH_JWT */
+    unsigned long workers;
+    unsigned long max_connections;
+    unsigned long handshake_timeout_ms;
     const char *allowed_origins[MAX_ALLOWED_ORIGINS];
     size_t allowed_origin_count;
     const char *allowed_hosts[MAX_ALLOWED_HOSTS];
     size_t allowed_host_count;
-    unsigned long max_connections_per_user; /* 0: leave it to the engine */
-    unsigned long max_watches;              /* 0: leave it to the engine */
+    unsigned long max_connections_per_user;
+    unsigned long max_watches;
     const char *tls_cert;
     const char *tls_key;
-    const char *web_root;      /* NULL: serve no files */
-    bool web_root_given;       /* --web or --no-web, so the default does not apply */
-    bool quiet;                /* no message events */
+    const char *web_root;      /* with web_root_given; NULL for --no-web */
+    bool web_root_given;       /* --web or --no-web */
+    bool quiet;
     const char *log_level;
     const char *host_id;
-    bool host_id_given;        /* --host-id: passed as the engine's host_ids, which default to ["host"] */
 } host_options;
+
+/* The configuration the server runs on, and what this program itself needs of it. */
+typedef struct host_config {
+    char *json;                /* the layers merged; imbed_string_free */
+    const char *path;          /* the --config file, NULL without one; named in messages */
+    char *listen_host;         /* HOST of listen, echoed in the banner */
+    bool tls;                  /* wss:// in the banner */
+    char *host_id;             /* the sender of "send" and "group": the first of host_ids */
+} host_config;
 
 /* The name console.c puts before its stderr lines, as this file does. */
 const char console_program_name[] = PROGRAM_NAME;
@@ -128,7 +176,7 @@ const char console_program_name[] = PROGRAM_NAME;
 /* What a stdin command runs against. */
 typedef struct host_context {
     imbed_server *server;
-    const host_options *options;
+    const host_config *config;
 } host_context;
 
 /* Prints the reason and the usage to stderr and exits with the usage status. */
@@ -146,8 +194,8 @@ static void text_append_unsigned(text_buffer *text, uint64_t number)
     text_append(text, digits);
 }
 
-/* Splits HOST:PORT at its last colon (so "[::1]:0" works); exits on a malformed address. */
-static void parse_listen_address(const char *listen, host_options *options)
+/* Checks HOST:PORT (split at its last colon, so "[::1]:0" works); exits on a malformed address. */
+static void check_listen_address(const char *listen)
 {
     const char *colon = strrchr(listen, ':');
     if (colon == NULL || colon == listen) {
@@ -158,8 +206,6 @@ static void parse_listen_address(const char *listen, host_options *options)
     if (digit_count == 0 || digit_count > 5 || port[digit_count] != '\0' || strtoul(port, NULL, 10) > 65535) {
         fail_usage("--listen needs a port from 0 to 65535, got ", listen);
     }
-    options->listen = listen;
-    options->listen_host_length = (size_t)(colon - listen);
 }
 
 /* Parses the value of a numeric flag: a positive decimal number of at most
@@ -224,20 +270,17 @@ static const char *read_secret_file(const char *path)
 /* Parses the command line into `options`; exits 0 for --help and 2 for any misuse. */
 static void parse_options(int argc, char **argv, host_options *options)
 {
-    *options = (host_options){
-        .db_path = ":memory:",
-        .log_level = "info",
-        .host_id = "host",
-    };
-    parse_listen_address(DEFAULT_LISTEN, options);
-
+    *options = (host_options){0};
     for (int index = 1; index < argc; index++) {
         const char *flag = argv[index];
         if (strcmp(flag, "--help") == 0) {
             fputs(USAGE, stdout);
             exit(0);
+        } else if (strcmp(flag, "--config") == 0) {
+            options->config_path = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--listen") == 0) {
-            parse_listen_address(take_flag_value(argc, argv, &index), options);
+            options->listen = take_flag_value(argc, argv, &index);
+            check_listen_address(options->listen);
         } else if (strcmp(flag, "--db") == 0) {
             options->db_path = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--dev-auth") == 0) {
@@ -288,7 +331,6 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
             options->host_id = take_flag_value(argc, argv, &index);
-            options->host_id_given = true;
         } else {
             fail_usage("unknown argument ", flag);
         }
@@ -299,39 +341,97 @@ static void parse_options(int argc, char **argv, host_options *options)
         options->auth = AUTH_JWT;
         options->jwt_secret = secret_from_environment;
     }
-    if (options->auth == AUTH_UNSET) {
-        fail_usage("one of --dev-auth, --jwt-secret-file, --jwt-secret or " JWT_SECRET_ENV " is required", "");
-    }
+    /* A certificate without its own key (or the reverse) is a mistake even when a file has the other. */
     if ((options->tls_cert == NULL) != (options->tls_key == NULL)) {
         fail_usage("--tls-cert and --tls-key go together", "");
     }
-    /* The default web client is found from the repository root, where make run starts. */
-    struct stat web_root;
-    if (!options->web_root_given && stat(DEFAULT_WEB_ROOT, &web_root) == 0 && S_ISDIR(web_root.st_mode)) {
-        options->web_root = DEFAULT_WEB_ROOT;
-    }
 }
 
-/* Builds the engine's config JSON from the options; the caller frees the result. */
-static char *build_config_json(const host_options *options)
+/*
+ * Appends `"key":` to the JSON object `json` is building, after a comma
+ * unless it is the object's first member (the object was just opened).
+ */
+static void append_key(text_buffer *json, const char *key)
 {
-    text_buffer config = {0};
-    text_append(&config, "{\"listen\":");
-    text_append_json_string(&config, options->listen);
-    text_append(&config, ",\"store\":{\"path\":");
-    text_append_json_string(&config, options->db_path);
+    if (json->data[json->length - 1] != '{') {
+        text_append(json, ",");
+    }
+    text_append_json_string(json, key);
+    text_append(json, ":");
+}
+
+/* Appends `"key":"value"`, the value escaped, to the object `json` is building. */
+static void append_string_member(text_buffer *json, const char *key, const char *value)
+{
+    append_key(json, key);
+    text_append_json_string(json, value);
+}
+
+/* Appends `"key":["value",...]` to the object `json` is building. */
+static void append_strings_member(text_buffer *json, const char *key, const char *const *values, size_t count)
+{
+    append_key(json, key);
+    text_append(json, "[");
+    for (size_t i = 0; i < count; i++) {
+        text_append(json, i == 0 ? "" : ",");
+        text_append_json_string(json, values[i]);
+    }
+    text_append(json, "]");
+}
+
+/* This program's defaults, the lowest layer: the values it documents in USAGE. */
+static char *build_defaults_json(void)
+{
+    text_buffer json = {0};
+    text_append(&json, "{");
+    append_string_member(&json, "listen", DEFAULT_LISTEN);
+    append_key(&json, "store");
+    text_append(&json, "{");
+    append_string_member(&json, "path", DEFAULT_DB_PATH);
+    text_append(&json, "}");
+    append_string_member(&json, "log_level", DEFAULT_LOG_LEVEL);
+    /* The default web client is found from the repository root, where make run starts. */
+    struct stat web_root;
+    if (stat(DEFAULT_WEB_ROOT, &web_root) == 0 && S_ISDIR(web_root.st_mode)) {
+        append_string_member(&json, "web_root", DEFAULT_WEB_ROOT);
+    }
+    text_append(&json, "}");
+    return json.data;
+}
+
+/*
+ * The top layer: the keys of the flags given, and only those, so that the
+ * file's keys stand for every flag left out. A null removes a key in the
+ * merge (JSON Merge Patch, RFC 7386).
+ */
+static char *build_flags_json(const host_options *options)
+{
+    text_buffer json = {0};
+    text_append(&json, "{");
+    if (options->listen != NULL) {
+        append_string_member(&json, "listen", options->listen);
+    }
+    if (options->db_path != NULL) {
+        append_key(&json, "store");
+        text_append(&json, "{");
+        append_string_member(&json, "path", options->db_path);
+        text_append(&json, "}");
+    }
     if (options->auth == AUTH_DEV) {
-        text_append(&config, "},\"auth\":{\"mode\":\"dev\"}");
-    } else {
-        text_append(&config, "},\"auth\":{\"mode\":\"jwt\",\"secret\":");
-        text_append_json_string(&config, options->jwt_secret);
-        text_append(&config, "}");
+        /* Dev mode takes no other key: the nulls clear a file's JWT settings, which it would refuse. */
+        append_key(&json, "auth");
+        text_append(&json, "{\"mode\":\"dev\",\"secret\":null,\"issuer\":null,\"audience\":null}");
+    } else if (options->auth == AUTH_JWT) {
+        /* A file's issuer and audience stay: they go with the secret, not against it. */
+        append_key(&json, "auth");
+        text_append(&json, "{\"mode\":\"jwt\"");
+        append_string_member(&json, "secret", options->jwt_secret);
+        text_append(&json, "}");
     }
     if (options->workers != 0) {
-        text_append(&config, ",\"workers\":");
-        text_append_unsigned(&config, options->workers);
+        append_key(&json, "workers");
+        text_append_unsigned(&json, options->workers);
     }
-    /* The limits given on the command line; the engine's defaults stand for the others (0). */
     const struct {
         const char *key;
         unsigned long value;
@@ -341,63 +441,301 @@ static char *build_config_json(const host_options *options)
         {"max_connections_per_user", options->max_connections_per_user},
         {"max_watches", options->max_watches},
     };
-    const char *separator = ",\"limits\":{";
+    bool limits_open = false;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         if (limits[i].value != 0) {
-            text_append(&config, separator);
-            text_append_json_string(&config, limits[i].key);
-            text_append(&config, ":");
-            text_append_unsigned(&config, limits[i].value);
-            separator = ",";
+            if (!limits_open) {
+                append_key(&json, "limits");
+                text_append(&json, "{");
+                limits_open = true;
+            }
+            append_key(&json, limits[i].key);
+            text_append_unsigned(&json, limits[i].value);
         }
     }
-    if (strcmp(separator, ",") == 0) {
-        text_append(&config, "}");
+    if (limits_open) {
+        text_append(&json, "}");
     }
-    /* Only when given: the engine's default, ["host"], is the default --host-id. */
-    if (options->host_id_given) {
-        text_append(&config, ",\"host_ids\":[");
-        text_append_json_string(&config, options->host_id);
-        text_append(&config, "]");
+    if (options->host_id != NULL) {
+        append_strings_member(&json, "host_ids", &options->host_id, 1);
     }
     if (options->allowed_host_count > 0) {
-        text_append(&config, ",\"http\":{\"allowed_hosts\":[");
-        for (size_t i = 0; i < options->allowed_host_count; i++) {
-            text_append(&config, i == 0 ? "" : ",");
-            text_append_json_string(&config, options->allowed_hosts[i]);
-        }
-        text_append(&config, "]}");
+        append_key(&json, "http");
+        text_append(&json, "{");
+        append_strings_member(&json, "allowed_hosts", options->allowed_hosts, options->allowed_host_count);
+        text_append(&json, "}");
     }
     if (options->allowed_origin_count > 0) {
-        text_append(&config, ",\"origins\":{\"allowed\":[");
-        for (size_t i = 0; i < options->allowed_origin_count; i++) {
-            text_append(&config, i == 0 ? "" : ",");
-            text_append_json_string(&config, options->allowed_origins[i]);
-        }
-        text_append(&config, "]}");
+        append_key(&json, "origins");
+        text_append(&json, "{");
+        append_strings_member(&json, "allowed", options->allowed_origins, options->allowed_origin_count);
+        text_append(&json, "}");
     }
     if (options->tls_cert != NULL) {
-        text_append(&config, ",\"tls\":{\"cert_path\":");
-        text_append_json_string(&config, options->tls_cert);
-        text_append(&config, ",\"key_path\":");
-        text_append_json_string(&config, options->tls_key);
-        text_append(&config, "}");
+        append_key(&json, "tls");
+        text_append(&json, "{");
+        append_string_member(&json, "cert_path", options->tls_cert);
+        append_string_member(&json, "key_path", options->tls_key);
+        text_append(&json, "}");
     }
     if (options->quiet) {
-        text_append(&config, ",\"events\":{\"messages\":false}");
+        append_key(&json, "events");
+        text_append(&json, "{\"messages\":false}");
     }
-    if (options->web_root != NULL) {
-        text_append(&config, ",\"web_root\":");
-        text_append_json_string(&config, options->web_root);
+    if (options->web_root_given) {
+        append_key(&json, "web_root");
+        if (options->web_root != NULL) {
+            text_append_json_string(&json, options->web_root);
+        } else {
+            text_append(&json, "null");
+        }
     }
-    text_append(&config, ",\"log_level\":");
-    text_append_json_string(&config, options->log_level);
-    text_append(&config, "}");
-    return config.data;
+    if (options->log_level != NULL) {
+        append_string_member(&json, "log_level", options->log_level);
+    }
+    text_append(&json, "}");
+    return json.data;
+}
+
+/* Exits with the usage status after a one-line message about the --config file. */
+static void fail_config_file(const char *path, const char *problem)
+{
+    fprintf(stderr, PROGRAM_NAME ": --config %s: %s\n", path, problem);
+    exit(EXIT_USAGE);
+}
+
+/*
+ * Reads the --config file into a NUL-terminated string (the caller frees
+ * it). Exits on a file that cannot be read, is larger than
+ * MAX_CONFIG_FILE_BYTES or holds a NUL byte, which would cut the text short
+ * unseen; whether it is JSON is the merge's to say.
+ */
+static char *read_config_file(const char *path)
+{
+    FILE *file = fopen(path, "rb");
+    if (file == NULL) {
+        fail_config_file(path, strerror(errno));
+    }
+    char *text = malloc(MAX_CONFIG_FILE_BYTES + 2);
+    if (text == NULL) {
+        fail_config_file(path, "out of memory");
+    }
+    size_t length = fread(text, 1, MAX_CONFIG_FILE_BYTES + 1, file);
+    int read_error = ferror(file) != 0 ? errno : 0;
+    fclose(file);
+    if (read_error != 0) {
+        fail_config_file(path, strerror(read_error));
+    }
+    if (length > MAX_CONFIG_FILE_BYTES) {
+        fail_config_file(path, "larger than 1 MiB");
+    }
+    if (memchr(text, '\0', length) != NULL) {
+        fail_config_file(path, "holds a NUL byte");
+    }
+    text[length] = '\0';
+    return text;
+}
+
+/*
+ * imbed_config_merge for layers whose failure is a bug of this program
+ * (every layer it merges but the file's is its own JSON object, or a merge
+ * of one): reports it and exits with status 1.
+ */
+static char *merge_own_layers(const char *base, const char *overlay)
+{
+    char *merged = NULL;
+    imbed_status status = imbed_config_merge(base, overlay, &merged);
+    if (status != IMBED_OK) {
+        print_failure(status);
+        exit(1);
+    }
+    return merged;
+}
+
+/* The defaults with the --config file laid over them; exits with the usage status if it is not a JSON object. */
+static char *merge_config_file(const char *defaults, const char *path)
+{
+    char *text = read_config_file(path);
+    char *merged = NULL;
+    imbed_status status = imbed_config_merge(defaults, text, &merged);
+    free(text);
+    if (status == IMBED_ERR_INVALID_UTF8) {
+        fail_config_file(path, "not UTF-8");
+    }
+    if (status != IMBED_OK) {
+        /* The engine names the layer ("overlay: "); the file's name says more. */
+        const char *message = imbed_last_error();
+        const char *layer = "overlay: ";
+        if (strncmp(message, layer, strlen(layer)) == 0) {
+            message += strlen(layer);
+        }
+        fail_config_file(path, message);
+    }
+    return merged;
+}
+
+/* A JSON object with one member, `"key":` followed by `value` as JSON text; the caller frees it. */
+static char *single_member_object(const char *key, const char *value)
+{
+    text_buffer json = {0};
+    text_append(&json, "{");
+    append_key(&json, key);
+    text_append(&json, value);
+    text_append(&json, "}");
+    return json.data;
+}
+
+/*
+ * Whether `config`, a merged configuration, has the top-level `key`. This
+ * program parses no JSON, so the engine's merge answers: removing the key
+ * changes the text only when the key is there.
+ */
+static bool config_has(const char *config, const char *key)
+{
+    char *removal = single_member_object(key, "null");
+    char *without = merge_own_layers(config, removal);
+    char *unchanged = merge_own_layers(config, "{}");
+    bool has = strcmp(without, unchanged) != 0;
+    free(removal);
+    imbed_string_free(without);
+    imbed_string_free(unchanged);
+    return has;
+}
+
+/*
+ * The JSON text of the top-level `key`'s value in `config`, a merged
+ * configuration, or NULL when it has none; for a string, array or object
+ * value. The engine has no call that reports its configuration and this
+ * program parses no JSON, so the merge finds the value: setting it to 0
+ * leaves the rest of the text as it was, so the value is what lies between
+ * the first and the last byte where the two texts differ (no string, array
+ * or object begins or ends the way 0 does). The caller frees the result.
+ */
+static char *config_value_text(const char *config, const char *key)
+{
+    if (!config_has(config, key)) {
+        return NULL;
+    }
+    char *zeroing = single_member_object(key, "0");
+    char *zeroed = merge_own_layers(config, zeroing);
+    char *unchanged = merge_own_layers(config, "{}");
+    size_t zeroed_length = strlen(zeroed);
+    size_t length = strlen(unchanged);
+    size_t prefix = 0;
+    while (prefix < zeroed_length && unchanged[prefix] == zeroed[prefix]) {
+        prefix++;
+    }
+    size_t suffix = 0;
+    while (suffix < zeroed_length - prefix && unchanged[length - 1 - suffix] == zeroed[zeroed_length - 1 - suffix]) {
+        suffix++;
+    }
+    char *value = strndup(unchanged + prefix, length - prefix - suffix);
+    free(zeroing);
+    imbed_string_free(zeroed);
+    imbed_string_free(unchanged);
+    if (value == NULL) {
+        fputs(PROGRAM_NAME ": out of memory\n", stderr);
+        exit(1);
+    }
+    return value;
+}
+
+/*
+ * Builds the configuration: this program's defaults, the --config file
+ * over them, the flags given over both. Exits with the usage status when
+ * the file cannot be used or nothing configures authentication (the
+ * engine's default, a host callback, is one this program does not have).
+ */
+static void build_config(const host_options *options, host_config *config)
+{
+    *config = (host_config){.path = options->config_path};
+    char *defaults = build_defaults_json();
+    char *below_flags = NULL;
+    if (options->config_path != NULL) {
+        below_flags = merge_config_file(defaults, options->config_path);
+    } else {
+        below_flags = merge_own_layers(defaults, "{}");
+    }
+    free(defaults);
+    char *flags = build_flags_json(options);
+    config->json = merge_own_layers(below_flags, flags);
+    free(flags);
+    imbed_string_free(below_flags);
+    if (!config_has(config->json, "auth")) {
+        fail_usage("one of --dev-auth, --jwt-secret-file, --jwt-secret, " JWT_SECRET_ENV
+                   " or \"auth\" in the --config file is required", "");
+    }
+}
+
+/*
+ * Fills in what this program needs from a configuration the engine
+ * accepted: the banner's host and scheme, and the sender id. Validated
+ * values need no unescaping: an address and user ids hold no character
+ * JSON escapes.
+ */
+static void describe_config(host_config *config)
+{
+    char *listen = config_value_text(config->json, "listen");
+    const char *address = listen != NULL ? listen + 1 : DEFAULT_LISTEN; /* past the opening quote */
+    config->listen_host = strndup(address, (size_t)(strrchr(address, ':') - address)); /* validated: it has one */
+    free(listen);
+    config->tls = config_has(config->json, "tls");
+    char *host_ids = config_value_text(config->json, "host_ids");
+    if (host_ids != NULL && host_ids[1] == '"') {
+        config->host_id = strndup(host_ids + 2, strcspn(host_ids + 2, "\""));
+    } else {
+        config->host_id = strdup(DEFAULT_HOST_ID);
+    }
+    free(host_ids);
+    if (config->listen_host == NULL || config->host_id == NULL) {
+        fputs(PROGRAM_NAME ": out of memory\n", stderr);
+        exit(1);
+    }
+}
+
+/* Releases what build_config and describe_config allocated. */
+static void free_config(host_config *config)
+{
+    imbed_string_free(config->json);
+    free(config->listen_host);
+    free(config->host_id);
+    *config = (host_config){0};
+}
+
+/*
+ * Reports a failure to create or start the first server. A configuration
+ * the engine refuses with a --config file exits with the usage status and
+ * names the file; without one the status is 1, as it always was. The
+ * engine's " at line L column C" is dropped there: it points into the
+ * merged text, which the user never sees, not into the file.
+ */
+static int report_first_start_failure(const host_config *config, imbed_status status)
+{
+    if (config->path == NULL || status != IMBED_ERR_INVALID_CONFIG) {
+        print_failure(status);
+        return 1;
+    }
+    text_buffer message = {0};
+    text_append(&message, imbed_last_error());
+    const char *position = NULL;
+    for (const char *at = strstr(message.data, " at line "); at != NULL; at = strstr(at + 1, " at line ")) {
+        position = at;
+    }
+    unsigned line = 0;
+    unsigned column = 0;
+    int consumed = 0;
+    if (position != NULL && sscanf(position, " at line %u column %u%n", &line, &column, &consumed) == 2 &&
+        position[consumed] == '\0') {
+        message.data[position - message.data] = '\0';
+    }
+    fprintf(stderr, PROGRAM_NAME ": --config %s, with the flags over it: %s: %s\n", config->path,
+            imbed_status_str((int)status), message.data);
+    text_free(&message);
+    return EXIT_USAGE;
 }
 
 /* Runs "send <user> <json-body>": the body is the rest of the line, spaces included. */
-static void run_send_command(imbed_server *server, const host_options *options, char *arguments)
+static void run_send_command(imbed_server *server, const char *host_id, char *arguments)
 {
     char *user = take_word(&arguments);
     char *body = arguments + strspn(arguments, " \t");
@@ -406,7 +744,7 @@ static void run_send_command(imbed_server *server, const host_options *options, 
         return;
     }
     uint64_t seq = 0;
-    imbed_status status = imbed_server_send(server, options->host_id, user, body, NULL, &seq);
+    imbed_status status = imbed_server_send(server, host_id, user, body, NULL, &seq);
     if (status != IMBED_OK) {
         print_command_failure("send", status);
         return;
@@ -422,7 +760,7 @@ static void run_send_command(imbed_server *server, const host_options *options, 
 }
 
 /* Runs "group <group> <json-body>": like "send", to every member of the group. */
-static void run_group_command(imbed_server *server, const host_options *options, char *arguments)
+static void run_group_command(imbed_server *server, const char *host_id, char *arguments)
 {
     char *group = take_word(&arguments);
     char *body = arguments + strspn(arguments, " \t");
@@ -431,7 +769,7 @@ static void run_group_command(imbed_server *server, const host_options *options,
         return;
     }
     uint64_t seq = 0;
-    imbed_status status = imbed_server_send_group(server, options->host_id, group, body, NULL, &seq);
+    imbed_status status = imbed_server_send_group(server, host_id, group, body, NULL, &seq);
     if (status != IMBED_OK) {
         print_command_failure("group", status);
         return;
@@ -647,14 +985,19 @@ static void run_stats_command(imbed_server *server, char *arguments)
     text_free(&line);
 }
 
-/* Creates the server with the options' config and this program's listener; exits on failure. */
-static imbed_server *create_server(const host_options *options)
+/*
+ * Creates the server on the configuration, with this program's listener.
+ * On failure it exits: with report_first_start_failure's status for the
+ * first server, with 1 for the one a restart makes.
+ */
+static imbed_server *create_server(const host_config *config, bool first)
 {
-    char *config = build_config_json(options);
     imbed_server *server = NULL;
-    imbed_status status = imbed_server_new(config, &server);
-    free(config);
+    imbed_status status = imbed_server_new(config->json, &server);
     if (status != IMBED_OK) {
+        if (first) {
+            exit(report_first_start_failure(config, status));
+        }
         print_failure(status);
         exit(1);
     }
@@ -671,9 +1014,9 @@ static imbed_server *create_server(const host_options *options)
 /*
  * Starts the server and prints the banner. stdout stays locked from before
  * start until the banner is out, so an event from an early client cannot
- * become the first line. Returns false (having reported why) on failure.
+ * become the first line. Returns 0, or the exit status (having reported why).
  */
-static bool start_and_announce(imbed_server *server, const host_options *options)
+static int start_and_announce(imbed_server *server, const host_config *config)
 {
     flockfile(stdout);
     imbed_status status = imbed_server_start(server);
@@ -682,22 +1025,17 @@ static bool start_and_announce(imbed_server *server, const host_options *options
         status = imbed_server_port(server, &port);
     }
     if (status == IMBED_OK) {
-        printf("listening on %s://%.*s:%u/ws\n", options->tls_cert != NULL ? "wss" : "ws",
-               (int)options->listen_host_length, options->listen,
-               (unsigned)port);
+        printf("listening on %s://%s:%u/ws\n", config->tls ? "wss" : "ws", config->listen_host, (unsigned)port);
         fflush(stdout);
     }
     funlockfile(stdout);
-    if (status != IMBED_OK) {
-        print_failure(status);
-        return false;
-    }
-    return true;
+    /* The engine checks the TLS files, the web root and the auth mode here, not at creation. */
+    return status == IMBED_OK ? 0 : report_first_start_failure(config, status);
 }
 
 /*
  * Runs "restart": stops and frees the server, then creates and starts a new
- * one from the same options (same address, same database), in this process.
+ * one on the same configuration (same address, same database), in this process.
  * Its reply is {"event":"restarted","port":N}. A server that cannot start
  * again leaves nothing to serve with, so the program then exits with 1.
  */
@@ -712,7 +1050,7 @@ static void run_restart_command(host_context *host, char *arguments)
         print_failure(status); /* free stops it anyway */
     }
     imbed_server_free(host->server);
-    host->server = create_server(host->options);
+    host->server = create_server(host->config, false);
     status = imbed_server_start(host->server);
     uint16_t port = 0;
     if (status == IMBED_OK) {
@@ -736,11 +1074,10 @@ static void run_host_command(void *context, char *command, char *arguments)
 {
     host_context *host = context;
     imbed_server *server = host->server;
-    const host_options *options = host->options;
     if (strcmp(command, "send") == 0) {
-        run_send_command(server, options, arguments);
+        run_send_command(server, host->config->host_id, arguments);
     } else if (strcmp(command, "group") == 0) {
-        run_group_command(server, options, arguments);
+        run_group_command(server, host->config->host_id, arguments);
     } else if (strcmp(command, "history") == 0) {
         run_history_command(server, arguments);
     } else if (strcmp(command, "create-group") == 0) {
@@ -763,21 +1100,26 @@ static void run_host_command(void *context, char *command, char *arguments)
     }
 }
 
-/* Runs the host: parse flags, create and start the server, serve, stop. */
+/* Runs the host: parse flags, build the config, create and start the server, serve, stop. */
 int main(int argc, char **argv)
 {
     host_options options;
     parse_options(argc, argv, &options);
+    host_config config;
+    build_config(&options, &config);
 
     /* Before the engine opens any file descriptor; see console_prepare_input. */
     console_input input = console_prepare_input();
 
-    imbed_server *server = create_server(&options);
-    if (!start_and_announce(server, &options)) {
+    imbed_server *server = create_server(&config, true);
+    describe_config(&config);
+    int start_status = start_and_announce(server, &config);
+    if (start_status != 0) {
         imbed_server_free(server);
-        return 1;
+        free_config(&config);
+        return start_status;
     }
-    host_context context = {.server = server, .options = &options};
+    host_context context = {.server = server, .config = &config};
     console_run_commands(input, run_host_command, &context);
 
     /* "restart" may have replaced the server: stop the one the context holds. */
@@ -788,6 +1130,7 @@ int main(int argc, char **argv)
         exit_status = 1;
     }
     imbed_server_free(context.server);
+    free_config(&config);
     return exit_status;
 }
 
