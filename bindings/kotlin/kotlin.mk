@@ -1,11 +1,13 @@
 # The Kotlin bindings (bindings/kotlin): `make test-kotlin` runs their JUnit tests against
-# target/release/libimbed.so. Included from the top-level Makefile; paths are from the repository root.
+# target/release/libimbed.so; `make test-jvm-consumer` installs their jar, which carries that library
+# for linux-x86-64, and runs a separate Maven project (tests/jvm-consumer) that depends on the jar
+# alone. Included from the top-level Makefile; paths are from the repository root.
 
 MVN ?= mvn
 KOTLIN_DIR = bindings/kotlin
 KOTLIN_REPORTS = $(KOTLIN_DIR)/target/surefire-reports
 
-.PHONY: test-kotlin
+.PHONY: test-kotlin test-jvm-consumer
 
 # mvn -q hides surefire's summary, so it is printed from the reports afterwards: one line per test
 # class, then the totals. Old reports are removed first so that a failed compile prints no stale summary.
@@ -19,3 +21,7 @@ test-kotlin: lib
 			END { printf "Tests run: %d, Failures: %d, Errors: %d, Skipped: %d\n", run, failures, errors, skipped }'; \
 	fi; \
 	exit $$status
+
+# No jna.library.path, no LD_LIBRARY_PATH: JNA must extract libimbed.so from the jar.
+test-jvm-consumer: lib
+	MVN="$(MVN)" tests/jvm-consumer/run

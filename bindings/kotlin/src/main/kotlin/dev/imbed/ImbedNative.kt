@@ -10,7 +10,6 @@ import com.sun.jna.ptr.IntByReference
 import com.sun.jna.ptr.LongByReference
 import com.sun.jna.ptr.PointerByReference
 import com.sun.jna.ptr.ShortByReference
-import java.io.File
 import java.nio.charset.CharacterCodingException
 
 /**
@@ -25,19 +24,19 @@ import java.nio.charset.CharacterCodingException
  */
 internal object ImbedNative {
     init {
-        NativeLibrary.addSearchPath("imbed", libraryDirectory())
+        libraryDirectory()?.let { NativeLibrary.addSearchPath("imbed", it) }
         Native.register(ImbedNative::class.java, "imbed")
     }
 
     /**
-     * The directory holding `libimbed.so`: the system property `imbed.library.path`, the environment
-     * variable `IMBED_LIBRARY_PATH`, or the repository's release build seen from this project.
-     * JNA still searches `jna.library.path` and the system's directories after it.
+     * The directory holding `libimbed.so`, if the app names one: the system property
+     * `imbed.library.path` or the environment variable `IMBED_LIBRARY_PATH`. JNA searches it first,
+     * then `jna.library.path`, then the system's directories, and last the class path, where this
+     * jar carries `linux-x86-64/libimbed.so`.
      */
-    private fun libraryDirectory(): String =
+    private fun libraryDirectory(): String? =
         System.getProperty("imbed.library.path")
             ?: System.getenv("IMBED_LIBRARY_PATH")
-            ?: File("../../target/release").absolutePath
 
     @JvmStatic external fun imbed_last_error(): Pointer
 
