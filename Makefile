@@ -10,7 +10,7 @@ HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
 DB      ?= imbed.db
 
-.PHONY: all lib host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-interop test-web check-header check-symbols lint deps clean
+.PHONY: all lib host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
 
 all: host
 
@@ -35,7 +35,7 @@ build/test_ffi: lib tests/c/test_ffi.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_ffi.c $(LIB) $(LDLIBS) -o $@
 
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
-test: deps lint check-header check-symbols test-rust test-c test-interop test-web test-swift test-kotlin test-fuzz
+test: deps lint check-header check-symbols check-abi test-rust test-c test-install test-interop test-web test-swift test-kotlin test-jvm-consumer test-fuzz
 
 deps:
 	@scripts/install-test-deps
@@ -58,11 +58,72 @@ check-symbols: lib
 	if [ -n "$$bad" ]; then echo "header names without the imbed prefix:"; echo "$$bad"; exit 1; fi; \
 	echo "check-symbols: only imbed_ symbols exported, only imbed names in the header"
 
+# The exported functions and types against the committed baseline abi/imbed.abi:
+# an incompatible change fails unless the major version changed (docs/C-API.md,
+# "ABI policy"). Then tests/abi shows the check failing on breaking edits.
+check-abi: lib
+	scripts/check-abi
+	tests/abi/run
+
+# Rewrites abi/imbed.abi from the header and the built library: at every
+# release, and after additions (docs/C-API.md, "ABI policy").
+abi-baseline: lib
+	scripts/check-abi --write
+
 test-rust:
 	cargo test --release --all-features
 
+# IMBED_ALLOCATOR=system: valgrind watches the C library's malloc, not the
+# engine's jemalloc (src/allocator.rs), so the engine allocates with malloc here.
 test-c: build/test_ffi
-	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite ./build/test_ffi
+	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite ./build/test_ffi
+
+# `make install PREFIX=/opt/imbed` (default /usr/local; DESTDIR=/stage puts the
+# files under /stage while they name PREFIX, for packagers). The shared library
+# goes in under its full version, with the soname link programs record and the
+# plain link the linker finds; both libraries lose their debug info on the way.
+# imbed.pc and the CMake package are filled from packaging/*.in.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+CMAKEDIR    = $(LIBDIR)/cmake/imbed
+VERSION    := $(shell sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+MAJOR      := $(firstword $(subst ., ,$(VERSION)))
+SONAME      = libimbed.so.$(MAJOR)
+INSTALLED   = $(LIBDIR)/libimbed.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libimbed.so $(LIBDIR)/libimbed.a \
+              $(INCLUDEDIR)/imbed.h $(LIBDIR)/pkgconfig/imbed.pc \
+              $(CMAKEDIR)/imbedConfig.cmake $(CMAKEDIR)/imbedConfigVersion.cmake
+FILL        = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+                  -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g'
+
+# imbed.pc and the CMake package name the paths, so a relative one would break them.
+install: lib
+	@for dir in "$(PREFIX)" "$(LIBDIR)" "$(INCLUDEDIR)"; do \
+		case "$$dir" in /*) ;; *) echo "install: '$$dir' is not an absolute path"; exit 1;; esac; \
+	done
+	install -d "$(DESTDIR)$(LIBDIR)/pkgconfig" "$(DESTDIR)$(CMAKEDIR)" "$(DESTDIR)$(INCLUDEDIR)"
+	install -m 0755 target/release/libimbed.so "$(DESTDIR)$(LIBDIR)/libimbed.so.$(VERSION)"
+	strip --strip-debug "$(DESTDIR)$(LIBDIR)/libimbed.so.$(VERSION)"
+	ln -sfn libimbed.so.$(VERSION) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sfn $(SONAME) "$(DESTDIR)$(LIBDIR)/libimbed.so"
+	install -m 0644 $(LIB) "$(DESTDIR)$(LIBDIR)/libimbed.a"
+	strip --strip-debug "$(DESTDIR)$(LIBDIR)/libimbed.a"
+	install -m 0644 include/imbed.h "$(DESTDIR)$(INCLUDEDIR)/imbed.h"
+	$(FILL) packaging/imbed.pc.in > "$(DESTDIR)$(LIBDIR)/pkgconfig/imbed.pc"
+	$(FILL) packaging/imbedConfig.cmake.in > "$(DESTDIR)$(CMAKEDIR)/imbedConfig.cmake"
+	$(FILL) packaging/imbedConfigVersion.cmake.in > "$(DESTDIR)$(CMAKEDIR)/imbedConfigVersion.cmake"
+	chmod 0644 "$(DESTDIR)$(LIBDIR)/pkgconfig/imbed.pc" "$(DESTDIR)$(CMAKEDIR)"/imbedConfig*.cmake
+
+# Exactly the files install put, and the directory named for imbed; shared
+# directories (lib/pkgconfig, include...) stay.
+uninstall:
+	rm -f $(foreach file,$(INSTALLED),"$(DESTDIR)$(file)")
+	[ ! -d "$(DESTDIR)$(CMAKEDIR)" ] || rmdir --ignore-fail-on-non-empty "$(DESTDIR)$(CMAKEDIR)"
+
+# make install into a temporary prefix, then a C program built with pkg-config
+# and a C++ one with CMake's find_package, run against what was installed.
+test-install: lib
+	tests/install/run
 
 test-interop: host client
 	cd tests/interop && python3 -m pytest -q

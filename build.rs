@@ -9,6 +9,13 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
 
+    // The shared library names its ABI: programs record `libimbed.so.MAJOR`
+    // and keep working across minor releases (docs/C-API.md, "ABI policy").
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("set by cargo");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libimbed.so.{major}");
+    }
+
     let version = std::env::var("CARGO_PKG_VERSION").expect("set by cargo");
     let part = |name: &str| std::env::var(name).expect("set by cargo");
     let macros = format!(

@@ -74,6 +74,9 @@ typedef enum {
   IMBED_EVENT_SEND_FAILED = 8,
   // Client role: any other server frame, such as presence, typing or a reply (`json`: frame).
   IMBED_EVENT_FRAME = 9,
+  // Poll delivery only: a log record (`json`: level, target, message); a
+  // callback host gets log records through `on_log` instead.
+  IMBED_EVENT_LOG = 10,
 } imbed_event_kind;
 
 // Log levels, most severe first.
@@ -109,8 +112,9 @@ typedef struct imbed_client imbed_client;
 // `imbed_server_free`. Every call on it is thread-safe.
 typedef struct imbed_server imbed_server;
 
-// An event. Every pointer is borrowed for the duration of the callback;
-// fields that do not apply to the kind are NULL.
+// An event. In a callback, it and every pointer in it are borrowed for the
+// duration of the call; an event taken by polling lives, strings included,
+// until `imbed_event_free`. Fields that do not apply to the kind are NULL.
 typedef struct {
   // What happened.
   imbed_event_kind kind;
@@ -240,6 +244,66 @@ imbed_status imbed_client_stop(imbed_client *client);
 // on a background thread.
 void imbed_client_free(imbed_client *client);
 
+// Poll delivery (config `events.delivery: "poll"`): writes the file
+// descriptor to watch for reading into `*fd_out`. It is readable while
+// events may wait (take them with `imbed_client_poll_event` or
+// `imbed_client_next_events` until none is left; a wake-up may find none),
+// and stays readable once the client has stopped. The client owns it: never
+// read, write or close it; valid until `imbed_client_free`. An eventfd on
+// Linux and Android, a pipe elsewhere. Available before start.
+// `IMBED_ERR_INVALID_ARGUMENT` for a client that delivers by callback.
+//
+// # Safety
+// `fd_out` is NULL or writable.
+imbed_status imbed_client_event_fd(imbed_client *client, int *fd_out);
+
+// Poll delivery: takes the oldest waiting event, without blocking, into
+// `*event_out`, or writes NULL when none waits. Free each event with
+// `imbed_event_free`. The events are the ones the callbacks would get, in
+// the same order and under the same policy when the queue is full; log
+// records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
+// host polls again or stops the client. `IMBED_ERR_NOT_STARTED` before
+// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
+// dropped; the client's cursors do not pass them, so their messages come again after the next start).
+//
+// # Safety
+// `event_out` is NULL or writable.
+imbed_status imbed_client_poll_event(imbed_client *client,
+                                     imbed_event **event_out);
+
+// Poll delivery: takes up to `max` waiting events, oldest first, without
+// blocking, into `events[0..*count_out]`; `*count_out` is 0 when none waits.
+// As `imbed_client_poll_event` otherwise; free each event with `imbed_event_free`.
+//
+// # Safety
+// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+imbed_status imbed_client_next_events(imbed_client *client,
+                                      imbed_event **events,
+                                      size_t max,
+                                      size_t *count_out);
+
+// Lays `overlay_json` over `base_json`, both JSON objects, and writes the
+// result to `*merged_out` (free it with `imbed_string_free`). The merge is
+// a JSON Merge Patch (RFC 7386): objects merge key by key, any other value
+// (arrays too) replaces the one below, and `null` removes a key. For hosts
+// that layer configuration, such as command-line flags over a file; the
+// result is validated only by `imbed_server_new` or `imbed_client_new`.
+// `IMBED_ERR_INVALID_CONFIG` when either is not a JSON object.
+//
+// # Safety
+// `base_json` and `overlay_json` are NULL or NUL-terminated strings;
+// `merged_out` is NULL or writable.
+imbed_status imbed_config_merge(const char *base_json, const char *overlay_json, char **merged_out);
+
+// Frees an event taken with `imbed_server_poll_event`,
+// `imbed_server_next_events` or their client twins. Events may be freed in
+// any order, on any thread; NULL is fine. Never free an event a callback
+// received: it is borrowed.
+//
+// # Safety
+// `event` is NULL or an event from one of those calls, not yet freed.
+void imbed_event_free(imbed_event *event);
+
 // Creates a server from a JSON configuration (see docs/C-API.md for the
 // keys; `"{}"` takes every default). The whole configuration is validated
 // here: an unknown key, a wrong type or a bad value gives
@@ -300,6 +364,43 @@ imbed_status imbed_server_stop(imbed_server *server);
 // handle is released at once and the stop finishes on a background thread
 // after the callback returns.
 void imbed_server_free(imbed_server *server);
+
+// Poll delivery (config `events.delivery: "poll"`): writes the file
+// descriptor to watch for reading into `*fd_out`. It is readable while
+// events may wait (take them with `imbed_server_poll_event` or
+// `imbed_server_next_events` until none is left; a wake-up may find none),
+// and stays readable once the server has stopped. The server owns it: never
+// read, write or close it; valid until `imbed_server_free`. An eventfd on
+// Linux and Android, a pipe elsewhere. Available before start.
+// `IMBED_ERR_INVALID_ARGUMENT` for a server that delivers by callback.
+//
+// # Safety
+// `fd_out` is NULL or writable.
+imbed_status imbed_server_event_fd(imbed_server *server, int *fd_out);
+
+// Poll delivery: takes the oldest waiting event, without blocking, into
+// `*event_out`, or writes NULL when none waits. Free each event with
+// `imbed_event_free`. The events are the ones the callbacks would get, in
+// the same order and under the same policy when the queue is full; log
+// records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
+// host polls again or stops the server. `IMBED_ERR_NOT_STARTED` before
+// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
+// dropped, their messages are in the store).
+//
+// # Safety
+// `event_out` is NULL or writable.
+imbed_status imbed_server_poll_event(imbed_server *server, imbed_event **event_out);
+
+// Poll delivery: takes up to `max` waiting events, oldest first, without
+// blocking, into `events[0..*count_out]`; `*count_out` is 0 when none waits.
+// As `imbed_server_poll_event` otherwise; free each event with `imbed_event_free`.
+//
+// # Safety
+// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+imbed_status imbed_server_next_events(imbed_server *server,
+                                      imbed_event **events,
+                                      size_t max,
+                                      size_t *count_out);
 
 // Writes up to `limit` (1 to 1000) stored messages of the conversation
 // `conv` (`dm:<a>:<b>` with a <= b, or `g:<group>`) with seq below `before`

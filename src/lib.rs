@@ -15,18 +15,31 @@
 //! - `host`: what the engine tells its host: events, logs, the auth callback.
 //! - leaves: [`config`] (the configuration), `protocol` (wire frames, ids,
 //!   error and close codes), `runtime`, `tls`.
+//!
+//! Cargo features `server` and `client` (both default) choose the roles; a
+//! build with one of them leaves the other's code and dependencies out.
 
 #![warn(missing_docs, unreachable_pub)]
+// A one-role build leaves the other role's helpers in the shared modules
+// (protocol, host, ffi) unused; the full build, which CI lints, still
+// catches dead code.
+#![cfg_attr(not(all(feature = "server", feature = "client")), allow(dead_code, unused_imports))]
 
+#[cfg(feature = "jemalloc")]
+mod allocator;
+#[cfg(feature = "client")]
 mod client;
 pub mod config;
 mod error;
 mod ffi;
 mod host;
 mod protocol;
+#[cfg(feature = "server")]
 mod router;
 mod runtime;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
 mod store;
 mod tls;
 
@@ -34,10 +47,14 @@ mod tls;
 #[doc(hidden)]
 pub mod internals;
 
+#[cfg(feature = "client")]
 pub use client::{Client, Hint};
 pub use config::{ClientConfig, Config};
 pub use error::Error;
 pub use host::{Event, Host, LogLevel};
+#[cfg(feature = "server")]
 pub use server::core::Stats;
+#[cfg(feature = "server")]
 pub use server::{GroupMembers, Server};
+#[cfg(feature = "server")]
 pub use store::{NewMessage, Placement, StoredMessage};

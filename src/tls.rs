@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+#[cfg(feature = "client")]
+use rustls::{ClientConfig, RootCertStore};
+#[cfg(feature = "client")]
 use tokio_tungstenite::Connector;
+#[cfg(feature = "server")]
+use {crate::config::TlsConfig, rustls::ServerConfig, tokio_rustls::TlsAcceptor};
 
-use crate::config::TlsConfig;
 use crate::error::Error;
 
 fn invalid(field: &str, path: &str, why: impl std::fmt::Display) -> Error {
@@ -32,6 +34,7 @@ fn ring() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+#[cfg(feature = "server")]
 /// An acceptor for `tls`'s certificate chain and key, with rustls's safe
 /// defaults (TLS 1.2 and 1.3, ring's cipher suites) and HTTP/1.1 over ALPN.
 pub(crate) fn server_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, Error> {
@@ -51,6 +54,7 @@ pub(crate) fn server_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, Error> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+#[cfg(feature = "client")]
 /// The public web roots plus the certificates in `ca_path`, for a client
 /// whose server has a private CA or a self-signed certificate. `None` without
 /// a `ca_path`: the WebSocket library's own public-roots default applies.

@@ -28,7 +28,8 @@ use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of, next_owner_id};
-use crate::host::{Host, log_layer};
+use crate::host::poller::EventPoller;
+use crate::host::{Event, Host, log_layer};
 use crate::protocol::is_valid_id;
 
 /// A client. All methods take `&self` and may be called from any thread.
@@ -42,6 +43,8 @@ pub struct Client {
     /// Held for the whole of a stop, so a second stop returns only when the
     /// first one has finished.
     stopping: Mutex<()>,
+    /// The host's side of the event queue, in poll delivery.
+    poller: Option<Arc<EventPoller>>,
 }
 
 enum Lifecycle {
@@ -66,6 +69,7 @@ impl Client {
         let state = ClientState::open(&config.state_path)?;
         let id_prefix = state.id_prefix()?;
         let next_message = AtomicU64::new(state.next_id_number());
+        let poller = EventPoller::for_delivery(config.events.delivery)?;
         Ok(Client {
             id: next_owner_id(),
             shared: Arc::new(Shared {
@@ -80,7 +84,23 @@ impl Client {
             commands: Mutex::new(None),
             lifecycle: RwLock::new(Lifecycle::Created { host: None }),
             stopping: Mutex::new(()),
+            poller,
         })
+    }
+
+    /// Poll delivery (`events.delivery: "poll"`): the descriptor to watch for
+    /// reading; it is readable while events may wait, and for good once the
+    /// client has stopped. Valid until the client is dropped.
+    pub fn event_fd(&self) -> Result<std::os::fd::RawFd, Error> {
+        Ok(EventPoller::of(&self.poller)?.fd())
+    }
+
+    /// Poll delivery: takes up to `max` waiting events, in order, without
+    /// blocking (none when none waits). An event counts as handled when the
+    /// host polls again or stops the client: only then may the client's
+    /// cursor pass it. Log records arrive as [`Event::Log`].
+    pub fn poll_events(&self, max: usize) -> Result<Vec<Event>, Error> {
+        EventPoller::of(&self.poller)?.take(max)
     }
 
     /// Sets the host that receives events and logs. Only before `start`.
@@ -104,8 +124,13 @@ impl Client {
         };
         let gate = Arc::new(CallbackGate::new(self.id, host));
         let config = &self.shared.config;
-        let dispatcher = Dispatcher::start(gate.clone(), config.events.queue_capacity, Default::default())
-            .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
+        let dispatcher = Dispatcher::for_host(
+            gate.clone(),
+            self.poller.as_ref(),
+            config.events.queue_capacity,
+            // The client role never drops: it waits for room.
+            Box::new(|| {}),
+        )?;
         let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
         let runtime = match crate::runtime::build(1, "imbed-client", &logs) {
             Ok(runtime) => runtime,

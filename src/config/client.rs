@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::LogLevel;
+use super::{EventDelivery, LogLevel};
 use super::{bad, parse_named};
 use crate::error::Error;
 
@@ -124,13 +124,19 @@ impl ClientConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
-    /// Events that may wait for the host before newer ones are dropped and counted.
+    /// Events that may wait for the host; when it is full, the client stops
+    /// reading from the server until the host catches up.
     pub queue_capacity: usize,
+    /// Callbacks (the default) or events the host polls for.
+    pub delivery: EventDelivery,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { queue_capacity: 65_536 }
+        EventsConfig {
+            queue_capacity: 65_536,
+            delivery: EventDelivery::Callback,
+        }
     }
 }
 

@@ -7,9 +7,11 @@
 //! a user connects.
 
 mod client;
+mod layers;
 mod server;
 
 pub use client::{ClientConfig, EventsConfig, Reconnect};
+pub use layers::merge_json;
 pub use server::{
     AuthConfig, Config, HttpConfig, Limits, OriginsConfig, Retention, ServerEventsConfig, StoreConfig, TlsConfig,
 };
@@ -37,6 +39,17 @@ fn parse_named<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
 /// The error for a bad value of `field`.
 fn bad<T>(field: &str, why: impl std::fmt::Display) -> Result<T, Error> {
     Err(Error::InvalidConfig(format!("{field}: {why}")))
+}
+
+/// How events reach the host (`events.delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventDelivery {
+    /// The listener's callbacks, on a thread the engine owns.
+    #[default]
+    Callback,
+    /// The host takes them from the queue itself, woken by a file descriptor.
+    Poll,
 }
 
 /// Log levels, most severe first. `Off` forwards nothing.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::LogLevel;
+use super::{EventDelivery, LogLevel};
 use super::{EventsConfig, bad, parse_named};
 use crate::error::Error;
 
@@ -188,6 +188,8 @@ pub struct ServerEventsConfig {
     /// Tell the host about every stored message. A host that only relays
     /// turns this off and saves a wake-up of its event thread per message.
     pub messages: bool,
+    /// Callbacks (the default) or events the host polls for.
+    pub delivery: EventDelivery,
 }
 
 impl Default for ServerEventsConfig {
@@ -195,6 +197,7 @@ impl Default for ServerEventsConfig {
         ServerEventsConfig {
             queue_capacity: EventsConfig::default().queue_capacity,
             messages: true,
+            delivery: EventDelivery::Callback,
         }
     }
 }

@@ -104,6 +104,13 @@ pub unsafe fn out_ptr<'a, T>(ptr: *mut T, name: &'static str) -> Result<&'a mut 
     unsafe { ptr.as_mut() }.ok_or(FfiError::Null(name))
 }
 
+/// An owned C copy of `text`, to be freed with `imbed_string_free`.
+pub fn owned_c_string(text: String) -> Result<*mut c_char, FfiError> {
+    Ok(CString::new(text)
+        .map_err(|_| Error::InvalidArgument("a string contains NUL".into()))?
+        .into_raw())
+}
+
 /// Writes an owned copy of `text` to an optional out-parameter, to be freed
 /// with `imbed_string_free`.
 ///

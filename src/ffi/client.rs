@@ -1,10 +1,11 @@
 //! The `imbed_client_*` exports: the client role over the C ABI.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::ptr;
 
 use super::boundary::{arg_str, guard, opt_out_string, out_ptr};
 use super::engine;
+use super::event::imbed_event;
 use super::handles::Registry;
 use super::listener::imbed_listener;
 use super::status::imbed_status;
@@ -192,4 +193,58 @@ pub extern "C" fn imbed_client_stop(client: *mut imbed_client) -> imbed_status {
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_client_free(client: *mut imbed_client) {
     engine::free(&CLIENTS, client);
+}
+
+/// Poll delivery (config `events.delivery: "poll"`): writes the file
+/// descriptor to watch for reading into `*fd_out`. It is readable while
+/// events may wait (take them with `imbed_client_poll_event` or
+/// `imbed_client_next_events` until none is left; a wake-up may find none),
+/// and stays readable once the client has stopped. The client owns it: never
+/// read, write or close it; valid until `imbed_client_free`. An eventfd on
+/// Linux and Android, a pipe elsewhere. Available before start.
+/// `IMBED_ERR_INVALID_ARGUMENT` for a client that delivers by callback.
+///
+/// # Safety
+/// `fd_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_event_fd(client: *mut imbed_client, fd_out: *mut c_int) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { engine::event_fd(&CLIENTS, client, fd_out) }
+}
+
+/// Poll delivery: takes the oldest waiting event, without blocking, into
+/// `*event_out`, or writes NULL when none waits. Free each event with
+/// `imbed_event_free`. The events are the ones the callbacks would get, in
+/// the same order and under the same policy when the queue is full; log
+/// records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
+/// host polls again or stops the client. `IMBED_ERR_NOT_STARTED` before
+/// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
+/// dropped; the client's cursors do not pass them, so their messages come again after the next start).
+///
+/// # Safety
+/// `event_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_poll_event(
+    client: *mut imbed_client,
+    event_out: *mut *mut imbed_event,
+) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { engine::poll_event(&CLIENTS, client, event_out) }
+}
+
+/// Poll delivery: takes up to `max` waiting events, oldest first, without
+/// blocking, into `events[0..*count_out]`; `*count_out` is 0 when none waits.
+/// As `imbed_client_poll_event` otherwise; free each event with `imbed_event_free`.
+///
+/// # Safety
+/// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_next_events(
+    client: *mut imbed_client,
+    events: *mut *mut imbed_event,
+    max: usize,
+    count_out: *mut usize,
+) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { engine::next_events(&CLIENTS, client, events, max, count_out) }
 }

@@ -2,58 +2,11 @@
 //! the engine's [`Host`] trait.
 
 use std::ffi::{CStr, CString, c_char, c_void};
-use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::event::{OwnedEvent, c_string, imbed_event};
 use crate::host::{Event, Host, LogLevel};
 use crate::protocol::MAX_ID_LEN;
-
-/// What an event is about.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum imbed_event_kind {
-    /// A user's session was authenticated: `user`, `session`.
-    IMBED_EVENT_CONNECTED = 1,
-    /// A session ended: `user`, `session`, `reason`.
-    IMBED_EVENT_DISCONNECTED = 2,
-    /// A message was stored: `user` is the sender, `message` the `msg` frame.
-    IMBED_EVENT_MESSAGE = 3,
-    /// The host fell behind and events were dropped; `json` has the count.
-    IMBED_EVENT_OVERFLOW = 4,
-    /// A group's membership changed: `group`, `user`; `json` says joined or left.
-    IMBED_EVENT_MEMBER = 5,
-    /// Client role: the connection's state changed (`json`: state, reason, attempt).
-    IMBED_EVENT_STATE = 6,
-    /// Client role: a queued message was stored by the server (`json`: id, conv, seq, ts).
-    IMBED_EVENT_ACK = 7,
-    /// Client role: the server refused a queued message for good (`json`: id, code, message).
-    IMBED_EVENT_SEND_FAILED = 8,
-    /// Client role: any other server frame, such as presence, typing or a reply (`json`: frame).
-    IMBED_EVENT_FRAME = 9,
-}
-
-/// An event. Every pointer is borrowed for the duration of the callback;
-/// fields that do not apply to the kind are NULL.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-pub struct imbed_event {
-    /// What happened.
-    pub kind: imbed_event_kind,
-    /// The user (connected, disconnected) or the sender (message).
-    pub user: *const c_char,
-    /// The session id (connected, disconnected).
-    pub session: *const c_char,
-    /// Why the session ended (disconnected), such as "closed by peer".
-    pub reason: *const c_char,
-    /// The protocol `msg` frame as JSON (message).
-    pub message: *const c_char,
-    /// The whole event as one JSON object, such as
-    /// `{"event":"connected","user":"alice","session":"s-1-1"}`. Never NULL.
-    pub json: *const c_char,
-    /// The group (member).
-    pub group: *const c_char,
-}
 
 /// Log levels, most severe first.
 #[repr(C)]
@@ -145,67 +98,14 @@ impl Drop for ListenerHost {
     }
 }
 
-/// The optional strings of an event, owned while the callback runs.
-#[derive(Default)]
-struct EventFields {
-    user: Option<CString>,
-    session: Option<CString>,
-    reason: Option<CString>,
-    message: Option<CString>,
-    group: Option<CString>,
-}
-
-fn c_string(s: &str) -> CString {
-    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
-}
-
 impl Host for ListenerHost {
     fn on_event(&self, event: &Event) {
         let Some(on_event) = self.listener.on_event else {
             return;
         };
-        let json = c_string(&event.to_json());
-        let mut fields = EventFields::default();
-        let kind = match event {
-            Event::Connected { user, session } => {
-                fields.user = Some(c_string(user));
-                fields.session = Some(c_string(session));
-                imbed_event_kind::IMBED_EVENT_CONNECTED
-            }
-            Event::Disconnected { user, session, reason } => {
-                fields.user = Some(c_string(user));
-                fields.session = Some(c_string(session));
-                fields.reason = Some(c_string(reason));
-                imbed_event_kind::IMBED_EVENT_DISCONNECTED
-            }
-            Event::Message { from, frame } => {
-                fields.user = Some(c_string(from));
-                fields.message = Some(c_string(frame));
-                imbed_event_kind::IMBED_EVENT_MESSAGE
-            }
-            Event::Member { group, user, .. } => {
-                fields.user = Some(c_string(user));
-                fields.group = Some(c_string(group));
-                imbed_event_kind::IMBED_EVENT_MEMBER
-            }
-            Event::Overflow { .. } => imbed_event_kind::IMBED_EVENT_OVERFLOW,
-            Event::State { .. } => imbed_event_kind::IMBED_EVENT_STATE,
-            Event::Ack { .. } => imbed_event_kind::IMBED_EVENT_ACK,
-            Event::SendFailed { .. } => imbed_event_kind::IMBED_EVENT_SEND_FAILED,
-            Event::Frame { .. } => imbed_event_kind::IMBED_EVENT_FRAME,
-        };
-        let ptr_of = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
-        let c_event = imbed_event {
-            kind,
-            user: ptr_of(&fields.user),
-            session: ptr_of(&fields.session),
-            reason: ptr_of(&fields.reason),
-            message: ptr_of(&fields.message),
-            json: json.as_ptr(),
-            group: ptr_of(&fields.group),
-        };
-        // SAFETY: the host's callback; every pointer outlives the call.
-        unsafe { on_event(self.listener.user_data, &c_event) };
+        let event = OwnedEvent::new(event);
+        // SAFETY: the host's callback; the event outlives the call.
+        unsafe { on_event(self.listener.user_data, event.as_c()) };
     }
 
     fn on_log(&self, level: LogLevel, target: &str, message: &str) {

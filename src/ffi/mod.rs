@@ -11,10 +11,14 @@
 #![allow(unreachable_pub)]
 
 mod boundary;
+#[cfg(feature = "client")]
 mod client;
+mod config;
 mod engine;
+mod event;
 mod handles;
 mod listener;
+#[cfg(feature = "server")]
 mod server;
 mod status;
 mod version;

@@ -1,10 +1,11 @@
 //! The `imbed_server_*` exports.
 
-use std::ffi::{CString, c_char};
+use std::ffi::{CString, c_char, c_int};
 use std::ptr;
 
-use super::boundary::{FfiError, arg_str, guard, opt_arg_str, out_ptr};
+use super::boundary::{arg_str, guard, opt_arg_str, out_ptr, owned_c_string};
 use super::engine;
+use super::event::imbed_event;
 use super::handles::Registry;
 use super::listener::imbed_listener;
 use super::status::imbed_status;
@@ -126,6 +127,60 @@ pub extern "C" fn imbed_server_stop(server: *mut imbed_server) -> imbed_status {
 #[unsafe(no_mangle)]
 pub extern "C" fn imbed_server_free(server: *mut imbed_server) {
     engine::free(&SERVERS, server);
+}
+
+/// Poll delivery (config `events.delivery: "poll"`): writes the file
+/// descriptor to watch for reading into `*fd_out`. It is readable while
+/// events may wait (take them with `imbed_server_poll_event` or
+/// `imbed_server_next_events` until none is left; a wake-up may find none),
+/// and stays readable once the server has stopped. The server owns it: never
+/// read, write or close it; valid until `imbed_server_free`. An eventfd on
+/// Linux and Android, a pipe elsewhere. Available before start.
+/// `IMBED_ERR_INVALID_ARGUMENT` for a server that delivers by callback.
+///
+/// # Safety
+/// `fd_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_event_fd(server: *mut imbed_server, fd_out: *mut c_int) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { engine::event_fd(&SERVERS, server, fd_out) }
+}
+
+/// Poll delivery: takes the oldest waiting event, without blocking, into
+/// `*event_out`, or writes NULL when none waits. Free each event with
+/// `imbed_event_free`. The events are the ones the callbacks would get, in
+/// the same order and under the same policy when the queue is full; log
+/// records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
+/// host polls again or stops the server. `IMBED_ERR_NOT_STARTED` before
+/// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
+/// dropped, their messages are in the store).
+///
+/// # Safety
+/// `event_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_poll_event(
+    server: *mut imbed_server,
+    event_out: *mut *mut imbed_event,
+) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { engine::poll_event(&SERVERS, server, event_out) }
+}
+
+/// Poll delivery: takes up to `max` waiting events, oldest first, without
+/// blocking, into `events[0..*count_out]`; `*count_out` is 0 when none waits.
+/// As `imbed_server_poll_event` otherwise; free each event with `imbed_event_free`.
+///
+/// # Safety
+/// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_server_next_events(
+    server: *mut imbed_server,
+    events: *mut *mut imbed_event,
+    max: usize,
+    count_out: *mut usize,
+) -> imbed_status {
+    // SAFETY: per this function's contract.
+    unsafe { engine::next_events(&SERVERS, server, events, max, count_out) }
 }
 
 /// Writes up to `limit` (1 to 1000) stored messages of the conversation
@@ -405,11 +460,4 @@ unsafe fn change_member(
         let user = unsafe { arg_str(user, "user") }?;
         Ok(change(&server, group, user)?)
     })
-}
-
-/// A string for the caller to free with `imbed_string_free`.
-fn owned_c_string(text: String) -> Result<*mut c_char, FfiError> {
-    Ok(CString::new(text)
-        .map_err(|_| Error::Store("a string contains NUL".into()))?
-        .into_raw())
 }

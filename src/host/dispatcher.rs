@@ -1,5 +1,8 @@
-//! The dispatcher thread: events and log records, in order, off the network.
+//! The dispatcher: events and log records, in order, off the network.
 //!
+//! By default a thread of the engine's delivers them to the host's callbacks;
+//! a handle configured with `events.delivery: "poll"` has no such thread, and
+//! the host takes them from the same queue itself ([`super::poller`]).
 //! The server's network tasks never block on the host: they `post` into a
 //! bounded queue and move on. When the queue is full the event is dropped and
 //! counted, and the host receives [`Event::Overflow`] with the count before
@@ -15,13 +18,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 
 use super::gate::CallbackGate;
+use super::poller::EventPoller;
+use super::wake::WakeFd;
 use super::{Event, LogLevel};
+use crate::error::Error;
 
-enum Queued {
+/// What a server does with each dropped event: count it in its metrics.
+pub(crate) type DropCounter = Box<dyn Fn() + Send + Sync>;
+
+pub(super) enum Queued {
     Event(Event),
     Log {
         level: LogLevel,
@@ -39,24 +47,32 @@ pub(crate) struct EventQueue {
     tx: SyncSender<Queued>,
     /// Dropped since the host was last told.
     dropped: AtomicU64,
-    /// Dropped since start, for metrics.
-    dropped_total: Counter,
+    /// Told of each drop, for metrics.
+    on_drop: DropCounter,
     /// Signalled each time the dispatcher takes an item, making room.
     room: Notify,
+    /// The polling host's wake-up descriptor, in poll delivery.
+    wake: Option<Arc<WakeFd>>,
 }
 
 impl EventQueue {
     /// Queues an event for the host without waiting.
     pub(crate) fn post(&self, event: Event) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(Queued::Event(event)) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            self.dropped_total.inc();
+        match self.tx.try_send(Queued::Event(event)) {
+            Ok(()) => self.queued(),
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                (self.on_drop)();
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
     }
 
     /// Queues a log record for the host without waiting.
     pub(crate) fn post_log(&self, level: LogLevel, target: String, message: String) {
-        let _ = self.tx.try_send(Queued::Log { level, target, message });
+        if self.tx.try_send(Queued::Log { level, target, message }).is_ok() {
+            self.queued();
+        }
     }
 
     /// Queues an event, waiting for room when the queue is full: nothing is dropped.
@@ -80,38 +96,80 @@ impl EventQueue {
                     item = back;
                     room.await;
                 }
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Ok(()) => return self.queued(),
+                Err(TrySendError::Disconnected(_)) => return,
             }
         }
     }
+
+    fn queued(&self) {
+        if let Some(wake) = &self.wake {
+            wake.notify();
+        }
+    }
+
+    /// Called by whoever takes an item from the queue: wakes posters waiting
+    /// for room, and gives the overflow event the host must see first, if
+    /// events were dropped since it last saw one.
+    pub(super) fn took(&self) -> Option<Event> {
+        self.room.notify_waiters();
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        (dropped > 0).then_some(Event::Overflow { dropped })
+    }
 }
 
-/// The running dispatcher thread.
+/// The running dispatcher: its queue, and who takes from it.
 pub(crate) struct Dispatcher {
     queue: Arc<EventQueue>,
-    thread: JoinHandle<()>,
+    taker: Taker,
+}
+
+enum Taker {
+    /// The engine's thread, calling the host's callbacks.
+    Thread(JoinHandle<()>),
+    /// The host itself, through the poller.
+    Host(Arc<EventPoller>),
 }
 
 impl Dispatcher {
     /// Starts the thread, delivering through `gate`, with room for `capacity`
-    /// queued items; every dropped event also counts in `dropped_total`.
-    pub(crate) fn start(
-        gate: Arc<CallbackGate>,
-        capacity: usize,
-        dropped_total: Counter,
-    ) -> std::io::Result<Dispatcher> {
-        let (tx, rx) = sync_channel(capacity);
-        let queue = Arc::new(EventQueue {
-            tx,
-            dropped: AtomicU64::new(0),
-            dropped_total,
-            room: Notify::new(),
-        });
+    /// queued items; `on_drop` is told of every dropped event.
+    fn start(gate: Arc<CallbackGate>, capacity: usize, on_drop: DropCounter) -> std::io::Result<Dispatcher> {
+        let (queue, rx) = EventQueue::new(capacity, on_drop, None);
         let thread = std::thread::Builder::new().name("imbed-events".into()).spawn({
             let queue = queue.clone();
             move || run(rx, &gate, &queue)
         })?;
-        Ok(Dispatcher { queue, thread })
+        Ok(Dispatcher {
+            queue,
+            taker: Taker::Thread(thread),
+        })
+    }
+
+    /// The dispatcher a handle's delivery asks for: polled through `poller`
+    /// when there is one, else a thread calling `gate`.
+    pub(crate) fn for_host(
+        gate: Arc<CallbackGate>,
+        poller: Option<&Arc<EventPoller>>,
+        capacity: usize,
+        on_drop: DropCounter,
+    ) -> Result<Dispatcher, Error> {
+        match poller {
+            Some(poller) => Ok(Dispatcher::polled(poller.clone(), capacity, on_drop)),
+            None => Dispatcher::start(gate, capacity, on_drop)
+                .map_err(|e| Error::Io(format!("could not start the event thread: {e}"))),
+        }
+    }
+
+    /// A queue the host takes from through `poller`, without a thread; as
+    /// [`Dispatcher::start`] otherwise.
+    fn polled(poller: Arc<EventPoller>, capacity: usize, on_drop: DropCounter) -> Dispatcher {
+        let (queue, rx) = EventQueue::new(capacity, on_drop, Some(poller.wake().clone()));
+        poller.begin(rx, queue.clone());
+        Dispatcher {
+            queue,
+            taker: Taker::Host(poller),
+        }
     }
 
     /// The queue to post into.
@@ -119,27 +177,49 @@ impl Dispatcher {
         &self.queue
     }
 
-    /// Delivers everything queued so far, then ends the thread and joins it.
+    /// With callbacks: delivers everything queued so far, then ends the
+    /// thread and joins it. Polled: ends the poller's turn (see
+    /// [`EventPoller::finish`]).
     pub(crate) fn shutdown(self) {
-        // A blocking send: the dispatcher is draining, so room appears.
-        let _ = self.queue.tx.send(Queued::Shutdown);
-        let _ = self.thread.join();
+        match self.taker {
+            Taker::Thread(thread) => {
+                // A blocking send: the dispatcher is draining, so room appears.
+                let _ = self.queue.tx.send(Queued::Shutdown);
+                let _ = thread.join();
+            }
+            Taker::Host(poller) => poller.finish(),
+        }
     }
+}
+
+impl EventQueue {
+    fn new(capacity: usize, on_drop: DropCounter, wake: Option<Arc<WakeFd>>) -> (Arc<EventQueue>, Receiver<Queued>) {
+        let (tx, rx) = sync_channel(capacity);
+        let queue = Arc::new(EventQueue {
+            tx,
+            dropped: AtomicU64::new(0),
+            on_drop,
+            room: Notify::new(),
+            wake,
+        });
+        (queue, rx)
+    }
+}
+
+/// Runs engine work queued behind events; a panic in it must not end the taker.
+pub(super) fn run_then(work: Box<dyn FnOnce() + Send>) {
+    let _ = catch_unwind(AssertUnwindSafe(work));
 }
 
 fn run(rx: Receiver<Queued>, gate: &CallbackGate, queue: &EventQueue) {
     for item in rx {
-        queue.room.notify_waiters();
-        let dropped = queue.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            deliver(gate, &Queued::Event(Event::Overflow { dropped }));
+        if let Some(overflow) = queue.took() {
+            deliver(gate, &Queued::Event(overflow));
         }
         match item {
             Queued::Shutdown => break,
             // Engine work, not a callback: it runs whether or not there is a host.
-            Queued::Then(work) => {
-                let _ = catch_unwind(AssertUnwindSafe(work));
-            }
+            Queued::Then(work) => run_then(work),
             item => deliver(gate, &item),
         }
     }

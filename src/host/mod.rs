@@ -8,6 +8,8 @@
 pub(crate) mod dispatcher;
 pub(crate) mod gate;
 pub(crate) mod log_layer;
+pub(crate) mod poller;
+mod wake;
 
 use std::sync::Arc;
 
@@ -110,6 +112,16 @@ pub enum Event {
         /// The frame as received.
         frame: Utf8Bytes,
     },
+    /// Poll delivery only: a log record, which a callback host gets through
+    /// [`Host::on_log`] instead.
+    Log {
+        /// How severe.
+        level: LogLevel,
+        /// The engine module that logged it.
+        target: String,
+        /// What happened; never a token or a message body.
+        message: String,
+    },
 }
 
 impl Event {
@@ -139,6 +151,11 @@ impl Event {
                 joined: *joined,
             },
             Event::Overflow { dropped } => EventJson::Overflow { dropped: *dropped },
+            Event::Log { level, target, message } => EventJson::Log {
+                level: *level,
+                target,
+                message,
+            },
         };
         serde_json::to_string(&shape).expect("events always serialize")
     }
@@ -181,6 +198,11 @@ enum EventJson<'a> {
     SendFailed {
         id: &'a str,
         code: &'a str,
+        message: &'a str,
+    },
+    Log {
+        level: LogLevel,
+        target: &'a str,
         message: &'a str,
     },
 }

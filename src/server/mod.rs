@@ -39,7 +39,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of};
-use crate::host::{Host, log_layer};
+use crate::host::poller::EventPoller;
+use crate::host::{Event, Host, log_layer};
 use crate::protocol::{Conversation, close, direct_conv, group_conv, is_valid_id, is_valid_request_id, now_ms};
 use crate::router::Groups;
 use crate::store::{NewMessage, Placement, StoredMessage};
@@ -58,6 +59,8 @@ pub struct Server {
     /// Held for the whole of a stop, so a second stop returns only when the
     /// first one has finished.
     stopping: Mutex<()>,
+    /// The host's side of the event queue, in poll delivery.
+    poller: Option<Arc<EventPoller>>,
 }
 
 enum State {
@@ -81,12 +84,28 @@ impl Server {
     /// A server for `config`, not yet started.
     pub fn new(config: Config) -> Result<Server, Error> {
         config.validate()?;
+        let poller = EventPoller::for_delivery(config.events.delivery)?;
         Ok(Server {
             id: crate::host::gate::next_owner_id(),
             config,
             state: RwLock::new(State::Created { host: None }),
             stopping: Mutex::new(()),
+            poller,
         })
+    }
+
+    /// Poll delivery (`events.delivery: "poll"`): the descriptor to watch for
+    /// reading; it is readable while events may wait, and for good once the
+    /// server has stopped. Valid until the server is dropped.
+    pub fn event_fd(&self) -> Result<std::os::fd::RawFd, Error> {
+        Ok(EventPoller::of(&self.poller)?.fd())
+    }
+
+    /// Poll delivery: takes up to `max` waiting events, in order, without
+    /// blocking (none when none waits). Events arrive as the callbacks would
+    /// get them, log records as [`Event::Log`].
+    pub fn poll_events(&self, max: usize) -> Result<Vec<Event>, Error> {
+        EventPoller::of(&self.poller)?.take(max)
     }
 
     /// Sets the host that receives events and logs (and authenticates, in
@@ -136,12 +155,12 @@ impl Server {
         let metrics = Metrics::default();
         let store = crate::store::open(&config.store, metrics.commit_observer()).map_err(|e| Error::Store(e.0))?;
         let groups = Groups::load(store.groups().map_err(|e| Error::Store(e.0))?);
-        let dispatcher = Dispatcher::start(
-            gate.clone(),
-            config.events.queue_capacity,
-            metrics.events_dropped.clone(),
-        )
-        .map_err(|e| Error::Io(format!("could not start the event thread: {e}")))?;
+        let dispatcher = Dispatcher::for_host(gate.clone(), self.poller.as_ref(), config.events.queue_capacity, {
+            let dropped = metrics.events_dropped.clone();
+            Box::new(move || {
+                dropped.inc();
+            })
+        })?;
         let logs = log_layer::dispatch_for(dispatcher.queue().clone(), config.log_level);
         let runtime = match crate::runtime::build(config.workers, "imbed-worker", &logs) {
             Ok(runtime) => runtime,
