@@ -276,7 +276,8 @@ imbed_status imbed_client_poll_event(imbed_client *client,
 // As `imbed_client_poll_event` otherwise; free each event with `imbed_event_free`.
 //
 // # Safety
-// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+// `events` has room for `max` pointers (it may be NULL when `max` is 0);
+// `count_out` is NULL or writable.
 imbed_status imbed_client_next_events(imbed_client *client,
                                       imbed_event **events,
                                       size_t max,
@@ -396,7 +397,8 @@ imbed_status imbed_server_poll_event(imbed_server *server, imbed_event **event_o
 // As `imbed_server_poll_event` otherwise; free each event with `imbed_event_free`.
 //
 // # Safety
-// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+// `events` has room for `max` pointers (it may be NULL when `max` is 0);
+// `count_out` is NULL or writable.
 imbed_status imbed_server_next_events(imbed_server *server,
                                       imbed_event **events,
                                       size_t max,

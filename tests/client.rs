@@ -207,3 +207,16 @@ fn a_wss_url_speaks_tls() {
         "{reason}"
     );
 }
+
+#[test]
+fn stop_closes_the_connection_with_a_close_handshake() {
+    let t = support::start(json!({}));
+    let port = t.server.local_addr().unwrap().port();
+    let (client, recorder) = client(port, "alice");
+    recorder.wait_for(|e| e["state"] == "connected");
+    client.stop().unwrap();
+    let gone = t
+        .host
+        .wait_for(|e| e["event"] == "disconnected" && e["user"] == "alice");
+    assert_eq!(gone["reason"], "closed by peer", "{gone}");
+}

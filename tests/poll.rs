@@ -213,3 +213,37 @@ fn file_cursor(path: &str, conv: &str) -> u64 {
     })
     .map_or(0, |s| s as u64)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_client_hands_over_a_batch_and_records_its_cursor_on_the_next_poll() {
+    let (server, url) = polled_server(json!({}));
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("alice.db").to_str().unwrap().to_owned();
+    let client = polled_client(&url, "alice", &state, 1024);
+    client.start().unwrap();
+    let mut bob = connect(&url, "bob").await;
+    for n in 0..20 {
+        assert_eq!(bob.send_to("alice", &format!("b{n}"), json!(n)).await["type"], "ack");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state_path = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let batch = client.poll_events(100).unwrap();
+        assert_eq!(
+            message_seqs(&batch),
+            (1..=20).collect::<Vec<u64>>(),
+            "one call: {batch:?}"
+        );
+        assert_eq!(file_cursor(&state_path, "dm:alice:bob"), 0, "not handled yet");
+        assert!(client.poll_events(100).unwrap().is_empty());
+        assert_eq!(
+            file_cursor(&state_path, "dm:alice:bob"),
+            20,
+            "handled once the host came back"
+        );
+        client.stop().unwrap();
+    })
+    .await
+    .unwrap();
+    drop(server);
+}

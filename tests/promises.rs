@@ -483,3 +483,46 @@ fn limits_that_cannot_carry_one_frame_per_reply_are_refused() {
         .unwrap_err();
     assert!(error.to_string().contains("limits.outbound_queue_bytes"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_its_own_pushed_before_its_ack_is_not_delivered_back() {
+    // One frame a second: the client's sync on connect takes it, so its send
+    // is refused as rate_limited and stays in its outbox, unacknowledged.
+    let t = start(json!({"limits": {"messages_per_second": 1, "message_burst": 1}}));
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("alice.db").to_str().unwrap().to_owned();
+    // The session a reconnecting client left behind, which had sent the message.
+    let mut old_session = connect(&t.url, "alice").await;
+    let host = Arc::new(RecordingHost::default());
+    let client = new_client(
+        &t.url,
+        "alice",
+        &state,
+        json!({"reconnect": {"initial_ms": 30000, "max_ms": 30000}}),
+    );
+    client.set_host(host.clone()).unwrap();
+    client.start().unwrap();
+    let connected = host.clone();
+    tokio::task::spawn_blocking(move || connected.wait_for(|e| e["state"] == "connected"))
+        .await
+        .unwrap();
+    let id = client.send("bob", r#""mine""#).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stored from the old session: the server pushes it to alice's other
+    // session, the client's, before the client's own send is acknowledged.
+    assert_eq!(old_session.send_to("bob", &id, json!("mine")).await["seq"], 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered_back: Vec<Value> = host
+        .events_of("message")
+        .into_iter()
+        .filter(|e| e["message"]["id"] == id.as_str())
+        .collect();
+    assert_eq!(
+        delivered_back,
+        Vec::<Value>::new(),
+        "its own message came back as a message"
+    );
+    tokio::task::spawn_blocking(move || client.stop().unwrap())
+        .await
+        .unwrap();
+}

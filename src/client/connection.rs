@@ -402,7 +402,11 @@ async fn connect_and_serve(
                     return Ended::Paused;
                 }
                 Some(Command::Hint(Hint::Foreground)) => {}
-                None => return Ended::Stopped,
+                // `stop` drops the commands before it signals: close politely all the same.
+                None => {
+                    let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+                    return Ended::Stopped;
+                }
             },
             _ = heartbeat.tick() => {
                 if ws.send(Message::Ping(Default::default())).await.is_err() {
@@ -481,13 +485,14 @@ async fn handle_frame(
             let (Some(conv), Some(seq)) = (head.conv, head.seq) else {
                 return Ok(());
             };
-            let arrival = shared.state().arrive(&conv, seq);
+            let arrival = shared.state().arrive(&conv, seq, head.id.as_deref());
             match arrival {
                 Arrival::Next { through } => {
                     let from = head.from.unwrap_or_default().into();
                     events.post_waiting(Event::Message { from, frame: text }).await;
                     record_cursor(shared, events, conv, through).await;
                 }
+                Arrival::Own { through } => record_cursor(shared, events, conv, through).await,
                 Arrival::Duplicate => {}
                 // Missing messages come with a sync; this one with them.
                 Arrival::Gap if syncing.current.is_some() => syncing.again = true,

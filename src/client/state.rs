@@ -33,6 +33,12 @@ pub(crate) enum Arrival {
         /// The cursor to record after the host's callback.
         through: u64,
     },
+    /// This client's own message, still waiting for its ack: not delivered
+    /// back, but the cursor may be recorded at `through` as for `Next`.
+    Own {
+        /// The cursor to record after the events queued before it.
+        through: u64,
+    },
     /// Already delivered: drop it.
     Duplicate,
     /// Messages are missing before it: drop it and sync, which brings both.
@@ -170,15 +176,22 @@ impl ClientState {
         self.outbox.iter().any(|p| p.id == id)
     }
 
-    /// Decides what to do with `seq` of `conv`, advancing the cursor for the next one.
-    pub(crate) fn arrive(&mut self, conv: &str, seq: u64) -> Arrival {
+    /// Decides what to do with `seq` of `conv`, whose client id is `id`,
+    /// advancing the cursor for the next one.
+    pub(crate) fn arrive(&mut self, conv: &str, seq: u64, id: Option<&str>) -> Arrival {
         let cursor = self.cursors.get(conv).copied().unwrap_or(0);
         if seq <= cursor {
             Arrival::Duplicate
         } else if seq == cursor + 1 {
             self.cursors.insert(conv.to_owned(), seq);
-            Arrival::Next {
-                through: self.step_over_own(conv),
+            let through = self.step_over_own(conv);
+            // One of this client's own sends, stored before its ack came: the
+            // server pushed it from an earlier session of this client that it
+            // had not yet closed. The ack comes when the outbox sends it again.
+            if id.is_some_and(|id| self.is_pending(id)) {
+                Arrival::Own { through }
+            } else {
+                Arrival::Next { through }
             }
         } else {
             Arrival::Gap
@@ -237,11 +250,11 @@ mod tests {
     #[test]
     fn arrivals_deliver_in_order_once() {
         let mut state = ClientState::open(":memory:").unwrap();
-        assert_eq!(state.arrive("c", 1), Arrival::Next { through: 1 });
-        assert_eq!(state.arrive("c", 1), Arrival::Duplicate);
-        assert_eq!(state.arrive("c", 3), Arrival::Gap);
-        assert_eq!(state.arrive("c", 2), Arrival::Next { through: 2 });
-        assert_eq!(state.arrive("d", 1), Arrival::Next { through: 1 });
+        assert_eq!(state.arrive("c", 1, None), Arrival::Next { through: 1 });
+        assert_eq!(state.arrive("c", 1, None), Arrival::Duplicate);
+        assert_eq!(state.arrive("c", 3, None), Arrival::Gap);
+        assert_eq!(state.arrive("c", 2, None), Arrival::Next { through: 2 });
+        assert_eq!(state.arrive("d", 1, None), Arrival::Next { through: 1 });
         assert_eq!(state.cursors()["c"], 2);
     }
 
@@ -249,12 +262,12 @@ mod tests {
     fn own_messages_are_stepped_over_not_delivered() {
         let mut state = ClientState::open(":memory:").unwrap();
         assert_eq!(state.sent("c", 1), Some(1));
-        assert_eq!(state.arrive("c", 1), Arrival::Duplicate);
+        assert_eq!(state.arrive("c", 1, None), Arrival::Duplicate);
         assert_eq!(state.sent("c", 3), None, "3 waits for 2");
-        assert_eq!(state.arrive("c", 2), Arrival::Next { through: 3 });
+        assert_eq!(state.arrive("c", 2, None), Arrival::Next { through: 3 });
         assert_eq!(state.cursors()["c"], 3, "stepped over own 3 after delivering 2");
-        assert_eq!(state.arrive("c", 3), Arrival::Duplicate);
-        assert_eq!(state.arrive("c", 4), Arrival::Next { through: 4 });
+        assert_eq!(state.arrive("c", 3, None), Arrival::Duplicate);
+        assert_eq!(state.arrive("c", 4, None), Arrival::Next { through: 4 });
     }
 
     #[test]
@@ -275,7 +288,7 @@ mod tests {
         }
         assert!(state.settle("p-2"));
         assert!(!state.settle("p-2"));
-        state.arrive("c", 1);
+        state.arrive("c", 1, None);
         state.delivered("c", 1);
         drop(state);
         let state = ClientState::open(path).unwrap();

@@ -143,7 +143,8 @@ pub(crate) unsafe fn poll_event<T: Engine, H>(
 /// The body of `imbed_server_next_events` and `imbed_client_next_events`.
 ///
 /// # Safety
-/// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+/// `events` has room for `max` pointers (it may be NULL when `max` is 0);
+/// `count_out` is NULL or writable.
 pub(crate) unsafe fn next_events<T: Engine, H>(
     registry: &Registry<T>,
     handle: *const H,
@@ -155,7 +156,7 @@ pub(crate) unsafe fn next_events<T: Engine, H>(
         let engine = registry.get(handle)?;
         // SAFETY: per the caller's contract.
         let count = unsafe { out_ptr(count_out, "count_out") }?;
-        if events.is_null() {
+        if events.is_null() && max > 0 {
             return Err(FfiError::Null("events"));
         }
         let taken = engine.poll_events(max)?;

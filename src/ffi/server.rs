@@ -171,7 +171,8 @@ pub unsafe extern "C" fn imbed_server_poll_event(
 /// As `imbed_server_poll_event` otherwise; free each event with `imbed_event_free`.
 ///
 /// # Safety
-/// `events` is NULL or has room for `max` pointers; `count_out` is NULL or writable.
+/// `events` has room for `max` pointers (it may be NULL when `max` is 0);
+/// `count_out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn imbed_server_next_events(
     server: *mut imbed_server,

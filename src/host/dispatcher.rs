@@ -29,6 +29,9 @@ use crate::error::Error;
 /// What a server does with each dropped event: count it in its metrics.
 pub(crate) type DropCounter = Box<dyn Fn() + Send + Sync>;
 
+/// Engine work queued behind events.
+pub(super) type Work = Box<dyn FnOnce() + Send>;
+
 pub(super) enum Queued {
     Event(Event),
     Log {
@@ -38,7 +41,7 @@ pub(super) enum Queued {
     },
     /// Engine work that must follow the events queued before it, such as
     /// recording that the host processed them.
-    Then(Box<dyn FnOnce() + Send>),
+    Then(Work),
     Shutdown,
 }
 
@@ -207,7 +210,7 @@ impl EventQueue {
 }
 
 /// Runs engine work queued behind events; a panic in it must not end the taker.
-pub(super) fn run_then(work: Box<dyn FnOnce() + Send>) {
+pub(super) fn run_then(work: Work) {
     let _ = catch_unwind(AssertUnwindSafe(work));
 }
 

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Event;
-use super::dispatcher::{EventQueue, Queued, run_then};
+use super::dispatcher::{EventQueue, Queued, Work, run_then};
 use super::wake::WakeFd;
 use crate::config::EventDelivery;
 use crate::error::Error;
@@ -32,9 +32,11 @@ enum Turn {
     Taking {
         rx: Receiver<Queued>,
         queue: Arc<EventQueue>,
-        /// An item taken but not yet handed over: work waiting for the host
-        /// to come back, or an event behind an overflow notice.
+        /// An event taken but not yet handed over, behind an overflow notice.
         held: Option<Queued>,
+        /// Work queued behind events already handed over, in order: it runs
+        /// when the host comes back for more.
+        deferred: Vec<Work>,
     },
     /// The handle stopped: the descriptor stays readable, takes fail.
     After,
@@ -77,7 +79,12 @@ impl EventPoller {
 
     /// The handle started: events now come through `rx`.
     pub(super) fn begin(&self, rx: Receiver<Queued>, queue: Arc<EventQueue>) {
-        *self.turn() = Turn::Taking { rx, queue, held: None };
+        *self.turn() = Turn::Taking {
+            rx,
+            queue,
+            held: None,
+            deferred: Vec::new(),
+        };
     }
 
     /// Takes up to `max` waiting events, in order, without blocking; none when
@@ -85,11 +92,18 @@ impl EventPoller {
     /// [`Error::Stopped`] after stop.
     pub(crate) fn take(&self, max: usize) -> Result<Vec<Event>, Error> {
         let mut turn = self.turn();
-        let (rx, queue, held) = match &mut *turn {
+        let (rx, queue, held, deferred) = match &mut *turn {
             Turn::Before => return Err(Error::NotStarted),
             Turn::After => return Err(Error::Stopped),
-            Turn::Taking { rx, queue, held } => (rx, queue, held),
+            Turn::Taking {
+                rx,
+                queue,
+                held,
+                deferred,
+            } => (rx, queue, held, deferred),
         };
+        // The host came back: what it took before is handled.
+        deferred.drain(..).for_each(run_then);
         let mut events = Vec::new();
         let mut armed = false;
         while events.len() < max {
@@ -115,19 +129,16 @@ impl EventPoller {
             match item {
                 // The events before it were handed over in an earlier call: handled.
                 Queued::Then(work) if events.is_empty() => run_then(work),
-                // Handed over in this call, so not handled yet: wait for the next.
-                then @ Queued::Then(_) => {
-                    *held = Some(then);
-                    break;
-                }
+                // Behind events of this call, not handled yet: on the next call.
+                Queued::Then(work) => deferred.push(work),
                 Queued::Event(event) => events.push(event),
                 Queued::Log { level, target, message } => events.push(Event::Log { level, target, message }),
                 Queued::Shutdown => break,
             }
         }
-        if held.is_some() {
-            // Something waits behind this call's events (the arming above may
-            // have drained the descriptor): keep it readable so the host comes back.
+        if held.is_some() || !deferred.is_empty() {
+            // Something waits for the next call (the arming above may have
+            // drained the descriptor): keep it readable so the host comes back.
             self.wake.signal();
         }
         Ok(events)
@@ -139,7 +150,8 @@ impl EventPoller {
     /// takes fail with [`Error::Stopped`].
     pub(crate) fn finish(&self) {
         let mut turn = self.turn();
-        if let Turn::Taking { rx, held, .. } = std::mem::replace(&mut *turn, Turn::After) {
+        if let Turn::Taking { rx, held, deferred, .. } = std::mem::replace(&mut *turn, Turn::After) {
+            deferred.into_iter().for_each(run_then);
             for item in held.into_iter().chain(rx.try_iter()) {
                 match item {
                     Queued::Then(work) => run_then(work),
