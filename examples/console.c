@@ -8,12 +8,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define READ_CHUNK_BYTES 65536
+/* Where the console loop's poll() finds each descriptor. */
+enum { WATCHED_STDIN, WATCHED_STOP_SIGNAL, WATCHED_EVENTS, WATCHED_COUNT };
 
 /* What one read of stdin left the command loop with. */
 typedef enum input_state { INPUT_OPEN, INPUT_ENDED, INPUT_QUIT } input_state;
@@ -180,6 +183,171 @@ imbed_listener console_engine_listener(void)
     };
 }
 
+/* The value of hexadecimal digit `digit`, or -1. */
+static int hex_digit_value(char digit)
+{
+    if (digit >= '0' && digit <= '9') {
+        return digit - '0';
+    }
+    if (digit >= 'a' && digit <= 'f') {
+        return digit - 'a' + 10;
+    }
+    if (digit >= 'A' && digit <= 'F') {
+        return digit - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Reads the 4 hex digits of a \u escape at `hex`; returns -1 if they are not that. */
+static long read_unicode_escape(const char *hex)
+{
+    long unit = 0;
+    for (int i = 0; i < 4; i++) {
+        int value = hex_digit_value(hex[i]);
+        if (value < 0) {
+            return -1;
+        }
+        unit = unit * 16 + value;
+    }
+    return unit;
+}
+
+/* Appends code point `point` in UTF-8. */
+static void text_append_utf8(text_buffer *text, uint32_t point)
+{
+    char bytes[4];
+    size_t count;
+    if (point < 0x80) {
+        bytes[0] = (char)point;
+        count = 1;
+    } else if (point < 0x800) {
+        bytes[0] = (char)(0xC0 | (point >> 6));
+        bytes[1] = (char)(0x80 | (point & 0x3F));
+        count = 2;
+    } else if (point < 0x10000) {
+        bytes[0] = (char)(0xE0 | (point >> 12));
+        bytes[1] = (char)(0x80 | ((point >> 6) & 0x3F));
+        bytes[2] = (char)(0x80 | (point & 0x3F));
+        count = 3;
+    } else {
+        bytes[0] = (char)(0xF0 | (point >> 18));
+        bytes[1] = (char)(0x80 | ((point >> 12) & 0x3F));
+        bytes[2] = (char)(0x80 | ((point >> 6) & 0x3F));
+        bytes[3] = (char)(0x80 | (point & 0x3F));
+        count = 4;
+    }
+    text_append_bytes(text, bytes, count);
+}
+
+/*
+ * Appends the string value of member `key` of `json`, unescaped, or nothing
+ * when it has none. `json` is an object the engine wrote with
+ * string members under known keys (a log event), so no JSON parser is
+ * needed: the engine writes `"key":"` without spaces, and that text cannot
+ * occur inside a string value, where the quote after `key` would have to
+ * be escaped. A NUL (\u0000) becomes the two characters \0, as the engine
+ * spells it in the strings it passes to on_log.
+ */
+static void text_append_json_member(text_buffer *text, const char *json, const char *key)
+{
+    text_buffer pattern = {0};
+    text_append_json_string(&pattern, key);
+    text_append(&pattern, ":\"");
+    const char *cursor = strstr(json, pattern.data);
+    if (cursor != NULL) {
+        cursor += pattern.length;
+    }
+    text_free(&pattern);
+    if (cursor == NULL) {
+        return;
+    }
+    while (*cursor != '\0' && *cursor != '"') {
+        if (*cursor != '\\') {
+            size_t plain = strcspn(cursor, "\"\\");
+            text_append_bytes(text, cursor, plain);
+            cursor += plain;
+            continue;
+        }
+        char escape = cursor[1];
+        cursor += escape != '\0' ? 2 : 1;
+        switch (escape) {
+        case 'b': text_append(text, "\b"); break;
+        case 'f': text_append(text, "\f"); break;
+        case 'n': text_append(text, "\n"); break;
+        case 'r': text_append(text, "\r"); break;
+        case 't': text_append(text, "\t"); break;
+        case 'u': {
+            long unit = read_unicode_escape(cursor);
+            if (unit < 0) {
+                text_append(text, "\\u");
+                break;
+            }
+            cursor += 4;
+            uint32_t point = (uint32_t)unit;
+            long low = cursor[0] == '\\' && cursor[1] == 'u' ? read_unicode_escape(cursor + 2) : -1;
+            if (unit >= 0xD800 && unit < 0xDC00 && low >= 0xDC00 && low < 0xE000) {
+                point = 0x10000 + (((uint32_t)unit - 0xD800) << 10) + ((uint32_t)low - 0xDC00);
+                cursor += 6;
+            } else if (unit >= 0xD800 && unit < 0xE000) {
+                point = 0xFFFD; /* a lone surrogate has no UTF-8 form */
+            }
+            if (point == 0) {
+                text_append(text, "\\0");
+            } else {
+                text_append_utf8(text, point);
+            }
+            break;
+        }
+        default: /* '"', '\\', '/' stand for themselves */
+            if (escape != '\0') {
+                text_append_bytes(text, &escape, 1);
+            }
+        }
+    }
+}
+
+/* The imbed_log_level of a log event's "level" ("off" never comes; the engine maps it as it does for on_log). */
+static imbed_log_level log_level_from_name(const char *name)
+{
+    static const struct {
+        const char *name;
+        imbed_log_level level;
+    } levels[] = {
+        {"warn", IMBED_LOG_WARN},
+        {"info", IMBED_LOG_INFO},
+        {"debug", IMBED_LOG_DEBUG},
+        {"trace", IMBED_LOG_TRACE},
+    };
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        if (strcmp(name, levels[i].name) == 0) {
+            return levels[i].level;
+        }
+    }
+    return IMBED_LOG_ERROR;
+}
+
+void console_print_event(const imbed_event *event)
+{
+    if (event->kind != IMBED_EVENT_LOG) {
+        on_engine_event(NULL, event);
+        return;
+    }
+    /* The log record's fields are only in its JSON; print them as on_log would. */
+    text_buffer level = {0};
+    text_buffer target = {0};
+    text_buffer message = {0};
+    text_append(&level, "");
+    text_append(&target, "");
+    text_append(&message, "");
+    text_append_json_member(&level, event->json, "level");
+    text_append_json_member(&target, event->json, "target");
+    text_append_json_member(&message, event->json, "message");
+    on_engine_log(NULL, log_level_from_name(level.data), target.data, message.data);
+    text_free(&level);
+    text_free(&target);
+    text_free(&message);
+}
+
 char *take_word(char **cursor)
 {
     char *word = *cursor + strspn(*cursor, " \t");
@@ -304,35 +472,47 @@ console_input console_prepare_input(void)
     return (console_input){.stdin_open = stdin_open, .stop_signal_fd = stop_signal_fd};
 }
 
-void console_run_commands(console_input input, console_command_runner *run_command, void *context)
+void console_run_commands_and_events(console_input input, console_command_runner *run_command,
+                                     const console_event_source *events, void *context)
 {
     text_buffer pending = {0};
-    struct pollfd watched[2] = {
-        {.fd = input.stdin_open ? STDIN_FILENO : -1, .events = POLLIN}, /* poll skips negative fds */
-        {.fd = input.stop_signal_fd, .events = POLLIN},
+    struct pollfd watched[WATCHED_COUNT] = {
+        [WATCHED_STDIN] = {.fd = input.stdin_open ? STDIN_FILENO : -1, .events = POLLIN}, /* poll skips negative fds */
+        [WATCHED_STOP_SIGNAL] = {.fd = input.stop_signal_fd, .events = POLLIN},
+        [WATCHED_EVENTS] = {.fd = -1, .events = POLLIN},
     };
     for (;;) {
-        if (poll(watched, 2, -1) < 0) {
+        watched[WATCHED_EVENTS].fd = events != NULL ? events->event_fd(context) : -1;
+        if (poll(watched, WATCHED_COUNT, -1) < 0) {
             if (errno == EINTR) {
                 continue;
             }
             fprintf(stderr, "%s: poll: %s\n", console_program_name, strerror(errno));
             break;
         }
-        if (watched[1].revents != 0) {
+        if (watched[WATCHED_STOP_SIGNAL].revents != 0) {
             break;
         }
-        if (watched[0].revents & POLLNVAL) {
-            watched[0].fd = -1;
-        } else if (watched[0].revents != 0) {
+        /* Events before commands: a "restart" among the commands replaces the handle this readiness is about. */
+        if (watched[WATCHED_EVENTS].revents != 0) {
+            events->take_events(context);
+        }
+        if (watched[WATCHED_STDIN].revents & POLLNVAL) {
+            watched[WATCHED_STDIN].fd = -1;
+        } else if (watched[WATCHED_STDIN].revents != 0) {
             input_state state = read_commands(&pending, run_command, context);
             if (state == INPUT_QUIT) {
                 break;
             }
             if (state == INPUT_ENDED) {
-                watched[0].fd = -1;
+                watched[WATCHED_STDIN].fd = -1;
             }
         }
     }
     text_free(&pending);
+}
+
+void console_run_commands(console_input input, console_command_runner *run_command, void *context)
+{
+    console_run_commands_and_events(input, run_command, NULL, context);
 }

@@ -7,9 +7,11 @@
  * JSON object per line; logs and fatal errors go to stderr; "quit", SIGINT
  * and SIGTERM stop the program, end of input does not. This module holds
  * that console: a growing text buffer to build JSON lines in, whole-line
- * printing under the stdout lock, an engine listener that prints, and the
- * stdin command loop with its stop-signal self-pipe. Flags, configs and the
- * commands themselves stay in each program.
+ * printing under the stdout lock, an engine listener that prints (and the
+ * same printing for events taken by polling), and the stdin command loop
+ * with its stop-signal self-pipe, which can also watch a polled handle's
+ * event descriptor. Flags, configs and the commands themselves stay in each
+ * program.
  *
  * It needs POSIX.1-2008 (flockfile, sigaction, poll) and include/imbed.h,
  * nothing else; compile examples/console.c alongside the program.
@@ -77,6 +79,14 @@ void print_command_failure(const char *command, imbed_status status);
  */
 imbed_listener console_engine_listener(void);
 
+/*
+ * Prints an event taken by polling (events.delivery "poll") exactly as the
+ * listener prints what its callbacks get: the event's JSON as one stdout
+ * line, and an IMBED_EVENT_LOG record as the stderr line on_log writes.
+ * Does not free the event.
+ */
+void console_print_event(const imbed_event *event);
+
 /* Splits off the first space- or tab-separated word of *cursor, NUL-terminating it. */
 char *take_word(char **cursor);
 
@@ -110,5 +120,30 @@ typedef void console_command_runner(void *context, char *command, char *argument
  * until a stop signal.
  */
 void console_run_commands(console_input input, console_command_runner *run_command, void *context);
+
+/*
+ * An engine handle that delivers its events by polling, for the command
+ * loop to serve alongside stdin. Both functions get the loop's `context`.
+ */
+typedef struct console_event_source {
+    /*
+     * The event descriptor to watch. Asked again before every wait, since a
+     * command may replace the handle, and its descriptor with it ("restart").
+     */
+    int (*event_fd)(void *context);
+    /* Takes and prints waiting events; called when the descriptor is readable. */
+    void (*take_events)(void *context);
+} console_event_source;
+
+/*
+ * console_run_commands in one thread with no callbacks: a single poll()
+ * waits on stdin, the stop signals and `events`' descriptor, and runs
+ * whichever is ready, so events are printed between commands, never during
+ * one. End of stdin still only stops the reading; events keep coming until
+ * "quit" or a stop signal. Events that wait when the loop returns are the
+ * caller's to take.
+ */
+void console_run_commands_and_events(console_input input, console_command_runner *run_command,
+                                     const console_event_source *events, void *context);
 
 #endif

@@ -12,6 +12,13 @@
  * SIGINT and SIGTERM stop the server cleanly; so does "quit". End of input
  * does not: the host may run with stdin closed and keeps serving.
  *
+ * Events arrive in one of two ways, with the same output. By default the
+ * engine's event thread calls this program's listener. With --poll, or
+ * "events":{"delivery":"poll"} in the --config file, there is no event
+ * thread and no callback: the main thread's poll() watches stdin, the stop
+ * signals and the server's event descriptor, and prints the events it takes
+ * between commands, the way a host with its own loop embeds imbed.
+ *
  * The configuration is the engine's JSON (docs/C-API.md), built from three
  * layers: this program's defaults, then the --config file, then the flags
  * given (USAGE, "configuration", has the rule). The engine merges them;
@@ -81,6 +88,10 @@ static const char USAGE[] =
     "                       exists)\n"
     "  --no-web             web_root, removed: serve no files, only /ws, /healthz and /metrics\n"
     "  --quiet              events.messages false: do not receive or print message events (load tests)\n"
+    "  --poll               events.delivery \"poll\": no event thread and no callbacks; the host's main\n"
+    "                       thread waits in poll() for stdin and the server's event descriptor and\n"
+    "                       prints the events it takes, as they are printed without it (except the\n"
+    "                       events of the sessions a stop or restart closes: the engine drops them)\n"
     "  --log-level LEVEL    log_level: off, error, warn, info, debug or trace (default " DEFAULT_LOG_LEVEL ")\n"
     "  --host-id ID         host_ids, as [ID]: the sender id of messages sent with \"send\" and \"group\",\n"
     "                       which no user can sign in as (default: the first of host_ids, host)\n"
@@ -131,6 +142,15 @@ typedef enum auth_mode { AUTH_UNSET, AUTH_DEV, AUTH_JWT } auth_mode;
 #define JWT_SECRET_ENV "IMBED_JWT_SECRET"
 /* The sender id when the configuration names none (the engine's default host_ids, ["host"]). */
 #define DEFAULT_HOST_ID "host"
+/* Events taken per imbed_server_next_events call, with --poll. */
+#define EVENT_BATCH_SIZE 64
+/*
+ * Batches taken per wake-up before the loop looks at stdin and the stop
+ * signals again, so that a flood of events cannot hold off "quit" or
+ * SIGTERM. The event descriptor stays readable while events wait: the rest
+ * are taken on the next turn.
+ */
+#define EVENT_BATCHES_PER_TURN 16
 
 /*
  * The command line. A NULL or 0 stands for a flag not given, which leaves
@@ -157,6 +177,7 @@ typedef struct host_options {
     const char *web_root;      /* with web_root_given; NULL for --no-web */
     bool web_root_given;       /* --web or --no-web */
     bool quiet;
+    bool poll;                 /* --poll */
     const char *log_level;
     const char *host_id;
 } host_options;
@@ -177,6 +198,7 @@ const char console_program_name[] = PROGRAM_NAME;
 typedef struct host_context {
     imbed_server *server;
     const host_config *config;
+    bool polling;              /* events.delivery "poll": the main loop takes the events */
 } host_context;
 
 /* Prints the reason and the usage to stderr and exits with the usage status. */
@@ -327,6 +349,8 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->web_root_given = true;
         } else if (strcmp(flag, "--quiet") == 0) {
             options->quiet = true;
+        } else if (strcmp(flag, "--poll") == 0) {
+            options->poll = true;
         } else if (strcmp(flag, "--log-level") == 0) {
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
@@ -478,9 +502,17 @@ static char *build_flags_json(const host_options *options)
         append_string_member(&json, "key_path", options->tls_key);
         text_append(&json, "}");
     }
-    if (options->quiet) {
+    if (options->quiet || options->poll) {
         append_key(&json, "events");
-        text_append(&json, "{\"messages\":false}");
+        text_append(&json, "{");
+        if (options->quiet) {
+            append_key(&json, "messages");
+            text_append(&json, "false");
+        }
+        if (options->poll) {
+            append_string_member(&json, "delivery", "poll");
+        }
+        text_append(&json, "}");
     }
     if (options->web_root_given) {
         append_key(&json, "web_root");
@@ -986,9 +1018,24 @@ static void run_stats_command(imbed_server *server, char *arguments)
 }
 
 /*
- * Creates the server on the configuration, with this program's listener.
- * On failure it exits: with report_first_start_failure's status for the
- * first server, with 1 for the one a restart makes.
+ * Whether `server` delivers its events by polling. The engine, which has
+ * validated the configuration, answers: only a polling server has an event
+ * descriptor. So --poll and a file's "events":{"delivery":"poll"} count
+ * alike, and this program reads nothing back from the merged JSON for it.
+ */
+static bool delivers_by_polling(imbed_server *server)
+{
+    int fd = -1;
+    return imbed_server_event_fd(server, &fd) == IMBED_OK;
+}
+
+/*
+ * Creates the server on the configuration, with this program's listener
+ * unless it delivers by polling: then nothing would call on_event or
+ * on_log, and this program has no authenticate (build_config requires
+ * an auth mode that needs none). On failure it exits: with
+ * report_first_start_failure's status for the first server, with 1 for the
+ * one a restart makes.
  */
 static imbed_server *create_server(const host_config *config, bool first)
 {
@@ -1000,6 +1047,9 @@ static imbed_server *create_server(const host_config *config, bool first)
         }
         print_failure(status);
         exit(1);
+    }
+    if (delivers_by_polling(server)) {
+        return server;
     }
     imbed_listener listener = console_engine_listener();
     status = imbed_server_set_listener(server, &listener);
@@ -1034,6 +1084,62 @@ static int start_and_announce(imbed_server *server, const host_config *config)
 }
 
 /*
+ * Takes the events waiting on a polling server, prints each as the
+ * listener would and frees it, until none is left or
+ * EVENT_BATCHES_PER_TURN batches were taken.
+ */
+static void take_events(imbed_server *server)
+{
+    imbed_event *batch[EVENT_BATCH_SIZE];
+    for (int taken = 0; taken < EVENT_BATCHES_PER_TURN; taken++) {
+        size_t count = 0;
+        imbed_status status = imbed_server_next_events(server, batch, EVENT_BATCH_SIZE, &count);
+        if (status != IMBED_OK) {
+            print_failure(status);
+            return;
+        }
+        for (size_t i = 0; i < count; i++) {
+            console_print_event(batch[i]);
+            imbed_event_free(batch[i]);
+        }
+        if (count == 0) {
+            return;
+        }
+    }
+}
+
+/*
+ * Takes the events waiting on a polling server that is about to stop: a
+ * stop drops the events not taken yet, where a listener would still get them.
+ * One turn's worth, so that a flood cannot hold off the stop; what is left
+ * then is dropped, its messages being in the store. The events of the stop
+ * itself (the sessions it closes) are dropped all the same, since this
+ * thread is inside imbed_server_stop meanwhile, and the server answers
+ * IMBED_ERR_STOPPED to any take after it.
+ */
+static void take_events_before_stop(const host_context *host)
+{
+    if (host->polling) {
+        take_events(host->server);
+    }
+}
+
+/* console_event_source: the descriptor of the server `context` (a host_context) holds now. */
+static int host_event_fd(void *context)
+{
+    const host_context *host = context;
+    int fd = -1;
+    return imbed_server_event_fd(host->server, &fd) == IMBED_OK ? fd : -1;
+}
+
+/* console_event_source: takes the events of the server `context` (a host_context) holds now. */
+static void host_take_events(void *context)
+{
+    const host_context *host = context;
+    take_events(host->server);
+}
+
+/*
  * Runs "restart": stops and frees the server, then creates and starts a new
  * one on the same configuration (same address, same database), in this process.
  * Its reply is {"event":"restarted","port":N}. A server that cannot start
@@ -1045,6 +1151,7 @@ static void run_restart_command(host_context *host, char *arguments)
         print_command_error("restart", "usage: restart");
         return;
     }
+    take_events_before_stop(host);
     imbed_status status = imbed_server_stop(host->server);
     if (status != IMBED_OK) {
         print_failure(status); /* free stops it anyway */
@@ -1119,10 +1226,16 @@ int main(int argc, char **argv)
         free_config(&config);
         return start_status;
     }
-    host_context context = {.server = server, .config = &config};
-    console_run_commands(input, run_host_command, &context);
+    host_context context = {.server = server, .config = &config, .polling = delivers_by_polling(server)};
+    if (context.polling) {
+        const console_event_source events = {.event_fd = host_event_fd, .take_events = host_take_events};
+        console_run_commands_and_events(input, run_host_command, &events, &context);
+    } else {
+        console_run_commands(input, run_host_command, &context);
+    }
 
     /* "restart" may have replaced the server: stop the one the context holds. */
+    take_events_before_stop(&context);
     int exit_status = 0;
     imbed_status status = imbed_server_stop(context.server);
     if (status != IMBED_OK) {
