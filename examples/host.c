@@ -90,8 +90,7 @@ static const char USAGE[] =
     "  --quiet              events.messages false: do not receive or print message events (load tests)\n"
     "  --poll               events.delivery \"poll\": no event thread and no callbacks; the host's main\n"
     "                       thread waits in poll() for stdin and the server's event descriptor and\n"
-    "                       prints the events it takes, as they are printed without it (except the\n"
-    "                       events of the sessions a stop or restart closes: the engine drops them)\n"
+    "                       prints the events it takes, as they are printed without it\n"
     "  --log-level LEVEL    log_level: off, error, warn, info, debug or trace (default " DEFAULT_LOG_LEVEL ")\n"
     "  --host-id ID         host_ids, as [ID]: the sender id of messages sent with \"send\" and \"group\",\n"
     "                       which no user can sign in as (default: the first of host_ids, host)\n"
@@ -1109,19 +1108,25 @@ static void take_events(imbed_server *server)
 }
 
 /*
- * Takes the events waiting on a polling server that is about to stop: a
- * stop drops the events not taken yet, where a listener would still get them.
- * One turn's worth, so that a flood cannot hold off the stop; what is left
- * then is dropped, its messages being in the store. The events of the stop
- * itself (the sessions it closes) are dropped all the same, since this
- * thread is inside imbed_server_stop meanwhile, and the server answers
- * IMBED_ERR_STOPPED to any take after it.
+ * Stops the server. A polling server's remaining events, those of the stop
+ * itself included (the sessions it closes), are taken after it, until the
+ * server says none is left, and printed as a listener would get them.
  */
-static void take_events_before_stop(const host_context *host)
+static imbed_status stop_server(const host_context *host)
 {
-    if (host->polling) {
-        take_events(host->server);
+    imbed_status status = imbed_server_stop(host->server);
+    if (!host->polling) {
+        return status;
     }
+    imbed_event *batch[EVENT_BATCH_SIZE];
+    size_t count = 0;
+    while (imbed_server_next_events(host->server, batch, EVENT_BATCH_SIZE, &count) == IMBED_OK) {
+        for (size_t i = 0; i < count; i++) {
+            console_print_event(batch[i]);
+            imbed_event_free(batch[i]);
+        }
+    }
+    return status;
 }
 
 /* console_event_source: the descriptor of the server `context` (a host_context) holds now. */
@@ -1151,8 +1156,7 @@ static void run_restart_command(host_context *host, char *arguments)
         print_command_error("restart", "usage: restart");
         return;
     }
-    take_events_before_stop(host);
-    imbed_status status = imbed_server_stop(host->server);
+    imbed_status status = stop_server(host);
     if (status != IMBED_OK) {
         print_failure(status); /* free stops it anyway */
     }
@@ -1235,9 +1239,8 @@ int main(int argc, char **argv)
     }
 
     /* "restart" may have replaced the server: stop the one the context holds. */
-    take_events_before_stop(&context);
     int exit_status = 0;
-    imbed_status status = imbed_server_stop(context.server);
+    imbed_status status = stop_server(&context);
     if (status != IMBED_OK) {
         print_failure(status);
         exit_status = 1;

@@ -263,13 +263,13 @@ imbed_status imbed_client_event_fd(imbed_client *client, int *fd_out);
 // the same order and under the same policy when the queue is full; log
 // records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
 // host polls again or stops the client. `IMBED_ERR_NOT_STARTED` before
-// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
-// dropped; the client's cursors do not pass them, so their messages come again after the next start).
+// start. After `imbed_client_stop` the events still queued, those of the stop
+// itself included (the "stopped" state), can be taken until none is left; then
+// `IMBED_ERR_STOPPED`.
 //
 // # Safety
 // `event_out` is NULL or writable.
-imbed_status imbed_client_poll_event(imbed_client *client,
-                                     imbed_event **event_out);
+imbed_status imbed_client_poll_event(imbed_client *client, imbed_event **event_out);
 
 // Poll delivery: takes up to `max` waiting events, oldest first, without
 // blocking, into `events[0..*count_out]`; `*count_out` is 0 when none waits.
@@ -385,8 +385,9 @@ imbed_status imbed_server_event_fd(imbed_server *server, int *fd_out);
 // the same order and under the same policy when the queue is full; log
 // records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
 // host polls again or stops the server. `IMBED_ERR_NOT_STARTED` before
-// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
-// dropped, their messages are in the store).
+// start. After `imbed_server_stop` the events still queued, those of the stop
+// itself included (sessions closed), can be taken until none is left; then
+// `IMBED_ERR_STOPPED`.
 //
 // # Safety
 // `event_out` is NULL or writable.

@@ -247,3 +247,47 @@ async fn a_polled_client_hands_over_a_batch_and_records_its_cursor_on_the_next_p
     .unwrap();
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_a_stop_can_be_taken_after_it() {
+    let (server, url) = polled_server(json!({}));
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("alice.db").to_str().unwrap().to_owned();
+    let client = polled_client(&url, "alice", &state, 64);
+    client.start().unwrap();
+    let bob = connect(&url, "bob").await;
+    tokio::task::spawn_blocking(move || {
+        let fd = server.event_fd().unwrap();
+        poll_until(|| server.poll_events(16).unwrap(), fd, |t| t.len() >= 2);
+        server.stop().unwrap();
+        let mut after = Vec::new();
+        loop {
+            match server.poll_events(16) {
+                Ok(events) => after.extend(events),
+                Err(e) => {
+                    assert_eq!(e, Error::Stopped);
+                    break;
+                }
+            }
+        }
+        let closed: Vec<&str> = after
+            .iter()
+            .filter_map(|e| match e {
+                Event::Disconnected { user, .. } => Some(&**user),
+                _ => None,
+            })
+            .collect();
+        assert!(closed.contains(&"alice") && closed.contains(&"bob"), "{after:?}");
+        client.stop().unwrap();
+        let stopped = client.poll_events(1000).unwrap();
+        assert!(
+            matches!(stopped.last(), Some(Event::State { state: "stopped", .. })),
+            "{stopped:?}"
+        );
+        assert_eq!(client.poll_events(1).unwrap_err(), Error::Stopped);
+        assert!(readable(client.event_fd().unwrap(), Duration::ZERO));
+    })
+    .await
+    .unwrap();
+    drop(bob);
+}

@@ -218,8 +218,9 @@ pub unsafe extern "C" fn imbed_client_event_fd(client: *mut imbed_client, fd_out
 /// the same order and under the same policy when the queue is full; log
 /// records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
 /// host polls again or stops the client. `IMBED_ERR_NOT_STARTED` before
-/// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
-/// dropped; the client's cursors do not pass them, so their messages come again after the next start).
+/// start. After `imbed_client_stop` the events still queued, those of the stop
+/// itself included (the "stopped" state), can be taken until none is left; then
+/// `IMBED_ERR_STOPPED`.
 ///
 /// # Safety
 /// `event_out` is NULL or writable.

@@ -152,8 +152,9 @@ pub unsafe extern "C" fn imbed_server_event_fd(server: *mut imbed_server, fd_out
 /// the same order and under the same policy when the queue is full; log
 /// records arrive as `IMBED_EVENT_LOG`. An event counts as handled when the
 /// host polls again or stops the server. `IMBED_ERR_NOT_STARTED` before
-/// start, `IMBED_ERR_STOPPED` after stop (the events not taken by then are
-/// dropped, their messages are in the store).
+/// start. After `imbed_server_stop` the events still queued, those of the stop
+/// itself included (sessions closed), can be taken until none is left; then
+/// `IMBED_ERR_STOPPED`.
 ///
 /// # Safety
 /// `event_out` is NULL or writable.

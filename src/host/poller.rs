@@ -7,7 +7,9 @@
 //! client role waits for room. An event counts as handled when the host comes
 //! back for more (or stops the handle): engine work queued behind events,
 //! such as the client writing its cursor past them, runs only then, so a
-//! crash while the host handles an event never loses it.
+//! crash while the host handles an event never loses it. Stopping does not
+//! drop what waits: the events of the stop itself (sessions closed, the
+//! client's "stopped") can be taken afterwards, as a callback host gets them.
 
 use std::os::fd::RawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -28,7 +30,7 @@ pub(crate) struct EventPoller {
 enum Turn {
     /// The handle has not started: nothing to take yet.
     Before,
-    /// Running: the queue's receiving end.
+    /// Started: the queue's receiving end.
     Taking {
         rx: Receiver<Queued>,
         queue: Arc<EventQueue>,
@@ -37,9 +39,9 @@ enum Turn {
         /// Work queued behind events already handed over, in order: it runs
         /// when the host comes back for more.
         deferred: Vec<Work>,
+        /// The handle stopped: once the queue is empty, takes fail.
+        stopped: bool,
     },
-    /// The handle stopped: the descriptor stays readable, takes fail.
-    After,
 }
 
 impl EventPoller {
@@ -84,23 +86,24 @@ impl EventPoller {
             queue,
             held: None,
             deferred: Vec::new(),
+            stopped: false,
         };
     }
 
     /// Takes up to `max` waiting events, in order, without blocking; none when
-    /// none waits. Fails with [`Error::NotStarted`] before start and
-    /// [`Error::Stopped`] after stop.
+    /// none waits. Fails with [`Error::NotStarted`] before start, and with
+    /// [`Error::Stopped`] once the handle has stopped and nothing is left.
     pub(crate) fn take(&self, max: usize) -> Result<Vec<Event>, Error> {
         let mut turn = self.turn();
-        let (rx, queue, held, deferred) = match &mut *turn {
+        let (rx, queue, held, deferred, stopped) = match &mut *turn {
             Turn::Before => return Err(Error::NotStarted),
-            Turn::After => return Err(Error::Stopped),
             Turn::Taking {
                 rx,
                 queue,
                 held,
                 deferred,
-            } => (rx, queue, held, deferred),
+                stopped,
+            } => (rx, queue, held, deferred, *stopped),
         };
         // The host came back: what it took before is handled.
         deferred.drain(..).for_each(run_then);
@@ -117,7 +120,8 @@ impl EventPoller {
                         }
                         None => item,
                     },
-                    Err(TryRecvError::Empty) if !armed => {
+                    // Stopped, the descriptor stays readable: never drain it.
+                    Err(TryRecvError::Empty) if !armed && !stopped => {
                         // Armed before the second look, so a post in between is seen or wakes.
                         self.wake.arm();
                         armed = true;
@@ -136,6 +140,9 @@ impl EventPoller {
                 Queued::Shutdown => break,
             }
         }
+        if stopped && events.is_empty() && held.is_none() {
+            return Err(Error::Stopped);
+        }
         if held.is_some() || !deferred.is_empty() {
             // Something waits for the next call (the arming above may have
             // drained the descriptor): keep it readable so the host comes back.
@@ -145,21 +152,14 @@ impl EventPoller {
     }
 
     /// The handle stopped: runs the engine work whose events the host has
-    /// already taken (stopping counts as having handled them), drops what the
-    /// host never took, wakes any waiting poller for good, and makes further
+    /// already taken (stopping counts as having handled them), and makes the
+    /// descriptor readable for good. What is still queued can be taken; then
     /// takes fail with [`Error::Stopped`].
     pub(crate) fn finish(&self) {
-        let mut turn = self.turn();
-        if let Turn::Taking { rx, held, deferred, .. } = std::mem::replace(&mut *turn, Turn::After) {
-            deferred.into_iter().for_each(run_then);
-            for item in held.into_iter().chain(rx.try_iter()) {
-                match item {
-                    Queued::Then(work) => run_then(work),
-                    _ => break,
-                }
-            }
+        if let Turn::Taking { deferred, stopped, .. } = &mut *self.turn() {
+            deferred.drain(..).for_each(run_then);
+            *stopped = true;
         }
-        drop(turn);
         self.wake.signal();
     }
 

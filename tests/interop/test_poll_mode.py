@@ -156,8 +156,10 @@ def test_console_commands_work_in_poll_mode(poll_host):
 
 def test_restart_in_poll_mode_serves_the_new_servers_events(poll_host):
     """restart stops the server (its sessions close with 1001) after the
-    events that came before it are printed; the new server's events, on its
-    own descriptor, keep coming, and a second restart works the same."""
+    events that came before it are printed, and prints the events of the stop
+    itself (the closed sessions' disconnects) before its reply, as callback
+    mode does; the new server's events, on its own descriptor, keep coming,
+    and a second restart works the same."""
     async def chat_then_restart(url, round_number):
         alice, welcome = await login_as(url, "alice")
         async with alice:
@@ -172,6 +174,9 @@ def test_restart_in_poll_mode_serves_the_new_servers_events(poll_host):
         assert events.index(restarted) > message_at, events
         assert events.index(restarted) > events.index(
             {"event": "connected", "user": "alice", "session": welcome["session"]}), events
+        closed_by_stop = [i for i, e in enumerate(events) if e.get("event") == "disconnected"
+                          and e["session"] == welcome["session"]]
+        assert closed_by_stop and closed_by_stop[0] < events.index(restarted), events
         return f"ws://127.0.0.1:{restarted['port']}/ws"
 
     async def scenario():
