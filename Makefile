@@ -10,7 +10,8 @@ HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
 DB      ?= imbed.db
 
-.PHONY: all lib host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
+# lib-client, sizes and test-lean: the lean client-only library (docs/MOBILE.md, "Size").
+.PHONY: all lib lib-client sizes test-lean host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
 
 all: host
 
@@ -22,6 +23,19 @@ $(LIB): lib
 host: lib
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(CPPFLAGS) examples/host.c examples/console.c $(LIB) $(LDLIBS) -o $(HOST)
+
+# The client role alone, size-tuned, for apps: target/client/release-small/.
+lib-client:
+	scripts/build-client-lib
+
+# Stripped sizes of the shared library: release as built for the tests, the
+# size-tuned profile with every role, and the lean client-only build.
+sizes: lib lib-client
+	cargo build --profile release-small --lib
+	@strip -o target/release/libimbed.stripped.so target/release/libimbed.so
+	@printf '%-44s %10s bytes\n' "release (server + client), stripped" $$(stat -c %s target/release/libimbed.stripped.so)
+	@printf '%-44s %10s bytes\n' "release-small (server + client)" $$(stat -c %s target/release-small/libimbed.so)
+	@printf '%-44s %10s bytes\n' "release-small, client only (lib-client)" $$(stat -c %s target/client/release-small/libimbed.so)
 
 client: lib
 	@mkdir -p build
@@ -39,7 +53,7 @@ build/test_poll: lib tests/c/test_poll.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_poll.c $(LIB) $(LDLIBS) -o $@
 
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
-test: deps lint check-header check-symbols check-abi test-rust test-c test-install test-interop test-web test-swift test-kotlin test-jvm-consumer test-fuzz
+test: deps lint check-header check-symbols check-abi test-rust test-c test-install test-lean test-interop test-web test-swift test-kotlin test-jvm-consumer test-fuzz
 
 deps:
 	@scripts/install-test-deps
@@ -129,6 +143,11 @@ uninstall:
 # and a C++ one with CMake's find_package, run against what was installed.
 test-install: lib
 	tests/install/run
+
+# The client-only library exports no server function, links no server crate,
+# and its C client chats through the full host across a crash.
+test-lean: lib-client host
+	tests/lean/run
 
 test-interop: host client
 	cd tests/interop && python3 -m pytest -q

@@ -174,6 +174,14 @@ extern "C" {
 // never free it.
 const char *imbed_last_error(void);
 
+// Frees a string the library returned to the caller (`json_out` of
+// `imbed_server_history`, `merged_out` of `imbed_config_merge`, and the
+// like). NULL is ignored.
+//
+// # Safety
+// `string` is NULL or a string from this library not freed before.
+void imbed_string_free(char *string);
+
 // Creates a client from a JSON configuration (`url` and `token` required;
 // see docs/C-API.md). Opens the state file when one is configured, so
 // messages queued before an app restart are sent again.
@@ -419,13 +427,6 @@ imbed_status imbed_server_history(imbed_server *server,
                                   uint64_t before,
                                   uint32_t limit,
                                   char **json_out);
-
-// Frees a string the library returned to the caller (`json_out` of
-// `imbed_server_history`). NULL is ignored.
-//
-// # Safety
-// `string` is NULL or a string from this library not freed before.
-void imbed_string_free(char *string);
 
 // Creates the group `group`, or changes whether an existing one is closed.
 // A closed group refuses `join` from clients (`forbidden`); the host adds

@@ -133,3 +133,17 @@ pub unsafe fn opt_out_string(out: *mut *mut c_char, text: String) -> Result<(), 
 pub extern "C" fn imbed_last_error() -> *const c_char {
     LAST_ERROR.with(|slot| slot.borrow().as_ptr())
 }
+
+/// Frees a string the library returned to the caller (`json_out` of
+/// `imbed_server_history`, `merged_out` of `imbed_config_merge`, and the
+/// like). NULL is ignored.
+///
+/// # Safety
+/// `string` is NULL or a string from this library not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_string_free(string: *mut c_char) {
+    if !string.is_null() {
+        // SAFETY: made by CString::into_raw in this library, per the contract.
+        drop(unsafe { CString::from_raw(string) });
+    }
+}

@@ -1,6 +1,6 @@
 //! The `imbed_server_*` exports.
 
-use std::ffi::{CString, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::ptr;
 
 use super::boundary::{arg_str, guard, opt_arg_str, out_ptr, owned_c_string};
@@ -211,19 +211,6 @@ pub unsafe extern "C" fn imbed_server_history(
         *out = owned_c_string(msg_array(&messages, usize::MAX).get().to_owned())?;
         Ok(())
     })
-}
-
-/// Frees a string the library returned to the caller (`json_out` of
-/// `imbed_server_history`). NULL is ignored.
-///
-/// # Safety
-/// `string` is NULL or a string from this library not freed before.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn imbed_string_free(string: *mut c_char) {
-    if !string.is_null() {
-        // SAFETY: made by CString::into_raw in this library, per the contract.
-        drop(unsafe { CString::from_raw(string) });
-    }
 }
 
 /// Creates the group `group`, or changes whether an existing one is closed.
