@@ -6,10 +6,7 @@ import com.sun.jna.Native
 import com.sun.jna.NativeLibrary
 import com.sun.jna.Pointer
 import com.sun.jna.Structure
-import com.sun.jna.ptr.IntByReference
-import com.sun.jna.ptr.LongByReference
 import com.sun.jna.ptr.PointerByReference
-import com.sun.jna.ptr.ShortByReference
 import java.nio.charset.CharacterCodingException
 
 /**
@@ -21,11 +18,22 @@ import java.nio.charset.CharacterCodingException
  * because JNA's own `String` conversion uses the platform encoding and the C API speaks UTF-8.
  * Handles are [Pointer]s that are never dereferenced: the library treats them as registry keys,
  * so a freed handle passed again is answered with `IMBED_ERR_INVALID_HANDLE`, not a crash.
+ *
+ * This object holds the functions every build of the library exports: the shared ones and the
+ * client's. The server's are in [ImbedServerNative], because `Native.register` fails on the first
+ * function the library lacks, and a client-only library (`scripts/build-client-lib`) has none of
+ * them.
  */
 internal object ImbedNative {
+    /** The loaded library, which [ImbedServerNative] binds too, so both bind the one instance. */
+    val library: NativeLibrary
+
     init {
         libraryDirectory()?.let { NativeLibrary.addSearchPath("imbed", it) }
-        Native.register(ImbedNative::class.java, "imbed")
+        // The name and class loader Native.register(Class, String) uses, so that code looking the
+        // library up as it does (tests/jvm-consumer) finds this instance, not a second load.
+        library = NativeLibrary.getInstance("imbed", ImbedNative::class.java.classLoader)
+        Native.register(ImbedNative::class.java, library)
     }
 
     /**
@@ -45,59 +53,6 @@ internal object ImbedNative {
     @JvmStatic external fun imbed_string_free(string: Pointer?)
 
     @JvmStatic external fun imbed_version(): Pointer
-
-    @JvmStatic external fun imbed_server_new(configJson: ByteArray, serverOut: PointerByReference): Int
-
-    @JvmStatic external fun imbed_server_set_listener(server: Pointer, listener: ListenerStruct): Int
-
-    @JvmStatic external fun imbed_server_start(server: Pointer): Int
-
-    @JvmStatic external fun imbed_server_port(server: Pointer, portOut: ShortByReference): Int
-
-    @JvmStatic external fun imbed_server_send(
-        server: Pointer,
-        from: ByteArray,
-        to: ByteArray,
-        bodyJson: ByteArray,
-        clientId: ByteArray?,
-        seqOut: LongByReference,
-    ): Int
-
-    @JvmStatic external fun imbed_server_send_group(
-        server: Pointer,
-        from: ByteArray,
-        group: ByteArray,
-        bodyJson: ByteArray,
-        clientId: ByteArray?,
-        seqOut: LongByReference,
-    ): Int
-
-    @JvmStatic external fun imbed_server_stop(server: Pointer): Int
-
-    @JvmStatic external fun imbed_server_free(server: Pointer)
-
-    @JvmStatic external fun imbed_server_history(
-        server: Pointer,
-        conv: ByteArray,
-        before: Long,
-        limit: Int,
-        jsonOut: PointerByReference,
-    ): Int
-
-    /** `closed` is a C `bool`: one byte, 0 or 1. */
-    @JvmStatic external fun imbed_server_create_group(server: Pointer, group: ByteArray, closed: Byte): Int
-
-    @JvmStatic external fun imbed_server_add_member(server: Pointer, group: ByteArray, user: ByteArray): Int
-
-    @JvmStatic external fun imbed_server_remove_member(server: Pointer, group: ByteArray, user: ByteArray): Int
-
-    @JvmStatic external fun imbed_server_kick(server: Pointer, user: ByteArray, sessionsClosedOut: IntByReference): Int
-
-    @JvmStatic external fun imbed_server_members(server: Pointer, group: ByteArray, jsonOut: PointerByReference): Int
-
-    @JvmStatic external fun imbed_server_online(server: Pointer, jsonOut: PointerByReference): Int
-
-    @JvmStatic external fun imbed_server_stats(server: Pointer, statsOut: StatsStruct): Int
 
     @JvmStatic external fun imbed_client_new(configJson: ByteArray, clientOut: PointerByReference): Int
 

@@ -25,12 +25,20 @@ import kotlinx.coroutines.flow.Flow
  * @param logger Receives the engine's log records at the configured `log_level`; none when null.
  * @param authenticator Maps tokens to user ids in the auth mode `callback`, the default mode, which
  *   needs one; unused in the other modes.
+ * @throws IllegalStateException when the loaded `libimbed` was built without the server role, as
+ *   the client-only library of `scripts/build-client-lib` is ([ImbedClient] still works with it),
+ *   or lacks one of the server's functions (a version other than these bindings').
  */
 public class ImbedServer(
     configJson: String,
     logger: ImbedLogger? = null,
     authenticator: ImbedAuthenticator? = null,
 ) : AutoCloseable {
+    init {
+        // Before the listener: its callbacks are wasted on a library that cannot serve.
+        ImbedServerNative.requireServerRole()
+    }
+
     private val handle: NativeHandle
     private val listener = ListenerBridge("imbed-server-events", { ServerEvent.decode(it) }, logger, authenticator)
 
@@ -42,27 +50,27 @@ public class ImbedServer(
 
     init {
         val serverOut = PointerByReference()
-        checkStatus(ImbedNative.imbed_server_new(configJson.toCString(), serverOut))
+        checkStatus(ImbedServerNative.imbed_server_new(configJson.toCString(), serverOut))
         val server = serverOut.value
         try {
-            listener.install { ImbedNative.imbed_server_set_listener(server, it) }
+            listener.install { ImbedServerNative.imbed_server_set_listener(server, it) }
         } catch (e: ImbedException) {
-            ImbedNative.imbed_server_free(server)
+            ImbedServerNative.imbed_server_free(server)
             throw e
         }
-        handle = NativeHandle(this, server, ImbedNative::imbed_server_free)
+        handle = NativeHandle(this, server, ImbedServerNative::imbed_server_free)
     }
 
     /** Binds the configured address and starts serving. A server starts once. */
     public fun start() {
-        checkStatus(ImbedNative.imbed_server_start(handle.pointer))
+        checkStatus(ImbedServerNative.imbed_server_start(handle.pointer))
     }
 
     /** The bound TCP port: the real one when the configuration asked for port 0. Only after [start]. */
     public val port: Int
         get() {
             val portOut = ShortByReference()
-            checkStatus(ImbedNative.imbed_server_port(handle.pointer, portOut))
+            checkStatus(ImbedServerNative.imbed_server_port(handle.pointer, portOut))
             return portOut.value.toInt() and 0xFFFF
         }
 
@@ -75,7 +83,7 @@ public class ImbedServer(
     public fun send(from: String, to: String, bodyJson: String, clientId: String? = null): Long {
         val seqOut = LongByReference()
         checkStatus(
-            ImbedNative.imbed_server_send(
+            ImbedServerNative.imbed_server_send(
                 handle.pointer,
                 from.toCString(),
                 to.toCString(),
@@ -95,7 +103,7 @@ public class ImbedServer(
     public fun sendGroup(from: String, group: String, bodyJson: String, clientId: String? = null): Long {
         val seqOut = LongByReference()
         checkStatus(
-            ImbedNative.imbed_server_send_group(
+            ImbedServerNative.imbed_server_send_group(
                 handle.pointer,
                 from.toCString(),
                 group.toCString(),
@@ -114,23 +122,23 @@ public class ImbedServer(
      * exactly those the host adds.
      */
     public fun createGroup(name: String, closed: Boolean) {
-        checkStatus(ImbedNative.imbed_server_create_group(handle.pointer, name.toCString(), if (closed) 1 else 0))
+        checkStatus(ImbedServerNative.imbed_server_create_group(handle.pointer, name.toCString(), if (closed) 1 else 0))
     }
 
     /** Adds [user] to [group] (closed groups too) and tells the members. Adding a member again is fine. */
     public fun addMember(group: String, user: String) {
-        checkStatus(ImbedNative.imbed_server_add_member(handle.pointer, group.toCString(), user.toCString()))
+        checkStatus(ImbedServerNative.imbed_server_add_member(handle.pointer, group.toCString(), user.toCString()))
     }
 
     /** Removes [user] from [group] and tells the members and the user. Removing a non-member is fine. */
     public fun removeMember(group: String, user: String) {
-        checkStatus(ImbedNative.imbed_server_remove_member(handle.pointer, group.toCString(), user.toCString()))
+        checkStatus(ImbedServerNative.imbed_server_remove_member(handle.pointer, group.toCString(), user.toCString()))
     }
 
     /** Closes every session of [user] (close code 4001, reason `kicked`) and returns how many there were. */
     public fun kick(user: String): Int {
         val sessionsClosed = IntByReference()
-        checkStatus(ImbedNative.imbed_server_kick(handle.pointer, user.toCString(), sessionsClosed))
+        checkStatus(ImbedServerNative.imbed_server_kick(handle.pointer, user.toCString(), sessionsClosed))
         return sessionsClosed.value
     }
 
@@ -139,12 +147,12 @@ public class ImbedServer(
      * group. Only once started, like the other group calls.
      */
     public fun members(group: String): GroupMembers {
-        val json = jsonObject(ownedString { ImbedNative.imbed_server_members(handle.pointer, group.toCString(), it) })
+        val json = jsonObject(ownedString { ImbedServerNative.imbed_server_members(handle.pointer, group.toCString(), it) })
         return GroupMembers(json.boolean("closed"), jsonStrings(json.array("members")))
     }
 
     /** The ids of the users with at least one session, sorted. */
-    public fun online(): List<String> = jsonStrings(ownedString { ImbedNative.imbed_server_online(handle.pointer, it) })
+    public fun online(): List<String> = jsonStrings(ownedString { ImbedServerNative.imbed_server_online(handle.pointer, it) })
 
     /**
      * Up to [limit] (1 to 1000) stored messages of the conversation [conv] (`dm:<a>:<b>` with a <= b,
@@ -152,12 +160,12 @@ public class ImbedServer(
      * protocol `msg` frames. An unknown conversation gives `[]`.
      */
     public fun history(conv: String, before: Long = 0, limit: Int = 50): String =
-        ownedString { ImbedNative.imbed_server_history(handle.pointer, conv.toCString(), before, limit, it) }
+        ownedString { ImbedServerNative.imbed_server_history(handle.pointer, conv.toCString(), before, limit, it) }
 
     /** The server's counters now. */
     public fun stats(): ServerStats {
         val stats = StatsStruct()
-        checkStatus(ImbedNative.imbed_server_stats(handle.pointer, stats))
+        checkStatus(ImbedServerNative.imbed_server_stats(handle.pointer, stats))
         return ServerStats(stats.connections, stats.usersOnline, stats.messagesStored, stats.messagesDelivered)
     }
 
@@ -167,7 +175,7 @@ public class ImbedServer(
      * throw [Status.STOPPED]. [close] is still needed to release it.
      */
     public fun stop() {
-        checkStatus(ImbedNative.imbed_server_stop(handle.pointer))
+        checkStatus(ImbedServerNative.imbed_server_stop(handle.pointer))
     }
 
     /**
