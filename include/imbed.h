@@ -77,6 +77,10 @@ typedef enum {
   // Poll delivery only: a log record (`json`: level, target, message); a
   // callback host gets log records through `on_log` instead.
   IMBED_EVENT_LOG = 10,
+  // A push request (config `push`): `user` is whom to notify; `json` has
+  // push_id, kind, conv, seq, from, unread, devices and collapse_key.
+  // Answer it with `imbed_server_push_done`.
+  IMBED_EVENT_PUSH = 11,
 } imbed_event_kind;
 
 // Log levels, most severe first.
@@ -312,6 +316,37 @@ imbed_status imbed_config_merge(const char *base_json, const char *overlay_json,
 // # Safety
 // `event` is NULL or an event from one of those calls, not yet freed.
 void imbed_event_free(imbed_event *event);
+
+// Ends the push request `push_id` (from an `IMBED_EVENT_PUSH` event) once
+// the push gateway's call ended: it is never offered again. `delivered`
+// false, with the gateway's `reason` (may be NULL), is logged and counted
+// in `/metrics` (`imbed_pushes_failed_total`) and ends it all the same.
+// `IMBED_ERR_NOT_FOUND` when no pending request has that id (done already).
+// Blocks until the store has recorded it.
+//
+// # Safety
+// `reason` is NULL or a NUL-terminated string.
+imbed_status imbed_server_push_done(imbed_server *server,
+                                    uint64_t push_id,
+                                    bool delivered,
+                                    const char *reason);
+
+// Writes the push requests not done yet, oldest first, as a JSON array of
+// `{push_id, kind, user, conv, seq, from}` into `*json_out`; free it with
+// `imbed_string_free`. For a host that lists or completes them by hand.
+//
+// # Safety
+// `json_out` is NULL or writable.
+imbed_status imbed_server_pending_pushes(imbed_server *server, char **json_out);
+
+// Writes the devices with a session now, by user, as a JSON object such as
+// `{"alice":[{"device":"phone-1","state":"background","sessions":1}]}`
+// into `*json_out`; free it with `imbed_string_free`. A device is
+// `foreground` when one of its sessions is (none said `background`).
+//
+// # Safety
+// `json_out` is NULL or writable.
+imbed_status imbed_server_devices(imbed_server *server, char **json_out);
 
 // Creates a server from a JSON configuration (see docs/C-API.md for the
 // keys; `"{}"` takes every default). The whole configuration is validated

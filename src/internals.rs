@@ -75,6 +75,8 @@ impl Room {
             let session = Arc::new(SessionHandle {
                 id: n as u64,
                 user: user.clone(),
+                device: user.clone(),
+                background: Default::default(),
                 outbox: Outbox::new(1 << 20),
             });
             room.router.attach(session.clone(), usize::MAX);

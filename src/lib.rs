@@ -55,6 +55,8 @@ pub use host::{Event, Host, LogLevel};
 #[cfg(feature = "server")]
 pub use server::core::Stats;
 #[cfg(feature = "server")]
-pub use server::{GroupMembers, Server};
+pub use server::push::PendingPush;
+#[cfg(feature = "server")]
+pub use server::{GroupMembers, OnlineDevice, Server};
 #[cfg(feature = "server")]
 pub use store::{NewMessage, Placement, StoredMessage};

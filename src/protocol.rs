@@ -165,6 +165,12 @@ pub(crate) struct ClientFrame<'a> {
     /// `sync`: the page ends with this conversation (its cursors cover up to it).
     #[serde(default, borrow)]
     pub(crate) until: Option<Cow<'a, str>>,
+    /// `auth`: the device the session runs on.
+    #[serde(default, borrow)]
+    pub(crate) device: Option<Cow<'a, str>>,
+    /// `device`: `foreground` or `background`.
+    #[serde(default, borrow)]
+    pub(crate) state: Option<Cow<'a, str>>,
     /// `send`: the message body, any JSON value (`null` included), kept as written.
     #[serde(default, borrow, deserialize_with = "present")]
     pub(crate) body: Option<&'a RawValue>,
@@ -250,6 +256,8 @@ pub(crate) enum ServerFrame<'a> {
         user: &'a str,
         /// This connection's session id.
         session: &'a str,
+        /// The device the session belongs to.
+        device: &'a str,
         /// The server clock, for clients that correct theirs.
         server_time: i64,
     },
@@ -356,6 +364,19 @@ pub(crate) enum ServerFrame<'a> {
         /// `msg` frames, ascending seq.
         messages: &'a RawValue,
     },
+    /// The answer to `reads`: members' read cursors in a conversation.
+    Reads {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// The conversation.
+        conv: &'a str,
+        /// A page of members' read cursors, by user.
+        reads: BTreeMap<&'a str, u64>,
+        /// When more follow: the `after` of the next page.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<&'a str>,
+    },
     /// A member's read cursor moved.
     Read {
         /// The conversation.
@@ -376,6 +397,10 @@ pub(crate) struct ConversationEntry<'a> {
     pub(crate) last_seq: u64,
     /// The user's read cursor in it (0 when none).
     pub(crate) read_seq: u64,
+    /// The other members' read cursors, by user (direct conversations, and
+    /// groups up to `receipts.max_group_size`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reads: Option<BTreeMap<&'a str, u64>>,
 }
 
 /// A conversation's state in a `synced` frame.

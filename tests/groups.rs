@@ -324,10 +324,13 @@ async fn group_read_receipts_and_conversation_listing() {
     assert_eq!(
         listing,
         json!({"type": "conversations", "id": "c", "conversations": [
-            {"conv": "dm:alice:bob", "last_seq": 1, "read_seq": 0},
-            {"conv": "g:team", "last_seq": 1, "read_seq": 1},
+            {"conv": "dm:alice:bob", "last_seq": 1, "read_seq": 0, "reads": {}},
+            {"conv": "g:team", "last_seq": 1, "read_seq": 1, "reads": {}},
         ]})
     );
+    // Alice sees where bob has read, after a reload as well as live.
+    let listing = request(&mut alice, json!({"type": "conversations", "id": "c"})).await;
+    assert_eq!(listing["conversations"][1]["reads"], json!({"bob": 1}), "{listing}");
     let mut carol = connect(&t.url, "carol").await;
     let refused = request(
         &mut carol,

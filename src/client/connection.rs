@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) counter: AtomicU64,
     /// The TLS trust of `wss://` connections, when the configuration adds roots.
     pub(crate) tls: Option<Connector>,
+    /// This device's id, sent as `?device=`.
+    pub(crate) device: String,
 }
 
 impl Shared {
@@ -318,7 +320,9 @@ async fn connect_and_serve(
 ) -> Ended {
     let config = &shared.config;
     let patience = Duration::from_millis(config.dead_after_ms);
-    let mut request = match config.url.as_str().into_client_request() {
+    let separator = if config.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}device={}", config.url, shared.device);
+    let mut request = match url.as_str().into_client_request() {
         Ok(request) => request,
         Err(e) => return lost(format!("bad url: {e}"), false),
     };
@@ -398,13 +402,13 @@ async fn connect_and_serve(
                     return Ended::Reconnect { reason: "network changed".into(), was_up, now: true };
                 }
                 Some(Command::Hint(Hint::Background)) => {
-                    let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+                    close_politely(&mut ws).await;
                     return Ended::Paused;
                 }
                 Some(Command::Hint(Hint::Foreground)) => {}
                 // `stop` drops the commands before it signals: close politely all the same.
                 None => {
-                    let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+                    close_politely(&mut ws).await;
                     return Ended::Stopped;
                 }
             },
@@ -414,11 +418,21 @@ async fn connect_and_serve(
                 }
             }
             _ = stopped(stopping) => {
-                let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+                close_politely(&mut ws).await;
                 return Ended::Stopped;
             }
         }
     }
+}
+
+/// Sends a close frame and waits (briefly) for the server's answer, so the
+/// server sees a clean close rather than a reset connection.
+async fn close_politely(ws: &mut Ws) {
+    let _ = timeout(Duration::from_secs(1), async {
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
 
 /// Resolves at `due`, or never when there is nothing due.

@@ -68,6 +68,8 @@ impl Client {
         let tls = crate::tls::client_connector(config.ca_path.as_deref())?;
         let state = ClientState::open(&config.state_path)?;
         let id_prefix = state.id_prefix()?;
+        // The id prefix is made up once per state file, like a device.
+        let device = config.device.clone().unwrap_or_else(|| format!("c-{id_prefix}"));
         let next_message = AtomicU64::new(state.next_id_number());
         let poller = EventPoller::for_delivery(config.events.delivery)?;
         Ok(Client {
@@ -78,6 +80,7 @@ impl Client {
                 connected: AtomicBool::new(false),
                 counter: AtomicU64::new(1),
                 tls,
+                device,
             }),
             id_prefix,
             next_message,

@@ -39,6 +39,11 @@ pub struct ClientConfig {
     /// The most detailed log level forwarded to the host.
     #[serde(default = "default_log_level")]
     pub log_level: LogLevel,
+    /// This device's id, sent with every connection (`?device=`); by
+    /// default one made up once and kept in the state file. A device named
+    /// by the token wins.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 /// Exponential backoff with full jitter.
@@ -94,6 +99,9 @@ impl ClientConfig {
         }
         if self.state_path.is_empty() {
             return bad("state_path", "must not be empty (\":memory:\" keeps nothing)");
+        }
+        if self.device.as_deref().is_some_and(|d| !crate::protocol::is_valid_id(d)) {
+            return bad("device", "must be 1 to 64 characters of [A-Za-z0-9_.@-]");
         }
         let positive = [
             ("reconnect.initial_ms", self.reconnect.initial_ms),

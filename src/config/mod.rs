@@ -8,10 +8,12 @@
 
 mod client;
 mod layers;
+mod notify;
 mod server;
 
 pub use client::{ClientConfig, EventsConfig, Reconnect};
 pub use layers::merge_json;
+pub use notify::{PushConfig, ReceiptsConfig};
 pub use server::{
     AuthConfig, Config, HttpConfig, Limits, OriginsConfig, Retention, ServerEventsConfig, StoreConfig, TlsConfig,
 };

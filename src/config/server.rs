@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{EventDelivery, LogLevel};
-use super::{EventsConfig, bad, parse_named};
+use super::{EventsConfig, PushConfig, ReceiptsConfig, bad, parse_named};
 use crate::error::Error;
 
 /// The whole configuration. See `docs/C-API.md` for the table of keys.
@@ -38,6 +38,10 @@ pub struct Config {
     pub host_ids: Vec<String>,
     /// Plain HTTP on the server's port.
     pub http: HttpConfig,
+    /// Push requests for recipients without a foreground session.
+    pub push: PushConfig,
+    /// Read receipts between members.
+    pub receipts: ReceiptsConfig,
 }
 
 /// Plain HTTP on the server's port (the web root, `/healthz`, `/metrics`).
@@ -149,6 +153,8 @@ impl Default for Config {
             host_ids: vec!["host".into()],
             http: HttpConfig::default(),
             web_root: None,
+            push: PushConfig::default(),
+            receipts: ReceiptsConfig::default(),
         }
     }
 }
@@ -244,9 +250,18 @@ impl Config {
             ("limits.max_watches", l.max_watches as u64),
             ("limits.max_connections_per_user", l.max_connections_per_user as u64),
             ("events.queue_capacity", self.events.queue_capacity as u64),
+            ("push.retry_after_ms", self.push.retry_after_ms),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return bad(field, "must be greater than 0");
+        }
+        if let Some(group) = self
+            .push
+            .group_overrides
+            .keys()
+            .find(|g| !crate::protocol::is_valid_id(g))
+        {
+            return bad("push.group_overrides", format!("{group:?} is not a valid group id"));
         }
         if self.origins.allowed.iter().any(|o| o.is_empty()) {
             return bad("origins.allowed", "entries must not be empty");

@@ -31,6 +31,10 @@ pub enum imbed_event_kind {
     /// Poll delivery only: a log record (`json`: level, target, message); a
     /// callback host gets log records through `on_log` instead.
     IMBED_EVENT_LOG = 10,
+    /// A push request (config `push`): `user` is whom to notify; `json` has
+    /// push_id, kind, conv, seq, from, unread, devices and collapse_key.
+    /// Answer it with `imbed_server_push_done`.
+    IMBED_EVENT_PUSH = 11,
 }
 
 /// An event. In a callback, it and every pointer in it are borrowed for the
@@ -89,12 +93,14 @@ impl OwnedEvent {
             ..EventStrings::default()
         };
         let kind = match event {
-            Event::Connected { user, session } => {
+            Event::Connected { user, session, .. } => {
                 strings.user = Some(c_string(user));
                 strings.session = Some(c_string(session));
                 imbed_event_kind::IMBED_EVENT_CONNECTED
             }
-            Event::Disconnected { user, session, reason } => {
+            Event::Disconnected {
+                user, session, reason, ..
+            } => {
                 strings.user = Some(c_string(user));
                 strings.session = Some(c_string(session));
                 strings.reason = Some(c_string(reason));
@@ -116,6 +122,10 @@ impl OwnedEvent {
             Event::SendFailed { .. } => imbed_event_kind::IMBED_EVENT_SEND_FAILED,
             Event::Frame { .. } => imbed_event_kind::IMBED_EVENT_FRAME,
             Event::Log { .. } => imbed_event_kind::IMBED_EVENT_LOG,
+            Event::Push { user, .. } => {
+                strings.user = Some(c_string(user));
+                imbed_event_kind::IMBED_EVENT_PUSH
+            }
         };
         let ptr_of = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
         OwnedEvent {

@@ -19,6 +19,8 @@ mod event;
 mod handles;
 mod listener;
 #[cfg(feature = "server")]
+mod notices;
+#[cfg(feature = "server")]
 mod server;
 mod status;
 mod version;

@@ -21,7 +21,7 @@ pub struct imbed_server {
     _opaque: [u8; 0],
 }
 
-static SERVERS: Registry<Server> = Registry::new("server");
+pub(super) static SERVERS: Registry<Server> = Registry::new("server");
 
 /// Creates a server from a JSON configuration (see docs/C-API.md for the
 /// keys; `"{}"` takes every default). The whole configuration is validated

@@ -24,7 +24,8 @@ pub trait Host: Send + Sync + 'static {
     fn on_event(&self, _event: &Event) {}
     /// A log record at or above the configured level, on the dispatcher thread.
     fn on_log(&self, _level: LogLevel, _target: &str, _message: &str) {}
-    /// Maps a token to a user id (auth mode `callback`); `None` rejects it.
+    /// Maps a token to a user id, or to `user/device` when the host knows
+    /// the device (auth mode `callback`); `None` rejects it.
     /// Runs on engine worker threads, possibly several at once.
     fn authenticate(&self, _token: &str) -> Option<String> {
         None
@@ -47,6 +48,8 @@ pub enum Event {
         user: Arc<str>,
         /// The new session's id.
         session: Arc<str>,
+        /// The session's device.
+        device: Arc<str>,
     },
     /// A session ended.
     Disconnected {
@@ -54,6 +57,8 @@ pub enum Event {
         user: Arc<str>,
         /// The session's id.
         session: Arc<str>,
+        /// The session's device.
+        device: Arc<str>,
         /// Why it ended, in a few words.
         reason: Arc<str>,
     },
@@ -112,6 +117,16 @@ pub enum Event {
         /// The frame as received.
         frame: Utf8Bytes,
     },
+    /// A push request for a user who is not looking (config `push`): answer
+    /// it with `push_done` once the push gateway's call ends.
+    Push {
+        /// The request's id, the same when it is offered again.
+        push_id: u64,
+        /// Whom to notify.
+        user: Arc<str>,
+        /// The whole event as JSON (docs/C-API.md, "Push notifications").
+        json: String,
+    },
     /// Poll delivery only: a log record, which a callback host gets through
     /// [`Host::on_log`] instead.
     Log {
@@ -131,6 +146,7 @@ impl Event {
             // The frame is already JSON; embedding it verbatim avoids a parse.
             Event::Message { frame, .. } => return format!(r#"{{"event":"message","message":{}}}"#, frame.as_str()),
             Event::Frame { frame } => return format!(r#"{{"event":"frame","frame":{}}}"#, frame.as_str()),
+            Event::Push { json, .. } => return json.clone(),
             Event::State { state, reason, attempt } => EventJson::State {
                 state,
                 reason: reason.as_deref(),
@@ -143,8 +159,18 @@ impl Event {
                 ts: *ts,
             },
             Event::SendFailed { id, code, message } => EventJson::SendFailed { id, code, message },
-            Event::Connected { user, session } => EventJson::Connected { user, session },
-            Event::Disconnected { user, session, reason } => EventJson::Disconnected { user, session, reason },
+            Event::Connected { user, session, device } => EventJson::Connected { user, session, device },
+            Event::Disconnected {
+                user,
+                session,
+                device,
+                reason,
+            } => EventJson::Disconnected {
+                user,
+                session,
+                device,
+                reason,
+            },
             Event::Member { group, user, joined } => EventJson::Member {
                 group,
                 user,
@@ -168,10 +194,12 @@ enum EventJson<'a> {
     Connected {
         user: &'a str,
         session: &'a str,
+        device: &'a str,
     },
     Disconnected {
         user: &'a str,
         session: &'a str,
+        device: &'a str,
         reason: &'a str,
     },
     Member {

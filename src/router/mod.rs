@@ -11,6 +11,7 @@ pub(crate) mod outbox;
 pub(crate) mod presence;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -25,6 +26,11 @@ pub(crate) struct SessionHandle {
     pub(crate) id: u64,
     /// The authenticated user.
     pub(crate) user: Arc<str>,
+    /// The device the session runs on.
+    pub(crate) device: Arc<str>,
+    /// The client said its app is in the background (`device` frame): the
+    /// user is not looking, so pushes are not held back for this session.
+    pub(crate) background: AtomicBool,
     /// Frames waiting to be written to this connection.
     pub(crate) outbox: Outbox,
 }

@@ -1,4 +1,5 @@
-//! Turning a token into a user id, in the configured mode.
+//! Turning a token into a user id (and, when the token says, a device), in
+//! the configured mode.
 
 use std::sync::Arc;
 
@@ -27,6 +28,38 @@ pub(crate) enum Authenticator {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// The device the token was issued to, if the issuer says.
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// Who a token stands for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The user.
+    pub(crate) user: String,
+    /// The device, when the token names one.
+    pub(crate) device: Option<String>,
+}
+
+impl Identity {
+    /// A host's `authenticate` answer: `user`, or `user/device`.
+    fn from_answer(answer: String) -> Identity {
+        match answer.split_once('/') {
+            Some((user, device)) => Identity {
+                user: user.to_owned(),
+                device: Some(device.to_owned()),
+            },
+            None => Identity {
+                user: answer,
+                device: None,
+            },
+        }
+    }
+
+    fn is_valid(&self) -> bool {
+        is_valid_id(&self.user) && self.device.as_deref().is_none_or(is_valid_id)
+    }
 }
 
 impl Authenticator {
@@ -66,12 +99,18 @@ impl Authenticator {
         }
     }
 
-    /// The user id `token` stands for, or `None` if it is not accepted.
-    pub(crate) async fn authenticate(&self, token: String, gate: &Arc<CallbackGate>) -> Option<String> {
-        let user = match self {
-            Authenticator::Dev => Some(token),
+    /// Who `token` stands for, or `None` if it is not accepted.
+    pub(crate) async fn authenticate(&self, token: String, gate: &Arc<CallbackGate>) -> Option<Identity> {
+        let identity = match self {
+            Authenticator::Dev => Some(Identity {
+                user: token,
+                device: None,
+            }),
             Authenticator::Jwt { key, validation } => decode::<Claims>(&token, key, validation)
-                .map(|data| data.claims.sub)
+                .map(|data| Identity {
+                    user: data.claims.sub,
+                    device: data.claims.device,
+                })
                 .map_err(|e| tracing::debug!(reason = ?e.kind(), "jwt rejected"))
                 .ok(),
             Authenticator::Callback => {
@@ -81,8 +120,28 @@ impl Authenticator {
                     .await
                     .ok()
                     .flatten()
+                    .map(Identity::from_answer)
             }
         };
-        user.filter(|u| is_valid_id(u))
+        identity.filter(Identity::is_valid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Identity;
+
+    #[test]
+    fn a_host_answer_may_name_the_device_after_a_slash() {
+        assert_eq!(
+            Identity::from_answer("alice/phone-1".into()),
+            Identity {
+                user: "alice".into(),
+                device: Some("phone-1".into())
+            }
+        );
+        assert_eq!(Identity::from_answer("alice".into()).device, None);
+        assert!(!Identity::from_answer("alice/".into()).is_valid());
+        assert!(!Identity::from_answer("alice/a/b".into()).is_valid());
     }
 }

@@ -26,9 +26,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tower_http::services::ServeDir;
 
 use super::core::Core;
-use super::handshake::{self, Admission, WS_PATH, websocket_config};
+use super::handshake::{self, Admission, Credentials, WS_PATH, websocket_config};
 use super::http::{self, Body};
-use super::session::{self, Ws};
+use super::session::{self, SignedIn, Ws};
 
 /// What every connection on the listening port goes through.
 pub(crate) struct Frontend {
@@ -43,7 +43,7 @@ pub(crate) struct Frontend {
 /// A WebSocket upgrade answered with 101, waiting for hyper to hand over the socket.
 struct PendingUpgrade {
     socket: OnUpgrade,
-    token: Option<String>,
+    credentials: Credentials,
     /// When authentication must be done by.
     deadline: Instant,
 }
@@ -67,13 +67,13 @@ pub(crate) async fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) {
         admitted = Box::pin(handshake(&frontend, tcp, full)) => admitted,
         _ = stopping.wait_for(|s| *s) => return,
     };
-    if let Some((ws, user)) = admitted {
-        session::run(core, ws, user.into()).await;
+    if let Some((ws, signed_in)) = admitted {
+        session::run(core, ws, signed_in).await;
     }
 }
 
 /// TLS, HTTP requests, and when one upgrades, the WebSocket and its user.
-async fn handshake(frontend: &Arc<Frontend>, tcp: TcpStream, full: bool) -> Option<(Ws, String)> {
+async fn handshake(frontend: &Arc<Frontend>, tcp: TcpStream, full: bool) -> Option<(Ws, SignedIn)> {
     let deadline = Instant::now() + frontend.core.config.limits.handshake_timeout();
     let exchange = Arc::new(Exchange {
         first_request_seen: AtomicBool::new(false),
@@ -99,7 +99,7 @@ async fn handshake(frontend: &Arc<Frontend>, tcp: TcpStream, full: bool) -> Opti
     };
     let config = websocket_config(&frontend.core.config.limits);
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    session::admit(&frontend.core, ws, pending.token, pending.deadline).await
+    session::admit(&frontend.core, ws, pending.credentials, pending.deadline).await
 }
 
 /// Runs hyper on `io` until the connection closes or upgrades.
@@ -161,7 +161,7 @@ async fn respond(
                 };
                 *exchange.upgrade.lock().expect("never poisoned") = Some(PendingUpgrade {
                     socket: hyper::upgrade::on(&mut request),
-                    token: accepted.token,
+                    credentials: accepted.credentials,
                     deadline,
                 });
                 accepted.response

@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::auth::Authenticator;
 use super::metrics::{Live, Metrics};
 use super::msg_frames::msg_frame;
+use super::push::{self, PushPump};
 use crate::config::Config;
 use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
@@ -53,6 +54,8 @@ pub(crate) struct Core {
     /// flight at once, so that many sessions cannot pile work on the
     /// store's readers and the blocking pool.
     pub(crate) store_reads: Arc<Semaphore>,
+    /// Wakes the offering of push requests.
+    pub(crate) pushes: PushPump,
 }
 
 /// Locks over which groups' membership changes are spread.
@@ -102,6 +105,7 @@ impl Core {
             instance: crate::protocol::now_ms() as u64,
             counter: AtomicU64::new(0),
             store_reads: Arc::new(Semaphore::new(MAX_STORE_READS)),
+            pushes: PushPump::default(),
         }
     }
 
@@ -148,8 +152,9 @@ impl Core {
         *self.stopping.borrow()
     }
 
-    /// Stores `message`, then delivers it to every session of its recipients
-    /// but `sender_session`, tells the host, and calls `reply` with where it
+    /// Stores `message` (with push requests for its recipients who are not
+    /// looking), then delivers it to every session of its recipients but
+    /// `sender_session`, tells the host, and calls `reply` with where it
     /// was stored. A duplicate is not delivered again; `reply` gets the
     /// original placement.
     pub(crate) fn submit(
@@ -159,9 +164,15 @@ impl Core {
         reply: impl FnOnce(Result<Placement, StoreError>) + Send + 'static,
     ) {
         let core = self.clone();
+        let push_to = push::recipients(self, &message);
+        let pushing = !push_to.is_empty();
         self.store.append(
             message,
+            push_to,
             Box::new(move |outcome| {
+                if pushing {
+                    core.pushes.wake();
+                }
                 if let Ok(Appended::New(stored)) = &outcome {
                     // Encoded once; every recipient session gets the same bytes.
                     let frame = Utf8Bytes::from(msg_frame(stored));

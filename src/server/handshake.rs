@@ -36,8 +36,16 @@ pub(crate) struct Admission<'a> {
 pub(crate) struct Accepted {
     /// The `101 Switching Protocols` response.
     pub(crate) response: Response<Body>,
-    /// The token from `Authorization: Bearer` or `?token=`, if the client sent one.
+    /// What the request said about who it is.
+    pub(crate) credentials: Credentials,
+}
+
+/// The token and device an upgrade request carries, if any.
+pub(crate) struct Credentials {
+    /// From `Authorization: Bearer` or `?token=`.
     pub(crate) token: Option<String>,
+    /// From `?device=`; a device the token names wins.
+    pub(crate) device: Option<String>,
 }
 
 /// An upgrade the server turned down, and why.
@@ -99,7 +107,10 @@ pub(crate) fn accept<B>(request: &Request<B>, admission: Admission<'_>) -> Resul
         .expect("a static response is valid");
     Ok(Accepted {
         response,
-        token: token_of(request),
+        credentials: Credentials {
+            token: token_of(request),
+            device: query_param(request, "device"),
+        },
     })
 }
 
@@ -129,11 +140,14 @@ fn token_of<B>(request: &Request<B>) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
-    bearer.or_else(|| {
-        form_urlencoded::parse(request.uri().query()?.as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    })
+    bearer.or_else(|| query_param(request, "token"))
+}
+
+/// The query parameter `name`, decoded.
+fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
+    form_urlencoded::parse(request.uri().query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub(crate) struct Metrics {
     pub(crate) slow_reader_closes: Counter,
     /// Host events dropped because the host's queue was full.
     pub(crate) events_dropped: Counter,
+    /// Push requests the host reported as failed.
+    pub(crate) pushes_failed: Counter,
     /// How long each store commit took, in seconds.
     pub(crate) store_commit_seconds: Histogram,
     connections: Gauge,
@@ -54,6 +56,7 @@ impl Default for Metrics {
             messages_out: Counter::default(),
             slow_reader_closes: Counter::default(),
             events_dropped: Counter::default(),
+            pushes_failed: Counter::default(),
             // 50 µs to about 3.3 s: an fsync on a fast SSD to a stalled disk.
             store_commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
             connections: Gauge::default(),
@@ -86,6 +89,11 @@ impl Default for Metrics {
             "host_events_dropped",
             "Host events dropped because the host's queue was full",
             m.events_dropped.clone(),
+        );
+        m.registry.register(
+            "pushes_failed",
+            "Push requests the host reported failed (push_done, not delivered)",
+            m.pushes_failed.clone(),
         );
         m.registry.register(
             "store_commit_seconds",
@@ -137,6 +145,7 @@ mod tests {
             "imbed_messages_out_total 0",
             "imbed_slow_reader_closes_total 0",
             "imbed_host_events_dropped_total 0",
+            "imbed_pushes_failed_total 0",
             "imbed_store_commit_seconds_count 1",
             "imbed_store_commit_seconds_bucket{le=\"0.0032\"} 1",
         ] {

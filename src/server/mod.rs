@@ -13,11 +13,14 @@ pub(crate) mod http;
 pub(crate) mod membership;
 pub(crate) mod metrics;
 pub(crate) mod msg_frames;
+pub(crate) mod push;
 mod rate_limit;
+mod receipts;
 mod requests;
 mod session;
 mod write_order;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
@@ -198,6 +201,9 @@ impl Server {
             files,
         });
         runtime.spawn(accept::accept_loop(frontend, listener, alive.clone()));
+        if config.push.enabled {
+            runtime.spawn(push::run(core.clone()));
+        }
         tracing::dispatcher::with_default(&logs, || {
             tracing::info!(address = %local_addr, "listening");
         });
@@ -308,6 +314,29 @@ impl Server {
         Ok(users)
     }
 
+    /// Every device with a session now, by user then device, with its
+    /// state (`foreground` when any of its sessions is) and its sessions.
+    pub fn devices(&self) -> Result<Vec<OnlineDevice>, Error> {
+        let core = self.running_core()?;
+        let mut devices: BTreeMap<(Arc<str>, Arc<str>), OnlineDevice> = BTreeMap::new();
+        for user in core.router.online_users() {
+            for session in core.router.sessions_of(&user) {
+                let background = session.background.load(std::sync::atomic::Ordering::Relaxed);
+                let entry = devices
+                    .entry((user.clone(), session.device.clone()))
+                    .or_insert_with(|| OnlineDevice {
+                        user: user.clone(),
+                        device: session.device.clone(),
+                        foreground: false,
+                        sessions: 0,
+                    });
+                entry.foreground |= !background;
+                entry.sessions += 1;
+            }
+        }
+        Ok(devices.into_values().collect())
+    }
+
     /// Connections, users online, and messages stored and delivered since start.
     pub fn stats(&self) -> Result<Stats, Error> {
         Ok(self.running_core()?.stats())
@@ -384,6 +413,19 @@ impl Server {
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A device with a session, as [`Server::devices`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineDevice {
+    /// The user.
+    pub user: Arc<str>,
+    /// The device.
+    pub device: Arc<str>,
+    /// Whether one of its sessions is in the foreground (none said `background`).
+    pub foreground: bool,
+    /// Its open sessions.
+    pub sessions: usize,
 }
 
 /// A group as [`Server::members`] reports it.

@@ -13,6 +13,7 @@ use super::core::Core;
 use super::membership::{Actor, Refused};
 use super::msg_frames::{msg_array, msg_frame};
 use super::rate_limit::{MEMBERSHIP_BURST, MEMBERSHIP_PER_SECOND, SessionLimits, TYPING_PER_SECOND};
+use super::receipts::{self, relay_read};
 use super::write_order::WriteOrder;
 use crate::protocol::{
     ClientFrame, Conversation, ConversationEntry, ErrorCode, ServerFrame, SyncedState, close, direct_conv, error_frame,
@@ -27,6 +28,9 @@ const HISTORY_LIMIT: (u64, u64) = (50, 1000);
 /// Default and largest `limit` of `conversations`: a page of 1000 entries
 /// stays far below the reply budget.
 const CONVERSATIONS_LIMIT: (u64, u64) = (1000, 1000);
+
+/// Read positions per `reads` reply: (default, max).
+const READS_LIMIT: (u64, u64) = (1000, 1000);
 
 /// The most users one `watch` or `unwatch` names.
 const MAX_WATCH: usize = 1000;
@@ -86,6 +90,8 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
         "leave" => change_membership(core, session, &mut state.limits, &frame, false).await,
         "members" => members(core, session, &frame),
         "conversations" => conversations(core, session, state, &frame).await,
+        "reads" => reads(core, session, state, &frame).await,
+        "device" => device(session, &frame),
         "watch" => watch(core, session, &frame, true),
         "unwatch" => watch(core, session, &frame, false),
         "typing" => typing(core, session, &mut state.limits, &frame),
@@ -216,7 +222,7 @@ async fn sync(
     if !session.outbox.hold() {
         return Err(bad("a sync is already in progress on this connection"));
     }
-    let (answering, user, budget) = (session.clone(), session.user.clone(), reply_budget(core));
+    let (answering, user, budget, reading) = (session.clone(), session.user.clone(), reply_budget(core), core.clone());
     let id = frame.id.as_deref().map(str::to_owned);
     read_then_answer(
         core,
@@ -226,12 +232,19 @@ async fn sync(
         "sync",
         move |store| {
             let page = store.sync(&user, &range, &cursors, limit, budget)?;
-            Ok((page, range))
+            let mut reads = Vec::new();
+            for conv in &page.convs {
+                for (reader, seq) in receipts::others_positions(&reading, store, &user, &conv.conv)?.unwrap_or_default()
+                {
+                    reads.push(receipts::read_frame(&conv.conv, &reader, seq));
+                }
+            }
+            Ok((page, reads, range))
         },
         move |outcome| match outcome {
-            Ok((page, range)) => {
+            Ok((page, reads, range)) => {
                 let next = range.until.as_deref().filter(|_| page.more_after);
-                let (frames, covered) = sync_reply(id.as_deref(), &page.convs, next, budget);
+                let (frames, covered) = sync_reply(id.as_deref(), &page.convs, reads, next, budget);
                 answering
                     .outbox
                     .release(frames, |conv, seq| covered.get(conv).is_some_and(|up_to| seq <= *up_to));
@@ -305,6 +318,7 @@ const SYNCED_ENTRY_BYTES: usize = 48;
 fn sync_reply<'c>(
     id: Option<&str>,
     convs: &'c [SyncedConversation],
+    reads: Vec<Utf8Bytes>,
     next: Option<&str>,
     budget: usize,
 ) -> (Vec<Utf8Bytes>, BTreeMap<&'c str, u64>) {
@@ -348,6 +362,15 @@ fn sync_reply<'c>(
         covered.insert(conv.conv.as_str(), conv.last_seq);
         let last_seq = conv.last_seq;
         states.insert(conv.conv.as_str(), SyncedState { last_seq, more: false });
+    }
+    // Others' read positions, as the `read` frames a client already handles
+    // live, while they fit; `conversations` carries them all.
+    for read in reads {
+        if used + read.len() > budget {
+            break;
+        }
+        used += read.len();
+        frames.push(read);
     }
     frames.push(
         ServerFrame::Synced {
@@ -415,11 +438,13 @@ fn read(
         session.user.clone(),
         conv.clone(),
         seq,
+        core.config.push.enabled,
         Box::new(move |outcome| {
             let _written = written;
             let refusal = match outcome {
                 Ok(ReadMark::Advanced) => {
                     relay_read(&core, &session, &conv, seq);
+                    core.pushes.wake();
                     None
                 }
                 Ok(ReadMark::Unchanged) => None,
@@ -439,34 +464,6 @@ fn read(
         }),
     );
     Ok(())
-}
-
-/// Tells the other members, and the reader's other sessions, that `session`'s
-/// user read `conv` up to `seq`.
-fn relay_read(core: &Core, session: &SessionHandle, conv: &str, seq: u64) {
-    let frame = Utf8Bytes::from(
-        ServerFrame::Read {
-            conv,
-            user: &session.user,
-            seq,
-        }
-        .encode(),
-    );
-    match Conversation::parse(conv) {
-        Some(Conversation::Direct(a, b)) => {
-            let other = if *session.user == *a { b } else { a };
-            if other != &*session.user {
-                core.router.deliver(other, &frame, None, None);
-            }
-            core.router.deliver(&session.user, &frame, None, Some(session.id));
-        }
-        Some(Conversation::Group(group)) => {
-            for member in core.groups.get(group).map(|g| g.members).unwrap_or_default().iter() {
-                core.router.deliver(member, &frame, None, Some(session.id));
-            }
-        }
-        None => {}
-    }
 }
 
 /// `join` and `leave`: stored on the blocking pool, then answered. The
@@ -534,6 +531,65 @@ fn members(core: &Arc<Core>, session: &Arc<SessionHandle>, frame: &ClientFrame<'
     Ok(())
 }
 
+/// `reads`: a page of the members' read positions in a conversation, for
+/// groups too large to carry them everywhere.
+async fn reads(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &SessionState,
+    frame: &ClientFrame<'_>,
+) -> Result<(), Refusal> {
+    let conv = member_conv(core, session, frame)?.to_owned();
+    let limit = limit_of(frame, READS_LIMIT)?;
+    let after = frame.after.as_deref().map(str::to_owned);
+    let (answering, id) = (session.clone(), frame.id.as_deref().map(str::to_owned));
+    read_then_answer(
+        core,
+        session,
+        state,
+        frame.id.as_deref(),
+        "reads",
+        move |store| {
+            let mut positions = store.read_positions(&conv)?;
+            positions.retain(|(user, _)| after.as_deref().is_none_or(|after| user.as_str() > after));
+            let more = positions.len() > limit;
+            positions.truncate(limit);
+            Ok((conv, positions, more))
+        },
+        move |outcome| {
+            let frame = outcome.map(|(conv, positions, more)| {
+                ServerFrame::Reads {
+                    id: id.as_deref(),
+                    conv: &conv,
+                    reads: receipts::as_map(&positions),
+                    next: positions.last().filter(|_| more).map(|(user, _)| user.as_str()),
+                }
+                .encode()
+            });
+            reply(&answering, frame.unwrap_or_else(|error| error));
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// `device`: the app went to the background or came back. A user with no
+/// session in the foreground gets push requests.
+fn device(session: &SessionHandle, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+    let background = match frame.state.as_deref() {
+        Some("background") => true,
+        Some("foreground") => false,
+        _ => return Err(bad("state must be foreground or background")),
+    };
+    session
+        .background
+        .store(background, std::sync::atomic::Ordering::Relaxed);
+    if let Some(id) = frame.id.as_deref() {
+        reply(session, ServerFrame::Ok { id, online: None }.encode());
+    }
+    Ok(())
+}
+
 async fn conversations(
     core: &Arc<Core>,
     session: &Arc<SessionHandle>,
@@ -542,10 +598,11 @@ async fn conversations(
 ) -> Result<(), Refusal> {
     let limit = limit_of(frame, CONVERSATIONS_LIMIT)?;
     let after = frame.after.as_deref().map(str::to_owned);
-    let (answering, user, id) = (
+    let (answering, user, id, reading) = (
         session.clone(),
         session.user.clone(),
         frame.id.as_deref().map(str::to_owned),
+        core.clone(),
     );
     read_then_answer(
         core,
@@ -553,19 +610,28 @@ async fn conversations(
         state,
         frame.id.as_deref(),
         "listing",
-        // One more than asked for tells whether another page follows.
-        move |store| store.conversations(&user, after.as_deref(), limit + 1),
+        move |store| {
+            // One more than asked for tells whether another page follows.
+            let mut conversations = store.conversations(&user, after.as_deref(), limit + 1)?;
+            let more = conversations.len() > limit;
+            conversations.truncate(limit);
+            let reads = conversations
+                .iter()
+                .map(|c| receipts::others_positions(&reading, store, &user, &c.conv))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((conversations, reads, more))
+        },
         move |outcome| {
-            let frame = outcome.map(|mut conversations| {
-                let more = conversations.len() > limit;
-                conversations.truncate(limit);
+            let frame = outcome.map(|(conversations, reads, more)| {
                 let next = conversations.last().filter(|_| more).map(|c| c.conv.as_str());
                 let entries: Vec<ConversationEntry<'_>> = conversations
                     .iter()
-                    .map(|c| ConversationEntry {
+                    .zip(&reads)
+                    .map(|(c, reads)| ConversationEntry {
                         conv: &c.conv,
                         last_seq: c.last_seq,
                         read_seq: c.read_seq,
+                        reads: reads.as_deref().map(receipts::as_map),
                     })
                     .collect();
                 ServerFrame::Conversations {

@@ -6,7 +6,9 @@
 //! flush, and pings on a timer. Either side ends the session by asking the
 //! outbox to close; the reader reports the end to the router and the host.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -22,10 +24,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::core::Core;
+use super::handshake::Credentials;
 use super::rate_limit::{FrameBudget, rate_limited};
 use super::requests::{SessionState, handle_text, reply};
 use crate::host::Event;
-use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, close, error_frame, now_ms, parse_client_frame};
+use crate::protocol::{
+    ClientFrame, ErrorCode, ServerFrame, close, error_frame, is_valid_id, now_ms, parse_client_frame,
+};
 use crate::router::outbox::Outbox;
 use crate::router::{Attached, SessionHandle};
 
@@ -40,16 +45,24 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// why it was cut off (1013) when it gets there, if it is reading at all.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Who a session is: its user and device.
+pub(crate) struct SignedIn {
+    /// The authenticated user.
+    pub(crate) user: String,
+    /// The device: named by the token, else by the client, else made up.
+    pub(crate) device: String,
+}
+
 /// Authenticates an upgraded connection before `deadline`; a client that
 /// fails gets `unauthorized` and close code 1008.
 pub(crate) async fn admit(
     core: &Arc<Core>,
     mut ws: Ws,
-    token: Option<String>,
+    credentials: Credentials,
     deadline: Instant,
-) -> Option<(Ws, String)> {
-    match authenticate(core, &mut ws, token, deadline).await {
-        Ok(user) => Some((ws, user)),
+) -> Option<(Ws, SignedIn)> {
+    match authenticate(core, &mut ws, credentials, deadline).await {
+        Ok(signed_in) => Some((ws, signed_in)),
         Err(why) => {
             tracing::debug!(why, "authentication failed");
             let _ = ws
@@ -61,28 +74,39 @@ pub(crate) async fn admit(
     }
 }
 
-/// The user id of the connection: from the handshake token, or else from an
-/// `auth` frame, which must be the first frame and arrive before `deadline`.
+/// The user and device of the connection: from the handshake's token, or
+/// else from an `auth` frame, which must be the first frame and arrive
+/// before `deadline`.
 async fn authenticate(
     core: &Arc<Core>,
     ws: &mut Ws,
-    token: Option<String>,
+    credentials: Credentials,
     deadline: Instant,
-) -> Result<String, &'static str> {
-    let token = match token {
-        Some(token) => token,
-        None => first_frame_token(ws, deadline).await?,
+) -> Result<SignedIn, &'static str> {
+    let Credentials { token, device } = match credentials.token {
+        Some(_) => credentials,
+        None => first_frame_credentials(ws, deadline).await?,
     };
-    match timeout_at(deadline, core.auth.authenticate(token, &core.gate)).await {
+    let token = token.unwrap_or_default();
+    let identity = match timeout_at(deadline, core.auth.authenticate(token, &core.gate)).await {
         // The host sends as these ids; a user signed in as one would read its mail.
-        Ok(Some(user)) if core.config.host_ids.contains(&user) => Err("reserved user id"),
-        Ok(Some(user)) => Ok(user),
-        Ok(None) => Err("invalid token"),
-        Err(_) => Err("authentication timed out"),
-    }
+        Ok(Some(identity)) if core.config.host_ids.contains(&identity.user) => return Err("reserved user id"),
+        Ok(Some(identity)) => identity,
+        Ok(None) => return Err("invalid token"),
+        Err(_) => return Err("authentication timed out"),
+    };
+    let device = match identity.device.or(device) {
+        Some(device) if is_valid_id(&device) => device,
+        Some(_) => return Err("invalid device id"),
+        None => core.unique_name("d", core.next_number()),
+    };
+    Ok(SignedIn {
+        user: identity.user,
+        device,
+    })
 }
 
-async fn first_frame_token(ws: &mut Ws, deadline: Instant) -> Result<String, &'static str> {
+async fn first_frame_credentials(ws: &mut Ws, deadline: Instant) -> Result<Credentials, &'static str> {
     loop {
         let text = match timeout_at(deadline, ws.next()).await {
             Err(_) => return Err("authentication timed out"),
@@ -94,8 +118,12 @@ async fn first_frame_token(ws: &mut Ws, deadline: Instant) -> Result<String, &'s
             Ok(ClientFrame {
                 kind,
                 token: Some(token),
+                device,
                 ..
-            }) if kind == "auth" => Ok(token.into_owned()),
+            }) if kind == "auth" => Ok(Credentials {
+                token: Some(token.into_owned()),
+                device: device.map(Cow::into_owned),
+            }),
             _ => Err("expected an auth frame first"),
         };
     }
@@ -116,18 +144,22 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
 }
 
 /// Runs an authenticated session until it ends.
-pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, user: Arc<str>) {
+pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, signed_in: SignedIn) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
+    let (user, device): (Arc<str>, Arc<str>) = (signed_in.user.into(), signed_in.device.into());
     let outbox = Outbox::new(core.config.limits.outbound_queue_bytes);
     let session = Arc::new(SessionHandle {
         id: number,
         user: user.clone(),
+        device: device.clone(),
+        background: AtomicBool::new(false),
         outbox,
     });
     let welcome = ServerFrame::Welcome {
         user: &user,
         session: &name,
+        device: &device,
         server_time: now_ms(),
     };
     // Welcome is queued before the session becomes reachable, so it is the first frame out.
@@ -149,9 +181,11 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, user: Arc<str>) {
     if core.is_stopping() {
         session.outbox.close(close::GOING_AWAY, "server stopping");
     }
+    core.store.save_device(user.clone(), device.clone(), Box::new(|_| {}));
     core.events.post(Event::Connected {
         user: user.clone(),
         session: name.clone(),
+        device: device.clone(),
     });
     tracing::debug!(session = &*name, "session started");
 
@@ -173,6 +207,7 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, user: Arc<str>) {
     core.events.post(Event::Disconnected {
         user,
         session: name,
+        device,
         reason: reason.into(),
     });
 }

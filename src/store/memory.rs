@@ -5,7 +5,7 @@
 //! rarely wait for each other. Retention applies as messages arrive.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 
 use ahash::{HashMap, RandomState};
@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::protocol::group_conv;
 
+use super::memory_notices::MemoryNotices;
 use super::{
-    AppendDone, Appended, ConversationRange, ConversationSummary, GroupRecord, NewMessage, Placement, ReadDone,
-    ReadMark, Retention, Store, StoreError, StoredMessage, SyncedConversation, SyncedPage, WriteDone, take_within,
+    AppendDone, Appended, ConversationRange, ConversationSummary, FoundDone, GroupRecord, NewMessage, Placement,
+    PushRequest, PushesDone, ReadDone, ReadMark, Retention, Store, StoreError, StoredMessage, SyncedConversation,
+    SyncedPage, UNREAD_CAP, WriteDone, take_within,
 };
 
 const SHARDS: usize = 64;
@@ -74,7 +76,10 @@ pub(crate) struct MemoryStore {
     /// User → conversation → read seq: a listing reads one user's cursors,
     /// not everyone's.
     read_cursors: Mutex<HashMap<Arc<str>, HashMap<String, u64>>>,
+    /// Conversation → user → read seq: receipts read one conversation's.
+    read_positions: Mutex<HashMap<String, BTreeMap<String, u64>>>,
     groups: Mutex<HashMap<String, (bool, BTreeSet<String>)>>,
+    notices: MemoryNotices,
 }
 
 impl Default for MemoryStore {
@@ -103,7 +108,9 @@ impl MemoryStore {
             keys: shards(),
             users: shards(),
             read_cursors: Mutex::default(),
+            read_positions: Mutex::default(),
             groups: Mutex::default(),
+            notices: MemoryNotices::default(),
         }
     }
 
@@ -137,7 +144,7 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn append(&self, message: NewMessage, done: AppendDone) {
+    fn append(&self, message: NewMessage, push_to: Vec<Arc<str>>, done: AppendDone) {
         // Lock order: sender's keys, then conversation. The key lock makes the
         // duplicate check and the insert one step; the conversation lock is
         // held across `done` so completions run in seq order.
@@ -169,19 +176,24 @@ impl Store for MemoryStore {
         });
         conversation.kept.push_back(stored.clone());
         conversation.apply_retention(&self.retention, now);
+        self.notices.request_pushes(&stored.message, stored.seq, &push_to);
         let appended = Appended::New(stored);
         key_slot.insert(appended.placement());
         drop(keys);
         done(Ok(appended));
     }
 
-    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, done: ReadDone) {
+    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, badge: bool, done: ReadDone) {
         let last_seq = self.last_seq(&conv);
         if seq > last_seq {
             return done(Ok(ReadMark::BeyondLast { last_seq }));
         }
         let mut cursors = self.read_cursors.lock().unwrap_or_else(|p| p.into_inner());
-        let cursor = cursors.entry(user).or_default().entry(conv).or_default();
+        let cursor = cursors
+            .entry(user.clone())
+            .or_default()
+            .entry(conv.clone())
+            .or_default();
         let mark = if seq > *cursor {
             *cursor = seq;
             ReadMark::Advanced
@@ -189,7 +201,72 @@ impl Store for MemoryStore {
             ReadMark::Unchanged
         };
         drop(cursors);
+        if mark == ReadMark::Advanced {
+            self.read_positions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(conv.clone())
+                .or_default()
+                .insert(user.to_string(), seq);
+            if badge {
+                self.notices.badge_after_read(&user, &conv, seq);
+            }
+        }
         done(Ok(mark));
+    }
+
+    fn save_device(&self, user: Arc<str>, device: Arc<str>, done: WriteDone) {
+        self.notices.save_device(&user, &device);
+        done(Ok(()));
+    }
+
+    fn devices(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.notices.devices(user))
+    }
+
+    fn read_positions(&self, conv: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let positions = self.read_positions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(positions
+            .get(conv)
+            .map(|p| p.iter().map(|(user, seq)| (user.clone(), *seq)).collect())
+            .unwrap_or_default())
+    }
+
+    fn unread(&self, user: &str) -> Result<u64, StoreError> {
+        let cursors = self
+            .read_cursors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
+            .unwrap_or_default();
+        let mut unread = 0;
+        for conv in self.conversations_of(user) {
+            let cursor = cursors.get(&conv).copied().unwrap_or(0);
+            if let Some(c) = self.shard(&self.conversations, &conv).get(&conv) {
+                unread += c
+                    .kept
+                    .iter()
+                    .filter(|m| m.seq > cursor && *m.message.from != *user)
+                    .count() as u64;
+            }
+            if unread >= UNREAD_CAP {
+                return Ok(UNREAD_CAP);
+            }
+        }
+        Ok(unread)
+    }
+
+    fn offer_pushes(&self, now: i64, offered_before: i64, limit: usize, done: PushesDone) {
+        done(Ok(self.notices.offer(now, offered_before, limit)));
+    }
+
+    fn push_done(&self, push_id: u64, done: FoundDone) {
+        done(Ok(self.notices.done(push_id)));
+    }
+
+    fn pending_pushes(&self) -> Result<Vec<PushRequest>, StoreError> {
+        Ok(self.notices.pending())
     }
 
     fn history(
@@ -375,7 +452,7 @@ mod tests {
 
     fn append(store: &MemoryStore, m: NewMessage) -> Appended {
         let (tx, rx) = channel();
-        store.append(m, Box::new(move |r| tx.send(r).unwrap()));
+        store.append(m, Vec::new(), Box::new(move |r| tx.send(r).unwrap()));
         rx.recv().unwrap().unwrap()
     }
 
@@ -476,7 +553,13 @@ mod tests {
         append(&store, message("a", "2", 5));
         let mark = |seq| {
             let (tx, rx) = channel();
-            store.mark_read("b".into(), "dm:a:b".into(), seq, Box::new(move |r| tx.send(r).unwrap()));
+            store.mark_read(
+                "b".into(),
+                "dm:a:b".into(),
+                seq,
+                false,
+                Box::new(move |r| tx.send(r).unwrap()),
+            );
             rx.recv().unwrap().unwrap()
         };
         assert_eq!(mark(2), ReadMark::Advanced);

@@ -7,6 +7,7 @@
 //! session sees a conversation in `seq` order without any further locking.
 
 pub(crate) mod memory;
+mod memory_notices;
 pub(crate) mod sqlite;
 
 use std::collections::HashMap;
@@ -159,6 +160,48 @@ pub(crate) enum ReadMark {
 /// Called once with the outcome of a read mark.
 pub(crate) type ReadDone = Box<dyn FnOnce(Result<ReadMark, StoreError>) + Send>;
 
+/// What a push request asks the host to tell a user's devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushKind {
+    /// A message the user has not seen.
+    Message,
+    /// The user read past pushed messages: clear or lower the badge.
+    Read,
+}
+
+impl PushKind {
+    /// The name in events and in the store.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PushKind::Message => "message",
+            PushKind::Read => "read",
+        }
+    }
+}
+
+/// A request in the durable push outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PushRequest {
+    /// Unique and never reused.
+    pub(crate) push_id: u64,
+    /// Message or badge.
+    pub(crate) kind: PushKind,
+    /// Whom to notify.
+    pub(crate) user: String,
+    /// The conversation.
+    pub(crate) conv: String,
+    /// The message's seq, or the seq read up to.
+    pub(crate) seq: u64,
+    /// The message's sender (message requests).
+    pub(crate) from: Option<String>,
+}
+
+/// Called once with the push requests now offered.
+pub(crate) type PushesDone = Box<dyn FnOnce(Result<Vec<PushRequest>, StoreError>) + Send>;
+
+/// Called once with whether the thing named was found.
+pub(crate) type FoundDone = Box<dyn FnOnce(Result<bool, StoreError>) + Send>;
+
 /// Runs `start`, which hands its outcome to the completion it is given, and
 /// blocks until that completion is called. A completion dropped uncalled is
 /// a store error. For callers off the network threads (the host's, the
@@ -268,16 +311,49 @@ impl SyncedConversation {
     }
 }
 
+/// The most unread messages [`Store::unread`] counts: a badge says "9999+"
+/// long before, and counting further would read every old message.
+pub(crate) const UNREAD_CAP: u64 = 9999;
+
 /// A message store.
 pub(crate) trait Store: Send + Sync + 'static {
     /// Stores `message` unless its `(from, client_id)` is already stored, and
     /// calls `done` exactly once with the outcome. Within a conversation,
-    /// `done` is called in `seq` order, and never concurrently.
-    fn append(&self, message: NewMessage, done: AppendDone);
+    /// `done` is called in `seq` order, and never concurrently. A new
+    /// message records a push request for each of `push_to` in the same
+    /// commit; a duplicate records none.
+    fn append(&self, message: NewMessage, push_to: Vec<Arc<str>>, done: AppendDone);
 
     /// Moves `user`'s read cursor in `conv` forward to `seq`; calls `done`
-    /// once with the outcome, after it is stored.
-    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, done: ReadDone);
+    /// once with the outcome, after it is stored. With `badge`, when the
+    /// cursor passed messages the user had push requests for, those
+    /// requests give way to one badge request (kind read) in the same commit.
+    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, badge: bool, done: ReadDone);
+
+    /// Remembers that `user` connected from `device`; `done` once stored.
+    fn save_device(&self, user: Arc<str>, device: Arc<str>, done: WriteDone);
+
+    /// The devices `user` ever connected from, sorted. Blocking.
+    fn devices(&self, user: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Every member's read cursor in `conv`, by user. Blocking.
+    fn read_positions(&self, conv: &str) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// How many messages of others above `user`'s read cursors, over all
+    /// its conversations, counting up to [`UNREAD_CAP`]. Blocking.
+    fn unread(&self, user: &str) -> Result<u64, StoreError>;
+
+    /// Up to `limit` push requests not done and not offered since
+    /// `offered_before` (ms), oldest first, marked offered at `now`; `done`
+    /// once stored.
+    fn offer_pushes(&self, now: i64, offered_before: i64, limit: usize, done: PushesDone);
+
+    /// Ends the push request `push_id`: it is never offered again. `done`
+    /// says whether it was still pending.
+    fn push_done(&self, push_id: u64, done: FoundDone);
+
+    /// Every push request not done yet, oldest first. Blocking.
+    fn pending_pushes(&self) -> Result<Vec<PushRequest>, StoreError>;
 
     /// Up to `limit` messages of `conv` with `seq` below `before` (all, when
     /// `None`), the newest of them, oldest first; reading stops once they

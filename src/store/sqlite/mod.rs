@@ -6,6 +6,7 @@
 //! SQLite is blocking, so none of it runs on the network threads.
 
 mod checkpointer;
+mod notices;
 mod readers;
 mod rows;
 pub(crate) mod schema;
@@ -22,8 +23,8 @@ use rusqlite::{Connection, OpenFlags};
 use self::readers::Readers;
 use self::writer::Job;
 use super::{
-    AppendDone, CommitObserver, ConversationRange, ConversationSummary, GroupRecord, NewMessage, ReadDone, Retention,
-    Store, StoreError, StoredMessage, SyncedPage, WriteDone,
+    AppendDone, CommitObserver, ConversationRange, ConversationSummary, FoundDone, GroupRecord, NewMessage,
+    PushRequest, PushesDone, ReadDone, Retention, Store, StoreError, StoredMessage, SyncedPage, WriteDone,
 };
 
 /// `PRAGMA synchronous` value FULL: every commit is fsynced before it returns.
@@ -109,12 +110,51 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn append(&self, message: NewMessage, done: AppendDone) {
-        self.submit(Job::Append(message, done));
+    fn append(&self, message: NewMessage, push_to: Vec<Arc<str>>, done: AppendDone) {
+        self.submit(Job::Append(message, push_to, done));
     }
 
-    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, done: ReadDone) {
-        self.submit(Job::MarkRead { user, conv, seq, done });
+    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, badge: bool, done: ReadDone) {
+        self.submit(Job::MarkRead {
+            user,
+            conv,
+            seq,
+            badge,
+            done,
+        });
+    }
+
+    fn save_device(&self, user: Arc<str>, device: Arc<str>, done: WriteDone) {
+        self.submit(Job::SaveDevice { user, device, done });
+    }
+
+    fn devices(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        self.readers.with(|conn| notices::devices(conn, user))
+    }
+
+    fn read_positions(&self, conv: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.readers.with(|conn| notices::read_positions(conn, conv))
+    }
+
+    fn unread(&self, user: &str) -> Result<u64, StoreError> {
+        self.readers.with(|conn| notices::unread(conn, user))
+    }
+
+    fn offer_pushes(&self, now: i64, offered_before: i64, limit: usize, done: PushesDone) {
+        self.submit(Job::OfferPushes {
+            now,
+            offered_before,
+            limit,
+            done,
+        });
+    }
+
+    fn push_done(&self, push_id: u64, done: FoundDone) {
+        self.submit(Job::PushDone { push_id, done });
+    }
+
+    fn pending_pushes(&self) -> Result<Vec<PushRequest>, StoreError> {
+        self.readers.with(|conn| notices::pending_pushes(conn))
     }
 
     fn history(

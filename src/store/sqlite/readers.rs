@@ -43,7 +43,8 @@ impl Readers {
         }
     }
 
-    fn with<R>(&self, read: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
+    /// Runs `read` on a pooled connection.
+    pub(super) fn with<R>(&self, read: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
         let failed = |e: rusqlite::Error| StoreError(format!("{}: {e}", self.path));
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match idle {

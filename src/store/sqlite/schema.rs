@@ -53,6 +53,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (grp, user)
      ) WITHOUT ROWID;
      CREATE INDEX group_members_by_user ON group_members (user, grp);",
+    // 3: devices, the push outbox, and read positions by conversation.
+    // AUTOINCREMENT: a push id is never reused, so one the host reports done
+    // can never name a later request.
+    "CREATE TABLE devices (
+        user TEXT NOT NULL,
+        device TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (user, device)
+     ) WITHOUT ROWID;
+     CREATE TABLE pushes (
+        push_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        user TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        sender TEXT,
+        offered INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE UNIQUE INDEX pushes_by_target ON pushes (user, conv, kind, seq);
+     CREATE INDEX pushes_by_offered ON pushes (offered, push_id);
+     CREATE INDEX read_cursors_by_conv ON read_cursors (conv);",
 ];
 
 /// The schema version this build writes.

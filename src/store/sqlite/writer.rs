@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::notices;
 use crate::protocol::now_ms;
 use crate::store::{
-    AppendDone, Appended, CommitObserver, NewMessage, Placement, ReadDone, ReadMark, Retention, StoreError,
-    StoredMessage, WriteDone,
+    AppendDone, Appended, CommitObserver, FoundDone, NewMessage, Placement, PushRequest, PushesDone, ReadDone,
+    ReadMark, Retention, StoreError, StoredMessage, WriteDone,
 };
 
 /// The most jobs one transaction takes.
@@ -31,8 +32,8 @@ const RESET_WAL_EVERY: Duration = Duration::from_millis(250);
 
 /// A write for the writer thread.
 pub(crate) enum Job {
-    /// Store a message.
-    Append(NewMessage, AppendDone),
+    /// Store a message, with push requests for these users if it is new.
+    Append(NewMessage, Vec<Arc<str>>, AppendDone),
     /// Move a user's read cursor.
     MarkRead {
         /// The reader.
@@ -41,8 +42,37 @@ pub(crate) enum Job {
         conv: String,
         /// The seq read up to.
         seq: u64,
+        /// Turn pushed messages now read into a badge request.
+        badge: bool,
         /// Told the outcome.
         done: ReadDone,
+    },
+    /// Remember a user's device.
+    SaveDevice {
+        /// The user.
+        user: Arc<str>,
+        /// The device.
+        device: Arc<str>,
+        /// Told the outcome.
+        done: WriteDone,
+    },
+    /// Take the push requests due for an offer, marking them offered.
+    OfferPushes {
+        /// The time to mark them offered at (ms).
+        now: i64,
+        /// Requests offered before this (ms), and never offered ones, are due.
+        offered_before: i64,
+        /// The most to take.
+        limit: usize,
+        /// Told the requests.
+        done: PushesDone,
+    },
+    /// End a push request.
+    PushDone {
+        /// Which.
+        push_id: u64,
+        /// Told whether it was pending.
+        done: FoundDone,
     },
     /// Create a group or set whether it is closed.
     SaveGroup {
@@ -70,9 +100,13 @@ impl Job {
     /// Reports `error` as this job's outcome.
     pub(crate) fn fail(self, error: StoreError) {
         match self {
-            Job::Append(_, done) => done(Err(error)),
+            Job::Append(_, _, done) => done(Err(error)),
             Job::MarkRead { done, .. } => done(Err(error)),
-            Job::SaveGroup { done, .. } | Job::SaveMember { done, .. } => done(Err(error)),
+            Job::SaveGroup { done, .. } | Job::SaveMember { done, .. } | Job::SaveDevice { done, .. } => {
+                done(Err(error))
+            }
+            Job::OfferPushes { done, .. } => done(Err(error)),
+            Job::PushDone { done, .. } => done(Err(error)),
         }
     }
 }
@@ -83,6 +117,8 @@ pub(crate) enum Outcome {
     Duplicate(Placement),
     Read(ReadMark),
     Saved,
+    Offered(Vec<PushRequest>),
+    Found(bool),
 }
 
 /// What the writer remembers between batches, so that most appends touch
@@ -201,12 +237,16 @@ fn commit_batch(conn: &mut Connection, known: &mut Known, batch: Vec<Job>, reten
 
 fn report(job: Job, outcome: Outcome) {
     match (job, outcome) {
-        (Job::Append(message, done), Outcome::New(seq)) => {
+        (Job::Append(message, _, done), Outcome::New(seq)) => {
             done(Ok(Appended::New(Arc::new(StoredMessage { message, seq }))))
         }
-        (Job::Append(_, done), Outcome::Duplicate(placement)) => done(Ok(Appended::Duplicate(placement))),
+        (Job::Append(_, _, done), Outcome::Duplicate(placement)) => done(Ok(Appended::Duplicate(placement))),
         (Job::MarkRead { done, .. }, Outcome::Read(mark)) => done(Ok(mark)),
-        (Job::SaveGroup { done, .. } | Job::SaveMember { done, .. }, Outcome::Saved) => done(Ok(())),
+        (Job::SaveGroup { done, .. } | Job::SaveMember { done, .. } | Job::SaveDevice { done, .. }, Outcome::Saved) => {
+            done(Ok(()))
+        }
+        (Job::OfferPushes { done, .. }, Outcome::Offered(requests)) => done(Ok(requests)),
+        (Job::PushDone { done, .. }, Outcome::Found(found)) => done(Ok(found)),
         (job, _) => job.fail(StoreError("internal: outcome does not match its job".into())),
     }
 }
@@ -222,16 +262,31 @@ fn write_batch(
     let mut grown = HashSet::new();
     for job in batch {
         outcomes.push(match job {
-            Job::Append(message, _) => {
+            Job::Append(message, push_to, _) => {
                 let outcome = append(&tx, known, message)?;
-                if let Outcome::New(_) = outcome {
+                if let Outcome::New(seq) = outcome {
                     grown.insert(message.conv.as_str());
+                    notices::request_pushes(&tx, message, seq, push_to)?;
                 }
                 outcome
             }
-            Job::MarkRead { user, conv, seq, .. } => {
-                Outcome::Read(mark_read(&tx, &mut known.last_seqs, user, conv, *seq)?)
+            Job::MarkRead {
+                user, conv, seq, badge, ..
+            } => {
+                let mark = mark_read(&tx, &mut known.last_seqs, user, conv, *seq)?;
+                if *badge && mark == ReadMark::Advanced {
+                    notices::badge_after_read(&tx, user, conv, *seq)?;
+                }
+                Outcome::Read(mark)
             }
+            Job::SaveDevice { user, device, .. } => notices::save_device(&tx, user, device)?,
+            Job::OfferPushes {
+                now,
+                offered_before,
+                limit,
+                ..
+            } => Outcome::Offered(notices::offer_pushes(&tx, *now, *offered_before, *limit)?),
+            Job::PushDone { push_id, .. } => Outcome::Found(notices::push_done(&tx, *push_id)?),
             Job::SaveGroup { group, closed, .. } => save_group(&tx, group, *closed)?,
             Job::SaveMember {
                 group, user, member, ..
