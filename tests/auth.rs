@@ -150,3 +150,46 @@ fn callback_mode_without_a_host_fails_to_start() {
     let server = imbed::Server::new(config).unwrap();
     assert!(matches!(server.start(), Err(imbed::Error::InvalidConfig(m)) if m.contains("auth.mode")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_names_its_device_by_token_query_or_auth_frame() {
+    let device_of = |mut welcome: Value| welcome["device"].take();
+    let t = start(json!({}));
+    let mut by_query = open(&format!("{}?token=ann&device=laptop", t.url), None).await.unwrap();
+    assert_eq!(device_of(by_query.recv().await), "laptop");
+    let mut by_frame = open(&t.url, None).await.unwrap();
+    by_frame
+        .send_json(json!({"type": "auth", "token": "bo", "device": "watch"}))
+        .await;
+    assert_eq!(device_of(by_frame.recv().await), "watch");
+    let mut unnamed = open(&format!("{}?token=cy", t.url), None).await.unwrap();
+    let made_up = device_of(unnamed.recv().await);
+    assert!(made_up.as_str().is_some_and(|d| d.starts_with("d-")), "{made_up}");
+    assert_rejected(open(&format!("{}?token=di&device=a%20b", t.url), None).await.unwrap()).await;
+    let host = t.host.clone();
+    let connected =
+        tokio::task::spawn_blocking(move || host.wait_for(|e| e["event"] == "connected" && e["user"] == "ann"))
+            .await
+            .unwrap();
+    assert_eq!(connected["device"], "laptop", "{connected}");
+
+    let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
+    let jwt_server = start(json!({"auth": {"mode": "jwt", "secret": secret}}));
+    let token = jwt(
+        json!({"sub": "jay", "exp": now() + 60, "device": "phone"}),
+        secret,
+        Algorithm::HS256,
+    );
+    let mut named = open(&format!("{}?device=other", jwt_server.url), Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(device_of(named.recv().await), "phone", "the token's device wins");
+
+    let callback = start(json!({"auth": {"mode": "callback"}}));
+    let mut answered = open(&callback.url, Some("ok:cal/tablet")).await.unwrap();
+    let welcome = answered.recv().await;
+    assert_eq!(
+        (welcome["user"].as_str(), welcome["device"].as_str()),
+        (Some("cal"), Some("tablet"))
+    );
+}

@@ -91,8 +91,18 @@ pub(crate) fn has_foreground_session(core: &Core, user: &str) -> bool {
 pub(crate) async fn run(core: Arc<Core>) {
     let retry = Duration::from_millis(core.config.push.retry_after_ms);
     let mut stopping = core.stopping.clone();
+    // At start every pending request is due: the host that was offered it
+    // before a restart may never have answered.
+    let mut since_start = true;
     loop {
-        match offer_due(&core, retry).await {
+        let offered_before = if since_start {
+            i64::MAX
+        } else {
+            now_ms() - retry.as_millis() as i64 + 1
+        };
+        let offered = offer_due(&core, offered_before).await;
+        since_start = matches!(offered, Ok(OFFER_BATCH)) && since_start;
+        match offered {
             // A full batch: more may be due at once.
             Ok(OFFER_BATCH) => continue,
             Ok(_) => {}
@@ -107,10 +117,9 @@ pub(crate) async fn run(core: Arc<Core>) {
     }
 }
 
-/// Offers the requests due now; how many.
-async fn offer_due(core: &Arc<Core>, retry: Duration) -> Result<usize, StoreError> {
+/// Offers the requests never offered or offered before `offered_before`; how many.
+async fn offer_due(core: &Arc<Core>, offered_before: i64) -> Result<usize, StoreError> {
     let now = now_ms();
-    let offered_before = now - retry.as_millis() as i64 + 1;
     let (tx, rx) = tokio::sync::oneshot::channel();
     core.store.offer_pushes(
         now,
