@@ -191,11 +191,16 @@ static bool event_is_well_formed(const imbed_event *event)
     case IMBED_EVENT_MEMBER:
         return event->user != NULL && event->group != NULL && event->session == NULL && event->message == NULL &&
                strstr(event->json, "\"event\":\"member\"") != NULL;
+    case IMBED_EVENT_PUSH:
+        return event->user != NULL && event->session == NULL && strstr(event->json, "\"event\":\"push\"") != NULL;
     case IMBED_EVENT_STATE:
     case IMBED_EVENT_ACK:
     case IMBED_EVENT_SEND_FAILED:
     case IMBED_EVENT_FRAME:
         /* Client-role events: a server never sends them. */
+        return false;
+    case IMBED_EVENT_LOG:
+        /* Polled handles only: this test's servers deliver by callback. */
         return false;
     }
     return false;
