@@ -91,7 +91,7 @@ public enum ClientEvent: Sendable, Equatable {
             guard let failure = copied.fields(SendFailedFields.self) else { return nil }
             return .sendFailed(id: failure.id, code: failure.code, message: failure.message ?? "", json: copied.json)
         case IMBED_EVENT_FRAME:
-            guard let envelope = copied.fields(FrameEnvelope.self), let frameJSON = extractFrame(fromEventJSON: copied.json) else {
+            guard let envelope = copied.fields(FrameEnvelope.self), let frameJSON = jsonMember("frame", of: copied.json) else {
                 return nil
             }
             return .frame(type: envelope.frame.type, id: envelope.frame.id, frameJSON: frameJSON, json: copied.json)
@@ -101,15 +101,6 @@ public enum ClientEvent: Sendable, Equatable {
         default:
             return nil
         }
-    }
-
-    /// The `frame` member of a frame event, as JSON text of its own.
-    private static func extractFrame(fromEventJSON eventJSON: String) -> String? {
-        guard let event = try? JSONSerialization.jsonObject(with: Data(eventJSON.utf8)) as? [String: Any],
-              let frame = event["frame"],
-              let frameData = try? JSONSerialization.data(withJSONObject: frame, options: [.withoutEscapingSlashes])
-        else { return nil }
-        return String(decoding: frameData, as: UTF8.self)
     }
 }
 

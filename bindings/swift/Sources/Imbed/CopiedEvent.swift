@@ -47,6 +47,17 @@ func decodeJSON<Fields: Decodable>(_ type: Fields.Type, from json: String) -> Fi
     try? JSONDecoder().decode(type, from: Data(json.utf8))
 }
 
+/// The member `key` of the JSON object `json`, as JSON text of its own, or
+/// nil when there is none. Any JSON value: a message body need not be an
+/// object.
+func jsonMember(_ key: String, of json: String) -> String? {
+    guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+          let member = object[key],
+          let memberData = try? JSONSerialization.data(withJSONObject: member, options: [.withoutEscapingSlashes, .fragmentsAllowed])
+    else { return nil }
+    return String(decoding: memberData, as: UTF8.self)
+}
+
 /// What the events take out of a protocol `msg` frame.
 struct MessageFields: Decodable {
     let conv: String

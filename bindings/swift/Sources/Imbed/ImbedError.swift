@@ -31,7 +31,7 @@ public enum ImbedStatus: Sendable, Hashable, CustomStringConvertible {
     case store
     /// The engine panicked; the call had no effect that can be relied on.
     case panic
-    /// The thing named does not exist (a group).
+    /// The thing named does not exist (a group, a pending push request).
     case notFound
     /// A client request needs a live connection (sends do not: they wait in the outbox).
     case notConnected

@@ -144,6 +144,31 @@ public final class ImbedServer: @unchecked Sendable {
         return try JSONDecoder().decode([String].self, from: Data(usersJSON.utf8))
     }
 
+    /// Ends the push request `pushID` (from a `.push` event) once the push
+    /// gateway's call ended: it is never offered again. `delivered` false,
+    /// with the gateway's `reason`, is logged and counted in `/metrics`
+    /// (`imbed_pushes_failed_total`) and ends it all the same: the gateway
+    /// already retried as it saw fit. Throws `.notFound` when no request with
+    /// that id is pending (ended already). Blocks until stored.
+    public func pushDone(_ pushID: UInt64, delivered: Bool = true, reason: String? = nil) throws {
+        try ImbedError.check(imbed_server_push_done(handle, pushID, delivered, reason))
+    }
+
+    /// The push requests not ended yet, oldest first: for a host that lists
+    /// or ends them by hand.
+    public func pendingPushes() throws -> [PendingPush] {
+        let pushesJSON = try takeOwnedString { imbed_server_pending_pushes(handle, $0) }
+        return try JSONDecoder().decode([PendingPushFields].self, from: Data(pushesJSON.utf8)).map(\.pending)
+    }
+
+    /// The devices with a session now, by user, each user's sorted. A user
+    /// with a device in the foreground is looking and gets no push requests.
+    public func devices() throws -> [String: [OnlineDevice]] {
+        let devicesJSON = try takeOwnedString { imbed_server_devices(handle, $0) }
+        let byUser = try JSONDecoder().decode([String: [OnlineDeviceFields]].self, from: Data(devicesJSON.utf8))
+        return byUser.mapValues { devices in devices.map(\.online) }
+    }
+
     /// The server's counters.
     public func stats() throws -> Stats {
         var stats = imbed_stats()

@@ -4,9 +4,12 @@ import CImbed
 /// default mode, which needs one): returns the user id (1 to
 /// `ImbedLibrary.maxIDBytes` bytes of the protocol's id characters), or nil to
 /// reject the connection. An id that is too long rejects it too, rather than
-/// being cut into another user's id. The engine calls it on its worker
-/// threads, several at once, so it must be thread-safe; it may block (a
-/// database look-up) without stalling the network.
+/// being cut into another user's id. "user/device" (such as "alice/phone-1")
+/// also names the session's device, when the token tells which; the whole
+/// answer must fit in `ImbedLibrary.maxIDBytes`, the engine's buffer for it.
+/// The engine calls it on its worker threads, several at once, so it must be
+/// thread-safe; it may block (a database look-up) without stalling the
+/// network.
 public typealias ImbedAuthenticator = @Sendable (_ token: String) -> String?
 
 /// What the C callbacks reach through their `user_data`: where the events go,

@@ -13,7 +13,9 @@ public fun interface ImbedAuthenticator {
     /**
      * The user id [token] stands for, or null to refuse the connection. The id must be a protocol id
      * (1 to [ImbedLibrary.MAX_ID_BYTES] bytes of `A-Z a-z 0-9 _ . @ -`); any other answer, and an
-     * exception, refuses the token as null does.
+     * exception, refuses the token as null does. `user/device` (such as `alice/phone-1`) also names
+     * the session's device, when the token tells which; the whole answer must fit in
+     * [ImbedLibrary.MAX_ID_BYTES], the engine's buffer for it.
      */
     public fun authenticate(token: String): String?
 }

@@ -98,6 +98,7 @@ internal object EventKind {
     const val ACK = 7
     const val SEND_FAILED = 8
     const val FRAME = 9
+    const val PUSH = 11
 }
 
 /** `imbed_event`, read from the pointer the engine passes to `on_event`. */

@@ -162,6 +162,26 @@ public class ImbedServer(
     public fun history(conv: String, before: Long = 0, limit: Int = 50): String =
         ownedString { ImbedServerNative.imbed_server_history(handle.pointer, conv.toCString(), before, limit, it) }
 
+    /**
+     * Ends the push request [pushId] (from a [ServerEvent.Push]) once the push gateway's call ended:
+     * it is never offered again. [delivered] false, with the gateway's [reason], is logged and counted
+     * in `/metrics` (`imbed_pushes_failed_total`) and ends it all the same: the gateway already
+     * retried as it saw fit. [Status.NOT_FOUND] when no request with that id is pending (ended
+     * already). Blocks until stored.
+     */
+    public fun pushDone(pushId: Long, delivered: Boolean = true, reason: String? = null) {
+        checkStatus(ImbedServerNative.imbed_server_push_done(handle.pointer, pushId, if (delivered) 1 else 0, reason?.toCString()))
+    }
+
+    /** The push requests not ended yet, oldest first: for a host that lists or ends them by hand. Blocks while the store is read. */
+    public fun pendingPushes(): List<PendingPush> = pendingPushes(ownedString { ImbedServerNative.imbed_server_pending_pushes(handle.pointer, it) })
+
+    /**
+     * The devices with a session now, by user, users and devices sorted. A user with a device in
+     * [DeviceState.FOREGROUND] is looking and gets no push requests.
+     */
+    public fun devices(): Map<String, List<OnlineDevice>> = onlineDevices(ownedString { ImbedServerNative.imbed_server_devices(handle.pointer, it) })
+
     /** The server's counters now. */
     public fun stats(): ServerStats {
         val stats = StatsStruct()

@@ -118,4 +118,11 @@ internal object ImbedServerNative {
     @JvmStatic external fun imbed_server_online(server: Pointer, jsonOut: PointerByReference): Int
 
     @JvmStatic external fun imbed_server_stats(server: Pointer, statsOut: StatsStruct): Int
+
+    /** `pushId` is a C `uint64_t`, passed as a Long of the same bits; `delivered` a C `bool`, one byte. */
+    @JvmStatic external fun imbed_server_push_done(server: Pointer, pushId: Long, delivered: Byte, reason: ByteArray?): Int
+
+    @JvmStatic external fun imbed_server_pending_pushes(server: Pointer, jsonOut: PointerByReference): Int
+
+    @JvmStatic external fun imbed_server_devices(server: Pointer, jsonOut: PointerByReference): Int
 }

@@ -12,6 +12,9 @@ import kotlinx.serialization.json.long
 /** The JSON object in [json], which comes from the engine. */
 internal fun jsonObject(json: String): JsonObject = Json.parseToJsonElement(json).jsonObject
 
+/** The JSON array in [json], which comes from the engine. */
+internal fun jsonArray(json: String): JsonArray = Json.parseToJsonElement(json).jsonArray
+
 /** The JSON array of strings in [json], which comes from the engine. */
 internal fun jsonStrings(json: String): List<String> = jsonStrings(Json.parseToJsonElement(json).jsonArray)
 

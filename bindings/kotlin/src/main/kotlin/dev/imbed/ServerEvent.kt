@@ -5,16 +5,25 @@ package dev.imbed
  * engine's whole event object as [json] next to the fields taken out of it.
  */
 public sealed class ServerEvent {
-    /** The whole event as one JSON object, such as `{"event":"connected","user":"alice","session":"s-1-1"}`. */
+    /** The whole event as one JSON object, such as `{"event":"connected","user":"alice","session":"s-1-1","device":"phone-1"}`. */
     public abstract val json: String
 
-    /** A session of [user] was authenticated. */
-    public data class Connected(public val user: String, public val session: String, override val json: String) : ServerEvent()
+    /**
+     * A session of [user] was authenticated, on [device]: the id its token or its client named, or
+     * one the server made up (`d-...`).
+     */
+    public data class Connected(
+        public val user: String,
+        public val session: String,
+        public val device: String,
+        override val json: String,
+    ) : ServerEvent()
 
-    /** A session of [user] ended, for [reason] (such as `closed by peer` or `kicked`). */
+    /** A session of [user] on [device] ended, for [reason] (such as `closed by peer` or `kicked`). */
     public data class Disconnected(
         public val user: String,
         public val session: String,
+        public val device: String,
         public val reason: String,
         override val json: String,
     ) : ServerEvent()
@@ -37,6 +46,37 @@ public sealed class ServerEvent {
         public val group: String,
         public val user: String,
         public val joined: Boolean,
+        override val json: String,
+    ) : ServerEvent()
+
+    /**
+     * A push request (configuration `push`): [user] has no session in the foreground and should be
+     * told of [seq] in [conv] through the app's push gateway. End it with [ImbedServer.pushDone] once
+     * the gateway's call ended; one not ended within `push.retry_after_ms` comes again with the same
+     * [pushId], and so do those pending when the server restarts on the same store.
+     *
+     * @property kind [PushKind.MESSAGE] for a message from [from]; [PushKind.READ] when the user read
+     *   up to [seq] on some device, to update the badge ([from] is null then).
+     * @property unread The user's unread messages over all conversations (at most 9999): the badge.
+     * @property devices Every device the user ever connected from, sorted; [PushDevice.state] is set
+     *   only for those with a session now.
+     * @property collapseKey For the gateway's collapse id: the same when a request is offered again,
+     *   and one per conversation for [PushKind.READ], so a repeat replaces a notification, not adds one.
+     * @property group The group, for a group conversation.
+     * @property previewJson The message's body as JSON (written compactly), only when `push.preview` is on.
+     */
+    public data class Push(
+        public val pushId: Long,
+        public val kind: PushKind,
+        public val user: String,
+        public val conv: String,
+        public val seq: Long,
+        public val from: String?,
+        public val unread: Int,
+        public val devices: List<PushDevice>,
+        public val collapseKey: String,
+        public val group: String?,
+        public val previewJson: String?,
         override val json: String,
     ) : ServerEvent()
 
@@ -64,11 +104,14 @@ public sealed class ServerEvent {
         /** The event of a known kind, or [Unknown]; throws when a field the kind always has is unreadable. */
         private fun decodeKnown(event: EventStruct, json: String): ServerEvent =
             when (event.kind) {
-                EventKind.CONNECTED -> Connected(event.user.required("user"), event.session.required("session"), json)
+                // The device is only in the JSON: imbed_event has no field for it.
+                EventKind.CONNECTED ->
+                    Connected(event.user.required("user"), event.session.required("session"), jsonObject(json).string("device"), json)
                 EventKind.DISCONNECTED ->
                     Disconnected(
                         event.user.required("user"),
                         event.session.required("session"),
+                        jsonObject(json).string("device"),
                         event.reason.required("reason"),
                         json,
                     )
@@ -80,6 +123,23 @@ public sealed class ServerEvent {
                 EventKind.OVERFLOW -> Overflow(jsonObject(json).long("dropped"), json)
                 EventKind.MEMBER ->
                     Member(event.group.required("group"), event.user.required("user"), jsonObject(json).boolean("joined"), json)
+                EventKind.PUSH -> {
+                    val push = jsonObject(json)
+                    Push(
+                        push.long("push_id"),
+                        PushKind.of(push.string("kind")),
+                        event.user.required("user"),
+                        push.string("conv"),
+                        push.long("seq"),
+                        push.stringOrNull("from"),
+                        push.long("unread").toInt(),
+                        pushDevices(push),
+                        push.string("collapse_key"),
+                        push.stringOrNull("group"),
+                        push["preview"]?.toString(),
+                        json,
+                    )
+                }
                 else -> Unknown(event.kind, json)
             }
     }

@@ -46,7 +46,7 @@ public enum class Status(public val code: Int) {
     /** The engine panicked; the call had no effect that can be relied on. */
     PANIC(12),
 
-    /** The thing named does not exist (a group). */
+    /** The thing named does not exist (a group, a pending push request). */
     NOT_FOUND(13),
 
     /** A client request needs a live connection (sends do not: they wait in the outbox). */

@@ -96,6 +96,23 @@ class AuthenticateTest {
         }
 
     @Test
+    fun `an authenticator that answers user slash device names the session's device`() =
+        runTest {
+            callbackServer { token -> if (token == "token-of-alice-tablet") "alice/tablet" else null }.use { server ->
+                val serverEvents = EventRecorder(this, server.events)
+                server.start()
+                val (alice, received) = connect(server, "token-of-alice-tablet")
+                val welcome = received.nextFrame()
+                assertEquals("alice", welcome["user"], "$welcome")
+                assertEquals("tablet", welcome["device"], "$welcome")
+                val connected = serverEvents.awaitCount<ServerEvent.Connected>(1, "alice connected").single()
+                assertEquals("alice" to "tablet", connected.user to connected.device)
+                assertEquals(listOf("tablet"), server.devices()["alice"]?.map { it.device })
+                alice.sendClose(WebSocket.NORMAL_CLOSURE, "done").get(10, TimeUnit.SECONDS)
+            }
+        }
+
+    @Test
     fun `an authenticator that throws or answers an id too long refuses the token`() {
         val tooLong = "a".repeat(ImbedLibrary.MAX_ID_BYTES + 1)
         val authenticator =

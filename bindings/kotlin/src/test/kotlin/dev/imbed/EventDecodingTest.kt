@@ -38,6 +38,31 @@ class EventDecodingTest {
     }
 
     @Test
+    fun `a push request is decoded into its fields, those of its kind only when present`() {
+        val message =
+            """{"event":"push","push_id":7,"kind":"message","user":"bob","conv":"g:team","seq":3,"from":"alice","group":"team",""" +
+                """"unread":5,"devices":[{"device":"phone-1"},{"device":"tablet","state":"background"}],""" +
+                """"collapse_key":"bob:g:team:3","preview":{"text":"hi"}}"""
+        assertEquals(
+            ServerEvent.Push(
+                7, PushKind.MESSAGE, "bob", "g:team", 3, "alice", 5,
+                listOf(PushDevice("phone-1", null), PushDevice("tablet", DeviceState.BACKGROUND)),
+                "bob:g:team:3", "team", """{"text":"hi"}""", message,
+            ),
+            ServerEvent.decode(event(EventKind.PUSH, message, user = "bob")),
+        )
+        val read =
+            """{"event":"push","push_id":9,"kind":"read","user":"bob","conv":"dm:alice:bob","seq":3,"unread":0,""" +
+                """"devices":[],"collapse_key":"bob:dm:alice:bob:read"}"""
+        assertEquals(
+            ServerEvent.Push(9, PushKind.READ, "bob", "dm:alice:bob", 3, null, 0, emptyList(), "bob:dm:alice:bob:read", null, null, read),
+            ServerEvent.decode(event(EventKind.PUSH, read, user = "bob")),
+        )
+        val newKind = read.replace("\"read\"", "\"later\"")
+        assertEquals(PushKind.UNKNOWN, (ServerEvent.decode(event(EventKind.PUSH, newKind, user = "bob")) as ServerEvent.Push).kind)
+    }
+
+    @Test
     fun `an event whose fields cannot be read is passed on as Unknown`() {
         val messageJson = """{"type":"msg","conv":"dm:alice:bob"}"""
         val json = """{"event":"message","message":$messageJson}"""
