@@ -1,6 +1,7 @@
 // The imbed web chat: signs in with dev auth, keeps one connection to the
 // server it was loaded from, and catches up after every reconnect with the
-// protocol's sync (docs/PROTOCOL.md).
+// protocol's sync (docs/PROTOCOL.md). README.md describes the page: its
+// ticks (✓ stored, read by some, read by all) and its device frames.
 import { Connection, NoReply, ServerError } from './connection.js';
 import { ChatState, ID_PATTERN, directConversationId, groupConversationId } from './chat-state.js';
 import { MessageItems } from './message-items.js';
@@ -9,6 +10,9 @@ import { PagedSync } from './sync-pages.js';
 import { avatar, conversationRow, messageText, reconcileChildren, typingText } from './render.js';
 
 const USER_KEY = 'imbed.user';
+// This browser's device id (spec: Devices), kept across reloads and
+// sign-outs and shared by its tabs: one browser is one device.
+const DEVICE_KEY = 'imbed.device';
 const HISTORY_PAGE = 50;
 const SYNC_LIMIT = 100;
 // Past this many syncs of one page of conversations (sync-pages.js) a
@@ -28,6 +32,11 @@ const MAX_WATCHES = 1000;
 const WATCH_BATCH = 500;
 // A hidden tab runs no animation frames; its title still counts unread.
 const HIDDEN_RENDER_DELAY_MS = 250;
+// Read positions in groups above receipts.max_group_size come from `reads`
+// requests, this many a page, for at most this many pages (their count is
+// then a lower bound).
+const READS_PAGE = 1000;
+const MAX_READS_PAGES = 10;
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -66,10 +75,36 @@ const ui = {
 };
 
 // No token in the URL: URLs end up in logs and proxies. The connection
-// authenticates with its first frame instead.
+// authenticates with its first frame instead. The URL names the device
+// (not a secret): the server keeps each device's sessions together, and
+// sends push requests for a user none of whose sessions is in the foreground.
+// The `auth` frame names it too: imbed df91721 drops `?device=` when the
+// token comes in the first frame, and takes the frame's `device` instead.
 function socketUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws`;
+  return `${scheme}//${location.host}/ws?device=${encodeURIComponent(deviceId())}`;
+}
+
+// The id kept in localStorage, made on first use: `web-` and 16 hex digits,
+// which device-id rules ([A-Za-z0-9_.@-], 1 to 64) accept. Without storage,
+// one for the life of the page.
+let pageDeviceId = null;
+
+function deviceId() {
+  if (pageDeviceId) return pageDeviceId;
+  const random = crypto.getRandomValues(new Uint8Array(8));
+  const fresh = `web-${Array.from(random, (byte) => byte.toString(16).padStart(2, '0')).join('')}`;
+  try {
+    const kept = localStorage.getItem(DEVICE_KEY);
+    if (kept && ID_PATTERN.test(kept)) pageDeviceId = kept;
+    else {
+      localStorage.setItem(DEVICE_KEY, fresh);
+      pageDeviceId = fresh;
+    }
+  } catch {
+    pageDeviceId = fresh;
+  }
+  return pageDeviceId;
 }
 
 // Live regions announce every write, so only a change is written.
@@ -117,16 +152,26 @@ class ChatSession {
   #loadingPages = new Set();
   #lastTypingSent = new Map();
   #readsInFlight = new Set();
+  // The device state this session's server last heard ('foreground' or
+  // 'background'), or null when unknown (a request failed).
+  #deviceState = 'foreground';
+  // False once the server refused a `reads` request (an older server).
+  #readsAnswered = true;
 
   constructor(user) {
     this.state = new ChatState(user);
     this.activeId = null;
     // Dev auth: the name is the token.
-    this.connection = new Connection(socketUrl(), user, {
-      onWelcome: () => this.#catchUp(),
-      onFrame: (frame) => this.#handleFrame(frame),
-      onState: (state) => this.#onConnectionState(state),
-    });
+    this.connection = new Connection(
+      socketUrl(),
+      user,
+      {
+        onWelcome: () => this.#welcomed(),
+        onFrame: (frame) => this.#handleFrame(frame),
+        onState: (state) => this.#onConnectionState(state),
+      },
+      { device: deviceId() },
+    );
     this.#syncer = new PagedSync({
       cursors: () => this.state.cursors(),
       request: (fields) => this.#syncPage(fields),
@@ -160,6 +205,30 @@ class ChatSession {
     view.update();
   }
 
+  // A new session starts in the foreground; a hidden page says at once
+  // that it is not, before catching up.
+  #welcomed() {
+    this.#deviceState = 'foreground';
+    this.reportDeviceState();
+    this.#catchUp();
+  }
+
+  // Tells the server whether the page is visible: `device` foreground or
+  // background (spec: Devices). A user whose sessions are all in the
+  // background gets push requests for new messages. Called on every
+  // visibilitychange and welcome; sends only a change.
+  reportDeviceState() {
+    const state = isVisible() ? 'foreground' : 'background';
+    if (state === this.#deviceState || !this.connection.online) return;
+    this.#deviceState = state;
+    this.connection.request({ type: 'device', state }).catch((error) => {
+      // Sent again on the next change or welcome.
+      if (this.#deviceState === state) this.#deviceState = null;
+      // A server older than devices refuses the frame type: nothing to tell.
+      if (!(error instanceof ServerError && error.code === 'bad_request')) reportFailure(error);
+    });
+  }
+
   // After every welcome: the conversation list, presence, everything missed
   // while away, then the messages that were waiting for a connection.
   async #catchUp() {
@@ -178,7 +247,10 @@ class ChatSession {
     }
   }
 
-  // The whole list, page by page (`next`): a group missing from it is dropped.
+  // The whole list, page by page (`next`): a group missing from it is
+  // dropped. Its entries carry the other members' read positions (`reads`),
+  // which a sync then replays as `read` frames too: ticks are right after a
+  // reload.
   async #refreshConversations() {
     const entries = [];
     let after = null;
@@ -277,7 +349,8 @@ class ChatSession {
   }
 
   // What the open conversation needs: its peer's presence or its members,
-  // its newest messages, and a read receipt. Never rejects.
+  // its newest messages, a read receipt, and in a group the read positions
+  // as they are now. Never rejects.
   async #prepareActive() {
     const conversation = this.active;
     if (!conversation) return;
@@ -286,6 +359,7 @@ class ChatSession {
       else await this.#watch([conversation.peer]);
       if (conversation.messages.size === 0) await this.#loadPage(conversation);
       this.#markRead(conversation);
+      if (conversation.isGroup) await this.#loadReads(conversation);
     } catch (error) {
       // A group from an old link that this user is not (or no longer) in.
       if (error instanceof ServerError && error.code === 'forbidden' && conversation.isGroup) {
@@ -293,6 +367,35 @@ class ChatSession {
         if (this.activeId === conversation.id) this.close();
       }
       reportFailure(error);
+    }
+  }
+
+  // Groups above receipts.max_group_size have no `reads` in their
+  // `conversations` entry, no `read` frames in a sync and no live ones: the
+  // page asks with `reads` when a group is opened (and after each reconnect
+  // while it is open), and shows what that said until the next time. The
+  // page does not know the size (a config key), and a group may grow past it
+  // while the page runs, so it asks in every group: one request, in a small
+  // group. Pages of READS_PAGE, at most MAX_READS_PAGES of them.
+  async #loadReads(conversation) {
+    if (!this.#readsAnswered) return;
+    let after = null;
+    for (let page = 0; page < MAX_READS_PAGES; page += 1) {
+      const request = { type: 'reads', conv: conversation.id, limit: READS_PAGE };
+      if (after !== null) request.after = after;
+      let reply;
+      try {
+        reply = await this.connection.request(request);
+      } catch (error) {
+        // A server without `reads`: such groups show ✓ only.
+        if (!(error instanceof ServerError && error.code === 'bad_request')) throw error;
+        this.#readsAnswered = false;
+        return;
+      }
+      if (reply.reads && typeof reply.reads === 'object') this.state.applyReads(conversation, reply.reads);
+      view.update();
+      if (typeof reply.next !== 'string' || (after !== null && reply.next <= after)) return;
+      after = reply.next;
     }
   }
 
@@ -736,7 +839,10 @@ function bindEvents() {
   ui.signOut.addEventListener('click', () => signOut());
   ui.reconnect.addEventListener('click', () => session.connection.reconnectNow());
 
-  document.addEventListener('visibilitychange', () => session?.markActiveRead());
+  document.addEventListener('visibilitychange', () => {
+    session?.reportDeviceState();
+    session?.markActiveRead();
+  });
   window.addEventListener('online', () => session?.connection.reconnectNow());
 }
 

@@ -43,10 +43,42 @@ class Conversation {
     this.cursor = 0;
     this.lastSeq = 0;
     this.readSeq = 0;
+    // The other members' read positions as the page heard them (user ->
+    // seq): from `conversations` entries, `read` frames (live, and replayed
+    // by a sync before its `synced`) and `reads` replies.
     this.readers = new Map();
     this.typing = new Map();
-    this.members = null;
+    this.#members = null;
     this.olderExhausted = false;
+  }
+
+  #members;
+  // The other members' positions, ascending, for counting readers by binary
+  // search; made again after a change of readers or members.
+  #positions = null;
+
+  // A group's members, sorted, once a `members` reply came; else null.
+  get members() {
+    return this.#members;
+  }
+
+  set members(members) {
+    this.#members = members;
+    this.#positions = null;
+  }
+
+  // The users other than `me` whose reads count for this user's messages;
+  // null when they are not known yet (a group whose members have not come).
+  othersThan(me) {
+    if (!this.isGroup) return this.peer === me ? [] : [this.peer];
+    return this.#members?.filter((member) => member !== me) ?? null;
+  }
+
+  // `user` read up to `seq`; a read position only moves forward.
+  noteReader(user, seq) {
+    if (!(seq > (this.readers.get(user) ?? 0))) return;
+    this.readers.set(user, seq);
+    this.#positions = null;
   }
 
   get isGroup() {
@@ -129,14 +161,63 @@ class Conversation {
     return seq;
   }
 
-  // The other users who have read the message with this seq.
-  readersOf(seq) {
-    return [...this.readers].filter(([, readSeq]) => readSeq >= seq).map(([user]) => user);
+  // What the user `me` sees of its own stored message `seq`. There are no
+  // delivery receipts in the protocol, so the page cannot know that a
+  // message reached a session of its recipient: it shows two states, not
+  // three.
+  //   'sent' (✓): the server acknowledged it: it is stored.
+  //   'read' (blue ✓✓): every other member's read position is at or past
+  //     `seq`: in a direct conversation the peer's, in a group every other
+  //     current member's (one who joined since counts too).
+  //   'partly-read' (✓ "Read by N", groups only): some other members have
+  //     read it, not all; also while the group's members are not known.
+  // Notes to oneself have no other member and stay 'sent'.
+  // Returns { status, readCount, others } (others: how many other members,
+  // or null when unknown).
+  receiptOf(seq, me) {
+    const others = this.othersThan(me);
+    let readCount;
+    if (others === null) {
+      readCount = 0;
+      for (const [user, readSeq] of this.readers) if (user !== me && readSeq >= seq) readCount += 1;
+    } else {
+      readCount = countAtLeast(this.#positionsOf(others), seq);
+    }
+    let status = 'sent';
+    if (others !== null && others.length > 0 && readCount === others.length) status = 'read';
+    else if (readCount > 0) status = 'partly-read';
+    return { status, readCount, others: others?.length ?? null };
+  }
+
+  // The other members whose position is at or past `seq`, sorted; only for
+  // a few members (a label), never walked for every message of a big group.
+  namesOfReaders(seq, me) {
+    const others = this.othersThan(me) ?? [...this.readers.keys()].filter((user) => user !== me).sort();
+    return others.filter((user) => (this.readers.get(user) ?? 0) >= seq);
+  }
+
+  #positionsOf(others) {
+    if (!this.#positions) {
+      this.#positions = others.map((user) => this.readers.get(user) ?? 0).sort((a, b) => a - b);
+    }
+    return this.#positions;
   }
 
   typingUsers(now) {
     return [...this.typing].filter(([, until]) => until > now).map(([user]) => user);
   }
+}
+
+// How many of the ascending `values` are at least `seq`.
+function countAtLeast(values, seq) {
+  let low = 0;
+  let high = values.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (values[middle] < seq) low = middle + 1;
+    else high = middle;
+  }
+  return values.length - low;
 }
 
 // Messages waiting for their ack, kept in localStorage so that a reload or
@@ -223,6 +304,17 @@ export class ChatState {
       if (conversation.messages.size === 0) conversation.cursor = Math.max(conversation.cursor, entry.last_seq);
       conversation.lastSeq = Math.max(conversation.lastSeq, entry.last_seq);
       conversation.readSeq = Math.max(conversation.readSeq, entry.read_seq);
+      // The other members' read positions, so that ticks are right after a
+      // reload; absent for groups above receipts.max_group_size.
+      if (entry.reads && typeof entry.reads === 'object') this.applyReads(conversation, entry.reads);
+    }
+  }
+
+  // A `reads` map (user -> seq), from a `conversations` entry or a `reads`
+  // reply; the latter names this user too, whose position is readSeq.
+  applyReads(conversation, reads) {
+    for (const [user, seq] of Object.entries(reads)) {
+      if (user !== this.me && Number.isSafeInteger(seq)) conversation.noteReader(user, seq);
     }
   }
 
@@ -270,7 +362,7 @@ export class ChatState {
     const conversation = this.conversations.get(conv);
     if (!conversation) return;
     if (user === this.me) conversation.readSeq = Math.max(conversation.readSeq, seq);
-    else conversation.readers.set(user, Math.max(conversation.readers.get(user) ?? 0, seq));
+    else conversation.noteReader(user, seq);
   }
 
   // A `typing` frame; returns when the indicator should disappear.

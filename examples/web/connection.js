@@ -37,6 +37,7 @@ function backoffMs(attempt) {
 export class Connection {
   #url;
   #token;
+  #device;
   #handlers;
   #socket = null;
   #replyWaiters = new Map();
@@ -47,12 +48,13 @@ export class Connection {
   #stopped = false;
 
   // url: the server's /ws, without credentials; token: what the `auth`
-  // frame carries. handlers: onWelcome(frame), onFrame(frame) for every
-  // frame that is not a reply to a request, onState(state) on every change
-  // of `state`.
-  constructor(url, token, handlers) {
+  // frame carries, with device when given. handlers: onWelcome(frame),
+  // onFrame(frame) for every frame that is not a reply to a request,
+  // onState(state) on every change of `state`.
+  constructor(url, token, handlers, { device } = {}) {
     this.#url = url;
     this.#token = token;
+    this.#device = device;
     this.#handlers = handlers;
     // name: 'connecting' | 'online' | 'waiting' (retryAt) | 'stopped' (reason).
     this.state = { name: 'connecting' };
@@ -111,7 +113,9 @@ export class Connection {
     this.#socket = socket;
     // The server answers nothing before the `auth` frame, and closes with
     // 1008 when the token is refused.
-    socket.addEventListener('open', () => socket.send(JSON.stringify({ type: 'auth', token: this.#token })));
+    const auth = { type: 'auth', token: this.#token };
+    if (this.#device) auth.device = this.#device;
+    socket.addEventListener('open', () => socket.send(JSON.stringify(auth)));
     socket.addEventListener('message', (event) => this.#receive(event.data));
     // An `error` event is always followed by `close`, which handles both.
     socket.addEventListener('close', (event) => this.#closed(socket, event.code, event.reason));

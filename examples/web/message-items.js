@@ -3,10 +3,16 @@
 // outbox, then the ones the server refused. The list asks only for the items
 // on screen, so an item is made when asked for, never for all of them.
 
+// Past this many other members a label counts readers instead of naming them.
+const NAMED_READERS = 10;
+
 // One item: key (stable across renders), seq (stored ones), from, ts, body,
 // status (null for others' messages; for own ones 'sending' | 'sent' |
-// 'read' | 'refused'), readers (who read an own stored message), reason
-// (why a refused one was refused).
+// 'partly-read' | 'read' | 'refused', see Conversation.receiptOf for the
+// rule), readCount and others (of an own stored message: how many other
+// members read it, of how many; others is null while a group's members are
+// not known), readers (their names, in groups of up to NAMED_READERS other
+// members), reason (why a refused one was refused).
 export class MessageItems {
   #conversation;
   #me;
@@ -17,7 +23,7 @@ export class MessageItems {
     this.#conversation = conversation;
     this.#me = me;
     const unsent = (entries, status) =>
-      entries.map((entry) => ({ key: `${status}-${entry.id}`, from: me, ts: entry.createdAt, body: entry.body, status, reason: entry.reason, readers: [] }));
+      entries.map((entry) => ({ key: `${status}-${entry.id}`, from: me, ts: entry.createdAt, body: entry.body, status, reason: entry.reason, readCount: 0, others: null, readers: [] }));
     this.#unsent = [...unsent(pending, 'sending'), ...unsent(refused, 'refused')];
   }
 
@@ -29,16 +35,11 @@ export class MessageItems {
     const stored = this.#conversation.messages;
     if (index >= stored.size) return this.#unsent[index - stored.size];
     const msg = stored.at(index);
-    const readers = msg.from === this.#me ? this.#conversation.readersOf(msg.seq) : [];
-    return {
-      key: `seq-${msg.seq}`,
-      seq: msg.seq,
-      from: msg.from,
-      ts: msg.ts,
-      body: msg.body,
-      status: msg.from !== this.#me ? null : readers.length ? 'read' : 'sent',
-      readers,
-    };
+    const item = { key: `seq-${msg.seq}`, seq: msg.seq, from: msg.from, ts: msg.ts, body: msg.body, status: null, readCount: 0, others: null, readers: [] };
+    if (msg.from !== this.#me) return item;
+    const { status, readCount, others } = this.#conversation.receiptOf(msg.seq, this.#me);
+    const named = this.#conversation.isGroup && readCount > 0 && (others ?? readCount) <= NAMED_READERS;
+    return { ...item, status, readCount, others, readers: named ? this.#conversation.namesOfReaders(msg.seq, this.#me) : [] };
   }
 
   // The index of the item with this key, or -1: a stored message by binary

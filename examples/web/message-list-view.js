@@ -27,15 +27,32 @@ function dayLabel(ts, now) {
   return dayFormat.format(ts);
 }
 
-function statusMark(item, isGroup) {
-  const marks = {
-    sending: { text: '', label: 'Sending' },
-    sent: { text: '✓', label: 'Sent' },
-    read: { text: '✓✓', label: isGroup ? `Read by ${item.readers.join(', ')}` : 'Read' },
-    refused: { text: '!', label: 'Not sent' },
-  };
-  const { text, label } = marks[item.status];
-  return element('span', { className: `status-mark ${item.status}`, text, attrs: { role: 'img', 'aria-label': label, title: label } });
+// An own message's state (the rule: Conversation.receiptOf in
+// chat-state.js): ✓ stored, ✓ "Read by N" in a group some have read, a blue
+// ✓✓ read by the peer or by every other member of the group.
+function statusLabel(item, isGroup) {
+  const names = item.readers.length ? `: ${item.readers.join(', ')}` : '';
+  switch (item.status) {
+    case 'sending':
+      return 'Sending';
+    case 'sent':
+      return 'Sent';
+    case 'partly-read':
+      return item.others === null ? `Read by ${item.readCount}${names}` : `Read by ${item.readCount} of ${item.others}${names}`;
+    case 'read':
+      return isGroup ? `Read by everyone${names}` : 'Read';
+    default:
+      return 'Not sent';
+  }
+}
+
+function statusMarks(item, isGroup) {
+  const texts = { sending: '', sent: '✓', 'partly-read': '✓', read: '✓✓', refused: '!' };
+  const label = statusLabel(item, isGroup);
+  const mark = element('span', { className: `status-mark ${item.status}`, text: texts[item.status], attrs: { role: 'img', 'aria-label': label, title: label } });
+  if (item.status !== 'partly-read') return [mark];
+  // The mark's label says it for screen readers.
+  return [mark, element('span', { className: 'read-count', text: `Read by ${item.readCount}`, attrs: { 'aria-hidden': 'true', title: label } })];
 }
 
 function messageNode(item, { me, isGroup, continued }) {
@@ -44,7 +61,7 @@ function messageNode(item, { me, isGroup, continued }) {
   const meta = element('span', { className: 'meta' }, [
     element('time', { text: timeFormat.format(item.ts), attrs: { datetime: new Date(item.ts).toISOString(), title: fullTimeFormat.format(item.ts) } }),
   ]);
-  if (mine) meta.append(statusMark(item, isGroup));
+  if (mine) meta.append(...statusMarks(item, isGroup));
   const sender = showSender ? userText('p', 'sender', item.from) : '';
   if (sender) sender.style.setProperty('--hue', hueOf(item.from));
   const bubble = element('div', { className: 'bubble' }, [
@@ -57,7 +74,7 @@ function messageNode(item, { me, isGroup, continued }) {
     'li',
     {
       className: ['message', mine ? 'mine' : 'theirs', continued ? 'continued' : ''].filter(Boolean).join(' '),
-      attrs: { 'data-seq': item.seq, 'data-status': item.status, 'data-from': item.from },
+      attrs: { 'data-seq': item.seq, 'data-status': item.status, 'data-from': item.from, 'data-read-count': item.status ? item.readCount : undefined },
     },
     [...side, bubble],
   );
@@ -80,7 +97,7 @@ function itemRows(item, previous, { me, isGroup, now }) {
   const continued = !newDay && previous.from === item.from && item.ts - previous.ts < CONTINUED_RUN_MS;
   rows.push({
     key: item.key,
-    signature: `${item.status}|${item.readers.join(',')}|${continued}`,
+    signature: `${item.status}|${item.readCount}|${item.others}|${item.readers.join(',')}|${continued}`,
     build: () => messageNode(item, { me, isGroup, continued }),
   });
   return rows;

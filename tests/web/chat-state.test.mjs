@@ -129,11 +129,66 @@ describe('chat state', () => {
     assert.equal(conversation.readableSeq('alice', false), 2, 'an own message right after the cursor');
 
     state.applyRead({ conv: 'dm:alice:bob', user: 'bob', seq: 2 });
-    assert.deepEqual(conversation.readersOf(2), ['bob']);
+    assert.deepEqual(conversation.namesOfReaders(2, 'alice'), ['bob']);
     state.applyRead({ conv: 'dm:alice:bob', user: 'bob', seq: 1 });
-    assert.deepEqual(conversation.readersOf(2), ['bob'], 'a read cursor only moves forward');
+    assert.deepEqual(conversation.namesOfReaders(2, 'alice'), ['bob'], 'a read cursor only moves forward');
     state.applyRead({ conv: 'dm:alice:bob', user: 'alice', seq: 2 });
     assert.equal(conversation.unread, 0);
+  });
+
+  test('ticks in a direct chat: sent until the peer\'s position reaches the seq, then read', () => {
+    const state = new ChatState('alice');
+    const chat = state.conversation('dm:alice:bob');
+    const status = (seq) => chat.receiptOf(seq, 'alice').status;
+    assert.equal(status(3), 'sent');
+    state.applyRead({ conv: 'dm:alice:bob', user: 'bob', seq: 2 });
+    assert.equal(status(2), 'read');
+    assert.equal(status(3), 'sent');
+    state.applyRead({ conv: 'dm:alice:bob', user: 'bob', seq: 5 });
+    assert.equal(status(3), 'read');
+    // Notes to oneself: no other member, never read.
+    const notes = state.conversation('dm:alice:alice');
+    state.applyRead({ conv: 'dm:alice:alice', user: 'alice', seq: 4 });
+    assert.equal(notes.receiptOf(1, 'alice').status, 'sent');
+  });
+
+  test('ticks after a reload: the reads of conversations entries, then a sync\'s read frames', () => {
+    const state = new ChatState('alice');
+    state.applyConversationList([
+      { conv: 'dm:alice:bob', last_seq: 4, read_seq: 4, reads: { bob: 3 } },
+      { conv: 'g:team', last_seq: 9, read_seq: 9, reads: { bob: 9, carol: 6, alice: 1, gone: 9 } },
+      { conv: 'g:crowd', last_seq: 9, read_seq: 0 },
+    ]);
+    const chat = state.conversations.get('dm:alice:bob');
+    assert.equal(chat.receiptOf(3, 'alice').status, 'read');
+    assert.equal(chat.receiptOf(4, 'alice').status, 'sent');
+    // A sync replays the positions as read frames; an older one changes nothing.
+    state.applyRead({ conv: 'dm:alice:bob', user: 'bob', seq: 2 });
+    state.applyRead({ conv: 'dm:alice:bob', user: 'bob', seq: 4 });
+    assert.equal(chat.receiptOf(4, 'alice').status, 'read');
+
+    const team = state.conversations.get('g:team');
+    // Members not known yet: counted from what was heard, never "all".
+    assert.deepEqual(team.receiptOf(7, 'alice'), { status: 'partly-read', readCount: 2, others: null });
+    team.members = ['alice', 'bob', 'carol'];
+    // "gone" left the group: its position no longer counts.
+    assert.deepEqual(team.receiptOf(7, 'alice'), { status: 'partly-read', readCount: 1, others: 2 });
+    assert.deepEqual(team.receiptOf(6, 'alice'), { status: 'read', readCount: 2, others: 2 });
+    assert.deepEqual(team.namesOfReaders(7, 'alice'), ['bob']);
+    state.applyRead({ conv: 'g:team', user: 'carol', seq: 9 });
+    assert.equal(team.receiptOf(9, 'alice').status, 'read');
+    // A member who joins and has not read yet: read by some again.
+    team.members = ['alice', 'bob', 'carol', 'dave'];
+    assert.deepEqual(team.receiptOf(9, 'alice'), { status: 'partly-read', readCount: 2, others: 3 });
+
+    // Above receipts.max_group_size the entry has no reads: the page asks.
+    const crowd = state.conversations.get('g:crowd');
+    crowd.members = ['alice', 'bob', 'carol'];
+    assert.equal(crowd.receiptOf(1, 'alice').status, 'sent');
+    // A reads reply names the asker too: its own position is not a reader's.
+    state.applyReads(crowd, { alice: 9, bob: 4 });
+    assert.deepEqual(crowd.receiptOf(4, 'alice'), { status: 'partly-read', readCount: 1, others: 2 });
+    assert.equal(crowd.unread, 9, 'the reads reply does not move the own cursor');
   });
 
   test('a conversation too far behind skips to its newest seq', () => {

@@ -36,14 +36,14 @@ function withTimeout(promise, ms, what) {
 // A directory for one run's SQLite file, removed by cleanup().
 function makeScratchDir() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imbed-web-'));
-  return { db: path.join(dir, 'chat.db'), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
+  return { dir, db: path.join(dir, 'chat.db'), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
 // Starts imbed-host serving examples/web, with dev auth and a SQLite file.
 // port 0 picks a free one; a restart passes the port it had so that open
-// pages find it again.
-async function startHost({ db, port = 0 }) {
-  const args = ['--listen', `127.0.0.1:${port}`, '--dev-auth', '--db', db, '--web', WEB_ROOT, '--log-level', 'warn'];
+// pages find it again. extraArgs: more flags, such as --push or --config.
+async function startHost({ db, port = 0, extraArgs = [] }) {
+  const args = ['--listen', `127.0.0.1:${port}`, '--dev-auth', '--db', db, '--web', WEB_ROOT, '--log-level', 'warn', ...extraArgs];
   const child = spawn(HOST_BINARY, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   runningHosts.add(child);
   const exited = new Promise((resolve) =>

@@ -72,6 +72,7 @@ describe('message items', () => {
     state.receive(msg(1, 'bob'));
     state.receive(msg(2, 'alice'));
     state.receive(msg(3, 'alice'));
+    team.members = ['alice', 'bob'];
     state.applyRead({ conv: 'g:team', user: 'bob', seq: 2 });
     const waiting = state.outbox.add(team, { text: 'on its way' });
     const refusedEntry = state.outbox.add(team, { text: 'too big' });
@@ -95,6 +96,7 @@ describe('message items', () => {
       ],
     );
     assert.deepEqual(all[1].readers, ['bob']);
+    assert.deepEqual([all[1].readCount, all[1].others, all[2].readCount], [1, 1, 0]);
     assert.equal(all[4].reason, 'too large');
     assert.equal(items.indexOfKey('seq-3'), 2);
     assert.equal(items.indexOfKey(`sending-${waiting.id}`), 3);
