@@ -56,9 +56,10 @@ typedef enum {
 
 // What an event is about.
 typedef enum {
-  // A user's session was authenticated: `user`, `session`.
+  // A user's session was authenticated: `user`, `session`; `json` also
+  // has the session's `device`.
   IMBED_EVENT_CONNECTED = 1,
-  // A session ended: `user`, `session`, `reason`.
+  // A session ended: `user`, `session`, `reason`; `json` also has `device`.
   IMBED_EVENT_DISCONNECTED = 2,
   // A message was stored: `user` is the sender, `message` the `msg` frame.
   IMBED_EVENT_MESSAGE = 3,
@@ -78,8 +79,8 @@ typedef enum {
   // callback host gets log records through `on_log` instead.
   IMBED_EVENT_LOG = 10,
   // A push request (config `push`): `user` is whom to notify; `json` has
-  // push_id, kind, conv, seq, from, unread, devices and collapse_key.
-  // Answer it with `imbed_server_push_done`.
+  // push_id, kind, conv, seq, from, group, unread, devices, collapse_key
+  // and (with `push.preview`) preview. Answer it with `imbed_server_push_done`.
   IMBED_EVENT_PUSH = 11,
 } imbed_event_kind;
 
@@ -149,9 +150,11 @@ typedef struct {
   // thread. Never contains tokens or message bodies.
   void (*on_log)(void *user_data, imbed_log_level level, const char *target, const char *message);
   // Auth mode "callback": write the user id of `token` (NUL-terminated, at
-  // most `IMBED_MAX_ID_LEN` bytes) into `user_out`, which has room for
-  // `user_out_cap` bytes, and return true; return false to reject. Runs on
-  // engine worker threads, possibly several at once: it must be thread-safe.
+  // most `IMBED_MAX_ID_LEN` bytes), or `user/device` when the host knows
+  // the device, into `user_out`, which has room for `user_out_cap` bytes
+  // (enough for both ids at their longest), and return true; return false
+  // to reject. Runs on engine worker threads, possibly several at once: it
+  // must be thread-safe.
   bool (*authenticate)(void *user_data, const char *token, char *user_out, size_t user_out_cap);
   // Releases `user_data`; called exactly once, after the last callback.
   void (*destroy)(void *user_data);

@@ -162,6 +162,13 @@ async fn a_session_names_its_device_by_token_query_or_auth_frame() {
         .send_json(json!({"type": "auth", "token": "bo", "device": "watch"}))
         .await;
     assert_eq!(device_of(by_frame.recv().await), "watch");
+    let mut query_then_frame = open(&format!("{}?device=tv", t.url), None).await.unwrap();
+    query_then_frame.send_json(json!({"type": "auth", "token": "bo"})).await;
+    assert_eq!(
+        device_of(query_then_frame.recv().await),
+        "tv",
+        "?device= counts with a token in the frame"
+    );
     let mut unnamed = open(&format!("{}?token=cy", t.url), None).await.unwrap();
     let made_up = device_of(unnamed.recv().await);
     assert!(made_up.as_str().is_some_and(|d| d.starts_with("d-")), "{made_up}");

@@ -299,3 +299,86 @@ fn push_is_off_unless_configured() {
     assert!(Config::from_json(r#"{"push":{"retry_after_ms":0}}"#).is_err());
     assert!(Config::from_json(r#"{"push":{"group_overrides":{"a b":true}}}"#).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_the_host_finished_pushing_still_clears_the_badge() {
+    let t = start(json!({"push": {"enabled": true}}));
+    let mut alice = connect(&t.url, "alice").await;
+    alice.send_to("bob", "a1", json!(1)).await;
+    let host = t.host.clone();
+    let pushed = tokio::task::spawn_blocking(move || host.wait_for(|e| e["event"] == "push"))
+        .await
+        .unwrap();
+    t.server
+        .push_done(pushed["push_id"].as_u64().unwrap(), true, None)
+        .unwrap();
+    assert!(t.server.pending_pushes().unwrap().is_empty());
+    let mut bob = connect(&t.url, "bob").await;
+    request(
+        &mut bob,
+        json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 1}),
+    )
+    .await;
+    let host = t.host.clone();
+    let badge = tokio::task::spawn_blocking(move || host.wait_for(|e| e["event"] == "push" && e["kind"] == "read"))
+        .await
+        .unwrap();
+    assert_eq!(badge["unread"], 0);
+    // A second message and read: the newer badge request replaces any older one still pending.
+    drop(bob);
+    settle().await;
+    alice.send_to("bob", "a2", json!(2)).await;
+    settle().await;
+    let mut bob = connect(&t.url, "bob").await;
+    request(
+        &mut bob,
+        json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}),
+    )
+    .await;
+    settle().await;
+    let pending: Vec<(&str, u64)> = t
+        .server
+        .pending_pushes()
+        .unwrap()
+        .iter()
+        .map(|p| (p.kind, p.seq))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(pending, [("read", 2)], "one badge request per conversation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_named_devices_are_remembered_and_only_the_latest_twenty() {
+    let t = start(json!({"push": {"enabled": true}}));
+    for _ in 0..3 {
+        drop(connect(&t.url, "bob").await);
+    }
+    for n in 0..25 {
+        drop(
+            support::open(&format!("{}?token=bob&device=d{n:02}", t.url), None)
+                .await
+                .unwrap(),
+        );
+        // Devices are remembered in order of last sight.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    settle().await;
+    let mut alice = connect(&t.url, "alice").await;
+    alice.send_to("bob", "a1", json!(1)).await;
+    let host = t.host.clone();
+    let pushed = tokio::task::spawn_blocking(move || host.wait_for(|e| e["event"] == "push"))
+        .await
+        .unwrap();
+    let devices: Vec<&str> = pushed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (5..25).map(|n| format!("d{n:02}")).collect();
+    assert_eq!(
+        devices, expected,
+        "made-up ids are not remembered; the oldest named ones go"
+    );
+}

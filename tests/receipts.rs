@@ -86,6 +86,10 @@ async fn groups_above_the_receipts_size_answer_reads_requests_instead() {
         rest,
         json!({"type": "reads", "id": "q2", "conv": "g:big", "reads": {"bob": 1}})
     );
+    // Who left is nobody's business any more.
+    t.server.remove_member("big", "bob").unwrap();
+    let after_leaving = request(&mut ann, json!({"type": "reads", "id": "q3", "conv": "g:big"})).await;
+    assert_eq!(after_leaving["reads"], json!({"ann": 1}), "{after_leaving}");
     let mut eve = connect(&t.url, "eve").await;
     let refused = request(&mut eve, json!({"type": "reads", "id": "x", "conv": "g:big"})).await;
     assert_eq!(refused["code"], "forbidden");

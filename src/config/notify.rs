@@ -63,9 +63,9 @@ impl PushConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiptsConfig {
-    /// Groups up to this many members relay each `read` to every member and
-    /// carry everyone's read positions in `conversations` and `synced`;
-    /// larger ones answer a `reads` request instead.
+    /// Groups up to this many members relay each `read` to every member,
+    /// list the others' read positions in `conversations` and replay them
+    /// as `read` frames in a sync; larger ones answer a `reads` request instead.
     pub max_group_size: usize,
 }
 

@@ -10,9 +10,10 @@ use crate::host::Event;
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum imbed_event_kind {
-    /// A user's session was authenticated: `user`, `session`.
+    /// A user's session was authenticated: `user`, `session`; `json` also
+    /// has the session's `device`.
     IMBED_EVENT_CONNECTED = 1,
-    /// A session ended: `user`, `session`, `reason`.
+    /// A session ended: `user`, `session`, `reason`; `json` also has `device`.
     IMBED_EVENT_DISCONNECTED = 2,
     /// A message was stored: `user` is the sender, `message` the `msg` frame.
     IMBED_EVENT_MESSAGE = 3,
@@ -32,8 +33,8 @@ pub enum imbed_event_kind {
     /// callback host gets log records through `on_log` instead.
     IMBED_EVENT_LOG = 10,
     /// A push request (config `push`): `user` is whom to notify; `json` has
-    /// push_id, kind, conv, seq, from, unread, devices and collapse_key.
-    /// Answer it with `imbed_server_push_done`.
+    /// push_id, kind, conv, seq, from, group, unread, devices, collapse_key
+    /// and (with `push.preview`) preview. Answer it with `imbed_server_push_done`.
     IMBED_EVENT_PUSH = 11,
 }
 

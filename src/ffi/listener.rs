@@ -46,9 +46,11 @@ pub struct imbed_listener {
         ),
     >,
     /// Auth mode "callback": write the user id of `token` (NUL-terminated, at
-    /// most `IMBED_MAX_ID_LEN` bytes) into `user_out`, which has room for
-    /// `user_out_cap` bytes, and return true; return false to reject. Runs on
-    /// engine worker threads, possibly several at once: it must be thread-safe.
+    /// most `IMBED_MAX_ID_LEN` bytes), or `user/device` when the host knows
+    /// the device, into `user_out`, which has room for `user_out_cap` bytes
+    /// (enough for both ids at their longest), and return true; return false
+    /// to reject. Runs on engine worker threads, possibly several at once: it
+    /// must be thread-safe.
     pub authenticate: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
@@ -60,6 +62,9 @@ pub struct imbed_listener {
     /// Releases `user_data`; called exactly once, after the last callback.
     pub destroy: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
+
+/// The bytes `authenticate` may write: `user/device` and the NUL.
+const ANSWER_CAP: usize = 2 * MAX_ID_LEN + 2;
 
 /// A copied listener, as the engine's host.
 pub struct ListenerHost {
@@ -131,11 +136,12 @@ impl Host for ListenerHost {
     fn authenticate(&self, token: &str) -> Option<String> {
         let authenticate = self.listener.authenticate?;
         let token = CString::new(token).ok()?;
-        let mut user = [0 as c_char; MAX_ID_LEN + 1];
+        // Room for `user/device`, both ids at their longest.
+        let mut user = [0 as c_char; ANSWER_CAP];
         // SAFETY: the host's callback; `user` has room for `user.len()` bytes.
         let accepted = unsafe { authenticate(self.listener.user_data, token.as_ptr(), user.as_mut_ptr(), user.len()) };
         // The host may forget the NUL: the last byte is ours regardless.
-        user[MAX_ID_LEN] = 0;
+        user[ANSWER_CAP - 1] = 0;
         // SAFETY: NUL-terminated within the array, as just ensured.
         let user = unsafe { CStr::from_ptr(user.as_ptr()) };
         accepted.then(|| user.to_str().ok().map(str::to_owned)).flatten()

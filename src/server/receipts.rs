@@ -40,9 +40,20 @@ pub(crate) fn others_positions(
     if !shared_with_members(core, conv) {
         return Ok(None);
     }
-    let mut positions = store.read_positions(conv)?;
+    let mut positions = members_positions(core, store, conv)?;
     positions.retain(|(reader, _)| reader != user);
     Ok(Some(positions))
+}
+
+/// The read positions in `conv` of its current members: a group keeps the
+/// cursors of those who left, which are nobody's business now. Blocking.
+pub(crate) fn members_positions(core: &Core, store: &dyn Store, conv: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut positions = store.read_positions(conv)?;
+    if let Some(Conversation::Group(group)) = Conversation::parse(conv) {
+        let members = core.groups.get(group);
+        positions.retain(|(reader, _)| members.as_ref().is_some_and(|g| g.has(reader)));
+    }
+    Ok(positions)
 }
 
 /// `positions` as a `reads` map.

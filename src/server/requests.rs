@@ -542,7 +542,7 @@ async fn reads(
     let conv = member_conv(core, session, frame)?.to_owned();
     let limit = limit_of(frame, READS_LIMIT)?;
     let after = frame.after.as_deref().map(str::to_owned);
-    let (answering, id) = (session.clone(), frame.id.as_deref().map(str::to_owned));
+    let (answering, id, reading) = (session.clone(), frame.id.as_deref().map(str::to_owned), core.clone());
     read_then_answer(
         core,
         session,
@@ -550,7 +550,7 @@ async fn reads(
         frame.id.as_deref(),
         "reads",
         move |store| {
-            let mut positions = store.read_positions(&conv)?;
+            let mut positions = receipts::members_positions(&reading, store, &conv)?;
             positions.retain(|(user, _)| after.as_deref().is_none_or(|after| user.as_str() > after));
             let more = positions.len() > limit;
             positions.truncate(limit);

@@ -51,6 +51,9 @@ pub(crate) struct SignedIn {
     pub(crate) user: String,
     /// The device: named by the token, else by the client, else made up.
     pub(crate) device: String,
+    /// Whether the token or the client named the device: a made-up one is
+    /// not remembered, since nothing can reach it again.
+    pub(crate) named: bool,
 }
 
 /// Authenticates an upgraded connection before `deadline`; a client that
@@ -85,7 +88,13 @@ async fn authenticate(
 ) -> Result<SignedIn, &'static str> {
     let Credentials { token, device } = match credentials.token {
         Some(_) => credentials,
-        None => first_frame_credentials(ws, deadline).await?,
+        None => {
+            let in_frame = first_frame_credentials(ws, deadline).await?;
+            Credentials {
+                token: in_frame.token,
+                device: in_frame.device.or(credentials.device),
+            }
+        }
     };
     let token = token.unwrap_or_default();
     let identity = match timeout_at(deadline, core.auth.authenticate(token, &core.gate)).await {
@@ -95,14 +104,15 @@ async fn authenticate(
         Ok(None) => return Err("invalid token"),
         Err(_) => return Err("authentication timed out"),
     };
-    let device = match identity.device.or(device) {
-        Some(device) if is_valid_id(&device) => device,
+    let (device, named) = match identity.device.or(device) {
+        Some(device) if is_valid_id(&device) => (device, true),
         Some(_) => return Err("invalid device id"),
-        None => core.unique_name("d", core.next_number()),
+        None => (core.unique_name("d", core.next_number()), false),
     };
     Ok(SignedIn {
         user: identity.user,
         device,
+        named,
     })
 }
 
@@ -148,6 +158,9 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, signed_in: SignedIn) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
     let (user, device): (Arc<str>, Arc<str>) = (signed_in.user.into(), signed_in.device.into());
+    if signed_in.named {
+        core.store.save_device(user.clone(), device.clone(), Box::new(|_| {}));
+    }
     let outbox = Outbox::new(core.config.limits.outbound_queue_bytes);
     let session = Arc::new(SessionHandle {
         id: number,
@@ -181,7 +194,6 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, signed_in: SignedIn) {
     if core.is_stopping() {
         session.outbox.close(close::GOING_AWAY, "server stopping");
     }
-    core.store.save_device(user.clone(), device.clone(), Box::new(|_| {}));
     core.events.post(Event::Connected {
         user: user.clone(),
         session: name.clone(),

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{NewMessage, PushKind, PushRequest};
+use super::{MAX_DEVICES_PER_USER, NewMessage, PushKind, PushRequest};
 
 /// Devices and push requests, under one lock: neither is on a hot path.
 #[derive(Default)]
@@ -14,18 +14,26 @@ pub(super) struct MemoryNotices {
 
 #[derive(Default)]
 struct Inner {
-    devices: HashMap<String, BTreeSet<String>>,
-    /// Pending requests by id, with when each was last offered (0: never).
-    pushes: BTreeMap<u64, (PushRequest, i64)>,
+    /// Per user, devices from the least to the most recently seen.
+    devices: HashMap<String, Vec<String>>,
+    /// Requests by id, with when each was last offered (0: never) and
+    /// whether the host ended it.
+    pushes: BTreeMap<u64, Push>,
     last_push_id: u64,
+}
+
+struct Push {
+    request: PushRequest,
+    offered: i64,
+    done: bool,
 }
 
 impl Inner {
     fn add(&mut self, kind: PushKind, user: &str, conv: &str, seq: u64, from: Option<&str>) {
-        let known = self
-            .pushes
-            .values()
-            .any(|(p, _)| p.kind == kind && p.user == user && p.conv == conv && p.seq == seq);
+        let known = self.pushes.values().any(|p| {
+            let r = &p.request;
+            r.kind == kind && r.user == user && r.conv == conv && r.seq == seq
+        });
         if known {
             return;
         }
@@ -38,7 +46,14 @@ impl Inner {
             seq,
             from: from.map(str::to_owned),
         };
-        self.pushes.insert(self.last_push_id, (request, 0));
+        self.pushes.insert(
+            self.last_push_id,
+            Push {
+                request,
+                offered: 0,
+                done: false,
+            },
+        );
     }
 }
 
@@ -59,28 +74,31 @@ impl MemoryNotices {
     pub(super) fn badge_after_read(&self, user: &str, conv: &str, seq: u64) {
         let mut inner = self.inner();
         let before = inner.pushes.len();
-        inner
-            .pushes
-            .retain(|_, (p, _)| !(p.kind == PushKind::Message && p.user == user && p.conv == conv && p.seq <= seq));
+        let passed = |r: &PushRequest| r.kind == PushKind::Message && r.user == user && r.conv == conv && r.seq <= seq;
+        inner.pushes.retain(|_, p| !passed(&p.request));
         if inner.pushes.len() < before {
+            // The newest badge says all an older one would: one per conversation.
+            inner
+                .pushes
+                .retain(|_, p| !(p.request.kind == PushKind::Read && p.request.user == user && p.request.conv == conv));
             inner.add(PushKind::Read, user, conv, seq, None);
         }
     }
 
     pub(super) fn save_device(&self, user: &str, device: &str) {
-        self.inner()
-            .devices
-            .entry(user.to_owned())
-            .or_default()
-            .insert(device.to_owned());
+        let mut inner = self.inner();
+        let devices = inner.devices.entry(user.to_owned()).or_default();
+        devices.retain(|d| d != device);
+        devices.push(device.to_owned());
+        if devices.len() > MAX_DEVICES_PER_USER {
+            devices.drain(..devices.len() - MAX_DEVICES_PER_USER);
+        }
     }
 
     pub(super) fn devices(&self, user: &str) -> Vec<String> {
-        self.inner()
-            .devices
-            .get(user)
-            .map(|d| d.iter().cloned().collect())
-            .unwrap_or_default()
+        let inner = self.inner();
+        let sorted: BTreeSet<&String> = inner.devices.get(user).into_iter().flatten().collect();
+        sorted.into_iter().cloned().collect()
     }
 
     pub(super) fn offer(&self, now: i64, offered_before: i64, limit: usize) -> Vec<PushRequest> {
@@ -88,20 +106,31 @@ impl MemoryNotices {
         inner
             .pushes
             .values_mut()
-            .filter(|(_, offered)| *offered < offered_before)
+            .filter(|p| !p.done && p.offered < offered_before)
             .take(limit)
-            .map(|(request, offered)| {
-                *offered = now;
-                request.clone()
+            .map(|p| {
+                p.offered = now;
+                p.request.clone()
             })
             .collect()
     }
 
     pub(super) fn done(&self, push_id: u64) -> bool {
-        self.inner().pushes.remove(&push_id).is_some()
+        match self.inner().pushes.get_mut(&push_id) {
+            Some(p) if !p.done => {
+                p.done = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(super) fn pending(&self) -> Vec<PushRequest> {
-        self.inner().pushes.values().map(|(p, _)| p.clone()).collect()
+        self.inner()
+            .pushes
+            .values()
+            .filter(|p| !p.done)
+            .map(|p| p.request.clone())
+            .collect()
     }
 }

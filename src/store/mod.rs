@@ -315,6 +315,11 @@ impl SyncedConversation {
 /// long before, and counting further would read every old message.
 pub(crate) const UNREAD_CAP: u64 = 9999;
 
+/// The devices remembered per user, the most recently seen: a push event
+/// lists them, and a client naming a new device at every connect must not
+/// grow that list without end.
+pub(crate) const MAX_DEVICES_PER_USER: usize = 20;
+
 /// A message store.
 pub(crate) trait Store: Send + Sync + 'static {
     /// Stores `message` unless its `(from, client_id)` is already stored, and
@@ -330,7 +335,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// requests give way to one badge request (kind read) in the same commit.
     fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, badge: bool, done: ReadDone);
 
-    /// Remembers that `user` connected from `device`; `done` once stored.
+    /// Remembers that `user` connected from `device` (the latest
+    /// [`MAX_DEVICES_PER_USER`] of them); `done` once stored.
     fn save_device(&self, user: Arc<str>, device: Arc<str>, done: WriteDone);
 
     /// The devices `user` ever connected from, sorted. Blocking.
@@ -349,7 +355,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn offer_pushes(&self, now: i64, offered_before: i64, limit: usize, done: PushesDone);
 
     /// Ends the push request `push_id`: it is never offered again. `done`
-    /// says whether it was still pending.
+    /// says whether it was still pending. A message request stays, done,
+    /// until a read passes it and asks for a badge.
     fn push_done(&self, push_id: u64, done: FoundDone);
 
     /// Every push request not done yet, oldest first. Blocking.

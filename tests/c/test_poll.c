@@ -146,6 +146,8 @@ static const char *kind_name(imbed_event_kind kind)
         return "FRAME";
     case IMBED_EVENT_LOG:
         return "LOG";
+    case IMBED_EVENT_PUSH:
+        return "PUSH";
     }
     return "(unknown kind)";
 }

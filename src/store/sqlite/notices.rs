@@ -7,7 +7,7 @@ use rusqlite::{Connection, Row, Transaction, params};
 
 use super::writer::Outcome;
 use crate::protocol::now_ms;
-use crate::store::{NewMessage, PushKind, PushRequest, UNREAD_CAP};
+use crate::store::{MAX_DEVICES_PER_USER, NewMessage, PushKind, PushRequest, UNREAD_CAP};
 
 const PUSH_COLUMNS: &str = "push_id, kind, user, conv, seq, sender";
 
@@ -50,21 +50,28 @@ pub(super) fn badge_after_read(tx: &Transaction<'_>, user: &str, conv: &str, seq
         .prepare_cached("DELETE FROM pushes WHERE user = ?1 AND conv = ?2 AND kind = 'message' AND seq <= ?3")?
         .execute(params![user, conv, seq as i64])?;
     if passed > 0 {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO pushes (kind, user, conv, seq, sender) VALUES ('read', ?1, ?2, ?3, NULL)",
-        )?
-        .execute(params![user, conv, seq as i64])?;
+        // The newest badge says all an older one would: one per conversation.
+        tx.prepare_cached("DELETE FROM pushes WHERE user = ?1 AND conv = ?2 AND kind = 'read'")?
+            .execute(params![user, conv])?;
+        tx.prepare_cached("INSERT INTO pushes (kind, user, conv, seq, sender) VALUES ('read', ?1, ?2, ?3, NULL)")?
+            .execute(params![user, conv, seq as i64])?;
     }
     Ok(())
 }
 
-/// Remembers `device` of `user`, with when it was last seen.
+/// Remembers `device` of `user`, with when it was last seen, forgetting
+/// all but the user's [`MAX_DEVICES_PER_USER`] latest.
 pub(super) fn save_device(tx: &Transaction<'_>, user: &str, device: &str) -> rusqlite::Result<Outcome> {
     tx.prepare_cached(
         "INSERT INTO devices (user, device, last_seen) VALUES (?1, ?2, ?3)
          ON CONFLICT (user, device) DO UPDATE SET last_seen = excluded.last_seen",
     )?
     .execute(params![user, device, now_ms()])?;
+    tx.prepare_cached(
+        "DELETE FROM devices WHERE user = ?1 AND device NOT IN (
+            SELECT device FROM devices WHERE user = ?1 ORDER BY last_seen DESC, device LIMIT ?2)",
+    )?
+    .execute(params![user, MAX_DEVICES_PER_USER as i64])?;
     Ok(Outcome::Saved)
 }
 
@@ -77,7 +84,7 @@ pub(super) fn offer_pushes(
 ) -> rusqlite::Result<Vec<PushRequest>> {
     let due = tx
         .prepare_cached(&format!(
-            "SELECT {PUSH_COLUMNS} FROM pushes WHERE offered < ?1 ORDER BY push_id LIMIT ?2"
+            "SELECT {PUSH_COLUMNS} FROM pushes WHERE done = 0 AND offered < ?1 ORDER BY push_id LIMIT ?2"
         ))?
         .query_map(params![offered_before, limit as i64], push_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -91,7 +98,7 @@ pub(super) fn offer_pushes(
 /// Ends `push_id`; whether it was pending.
 pub(super) fn push_done(tx: &Transaction<'_>, push_id: u64) -> rusqlite::Result<bool> {
     Ok(tx
-        .prepare_cached("DELETE FROM pushes WHERE push_id = ?1")?
+        .prepare_cached("UPDATE pushes SET done = 1 WHERE push_id = ?1 AND done = 0")?
         .execute([push_id as i64])?
         > 0)
 }
@@ -129,7 +136,9 @@ pub(super) fn unread(conn: &Connection, user: &str) -> rusqlite::Result<u64> {
 
 /// See [`crate::store::Store::pending_pushes`].
 pub(super) fn pending_pushes(conn: &Connection) -> rusqlite::Result<Vec<PushRequest>> {
-    conn.prepare_cached(&format!("SELECT {PUSH_COLUMNS} FROM pushes ORDER BY push_id"))?
-        .query_map([], push_from_row)?
-        .collect()
+    conn.prepare_cached(&format!(
+        "SELECT {PUSH_COLUMNS} FROM pushes WHERE done = 0 ORDER BY push_id"
+    ))?
+    .query_map([], push_from_row)?
+    .collect()
 }

@@ -55,7 +55,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX group_members_by_user ON group_members (user, grp);",
     // 3: devices, the push outbox, and read positions by conversation.
     // AUTOINCREMENT: a push id is never reused, so one the host reports done
-    // can never name a later request.
+    // can never name a later request. A message request the host finished
+    // stays (done) until the user reads past it: that read asks for a badge.
     "CREATE TABLE devices (
         user TEXT NOT NULL,
         device TEXT NOT NULL,
@@ -69,7 +70,8 @@ const MIGRATIONS: &[&str] = &[
         conv TEXT NOT NULL,
         seq INTEGER NOT NULL,
         sender TEXT,
-        offered INTEGER NOT NULL DEFAULT 0
+        offered INTEGER NOT NULL DEFAULT 0,
+        done INTEGER NOT NULL DEFAULT 0
      );
      CREATE UNIQUE INDEX pushes_by_target ON pushes (user, conv, kind, seq);
      CREATE INDEX pushes_by_offered ON pushes (offered, push_id);
