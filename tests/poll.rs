@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use imbed::config::ClientConfig;
 use imbed::{Client, Config, Error, Event, Server};
 use serde_json::{Value, json};
-use support::connect;
+use support::{connect, file_cursor};
 use tempfile::TempDir;
 
 fn polled_server(extra: Value) -> (Server, String) {
@@ -201,17 +201,6 @@ async fn a_polled_client_loses_nothing_and_writes_its_cursor_only_behind_the_hos
     .await
     .unwrap();
     drop(server);
-}
-
-/// The cursor the client state file holds for `conv` (0 when none).
-fn file_cursor(path: &str, conv: &str) -> u64 {
-    let Ok(conn) = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return 0;
-    };
-    conn.query_row("SELECT seq FROM cursors WHERE conv = ?1", [conv], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_or(0, |s| s as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use imbed::Client;
 use imbed::config::ClientConfig;
 use imbed::{Config, Event, Host, Server};
 use serde_json::{Value, json};
-use support::{RecordingHost, connect, start};
+use support::{RecordingHost, connect, file_cursor, start};
 use tempfile::TempDir;
 
 /// Panics on the engine's own threads (`imbed-*`), counted by a hook that
@@ -198,17 +198,6 @@ fn slow_recorder(delay_ms: u64, state_file: Option<&str>) -> Arc<SlowRecorder> {
         state_file: state_file.map(str::to_owned),
         cursor_ahead: Mutex::default(),
     })
-}
-
-/// The cursor the client state file holds for `conv` (0 when none).
-fn file_cursor(path: &str, conv: &str) -> u64 {
-    let Ok(conn) = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return 0;
-    };
-    conn.query_row("SELECT seq FROM cursors WHERE conv = ?1", [conv], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_or(0, |s| s as u64)
 }
 
 /// Whether `done` becomes true within `limit`.

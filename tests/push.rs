@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use imbed::{Config, Error, Event, Server};
 use serde_json::{Value, json};
-use support::{Client, RecordingHost, connect, start};
+use support::{RecordingHost, connect, start};
 use tempfile::TempDir;
 
 fn pushes(host: &RecordingHost) -> Vec<Value> {
@@ -21,18 +21,6 @@ fn message_pushes_for(host: &RecordingHost, user: &str) -> Vec<Value> {
         .into_iter()
         .filter(|p| p["kind"] == "message" && p["user"] == user)
         .collect()
-}
-
-/// Sends `frame` and returns the reply with its id, skipping other frames.
-async fn request(client: &mut Client, frame: Value) -> Value {
-    let id = frame["id"].clone();
-    client.send_json(frame).await;
-    loop {
-        let reply = client.recv().await;
-        if reply["id"] == id {
-            return reply;
-        }
-    }
 }
 
 /// Lets the pump run: long enough for a push that is coming to come.
@@ -100,7 +88,9 @@ async fn a_foreground_session_holds_pushes_back_and_a_background_one_does_not() 
     alice.send_to("bob", "a1", json!(1)).await;
     settle().await;
     assert!(message_pushes_for(&t.host, "bob").is_empty(), "bob is looking");
-    let answer = request(&mut phone, json!({"type": "device", "id": "d", "state": "background"})).await;
+    let answer = phone
+        .request(json!({"type": "device", "id": "d", "state": "background"}))
+        .await;
     assert_eq!(answer["type"], "ok", "{answer}");
     alice.send_to("bob", "a2", json!(2)).await;
     let host = t.host.clone();
@@ -116,7 +106,9 @@ async fn a_foreground_session_holds_pushes_back_and_a_background_one_does_not() 
     assert_eq!(devices.len(), 2);
     let bobs = devices.iter().find(|d| &*d.user == "bob").unwrap();
     assert_eq!((&*bobs.device, bobs.foreground, bobs.sessions), ("phone", false, 1));
-    let refused = request(&mut phone, json!({"type": "device", "id": "d2", "state": "asleep"})).await;
+    let refused = phone
+        .request(json!({"type": "device", "id": "d2", "state": "asleep"}))
+        .await;
     assert_eq!(refused["code"], "bad_request", "{refused}");
 }
 
@@ -234,11 +226,9 @@ async fn reading_past_pushed_messages_asks_for_the_badge_to_clear() {
     .await
     .unwrap();
     let mut bob = connect(&t.url, "bob").await;
-    let read = request(
-        &mut bob,
-        json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}),
-    )
-    .await;
+    let read = bob
+        .request(json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}))
+        .await;
     assert_eq!(read["type"], "ok", "{read}");
     let host = t.host.clone();
     let badge = tokio::task::spawn_blocking(move || host.wait_for(|e| e["event"] == "push" && e["kind"] == "read"))
@@ -267,17 +257,13 @@ async fn large_groups_push_only_mentions_and_overrides_silence_a_group() {
         }
     }
     let mut alice = connect(&t.url, "alice").await;
-    let sent = request(
-        &mut alice,
-        json!({"type": "send", "id": "g1", "group": "big", "body": {"text": "hi @bob", "mentions": ["bob"]}}),
-    )
-    .await;
+    let sent = alice
+        .request(json!({"type": "send", "id": "g1", "group": "big", "body": {"text": "hi @bob", "mentions": ["bob"]}}))
+        .await;
     assert_eq!(sent["type"], "ack", "{sent}");
-    request(
-        &mut alice,
-        json!({"type": "send", "id": "q1", "group": "quiet", "body": {"mentions": ["bob"]}}),
-    )
-    .await;
+    alice
+        .request(json!({"type": "send", "id": "q1", "group": "quiet", "body": {"mentions": ["bob"]}}))
+        .await;
     settle().await;
     let got: Vec<(String, String)> = pushes(&t.host)
         .iter()
@@ -314,11 +300,8 @@ async fn a_read_after_the_host_finished_pushing_still_clears_the_badge() {
         .unwrap();
     assert!(t.server.pending_pushes().unwrap().is_empty());
     let mut bob = connect(&t.url, "bob").await;
-    request(
-        &mut bob,
-        json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 1}),
-    )
-    .await;
+    bob.request(json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 1}))
+        .await;
     let host = t.host.clone();
     let badge = tokio::task::spawn_blocking(move || host.wait_for(|e| e["event"] == "push" && e["kind"] == "read"))
         .await
@@ -330,11 +313,8 @@ async fn a_read_after_the_host_finished_pushing_still_clears_the_badge() {
     alice.send_to("bob", "a2", json!(2)).await;
     settle().await;
     let mut bob = connect(&t.url, "bob").await;
-    request(
-        &mut bob,
-        json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}),
-    )
-    .await;
+    bob.request(json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}))
+        .await;
     settle().await;
     let pending: Vec<(&str, u64)> = t
         .server

@@ -3,19 +3,8 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use support::{Client, connect, start};
-
-async fn request(client: &mut Client, frame: Value) -> Value {
-    let id = frame["id"].clone();
-    client.send_json(frame).await;
-    loop {
-        let reply = client.recv().await;
-        if reply["id"] == id {
-            return reply;
-        }
-    }
-}
+use serde_json::json;
+use support::{connect, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_replays_where_the_others_have_read() {
@@ -24,11 +13,8 @@ async fn a_sync_replays_where_the_others_have_read() {
     alice.send_to("bob", "a1", json!(1)).await;
     alice.send_to("bob", "a2", json!(2)).await;
     let mut bob = connect(&t.url, "bob").await;
-    request(
-        &mut bob,
-        json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}),
-    )
-    .await;
+    bob.request(json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}))
+        .await;
     drop(alice);
     // Alice comes back with her cursor at 2: no messages, but bob's position.
     let mut alice = connect(&t.url, "alice").await;
@@ -58,39 +44,39 @@ async fn groups_above_the_receipts_size_answer_reads_requests_instead() {
     }
     let mut ann = connect(&t.url, "ann").await;
     let mut bob = connect(&t.url, "bob").await;
-    let sent = request(&mut ann, json!({"type": "send", "id": "s1", "group": "big", "body": 1})).await;
+    let sent = ann
+        .request(json!({"type": "send", "id": "s1", "group": "big", "body": 1}))
+        .await;
     assert_eq!(sent["seq"], 1);
     for client in [&mut ann, &mut bob] {
-        let read = request(client, json!({"type": "read", "id": "r", "conv": "g:big", "seq": 1})).await;
+        let read = client
+            .request(json!({"type": "read", "id": "r", "conv": "g:big", "seq": 1}))
+            .await;
         assert_eq!(read["type"], "ok");
     }
     // No relay to the other members of a large group.
     ann.assert_quiet().await;
-    let listing = request(&mut ann, json!({"type": "conversations", "id": "c"})).await;
+    let listing = ann.request(json!({"type": "conversations", "id": "c"})).await;
     assert!(listing["conversations"][0].get("reads").is_none(), "{listing}");
-    let page = request(
-        &mut ann,
-        json!({"type": "reads", "id": "q", "conv": "g:big", "limit": 1}),
-    )
-    .await;
+    let page = ann
+        .request(json!({"type": "reads", "id": "q", "conv": "g:big", "limit": 1}))
+        .await;
     assert_eq!(
         page,
         json!({"type": "reads", "id": "q", "conv": "g:big", "reads": {"ann": 1}, "next": "ann"})
     );
-    let rest = request(
-        &mut ann,
-        json!({"type": "reads", "id": "q2", "conv": "g:big", "after": "ann"}),
-    )
-    .await;
+    let rest = ann
+        .request(json!({"type": "reads", "id": "q2", "conv": "g:big", "after": "ann"}))
+        .await;
     assert_eq!(
         rest,
         json!({"type": "reads", "id": "q2", "conv": "g:big", "reads": {"bob": 1}})
     );
     // Who left is nobody's business any more.
     t.server.remove_member("big", "bob").unwrap();
-    let after_leaving = request(&mut ann, json!({"type": "reads", "id": "q3", "conv": "g:big"})).await;
+    let after_leaving = ann.request(json!({"type": "reads", "id": "q3", "conv": "g:big"})).await;
     assert_eq!(after_leaving["reads"], json!({"ann": 1}), "{after_leaving}");
     let mut eve = connect(&t.url, "eve").await;
-    let refused = request(&mut eve, json!({"type": "reads", "id": "x", "conv": "g:big"})).await;
+    let refused = eve.request(json!({"type": "reads", "id": "x", "conv": "g:big"})).await;
     assert_eq!(refused["code"], "forbidden");
 }

@@ -170,7 +170,30 @@ pub async fn connect(url: &str, user: &str) -> Client {
     client
 }
 
+/// The cursor a client state file holds for `conv` (0 when none).
+pub fn file_cursor(path: &str, conv: &str) -> u64 {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    conn.query_row("SELECT seq FROM cursors WHERE conv = ?1", [conv], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_or(0, |s| s as u64)
+}
+
 impl Client {
+    /// Sends `frame` and returns the reply with its id, skipping other frames.
+    pub async fn request(&mut self, frame: Value) -> Value {
+        let id = frame["id"].clone();
+        self.send_json(frame).await;
+        loop {
+            let reply = self.recv().await;
+            if reply["id"] == id {
+                return reply;
+            }
+        }
+    }
+
     pub async fn send_json(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).await.unwrap();
     }
