@@ -7,8 +7,8 @@
  * stderr: the engine's logs and fatal errors.
  * stdin: one command per line (see USAGE): messages ("send", "group"), reading
  * ("history"), administration ("create-group", "add", "remove", "members",
- * "kick", "online", "stats"), "restart" and "quit". Each command answers with one
- * JSON line.
+ * "kick", "online", "devices", "stats"), push requests ("pushes", "push-done"),
+ * "restart" and "quit". Each command answers with one JSON line.
  * SIGINT and SIGTERM stop the server cleanly; so does "quit". End of input
  * does not: the host may run with stdin closed and keeps serving.
  *
@@ -88,6 +88,10 @@ static const char USAGE[] =
     "                       exists)\n"
     "  --no-web             web_root, removed: serve no files, only /ws, /healthz and /metrics\n"
     "  --quiet              events.messages false: do not receive or print message events (load tests)\n"
+    "  --push               push.enabled true: a message to a user with no session in the foreground\n"
+    "                       records a push request, printed as a \"push\" event and offered again (also\n"
+    "                       after a restart) until \"push-done\" ends it; the --config file's push\n"
+    "                       section keeps its other keys (direct, groups, mentions_only_above...)\n"
     "  --poll               events.delivery \"poll\": no event thread and no callbacks; the host's main\n"
     "                       thread waits in poll() for stdin and the server's event descriptor and\n"
     "                       prints the events it takes, as they are printed without it\n"
@@ -122,6 +126,11 @@ static const char USAGE[] =
     "  members GROUP          print whether GROUP is closed and its members\n"
     "  kick USER              close every session of USER\n"
     "  online                 print the users with at least one session\n"
+    "  devices                print the devices with a session, by user, each foreground or background\n"
+    "  pushes                 print the push requests not done yet, oldest first\n"
+    "  push-done ID [failed [REASON]]\n"
+    "                         end push request ID, delivered (or failed, for REASON, which is logged and\n"
+    "                         counted): it is never offered again\n"
     "  stats                  print the server's counters\n"
     "  restart                stop the server and start a new one on the same configuration and database,\n"
     "                         in this process; the reply names the port (a new one if listen had port 0);\n"
@@ -177,6 +186,7 @@ typedef struct host_options {
     bool web_root_given;       /* --web or --no-web */
     bool quiet;
     bool poll;                 /* --poll */
+    bool push;                 /* --push */
     const char *log_level;
     const char *host_id;
 } host_options;
@@ -350,6 +360,8 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->quiet = true;
         } else if (strcmp(flag, "--poll") == 0) {
             options->poll = true;
+        } else if (strcmp(flag, "--push") == 0) {
+            options->push = true;
         } else if (strcmp(flag, "--log-level") == 0) {
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
@@ -512,6 +524,11 @@ static char *build_flags_json(const host_options *options)
             append_string_member(&json, "delivery", "poll");
         }
         text_append(&json, "}");
+    }
+    if (options->push) {
+        /* Only "enabled": the policy (direct, groups, retry_after_ms...) stays the file's. */
+        append_key(&json, "push");
+        text_append(&json, "{\"enabled\":true}");
     }
     if (options->web_root_given) {
         append_key(&json, "web_root");
@@ -989,6 +1006,94 @@ static void run_online_command(imbed_server *server, char *arguments)
     text_free(&line);
 }
 
+/* Runs "devices": prints the engine's object of devices with a session, by user. */
+static void run_devices_command(imbed_server *server, char *arguments)
+{
+    if (*take_word(&arguments) != '\0') {
+        print_command_error("devices", "usage: devices");
+        return;
+    }
+    char *devices = NULL;
+    imbed_status status = imbed_server_devices(server, &devices);
+    if (status != IMBED_OK) {
+        print_command_failure("devices", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"devices\",\"devices\":");
+    text_append(&line, devices);
+    text_append(&line, "}");
+    imbed_string_free(devices);
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Runs "pushes": prints the engine's array of push requests not done yet. */
+static void run_pushes_command(imbed_server *server, char *arguments)
+{
+    if (*take_word(&arguments) != '\0') {
+        print_command_error("pushes", "usage: pushes");
+        return;
+    }
+    char *pending = NULL;
+    imbed_status status = imbed_server_pending_pushes(server, &pending);
+    if (status != IMBED_OK) {
+        print_command_failure("pushes", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"pushes\",\"pending\":");
+    text_append(&line, pending);
+    text_append(&line, "}");
+    imbed_string_free(pending);
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Parses a push id: a decimal number that fits uint64_t (the engine's ids start at 1, but it judges them). */
+static bool parse_push_id(const char *text, uint64_t *push_id_out)
+{
+    size_t digit_count = strspn(text, "0123456789");
+    if (digit_count == 0 || digit_count > 20 || text[digit_count] != '\0') {
+        return false;
+    }
+    errno = 0;
+    unsigned long long push_id = strtoull(text, NULL, 10);
+    if (errno == ERANGE) {
+        return false;
+    }
+    *push_id_out = (uint64_t)push_id;
+    return true;
+}
+
+/*
+ * Runs "push-done <push_id> [failed [reason]]": the reason is the rest of the
+ * line, spaces included, as a push gateway's error message would have them.
+ */
+static void run_push_done_command(imbed_server *server, char *arguments)
+{
+    char *push_id_text = take_word(&arguments);
+    char *outcome = take_word(&arguments);
+    char *reason = arguments + strspn(arguments, " \t");
+    bool delivered = *outcome == '\0';
+    uint64_t push_id = 0;
+    if (!parse_push_id(push_id_text, &push_id) || (!delivered && strcmp(outcome, "failed") != 0)) {
+        print_command_error("push-done", "usage: push-done <push_id> [failed [reason]]");
+        return;
+    }
+    imbed_status status = imbed_server_push_done(server, push_id, delivered, *reason != '\0' ? reason : NULL);
+    if (status != IMBED_OK) {
+        print_command_failure("push-done", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"ok\",\"command\":\"push-done\",\"push_id\":");
+    text_append_unsigned(&line, push_id);
+    text_append(&line, delivered ? ",\"delivered\":true}" : ",\"delivered\":false}");
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
 /* Runs "stats": prints the engine's counters. */
 static void run_stats_command(imbed_server *server, char *arguments)
 {
@@ -1201,13 +1306,20 @@ static void run_host_command(void *context, char *command, char *arguments)
         run_members_command(server, arguments);
     } else if (strcmp(command, "online") == 0) {
         run_online_command(server, arguments);
+    } else if (strcmp(command, "devices") == 0) {
+        run_devices_command(server, arguments);
+    } else if (strcmp(command, "pushes") == 0) {
+        run_pushes_command(server, arguments);
+    } else if (strcmp(command, "push-done") == 0) {
+        run_push_done_command(server, arguments);
     } else if (strcmp(command, "stats") == 0) {
         run_stats_command(server, arguments);
     } else if (strcmp(command, "restart") == 0) {
         run_restart_command(host, arguments);
     } else {
         print_command_error(command, "unknown command (commands: send, group, history, create-group, add, remove, "
-                                     "members, kick, online, stats, restart, quit; --help describes them)");
+                                     "members, kick, online, devices, stats, pushes, push-done, restart, quit; "
+                                     "--help describes them)");
     }
 }
 
