@@ -362,3 +362,24 @@ async fn only_named_devices_are_remembered_and_only_the_latest_twenty() {
         "made-up ids are not remembered; the oldest named ones go"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_push_reaches_the_hosts_log() {
+    let t = start(json!({"push": {"enabled": true}, "log_level": "warn"}));
+    let mut alice = connect(&t.url, "alice").await;
+    alice.send_to("bob", "a1", json!(1)).await;
+    let host = t.host.clone();
+    let pushed = tokio::task::spawn_blocking(move || host.wait_for(|e| e["event"] == "push"))
+        .await
+        .unwrap();
+    t.server
+        .push_done(pushed["push_id"].as_u64().unwrap(), false, Some("no such token"))
+        .unwrap();
+    settle().await;
+    let logs = t.host.logs.lock().unwrap().clone();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("push failed") && l.contains("no such token")),
+        "{logs:?}"
+    );
+}

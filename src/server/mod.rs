@@ -406,6 +406,15 @@ impl Server {
         }
     }
 
+    /// Runs `log` with the server's log dispatch, so what it logs on the
+    /// host's thread reaches the host like the engine's own records.
+    pub(crate) fn logging(&self, log: impl FnOnce()) {
+        match &*self.read_state() {
+            State::Running(running) => tracing::dispatcher::with_default(&running.logs, log),
+            _ => log(),
+        }
+    }
+
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }

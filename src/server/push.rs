@@ -277,7 +277,7 @@ impl crate::Server {
         }
         if !delivered {
             core.metrics.pushes_failed.inc();
-            tracing::warn!(push_id, reason = reason.unwrap_or(""), "push failed");
+            self.logging(|| tracing::warn!(push_id, reason = reason.unwrap_or(""), "push failed"));
         }
         Ok(())
     }

@@ -585,7 +585,7 @@ def test_closed_group_is_run_from_the_host_console(dev_host):
                     lambda e, w=welcome: e.get("event") == "disconnected" and e.get("session") == w["session"],
                 )
                 assert disconnected == {
-                    "event": "disconnected", "user": "bob", "session": welcome["session"], "reason": "kicked"
+                    "event": "disconnected", "user": "bob", "session": welcome["session"], "device": welcome["device"], "reason": "kicked"
                 }
             assert await console.run("online") == {"event": "online", "users": ["alice", "carol"]}
             assert await console.run("kick bob") == {"event": "kicked", "user": "bob", "sessions": 0}

@@ -76,8 +76,8 @@ def test_connect_and_message_events_are_printed_in_order_as_in_callback_mode(mod
 
         alice_welcome, bob_welcome, msgs = asyncio.run(asyncio.wait_for(scenario(), 30))
         expected = [
-            {"event": "connected", "user": "alice", "session": alice_welcome["session"]},
-            {"event": "connected", "user": "bob", "session": bob_welcome["session"]},
+            {"event": "connected", "user": "alice", "session": alice_welcome["session"], "device": alice_welcome["device"]},
+            {"event": "connected", "user": "bob", "session": bob_welcome["session"], "device": bob_welcome["device"]},
             *({"event": "message", "message": msg} for msg in msgs),
         ]
         assert host.wait_for_events(lambda e: e.get("event") in ("connected", "message"), len(expected)) == expected
@@ -86,7 +86,7 @@ def test_connect_and_message_events_are_printed_in_order_as_in_callback_mode(mod
             ("alice", alice_welcome["session"]),
             ("bob", bob_welcome["session"]),
         }
-        assert all(set(e) == {"event", "user", "session", "reason"} for e in disconnected), disconnected
+        assert all(set(e) == {"event", "user", "session", "device", "reason"} for e in disconnected), disconnected
         assert (EVENT_THREAD_NAME in thread_names(host.process.pid)) == (mode == "callback")
     finally:
         _stop_cleanly(host)
@@ -173,7 +173,7 @@ def test_restart_in_poll_mode_serves_the_new_servers_events(poll_host):
                           if e.get("event") == "message" and e["message"]["id"] == f"r-{round_number}")
         assert events.index(restarted) > message_at, events
         assert events.index(restarted) > events.index(
-            {"event": "connected", "user": "alice", "session": welcome["session"]}), events
+            {"event": "connected", "user": "alice", "session": welcome["session"], "device": welcome["device"]}), events
         closed_by_stop = [i for i, e in enumerate(events) if e.get("event") == "disconnected"
                           and e["session"] == welcome["session"]]
         assert closed_by_stop and closed_by_stop[0] < events.index(restarted), events
@@ -185,7 +185,7 @@ def test_restart_in_poll_mode_serves_the_new_servers_events(poll_host):
             url = await chat_then_restart(url, round_number)
             bob, welcome = await login_as(url, "bob")
             async with bob:
-                poll_host.wait_for_event(lambda e: e == {"event": "connected", "user": "bob", "session": welcome["session"]})
+                poll_host.wait_for_event(lambda e: e == {"event": "connected", "user": "bob", "session": welcome["session"], "device": welcome["device"]})
                 sent_before = len(poll_host.events(is_event("sent")))
                 poll_host.command('send bob {"after":"restart"}')
                 msg = await recv_frame(bob)
@@ -214,7 +214,7 @@ def test_end_of_input_keeps_serving_events_until_a_stop_signal(stop_signal):
         async def scenario():
             alice, welcome = await login_as(host.url, "alice")
             async with alice:
-                host.wait_for_event(lambda e: e == {"event": "connected", "user": "alice", "session": welcome["session"]})
+                host.wait_for_event(lambda e: e == {"event": "connected", "user": "alice", "session": welcome["session"], "device": welcome["device"]})
                 await send_message(alice, "c-1", "bob", "after the end of input")
             host.wait_for_event(lambda e: e.get("event") == "message" and e["message"]["id"] == "c-1")
         run(scenario())
@@ -262,7 +262,7 @@ def test_the_delivery_comes_from_the_merged_configuration(tmp_path, file_events,
         async def scenario():
             alice, welcome = await login_as(host.url, "alice")
             await alice.close()
-            host.wait_for_event(lambda e: e == {"event": "connected", "user": "alice", "session": welcome["session"]})
+            host.wait_for_event(lambda e: e == {"event": "connected", "user": "alice", "session": welcome["session"], "device": welcome["device"]})
         run(scenario())
 
 

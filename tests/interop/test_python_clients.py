@@ -176,7 +176,7 @@ def test_two_users_chat_both_ways(dev_host):
         for welcome in (alice_welcome, bob_welcome):
             dev_host.wait_for_event(
                 lambda e, w=welcome: e
-                == {"event": "connected", "user": w["user"], "session": w["session"]}
+                == {"event": "connected", "user": w["user"], "session": w["session"], "device": w["device"]}
             )
         for msg in (first_msg, reply_msg, third_msg):
             dev_host.wait_for_event(lambda e, m=msg: e == {"event": "message", "message": m})
