@@ -95,6 +95,32 @@ pub struct StoreConfig {
     pub path: String,
     /// How much history to keep; by default everything.
     pub retention: Retention,
+    /// Bounds of the in-memory store, which has no disk to spill to.
+    pub memory: MemoryLimits,
+}
+
+/// Bounds of the in-memory store (`store.path` `":memory:"`), so that a
+/// server left running keeps a bounded heap.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryLimits {
+    /// Bytes of messages kept over all conversations (bodies and names).
+    /// Beyond it a conversation that grows gives up its oldest messages
+    /// (each keeps at least its newest), so the bound may be passed by one
+    /// message per conversation.
+    pub max_bytes: u64,
+    /// Idempotency keys kept, the most recent: a send retried after this
+    /// many newer sends is stored again.
+    pub max_keys: u64,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        MemoryLimits {
+            max_bytes: 256 * 1024 * 1024,
+            max_keys: 500_000,
+        }
+    }
 }
 
 /// Timeouts and size limits; every value must be positive.
@@ -164,6 +190,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: ":memory:".into(),
             retention: Retention::default(),
+            memory: MemoryLimits::default(),
         }
     }
 }
@@ -251,6 +278,8 @@ impl Config {
             ("limits.max_connections_per_user", l.max_connections_per_user as u64),
             ("events.queue_capacity", self.events.queue_capacity as u64),
             ("push.retry_after_ms", self.push.retry_after_ms),
+            ("store.memory.max_bytes", self.store.memory.max_bytes),
+            ("store.memory.max_keys", self.store.memory.max_keys),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return bad(field, "must be greater than 0");

@@ -4,13 +4,14 @@
 //! hash maps split into shards, so that senders in different conversations
 //! rarely wait for each other. Retention applies as messages arrive.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 
 use ahash::{HashMap, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::config::MemoryLimits;
 use crate::protocol::group_conv;
 
 use super::memory_notices::MemoryNotices;
@@ -53,25 +54,51 @@ impl Conversation {
         }
     }
 
-    fn apply_retention(&mut self, retention: &Retention, now_ms: i64) {
+    /// Drops what `retention` no longer keeps; the bytes dropped.
+    fn apply_retention(&mut self, retention: &Retention, now_ms: i64) -> usize {
         let max = retention.max_messages_per_conversation as usize;
-        while max > 0 && self.kept.len() > max {
+        let oldest = retention.oldest_kept_ts(now_ms);
+        let mut dropped = 0;
+        while let Some(front) = self.kept.front() {
+            let too_many = max > 0 && self.kept.len() > max;
+            let too_old = oldest.is_some_and(|oldest| front.message.ts < oldest);
+            if !(too_many || too_old) {
+                break;
+            }
+            dropped += front.size_bytes();
             self.kept.pop_front();
         }
-        if let Some(oldest) = retention.oldest_kept_ts(now_ms) {
-            while self.kept.front().is_some_and(|m| m.message.ts < oldest) {
-                self.kept.pop_front();
-            }
-        }
+        dropped
     }
+
+    /// Drops the oldest messages, keeping the newest, until `excess` bytes
+    /// went; the bytes dropped.
+    fn shed(&mut self, excess: usize) -> usize {
+        let mut dropped = 0;
+        while dropped < excess && self.kept.len() > 1 {
+            dropped += self.kept.pop_front().map_or(0, |m| m.size_bytes());
+        }
+        dropped
+    }
+}
+
+/// One shard of idempotency keys, forgetting the oldest beyond its share
+/// of `store.memory.max_keys`.
+#[derive(Default)]
+struct Keys {
+    placements: HashMap<IdempotencyKey, Placement>,
+    order: VecDeque<IdempotencyKey>,
 }
 
 /// Messages, idempotency keys and read cursors in memory.
 pub(crate) struct MemoryStore {
     hasher: RandomState,
     retention: Retention,
+    limits: MemoryLimits,
+    /// Bytes of the messages kept, over all conversations.
+    kept_bytes: AtomicUsize,
     conversations: Vec<Mutex<HashMap<String, Conversation>>>,
-    keys: Vec<Mutex<HashMap<IdempotencyKey, Placement>>>,
+    keys: Vec<Mutex<Keys>>,
     users: Vec<Mutex<HashMap<Arc<str>, BTreeSet<String>>>>,
     /// User → conversation → read seq: a listing reads one user's cursors,
     /// not everyone's.
@@ -84,7 +111,7 @@ pub(crate) struct MemoryStore {
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore::with_retention(Retention::default())
+        MemoryStore::with_retention(Retention::default(), MemoryLimits::default())
     }
 }
 
@@ -99,11 +126,13 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// An empty store that keeps what `retention` allows.
-    pub(crate) fn with_retention(retention: Retention) -> MemoryStore {
+    /// An empty store that keeps what `retention` and `limits` allow.
+    pub(crate) fn with_retention(retention: Retention, limits: MemoryLimits) -> MemoryStore {
         MemoryStore {
             hasher: RandomState::new(),
             retention,
+            limits,
+            kept_bytes: AtomicUsize::new(0),
             conversations: shards(),
             keys: shards(),
             users: shards(),
@@ -149,14 +178,12 @@ impl Store for MemoryStore {
         // duplicate check and the insert one step; the conversation lock is
         // held across `done` so completions run in seq order.
         let mut keys = self.shard(&self.keys, &message.from);
-        let key_slot = match keys.entry((message.from.clone(), message.client_id.clone())) {
-            Entry::Occupied(known) => {
-                let placement = known.get().clone();
-                drop(keys);
-                return done(Ok(Appended::Duplicate(placement)));
-            }
-            Entry::Vacant(slot) => slot,
-        };
+        let key = (message.from.clone(), message.client_id.clone());
+        if let Some(known) = keys.placements.get(&key) {
+            let placement = known.clone();
+            drop(keys);
+            return done(Ok(Appended::Duplicate(placement)));
+        }
         // Group conversations belong to their members, not to whoever sent in them.
         if let Some(to) = message.to.as_deref() {
             self.remember_conversation(&message.from, &message.conv);
@@ -175,10 +202,22 @@ impl Store for MemoryStore {
             message,
         });
         conversation.kept.push_back(stored.clone());
-        conversation.apply_retention(&self.retention, now);
+        let added = stored.size_bytes();
+        let dropped = conversation.apply_retention(&self.retention, now);
+        let kept = self.kept_bytes.fetch_add(added, Ordering::Relaxed) + added - dropped;
+        let excess = kept.saturating_sub(self.limits.max_bytes as usize);
+        let shed = if excess > 0 { conversation.shed(excess) } else { 0 };
+        self.kept_bytes.fetch_sub(dropped + shed, Ordering::Relaxed);
         self.notices.request_pushes(&stored.message, stored.seq, &push_to);
         let appended = Appended::New(stored);
-        key_slot.insert(appended.placement());
+        keys.placements.insert(key.clone(), appended.placement());
+        keys.order.push_back(key);
+        let share = (self.limits.max_keys as usize).div_ceil(SHARDS);
+        while keys.order.len() > share {
+            if let Some(oldest) = keys.order.pop_front() {
+                keys.placements.remove(&oldest);
+            }
+        }
         drop(keys);
         done(Ok(appended));
     }
@@ -524,10 +563,13 @@ mod tests {
 
     #[test]
     fn retention_drops_the_oldest_but_seq_keeps_counting() {
-        let by_count = MemoryStore::with_retention(Retention {
-            max_messages_per_conversation: 3,
-            max_age_seconds: 0,
-        });
+        let by_count = MemoryStore::with_retention(
+            Retention {
+                max_messages_per_conversation: 3,
+                max_age_seconds: 0,
+            },
+            MemoryLimits::default(),
+        );
         for i in 0..5 {
             append(&by_count, message("a", &i.to_string(), 5));
         }
@@ -537,10 +579,13 @@ mod tests {
         );
         assert_eq!(append(&by_count, message("a", "new", 5)).placement().seq, 6);
 
-        let by_age = MemoryStore::with_retention(Retention {
-            max_messages_per_conversation: 0,
-            max_age_seconds: 10,
-        });
+        let by_age = MemoryStore::with_retention(
+            Retention {
+                max_messages_per_conversation: 0,
+                max_age_seconds: 10,
+            },
+            MemoryLimits::default(),
+        );
         append(&by_age, message("a", "old", 1_000));
         append(&by_age, message("a", "new", 20_000));
         assert_eq!(seqs(&by_age.history("dm:a:b", None, 10, usize::MAX).unwrap()), [2]);
@@ -565,5 +610,54 @@ mod tests {
         assert_eq!(mark(2), ReadMark::Advanced);
         assert_eq!(mark(1), ReadMark::Unchanged);
         assert_eq!(mark(3), ReadMark::BeyondLast { last_seq: 2 });
+    }
+
+    #[test]
+    fn kept_bytes_stay_within_the_bound_and_each_conversation_keeps_its_newest() {
+        let limits = MemoryLimits {
+            max_bytes: 2_000,
+            max_keys: 1_000_000,
+        };
+        let store = MemoryStore::with_retention(Retention::default(), limits);
+        let body = format!("\"{}\"", "x".repeat(200));
+        let mut biggest = 0;
+        for i in 0..60 {
+            let mut m = message("a", &format!("c{i}"), 0);
+            m.conv = format!("dm:a:b{}", i % 3);
+            m.to = Some(format!("b{}", i % 3));
+            m.body = RawValue::from_string(body.clone()).unwrap();
+            if let Appended::New(stored) = append(&store, m) {
+                biggest = biggest.max(stored.size_bytes());
+            }
+        }
+        let kept: usize = (0..3)
+            .flat_map(|c| store.history(&format!("dm:a:b{c}"), None, 1000, usize::MAX).unwrap())
+            .map(|m| m.size_bytes())
+            .sum();
+        assert!(kept <= 2_000 + 3 * biggest, "{kept} bytes kept");
+        assert_eq!(
+            store.kept_bytes.load(Ordering::Relaxed),
+            kept,
+            "the count matches what is kept"
+        );
+        for c in 0..3 {
+            let newest = store.history(&format!("dm:a:b{c}"), None, 1, usize::MAX).unwrap();
+            assert_eq!(seqs(&newest), [20], "the newest of dm:a:b{c}");
+        }
+    }
+
+    #[test]
+    fn only_the_latest_idempotency_keys_are_kept() {
+        let limits = MemoryLimits {
+            max_bytes: u64::MAX,
+            max_keys: 2 * SHARDS as u64,
+        };
+        let store = MemoryStore::with_retention(Retention::default(), limits);
+        for i in 0..5 {
+            append(&store, message("a", &format!("c{i}"), 0));
+        }
+        // One sender, one shard, two keys: c3 and c4.
+        assert!(matches!(append(&store, message("a", "c4", 0)), Appended::Duplicate(p) if p.seq == 5));
+        assert!(matches!(append(&store, message("a", "c0", 0)), Appended::New(m) if m.seq == 6));
     }
 }

@@ -24,7 +24,10 @@ use crate::config::{Retention, StoreConfig};
 /// Opens the store `config` names: memory for `":memory:"`, else SQLite.
 pub(crate) fn open(config: &StoreConfig, commits: CommitObserver) -> Result<Arc<dyn Store>, StoreError> {
     if config.path == ":memory:" {
-        Ok(Arc::new(MemoryStore::with_retention(config.retention.clone())))
+        Ok(Arc::new(MemoryStore::with_retention(
+            config.retention.clone(),
+            config.memory.clone(),
+        )))
     } else {
         Ok(Arc::new(SqliteStore::open(
             &config.path,
