@@ -383,3 +383,38 @@ async fn a_failed_push_reaches_the_hosts_log() {
         "{logs:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_requests_than_one_batch_are_each_offered_once_after_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("imbed.db").to_str().unwrap().to_owned();
+    let (server, host, _url) = on_file(&db, json!({}));
+    let sent = tokio::task::spawn_blocking(move || {
+        for n in 0..300 {
+            server.send("alice", "bob", "1", Some(&format!("m{n}"))).unwrap();
+        }
+        server
+    })
+    .await
+    .unwrap();
+    let waiting = host.clone();
+    tokio::task::spawn_blocking(move || {
+        waiting.wait_until("300 pushes", |e| {
+            e.iter().filter(|e| e["event"] == "push").count() >= 300
+        })
+    })
+    .await
+    .unwrap();
+    tokio::task::spawn_blocking(move || sent.stop().unwrap()).await.unwrap();
+    let (_server, host, _url) = on_file(&db, json!({}));
+    let waiting = host.clone();
+    tokio::task::spawn_blocking(move || {
+        waiting.wait_until("300 again", |e| {
+            e.iter().filter(|e| e["event"] == "push").count() >= 300
+        })
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pushes(&host).len(), 300, "each pending request once");
+}

@@ -91,12 +91,14 @@ pub(crate) fn has_foreground_session(core: &Core, user: &str) -> bool {
 pub(crate) async fn run(core: Arc<Core>) {
     let retry = Duration::from_millis(core.config.push.retry_after_ms);
     let mut stopping = core.stopping.clone();
-    // At start every pending request is due: the host that was offered it
-    // before a restart may never have answered.
+    // At start every request offered before it is due: the host that was
+    // offered it before a restart may never have answered. (Not those
+    // offered since, in this first round's earlier batches.)
+    let started = now_ms();
     let mut since_start = true;
     loop {
         let offered_before = if since_start {
-            i64::MAX
+            started
         } else {
             now_ms() - retry.as_millis() as i64 + 1
         };
