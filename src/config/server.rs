@@ -104,7 +104,8 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryLimits {
-    /// Bytes of messages kept over all conversations (bodies and names).
+    /// Memory of the messages kept over all conversations: their bodies and
+    /// names plus 256 bytes each of bookkeeping.
     /// Beyond it a conversation that grows gives up its oldest messages
     /// (each keeps at least its newest), so the bound may be passed by one
     /// message per conversation.

@@ -25,6 +25,16 @@ const SHARDS: usize = 64;
 
 type IdempotencyKey = (Arc<str>, String);
 
+/// What a kept message costs beyond its bytes: the `Arc`, the struct and the
+/// allocations of its strings and body (measured: a direct run of 64-byte
+/// bodies held about 3.6 times their counted bytes).
+const MESSAGE_OVERHEAD: usize = 256;
+
+/// The memory a kept message takes, as `store.memory.max_bytes` counts it.
+fn footprint(message: &StoredMessage) -> usize {
+    message.size_bytes() + MESSAGE_OVERHEAD
+}
+
 /// One conversation: its last seq and the messages still kept.
 #[derive(Default)]
 struct Conversation {
@@ -65,7 +75,7 @@ impl Conversation {
             if !(too_many || too_old) {
                 break;
             }
-            dropped += front.size_bytes();
+            dropped += footprint(front);
             self.kept.pop_front();
         }
         dropped
@@ -76,7 +86,7 @@ impl Conversation {
     fn shed(&mut self, excess: usize) -> usize {
         let mut dropped = 0;
         while dropped < excess && self.kept.len() > 1 {
-            dropped += self.kept.pop_front().map_or(0, |m| m.size_bytes());
+            dropped += self.kept.pop_front().map_or(0, |m| footprint(&m));
         }
         dropped
     }
@@ -202,7 +212,7 @@ impl Store for MemoryStore {
             message,
         });
         conversation.kept.push_back(stored.clone());
-        let added = stored.size_bytes();
+        let added = footprint(&stored);
         let dropped = conversation.apply_retention(&self.retention, now);
         let kept = self.kept_bytes.fetch_add(added, Ordering::Relaxed) + added - dropped;
         let excess = kept.saturating_sub(self.limits.max_bytes as usize);
@@ -627,12 +637,12 @@ mod tests {
             m.to = Some(format!("b{}", i % 3));
             m.body = RawValue::from_string(body.clone()).unwrap();
             if let Appended::New(stored) = append(&store, m) {
-                biggest = biggest.max(stored.size_bytes());
+                biggest = biggest.max(footprint(&stored));
             }
         }
         let kept: usize = (0..3)
             .flat_map(|c| store.history(&format!("dm:a:b{c}"), None, 1000, usize::MAX).unwrap())
-            .map(|m| m.size_bytes())
+            .map(|m| footprint(&m))
             .sum();
         assert!(kept <= 2_000 + 3 * biggest, "{kept} bytes kept");
         assert_eq!(
