@@ -36,7 +36,8 @@
 static const char USAGE[] =
     "usage: " PROGRAM_NAME " --url URL --token TOKEN [options]\n"
     "\n"
-    "  --url URL            the server, such as ws://127.0.0.1:8080/ws\n"
+    "  --url URL            the server, such as ws://127.0.0.1:8080/ws; repeat it for several\n"
+    "                       nodes of one service, tried in turn when one cannot be reached\n"
     "  --token TOKEN        the token the server authenticates (with a dev-auth server: the user id)\n"
     "  --state PATH         SQLite file keeping the outbox and the sync cursors across runs\n"
     "                       (default :memory:, which forgets them at exit)\n"
@@ -52,8 +53,12 @@ static const char USAGE[] =
     "                         and the reply arrives as a \"frame\" event with that id\n"
     "  quit                   stop the client and exit\n";
 
+/* The most --url flags: nodes of one service, not a list to crawl. */
+#define MAX_URLS 16
+
 typedef struct client_options {
-    const char *url;
+    const char *urls[MAX_URLS];
+    int url_count;
     const char *token;
     const char *state_path;
     const char *log_level;
@@ -92,7 +97,10 @@ static void parse_options(int argc, char **argv, client_options *options)
             fputs(USAGE, stdout);
             exit(0);
         } else if (strcmp(flag, "--url") == 0) {
-            options->url = take_flag_value(argc, argv, &index);
+            if (options->url_count == MAX_URLS) {
+                fail_usage("too many --url flags", "");
+            }
+            options->urls[options->url_count++] = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--token") == 0) {
             options->token = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--state") == 0) {
@@ -103,7 +111,7 @@ static void parse_options(int argc, char **argv, client_options *options)
             fail_usage("unknown argument ", flag);
         }
     }
-    if (options->url == NULL) {
+    if (options->url_count == 0) {
         fail_usage("--url is required", "");
     }
     if (options->token == NULL) {
@@ -115,9 +123,12 @@ static void parse_options(int argc, char **argv, client_options *options)
 static char *build_config_json(const client_options *options)
 {
     text_buffer config = {0};
-    text_append(&config, "{\"url\":");
-    text_append_json_string(&config, options->url);
-    text_append(&config, ",\"token\":");
+    text_append(&config, "{\"urls\":[");
+    for (int i = 0; i < options->url_count; i++) {
+        text_append(&config, i == 0 ? "" : ",");
+        text_append_json_string(&config, options->urls[i]);
+    }
+    text_append(&config, "],\"token\":");
     text_append_json_string(&config, options->token);
     text_append(&config, ",\"state_path\":");
     text_append_json_string(&config, options->state_path);

@@ -220,3 +220,33 @@ fn stop_closes_the_connection_with_a_close_handshake() {
         .wait_for(|e| e["event"] == "disconnected" && e["user"] == "alice");
     assert_eq!(gone["reason"], "closed by peer", "{gone}");
 }
+
+#[test]
+fn a_client_moves_to_the_next_server_when_one_cannot_be_reached() {
+    let t = support::start(json!({}));
+    let live = t.server.local_addr().unwrap().port();
+    let dead = free_port();
+    let config = json!({"urls": [format!("ws://127.0.0.1:{dead}/ws"), format!("ws://127.0.0.1:{live}/ws")],
+        "token": "alice", "reconnect": {"initial_ms": 50, "max_ms": 200}});
+    let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let recorder = Arc::new(RecordingHost::default());
+    client.set_host(recorder.clone()).unwrap();
+    client.start().unwrap();
+    let connected = recorder.wait_for(|e| e["state"] == "connected");
+    assert_eq!(connected["server"], format!("ws://127.0.0.1:{live}/ws"));
+    let tried: Vec<Value> = recorder
+        .events_of("state")
+        .into_iter()
+        .filter(|e| e["state"] == "connecting")
+        .map(|e| e["server"].clone())
+        .collect();
+    assert_eq!(tried[0], format!("ws://127.0.0.1:{dead}/ws"), "{tried:?}");
+    let id = client.send("bob", r#""via the second""#).unwrap();
+    recorder.wait_for(|e| e["event"] == "ack" && e["id"] == id.as_str());
+    client.stop().unwrap();
+    assert!(
+        ClientConfig::from_json(r#"{"token":"t"}"#).is_err(),
+        "a server is required"
+    );
+    assert!(ClientConfig::from_json(r#"{"token":"t","urls":["http://x"]}"#).is_err());
+}

@@ -88,32 +88,45 @@ pub(crate) async fn run(
     mut commands: UnboundedReceiver<Command>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let state_event = |state: &'static str, reason: Option<String>, attempt: Option<u32>| {
-        events.post_waiting(Event::State { state, reason, attempt })
+    let state_event = |state: &'static str, reason: Option<String>, attempt: Option<u32>, server: Option<&str>| {
+        events.post_waiting(Event::State {
+            state,
+            reason,
+            attempt,
+            server: server.map(str::to_owned),
+        })
     };
     let (mut attempt, mut failures, mut paused) = (0u32, 0u32, false);
+    let servers = shared.config.servers().len();
+    let mut server = 0;
     while !*stopping.borrow() {
         if paused {
-            state_event("paused", None, None).await;
+            state_event("paused", None, None, None).await;
             match wait_for_wake(&mut commands, &mut stopping).await {
                 Some(()) => paused = false,
                 None => break,
             }
         }
         attempt += 1;
-        state_event("connecting", None, Some(attempt)).await;
-        let ended = connect_and_serve(&shared, &events, &mut commands, &mut stopping).await;
+        let url = shared.config.servers()[server].to_owned();
+        state_event("connecting", None, Some(attempt), Some(&url)).await;
+        let ended = connect_and_serve(&shared, &url, &events, &mut commands, &mut stopping).await;
         shared.connected.store(false, Ordering::Relaxed);
         match ended {
             Ended::Stopped => break,
             Ended::Paused => {
-                state_event("disconnected", Some("background".into()), None).await;
+                state_event("disconnected", Some("background".into()), None, None).await;
                 paused = true;
             }
             Ended::Reconnect { reason, was_up, now } => {
                 tracing::debug!(reason, "connection lost");
-                state_event("disconnected", Some(reason), None).await;
+                state_event("disconnected", Some(reason), None, None).await;
                 failures = if was_up { 0 } else { failures.saturating_add(1) };
+                // A server that could not be reached: the next one. One that
+                // was up and dropped the connection gets the first try again.
+                if !was_up {
+                    server = (server + 1) % servers;
+                }
                 if now {
                     continue;
                 }
@@ -126,7 +139,7 @@ pub(crate) async fn run(
             }
         }
     }
-    state_event("stopped", None, None).await;
+    state_event("stopped", None, None, None).await;
 }
 
 /// Resolves when the client is stopping (dropping the watch's borrow, which
@@ -314,14 +327,15 @@ fn lost(reason: impl Into<String>, was_up: bool) -> Ended {
 
 async fn connect_and_serve(
     shared: &Arc<Shared>,
+    server: &str,
     events: &EventQueue,
     commands: &mut UnboundedReceiver<Command>,
     stopping: &mut watch::Receiver<bool>,
 ) -> Ended {
     let config = &shared.config;
     let patience = Duration::from_millis(config.dead_after_ms);
-    let separator = if config.url.contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}device={}", config.url, shared.device);
+    let separator = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{separator}device={}", shared.device);
     let mut request = match url.as_str().into_client_request() {
         Ok(request) => request,
         Err(e) => return lost(format!("bad url: {e}"), false),
@@ -352,6 +366,7 @@ async fn connect_and_serve(
             state: "connected",
             reason: None,
             attempt: None,
+            server: Some(server.to_owned()),
         })
         .await;
 

@@ -10,8 +10,13 @@ use crate::error::Error;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
-    /// The server: `ws://host:port/ws` or `wss://…`.
+    /// The server: `ws://host:port/ws` or `wss://…`. Optional when `urls` is given.
+    #[serde(default)]
     pub url: String,
+    /// More servers (nodes of one service) to try, in order, after `url`:
+    /// an attempt that fails to come up moves to the next, round and round.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// Sent as `Authorization: Bearer <token>`.
     pub token: String,
     /// A PEM file of root certificates trusted for `wss://` besides the
@@ -91,8 +96,16 @@ impl ClientConfig {
 
     /// Checks the values that types alone cannot, and fields against each other.
     pub fn validate(&self) -> Result<(), Error> {
-        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
-            return bad("url", "must start with ws:// or wss://");
+        if self.servers().is_empty() {
+            return bad("url", "a server is required (url, or urls)");
+        }
+        if let Some(url) = self
+            .servers()
+            .iter()
+            .find(|u| !(u.starts_with("ws://") || u.starts_with("wss://")))
+        {
+            let field = if *url == self.url { "url" } else { "urls" };
+            return bad(field, format!("{url:?} must start with ws:// or wss://"));
         }
         if self.token.is_empty() {
             return bad("token", "must not be empty");
@@ -137,6 +150,16 @@ pub struct EventsConfig {
     pub queue_capacity: usize,
     /// Callbacks (the default) or events the host polls for.
     pub delivery: EventDelivery,
+}
+
+impl ClientConfig {
+    /// The servers to connect to, in the order they are tried: `url`, then `urls`.
+    pub fn servers(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str())
+            .filter(|u| !u.is_empty())
+            .chain(self.urls.iter().map(String::as_str))
+            .collect()
+    }
 }
 
 impl Default for EventsConfig {

@@ -91,6 +91,8 @@ pub enum Event {
         reason: Option<String>,
         /// Which connection attempt (from 1) this is, when connecting.
         attempt: Option<u32>,
+        /// The server being connected to, when connecting or connected.
+        server: Option<String>,
     },
     /// Client role: the server stored a queued message.
     Ack {
@@ -147,10 +149,16 @@ impl Event {
             Event::Message { frame, .. } => return format!(r#"{{"event":"message","message":{}}}"#, frame.as_str()),
             Event::Frame { frame } => return format!(r#"{{"event":"frame","frame":{}}}"#, frame.as_str()),
             Event::Push { json, .. } => return json.clone(),
-            Event::State { state, reason, attempt } => EventJson::State {
+            Event::State {
+                state,
+                reason,
+                attempt,
+                server,
+            } => EventJson::State {
                 state,
                 reason: reason.as_deref(),
                 attempt: *attempt,
+                server: server.as_deref(),
             },
             Event::Ack { id, conv, seq, ts } => EventJson::Ack {
                 id,
@@ -216,6 +224,8 @@ enum EventJson<'a> {
         reason: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         attempt: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        server: Option<&'a str>,
     },
     Ack {
         id: &'a str,

@@ -154,3 +154,25 @@ def test_client_outbox_and_sync_survive_a_host_crash(tmp_path, dev_hosts, client
         assert client.unparsed_lines == [], f"{client.name} printed lines that are not JSON objects"
         assert state_names(client)[-1] == "stopped", f"{client.name} did not report stopped last"
     dev_hosts.stop(host)  # SIGTERM; asserts a clean exit and only JSON lines
+
+
+def test_client_moves_to_the_next_node_when_one_is_down(tmp_path, dev_hosts, clients):
+    """Two --url flags, the first one down: the client connects to the second,
+    and when that one crashes and the first comes up, it moves back."""
+    first, second = free_loopback_port(), free_loopback_port()
+    db = tmp_path / "s.db"
+    host = dev_hosts.start(db, second)
+    alice = JsonLinesProcess(
+        "imbed-client alice",
+        [str(CLIENT_BINARY), "--url", f"ws://127.0.0.1:{first}/ws", "--url", f"ws://127.0.0.1:{second}/ws",
+         "--token", "alice", "--state", str(tmp_path / "alice.state")],
+    )
+    clients.append(alice)
+    connected = alice.wait_for_events(is_state("connected"), 1, STARTUP_TIMEOUT_S)[-1]
+    assert connected["server"] == f"ws://127.0.0.1:{second}/ws", connected
+    dev_hosts.crash(host)
+    dev_hosts.start(db, first)
+    again = alice.wait_for_events(is_state("connected"), 2, DELIVERY_TIMEOUT_S)[-1]
+    assert again["server"] == f"ws://127.0.0.1:{first}/ws", again
+    alice.command('send bob {"n":1}')
+    alice.wait_for_events(lambda event: event.get("event") == "ack", 1, DELIVERY_TIMEOUT_S)
