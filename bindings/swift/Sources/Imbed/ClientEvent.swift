@@ -22,8 +22,11 @@ public enum ConnectionState: String, Sendable {
 /// fields taken out of it.
 public enum ClientEvent: Sendable, Equatable {
     /// The connection changed state. `reason` says why when there is a why (a
-    /// lost connection); `attempt` counts the attempts while reconnecting.
-    case state(ConnectionState, reason: String?, attempt: Int?, json: String)
+    /// lost connection); `attempt` counts the attempts while reconnecting;
+    /// `server` is the URL being connected to or connected to (on
+    /// `.connecting` and `.connected`), one of the configuration's `url` and
+    /// `urls`.
+    case state(ConnectionState, reason: String?, attempt: Int?, server: String?, json: String)
     /// A message: `seq` in the conversation `conv`, sent by `from`. Each
     /// (`conv`, `seq`) comes exactly once, in seq order per conversation,
     /// whether pushed live or caught up by sync. `messageJSON` is the
@@ -51,7 +54,7 @@ public enum ClientEvent: Sendable, Equatable {
     /// `{"event":"ack","id":"c-1","conv":"dm:alice:bob","seq":17,"ts":1700000000123}`.
     public var json: String {
         switch self {
-        case .state(_, _, _, let json),
+        case .state(_, _, _, _, let json),
              .message(_, _, _, _, let json),
              .ack(_, _, _, _, let json),
              .sendFailed(_, _, _, let json),
@@ -78,6 +81,7 @@ public enum ClientEvent: Sendable, Equatable {
                 ConnectionState(rawValue: state.state) ?? .unknown,
                 reason: state.reason,
                 attempt: state.attempt,
+                server: state.server,
                 json: copied.json
             )
         case IMBED_EVENT_MESSAGE:
@@ -109,6 +113,7 @@ private struct StateFields: Decodable {
     let state: String
     let reason: String?
     let attempt: Int?
+    let server: String?
 }
 
 /// What an ack event says.

@@ -39,9 +39,11 @@ public final class ImbedClient: @unchecked Sendable {
 
     private let handle: OpaquePointer
 
-    /// Creates a client from its JSON configuration: `url` and `token` are
-    /// required; `state_path` names a SQLite file that keeps the outbox and
-    /// the cursors across app restarts (docs/C-API.md lists every key).
+    /// Creates a client from its JSON configuration: `token` and a server are
+    /// required, `url` or `urls` or both (several servers, the nodes of one
+    /// service: an attempt that cannot connect moves to the next);
+    /// `state_path` names a SQLite file that keeps the outbox and the cursors
+    /// across app restarts (docs/C-API.md lists every key).
     /// `logger` receives the engine's log records at the configured
     /// `log_level`; none when nil. It may not hold the client strongly: the
     /// engine keeps it until the client is freed, which is when its last

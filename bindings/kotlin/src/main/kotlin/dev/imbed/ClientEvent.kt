@@ -40,12 +40,15 @@ public sealed class ClientEvent {
 
     /**
      * The connection changed [state]. [reason] says why when there is a why (a lost connection),
-     * [attempt] counts the attempts while reconnecting.
+     * [attempt] counts the attempts while reconnecting, and [server] is the URL being connected to
+     * or connected to (on [ConnectionState.CONNECTING] and [ConnectionState.CONNECTED]), one of the
+     * configuration's `url` and `urls`.
      */
     public data class State(
         public val state: ConnectionState,
         public val reason: String?,
         public val attempt: Int?,
+        public val server: String?,
         override val json: String,
     ) : ClientEvent()
 
@@ -124,6 +127,7 @@ public sealed class ClientEvent {
                         ConnectionState.of(state.string("state")),
                         state.stringOrNull("reason"),
                         state["attempt"]?.jsonPrimitive?.intOrNull,
+                        state.stringOrNull("server"),
                         json,
                     )
                 }

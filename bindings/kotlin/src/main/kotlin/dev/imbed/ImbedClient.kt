@@ -28,7 +28,9 @@ public enum class Hint(internal val code: Int) {
  *
  * @param configJson The client configuration, such as
  *   `{"url":"wss://chat.example.com/ws","token":"...","state_path":"/data/imbed-state.db"}`,
- *   validated whole here: a wrong field throws [Status.INVALID_CONFIG] naming it.
+ *   validated whole here: a wrong field throws [Status.INVALID_CONFIG] naming it. Several servers
+ *   (the nodes of one service) go in `urls`, beside or instead of `url`: an attempt that cannot
+ *   connect moves to the next, and [ClientEvent.State.server] names the one in use.
  * @param logger Receives the engine's log records at the configured `log_level`; none when null.
  */
 public class ImbedClient(configJson: String, logger: ImbedLogger? = null) : AutoCloseable {

@@ -63,6 +63,20 @@ class EventDecodingTest {
     }
 
     @Test
+    fun `a state event names its server when it has one`() {
+        val connecting = """{"event":"state","state":"connecting","attempt":2,"server":"ws://b/ws"}"""
+        assertEquals(
+            ClientEvent.State(ConnectionState.CONNECTING, null, 2, "ws://b/ws", connecting),
+            ClientEvent.decode(event(EventKind.STATE, connecting)),
+        )
+        val disconnected = """{"event":"state","state":"disconnected","reason":"closed by peer"}"""
+        assertEquals(
+            ClientEvent.State(ConnectionState.DISCONNECTED, "closed by peer", null, null, disconnected),
+            ClientEvent.decode(event(EventKind.STATE, disconnected)),
+        )
+    }
+
+    @Test
     fun `an event whose fields cannot be read is passed on as Unknown`() {
         val messageJson = """{"type":"msg","conv":"dm:alice:bob"}"""
         val json = """{"event":"message","message":$messageJson}"""
