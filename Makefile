@@ -44,15 +44,15 @@ client: lib
 run: host
 	./$(HOST) --listen $(LISTEN) --db $(DB) --dev-auth
 
-build/test_ffi: lib tests/c/test_ffi.c
+build/test_ffi: lib tests/c/test_ffi.c tests/c/check.h
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_ffi.c $(LIB) $(LDLIBS) -o $@
 
-build/test_poll: lib tests/c/test_poll.c
+build/test_poll: lib tests/c/test_poll.c tests/c/check.h
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_poll.c $(LIB) $(LDLIBS) -o $@
 
-build/test_push: lib tests/c/test_push.c
+build/test_push: lib tests/c/test_push.c tests/c/check.h
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_push.c $(LIB) $(LDLIBS) -o $@
 

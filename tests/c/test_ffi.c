@@ -11,6 +11,7 @@
  *      tests/c/test_ffi.c target/release/libimbed.a -lpthread -ldl -lm -o build/test_ffi
  */
 #include "imbed.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -30,8 +31,6 @@
 #define SEND_THREADS 8
 #define SENDS_PER_THREAD 200
 
-static int checks_passed;
-static int checks_failed;
 
 /* Counters a listener updates from the engine's dispatcher thread. */
 typedef struct event_recorder {
@@ -61,59 +60,6 @@ typedef struct send_worker {
     bool ok_after_stopped;
     uint64_t seqs[SENDS_PER_THREAD]; /* seq of each successful send */
 } send_worker;
-
-/* Records one check and prints it; returns whether it passed. */
-static bool check(bool passed, const char *format, ...)
-{
-    va_list arguments;
-    va_start(arguments, format);
-    fputs(passed ? "ok   " : "FAIL ", stdout);
-    vprintf(format, arguments);
-    fputc('\n', stdout);
-    fflush(stdout);
-    va_end(arguments);
-    if (passed) {
-        checks_passed++;
-    } else {
-        checks_failed++;
-    }
-    return passed;
-}
-
-/* Name of a status code, from this test's own table so printing calls no imbed_ function. */
-static const char *status_name(int status)
-{
-    static const char *const names[] = {
-        "IMBED_OK",
-        "IMBED_ERR_NULL_ARGUMENT",
-        "IMBED_ERR_INVALID_UTF8",
-        "IMBED_ERR_INVALID_CONFIG",
-        "IMBED_ERR_INVALID_ARGUMENT",
-        "IMBED_ERR_INVALID_HANDLE",
-        "IMBED_ERR_ALREADY_STARTED",
-        "IMBED_ERR_NOT_STARTED",
-        "IMBED_ERR_STOPPED",
-        "IMBED_ERR_IN_CALLBACK",
-        "IMBED_ERR_IO",
-        "IMBED_ERR_STORE",
-        "IMBED_ERR_PANIC",
-        "IMBED_ERR_NOT_FOUND",
-    };
-    if (status < 0 || status >= (int)(sizeof names / sizeof names[0])) {
-        return "(unknown status)";
-    }
-    return names[status];
-}
-
-/* Checks that a call returned `expected`; on mismatch shows the engine's last error. */
-static bool check_status(imbed_status actual, imbed_status expected, const char *what)
-{
-    if (actual == expected) {
-        return check(true, "%s -> %s", what, status_name(expected));
-    }
-    return check(false, "%s -> got %s (%d), expected %s; last error: \"%s\"", what, status_name(actual),
-                 (int)actual, status_name(expected), imbed_last_error());
-}
 
 /* Checks imbed_last_error() is non-empty and contains `needle` ("" for just non-empty). */
 static void check_last_error_mentions(const char *needle, const char *what)

@@ -14,6 +14,7 @@
  *      tests/c/test_push.c target/release/libimbed.a -lpthread -ldl -lm -o build/test_push
  */
 #include "imbed.h"
+#include "check.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -42,96 +43,10 @@
 #define MAX_PUSHES 8
 #define BOB_DEVICE "bob-phone"
 
-static int checks_passed;
-static int checks_failed;
 
 /* The directory holding the client state files and the server database; removed at the end. */
 static char test_directory[] = "/tmp/imbed-test-push-XXXXXX";
 static int state_files;
-
-/* Records one check and prints it; returns whether it passed. */
-static bool check(bool passed, const char *format, ...)
-{
-    va_list arguments;
-    va_start(arguments, format);
-    fputs(passed ? "ok   " : "FAIL ", stdout);
-    vprintf(format, arguments);
-    fputc('\n', stdout);
-    fflush(stdout);
-    va_end(arguments);
-    if (passed) {
-        checks_passed++;
-    } else {
-        checks_failed++;
-    }
-    return passed;
-}
-
-/* Name of a status code, from this test's own table so printing calls no imbed_ function. */
-static const char *status_name(int status)
-{
-    static const char *const names[] = {
-        "IMBED_OK",
-        "IMBED_ERR_NULL_ARGUMENT",
-        "IMBED_ERR_INVALID_UTF8",
-        "IMBED_ERR_INVALID_CONFIG",
-        "IMBED_ERR_INVALID_ARGUMENT",
-        "IMBED_ERR_INVALID_HANDLE",
-        "IMBED_ERR_ALREADY_STARTED",
-        "IMBED_ERR_NOT_STARTED",
-        "IMBED_ERR_STOPPED",
-        "IMBED_ERR_IN_CALLBACK",
-        "IMBED_ERR_IO",
-        "IMBED_ERR_STORE",
-        "IMBED_ERR_PANIC",
-        "IMBED_ERR_NOT_FOUND",
-        "IMBED_ERR_NOT_CONNECTED",
-    };
-    if (status < 0 || status >= (int)(sizeof names / sizeof names[0])) {
-        return "(unknown status)";
-    }
-    return names[status];
-}
-
-/* Name of an event kind, for messages. */
-static const char *kind_name(imbed_event_kind kind)
-{
-    switch (kind) {
-    case IMBED_EVENT_CONNECTED:
-        return "CONNECTED";
-    case IMBED_EVENT_DISCONNECTED:
-        return "DISCONNECTED";
-    case IMBED_EVENT_MESSAGE:
-        return "MESSAGE";
-    case IMBED_EVENT_OVERFLOW:
-        return "OVERFLOW";
-    case IMBED_EVENT_MEMBER:
-        return "MEMBER";
-    case IMBED_EVENT_STATE:
-        return "STATE";
-    case IMBED_EVENT_ACK:
-        return "ACK";
-    case IMBED_EVENT_SEND_FAILED:
-        return "SEND_FAILED";
-    case IMBED_EVENT_FRAME:
-        return "FRAME";
-    case IMBED_EVENT_LOG:
-        return "LOG";
-    case IMBED_EVENT_PUSH:
-        return "PUSH";
-    }
-    return "(unknown kind)";
-}
-
-/* Checks that a call returned `expected`; on mismatch shows the engine's last error. */
-static bool check_status(imbed_status actual, imbed_status expected, const char *what)
-{
-    if (actual == expected) {
-        return check(true, "%s -> %s", what, status_name(expected));
-    }
-    return check(false, "%s -> got %s (%d), expected %s; last error: \"%s\"", what, status_name(actual),
-                 (int)actual, status_name(expected), imbed_last_error());
-}
 
 /* Milliseconds on a monotonic clock, for timeouts. */
 static long long now_ms(void)
