@@ -3,6 +3,8 @@
  * and counts itself, so a test ends with "N passed, M failed" and its exit
  * status. Names of statuses and event kinds come from tables of their own,
  * so printing a failure calls no imbed_ function but imbed_last_error().
+ * Also the small helpers more than one test uses: time, and reading a field
+ * of an event's JSON without a JSON library.
  */
 #ifndef IMBED_TEST_CHECK_H
 #define IMBED_TEST_CHECK_H
@@ -12,6 +14,9 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 static int checks_passed;
 static int checks_failed;
@@ -98,6 +103,63 @@ static inline bool check_status(imbed_status actual, imbed_status expected, cons
     }
     return check(false, "%s -> got %s (%d), expected %s; last error: \"%s\"", what, status_name(actual),
                  (int)actual, status_name(expected), imbed_last_error());
+}
+
+/* Checks imbed_last_error() is non-empty and contains `needle` ("" for just non-empty). */
+static inline void check_last_error_mentions(const char *needle, const char *what)
+{
+    const char *message = imbed_last_error();
+    check(message != NULL && message[0] != '\0' && strstr(message, needle) != NULL,
+          "%s: last error mentions \"%s\" (it says \"%s\")", what, needle, message ? message : "(NULL)");
+}
+
+/* Sleeps for `milliseconds`. */
+static inline void sleep_ms(long milliseconds)
+{
+    struct timespec duration = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
+    while (nanosleep(&duration, &duration) != 0) {
+    }
+}
+
+/* Milliseconds on a monotonic clock, for timeouts. */
+static inline long long now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The unsigned number after "key": in `json` (the first one), or -1 when there is none. */
+static inline long long json_number(const char *json, const char *key)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\":", key);
+    const char *found = json != NULL ? strstr(json, needle) : NULL;
+    if (found == NULL) {
+        return -1;
+    }
+    const char *digits = found + strlen(needle);
+    if (*digits < '0' || *digits > '9') {
+        return -1;
+    }
+    return strtoll(digits, NULL, 10);
+}
+
+/* Whether `json` contains "key":"value"; a NULL value, from a failed call, never matches. */
+static inline bool json_has(const char *json, const char *key, const char *value)
+{
+    if (value == NULL) {
+        return false;
+    }
+    char needle[256];
+    snprintf(needle, sizeof needle, "\"%s\":\"%s\"", key, value);
+    return json != NULL && strstr(json, needle) != NULL;
+}
+
+/* Whether `string` is non-NULL and equal to `expected`. */
+static inline bool equals(const char *string, const char *expected)
+{
+    return string != NULL && strcmp(string, expected) == 0;
 }
 
 #endif

@@ -61,30 +61,6 @@ typedef struct send_worker {
     uint64_t seqs[SENDS_PER_THREAD]; /* seq of each successful send */
 } send_worker;
 
-/* Checks imbed_last_error() is non-empty and contains `needle` ("" for just non-empty). */
-static void check_last_error_mentions(const char *needle, const char *what)
-{
-    const char *message = imbed_last_error();
-    check(message != NULL && message[0] != '\0' && strstr(message, needle) != NULL,
-          "%s: last error mentions \"%s\" (it says \"%s\")", what, needle, message ? message : "(NULL)");
-}
-
-/* Sleeps for `milliseconds`. */
-static void sleep_ms(long milliseconds)
-{
-    struct timespec duration = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
-    while (nanosleep(&duration, &duration) != 0) {
-    }
-}
-
-/* Milliseconds on a monotonic clock, for timeouts. */
-static long long now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* Offset of the first "seq":<seq> (as a whole number, so 1 does not match 12) in `json`, or -1. */
 static long seq_offset(const char *json, unsigned seq)
 {

@@ -77,30 +77,6 @@ typedef struct stop_waiter {
     int empty_wakes;
 } stop_waiter;
 
-/* Checks imbed_last_error() is non-empty and contains `needle` ("" for just non-empty). */
-static void check_last_error_mentions(const char *needle, const char *what)
-{
-    const char *message = imbed_last_error();
-    check(message != NULL && message[0] != '\0' && strstr(message, needle) != NULL,
-          "%s: last error mentions \"%s\" (it says \"%s\")", what, needle, message ? message : "(NULL)");
-}
-
-/* Sleeps for `milliseconds`. */
-static void sleep_ms(long milliseconds)
-{
-    struct timespec duration = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
-    while (nanosleep(&duration, &duration) != 0) {
-    }
-}
-
-/* Milliseconds on a monotonic clock, for timeouts. */
-static long long now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* poll() on `fd` for reading: 1 readable, 0 not within `timeout_ms` (-1: no limit), -1 a poll error. */
 static int wait_readable(int fd, int timeout_ms)
 {
@@ -125,39 +101,6 @@ static int wait_readable(int fd, int timeout_ms)
 static bool readable_now(int fd)
 {
     return wait_readable(fd, 0) == 1;
-}
-
-/* The unsigned number after "key": in `json` (the first one), or -1 when there is none. */
-static long long json_number(const char *json, const char *key)
-{
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\":", key);
-    const char *found = json != NULL ? strstr(json, needle) : NULL;
-    if (found == NULL) {
-        return -1;
-    }
-    const char *digits = found + strlen(needle);
-    if (*digits < '0' || *digits > '9') {
-        return -1;
-    }
-    return strtoll(digits, NULL, 10);
-}
-
-/* Whether `json` contains "key":"value"; a NULL value, from a failed call, never matches. */
-static bool json_has(const char *json, const char *key, const char *value)
-{
-    if (value == NULL) {
-        return false;
-    }
-    char needle[256];
-    snprintf(needle, sizeof needle, "\"%s\":\"%s\"", key, value);
-    return json != NULL && strstr(json, needle) != NULL;
-}
-
-/* Whether `string` is non-NULL and equal to `expected`. */
-static bool equals(const char *string, const char *expected)
-{
-    return string != NULL && strcmp(string, expected) == 0;
 }
 
 /* A poll-mode source for a server, with its descriptor; fd is -1 when event_fd failed. */

@@ -48,14 +48,6 @@
 static char test_directory[] = "/tmp/imbed-test-push-XXXXXX";
 static int state_files;
 
-/* Milliseconds on a monotonic clock, for timeouts. */
-static long long now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* poll() on `fd` for reading: 1 readable, 0 not within `timeout_ms`, -1 a poll error. */
 static int wait_readable(int fd, int timeout_ms)
 {
@@ -72,39 +64,6 @@ static int wait_readable(int fd, int timeout_ms)
         long long left = deadline - now_ms();
         timeout_ms = left > 0 ? (int)left : 0;
     }
-}
-
-/* The unsigned number after "key": in `json` (the first one), or -1 when there is none. */
-static long long json_number(const char *json, const char *key)
-{
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\":", key);
-    const char *found = json != NULL ? strstr(json, needle) : NULL;
-    if (found == NULL) {
-        return -1;
-    }
-    const char *digits = found + strlen(needle);
-    if (*digits < '0' || *digits > '9') {
-        return -1;
-    }
-    return strtoll(digits, NULL, 10);
-}
-
-/* Whether `json` contains "key":"value"; a NULL value, from a failed call, never matches. */
-static bool json_has(const char *json, const char *key, const char *value)
-{
-    if (value == NULL) {
-        return false;
-    }
-    char needle[256];
-    snprintf(needle, sizeof needle, "\"%s\":\"%s\"", key, value);
-    return json != NULL && strstr(json, needle) != NULL;
-}
-
-/* Whether `string` is non-NULL and equal to `expected`. */
-static bool equals(const char *string, const char *expected)
-{
-    return string != NULL && strcmp(string, expected) == 0;
 }
 
 /* Whether `haystack` is non-NULL and contains `needle`. */
