@@ -332,3 +332,26 @@ async fn a_reader_that_asks_for_history_and_never_reads_is_cut_off() {
     );
     tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
 }
+
+/// One sender flooding the in-memory store forgets its own oldest
+/// idempotency keys, not a bystander's: the bound is global.
+#[test]
+fn a_flooder_does_not_evict_bystanders_idempotency_keys() {
+    let s = start(json!({}));
+    let bystanders: Vec<String> = (0..400).map(|i| format!("u{i}")).collect();
+    let first: Vec<u64> = bystanders
+        .iter()
+        .map(|u| s.server.send(u, "x", "1", Some("k0")).unwrap().seq)
+        .collect();
+    for i in 0..8_000 {
+        s.server.send("flooder", "y", "1", Some(&format!("f{i}"))).unwrap();
+    }
+    // 8 400 sends in all, far below the documented 500 000.
+    let stored_twice: Vec<&String> = bystanders
+        .iter()
+        .zip(&first)
+        .filter(|(u, seq)| s.server.send(u, "x", "1", Some("k0")).unwrap().seq != **seq)
+        .map(|(u, _)| u)
+        .collect();
+    assert!(stored_twice.is_empty(), "retries stored again for {stored_twice:?}");
+}

@@ -515,3 +515,39 @@ async fn a_message_of_its_own_pushed_before_its_ack_is_not_delivered_back() {
         .await
         .unwrap();
 }
+
+/// A peer's message whose client id equals one of the client's pending
+/// sends is the peer's, not the client's own: it is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_message_reusing_a_pending_client_id_is_still_delivered() {
+    let s = start(json!({}));
+    let config = json!({"url": s.url, "token": "alice", "reconnect": {"initial_ms": 50, "max_ms": 500}});
+    let alice = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let host = std::sync::Arc::new(RecordingHost::default());
+    alice.set_host(host.clone()).unwrap();
+    // 100 sends queued while offline: ids prefix-1 .. prefix-100 (window 64).
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        ids.push(alice.send("carol", &format!("{n}")).unwrap());
+    }
+    // Bob saw alice's ids before; he reuses the last one for his own message.
+    let mut bob = connect(&s.url, "bob").await;
+    assert_eq!(
+        bob.send_to("alice", ids.last().unwrap(), json!("hi alice")).await["type"],
+        "ack"
+    );
+    alice.start().unwrap();
+    let h = host.clone();
+    tokio::task::spawn_blocking(move || {
+        h.wait_until("100 acks", |e| e.iter().filter(|e| e["event"] == "ack").count() == 100)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let from_bob: Vec<_> = host
+        .events_of("message")
+        .into_iter()
+        .filter(|e| e["message"]["from"] == "bob")
+        .collect();
+    assert_eq!(from_bob.len(), 1, "bob's message was swallowed as alice's own");
+}

@@ -80,3 +80,39 @@ async fn groups_above_the_receipts_size_answer_reads_requests_instead() {
     let refused = eve.request(json!({"type": "reads", "id": "x", "conv": "g:big"})).await;
     assert_eq!(refused["code"], "forbidden");
 }
+
+/// A `conversations` listing carries read positions only while its reply
+/// fits the session's budget: a user in many groups full of readers is
+/// not closed with 1013 each time it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conversations_listing_with_read_positions_fits_the_outbound_queue() {
+    let s = start(json!({}));
+    let readers: Vec<String> = (0..18).map(|i| format!("{:0>60}", i)).collect();
+    for g in 0..1000 {
+        let group = format!("g{g}");
+        s.server.create_group(&group, false).unwrap();
+        s.server.add_member(&group, "victim").unwrap();
+        for r in &readers {
+            s.server.add_member(&group, r).unwrap();
+        }
+        s.server.send_group("host", &group, "1", None).unwrap();
+    }
+    // One reader at a time: nobody else is online to receive the relays.
+    for r in &readers {
+        let mut c = connect(&s.url, r).await;
+        for g in 0..1000 {
+            c.send_json(json!({"type": "read", "conv": format!("g:g{g}"), "seq": 1}))
+                .await;
+        }
+        let _ = c.request(json!({"type": "members", "id": "m", "group": "g0"})).await;
+    }
+    let mut victim = connect(&s.url, "victim").await;
+    victim.send_json(json!({"type": "conversations", "id": "c"})).await;
+    let reply = victim.recv().await;
+    assert_eq!(
+        reply["type"],
+        "conversations",
+        "{}",
+        &reply.to_string()[..200.min(reply.to_string().len())]
+    );
+}

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Connector>,
     /// This device's id, sent as `?device=`.
     pub(crate) device: String,
+    /// The user the server signed this client in as (from `welcome`).
+    pub(crate) me: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -210,6 +212,7 @@ struct Head {
     conv: Option<String>,
     seq: Option<u64>,
     from: Option<String>,
+    user: Option<String>,
     ts: Option<i64>,
     code: Option<String>,
     message: Option<String>,
@@ -356,6 +359,9 @@ async fn connect_and_serve(
     };
     match timeout(patience, ws.next()).await {
         Ok(Some(Ok(Message::Text(text)))) if serde_json::from_str::<Head>(&text).is_ok_and(|h| h.kind == "welcome") => {
+            if let Some(user) = serde_json::from_str::<Head>(&text).ok().and_then(|h| h.user) {
+                let _ = shared.me.set(user);
+            }
         }
         Ok(Some(Ok(Message::Text(text)))) => return lost(format!("refused: {text}"), false),
         _ => return lost("no welcome from the server", false),
@@ -514,7 +520,13 @@ async fn handle_frame(
             let (Some(conv), Some(seq)) = (head.conv, head.seq) else {
                 return Ok(());
             };
-            let arrival = shared.state().arrive(&conv, seq, head.id.as_deref());
+            // Only a message this user sent can be one of its own pending sends:
+            // a client id alone is no proof, anyone may reuse one.
+            let own_id = head
+                .id
+                .as_deref()
+                .filter(|_| head.from.is_some() && head.from.as_deref() == shared.me.get().map(String::as_str));
+            let arrival = shared.state().arrive(&conv, seq, own_id);
             match arrival {
                 Arrival::Next { through } => {
                     let from = head.from.unwrap_or_default().into();

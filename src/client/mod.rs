@@ -81,6 +81,7 @@ impl Client {
                 counter: AtomicU64::new(1),
                 tls,
                 device,
+                me: std::sync::OnceLock::new(),
             }),
             id_prefix,
             next_message,

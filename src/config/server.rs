@@ -285,6 +285,9 @@ impl Config {
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return bad(field, "must be greater than 0");
         }
+        if self.push.retry_after_ms < 100 {
+            return bad("push.retry_after_ms", "must be at least 100");
+        }
         if let Some(group) = self
             .push
             .group_overrides

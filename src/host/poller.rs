@@ -143,7 +143,9 @@ impl EventPoller {
         if stopped && events.is_empty() && held.is_none() {
             return Err(Error::Stopped);
         }
-        if held.is_some() || !deferred.is_empty() {
+        // A full batch taken after arming may have left posts behind that
+        // found the descriptor unarmed: keep it readable for them too.
+        if held.is_some() || !deferred.is_empty() || (armed && events.len() == max) {
             // Something waits for the next call (the arming above may have
             // drained the descriptor): keep it readable so the host comes back.
             self.wake.signal();

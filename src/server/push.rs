@@ -55,7 +55,7 @@ pub(crate) fn recipients(core: &Core, message: &NewMessage) -> Vec<Arc<str>> {
             let mentions = mentions(&message.body);
             members
                 .iter()
-                .filter(|m| policy.wants(Some((group, members.len())), mentions.iter().any(|u| u == &***m)))
+                .filter(|m| policy.wants(Some((group, members.len())), mentions.contains(&***m)))
                 .cloned()
                 .collect()
         }
@@ -67,17 +67,22 @@ pub(crate) fn recipients(core: &Core, message: &NewMessage) -> Vec<Arc<str>> {
         .collect()
 }
 
-/// The users a message body names in its `mentions` array, if it has one.
-fn mentions(body: &RawValue) -> Vec<String> {
+/// The users a message body names in its `mentions` array, if it has one:
+/// the first [`MAX_MENTIONS`], so one message cannot ask for a push to
+/// every member of a large group.
+fn mentions(body: &RawValue) -> std::collections::HashSet<String> {
     #[derive(Deserialize)]
     struct Mentions {
         #[serde(default)]
         mentions: Vec<String>,
     }
     serde_json::from_str::<Mentions>(body.get())
-        .map(|m| m.mentions)
+        .map(|m| m.mentions.into_iter().take(MAX_MENTIONS).collect())
         .unwrap_or_default()
 }
+
+/// Mentions counted per message.
+const MAX_MENTIONS: usize = 100;
 
 /// Whether one of `user`'s sessions is in the foreground: the user is looking.
 pub(crate) fn has_foreground_session(core: &Core, user: &str) -> bool {

@@ -303,6 +303,10 @@ async fn read_then_answer<T: Send + 'static>(
     });
 }
 
+/// Bytes a `conversations` entry takes at most besides its conversation's
+/// name and its read positions.
+const CONVERSATION_ENTRY_BYTES: usize = 80;
+
 /// Bytes a `synced` entry takes at most besides its conversation's name.
 const SYNCED_ENTRY_BYTES: usize = 48;
 
@@ -598,11 +602,12 @@ async fn conversations(
 ) -> Result<(), Refusal> {
     let limit = limit_of(frame, CONVERSATIONS_LIMIT)?;
     let after = frame.after.as_deref().map(str::to_owned);
-    let (answering, user, id, reading) = (
+    let (answering, user, id, reading, budget) = (
         session.clone(),
         session.user.clone(),
         frame.id.as_deref().map(str::to_owned),
         core.clone(),
+        reply_budget(core),
     );
     read_then_answer(
         core,
@@ -624,14 +629,26 @@ async fn conversations(
         move |outcome| {
             let frame = outcome.map(|(conversations, reads, more)| {
                 let next = conversations.last().filter(|_| more).map(|c| c.conv.as_str());
+                // Read positions ride along while the reply stays within its
+                // budget; past it, entries come without them (a `reads`
+                // request has them), so the reply never closes its session.
+                let mut used = 0;
                 let entries: Vec<ConversationEntry<'_>> = conversations
                     .iter()
                     .zip(&reads)
-                    .map(|(c, reads)| ConversationEntry {
-                        conv: &c.conv,
-                        last_seq: c.last_seq,
-                        read_seq: c.read_seq,
-                        reads: reads.as_deref().map(receipts::as_map),
+                    .map(|(c, reads)| {
+                        used += c.conv.len() + CONVERSATION_ENTRY_BYTES;
+                        let cost = reads
+                            .as_deref()
+                            .map_or(0, |r| r.iter().map(|(u, _)| u.len() + 24).sum());
+                        let fits = used + cost <= budget;
+                        used += if fits { cost } else { 0 };
+                        ConversationEntry {
+                            conv: &c.conv,
+                            last_seq: c.last_seq,
+                            read_seq: c.read_seq,
+                            reads: reads.as_deref().filter(|_| fits).map(receipts::as_map),
+                        }
                     })
                     .collect();
                 ServerFrame::Conversations {

@@ -92,8 +92,7 @@ impl Conversation {
     }
 }
 
-/// One shard of idempotency keys, forgetting the oldest beyond its share
-/// of `store.memory.max_keys`.
+/// One shard of idempotency keys, in the order they came.
 #[derive(Default)]
 struct Keys {
     placements: HashMap<IdempotencyKey, Placement>,
@@ -107,6 +106,8 @@ pub(crate) struct MemoryStore {
     limits: MemoryLimits,
     /// Bytes of the messages kept, over all conversations.
     kept_bytes: AtomicUsize,
+    /// Idempotency keys kept, over all shards.
+    key_count: AtomicUsize,
     conversations: Vec<Mutex<HashMap<String, Conversation>>>,
     keys: Vec<Mutex<Keys>>,
     users: Vec<Mutex<HashMap<Arc<str>, BTreeSet<String>>>>,
@@ -143,6 +144,7 @@ impl MemoryStore {
             retention,
             limits,
             kept_bytes: AtomicUsize::new(0),
+            key_count: AtomicUsize::new(0),
             conversations: shards(),
             keys: shards(),
             users: shards(),
@@ -222,11 +224,13 @@ impl Store for MemoryStore {
         let appended = Appended::New(stored);
         keys.placements.insert(key.clone(), appended.placement());
         keys.order.push_back(key);
-        let share = (self.limits.max_keys as usize).div_ceil(SHARDS);
-        while keys.order.len() > share {
-            if let Some(oldest) = keys.order.pop_front() {
-                keys.placements.remove(&oldest);
-            }
+        // The bound is global; the sender's own shard gives way, so a sender
+        // that floods mostly forgets its own keys, not a bystander's.
+        let mut count = self.key_count.fetch_add(1, Ordering::Relaxed) + 1;
+        while count > self.limits.max_keys as usize {
+            let Some(oldest) = keys.order.pop_front() else { break };
+            keys.placements.remove(&oldest);
+            count = self.key_count.fetch_sub(1, Ordering::Relaxed) - 1;
         }
         drop(keys);
         done(Ok(appended));
@@ -660,13 +664,13 @@ mod tests {
     fn only_the_latest_idempotency_keys_are_kept() {
         let limits = MemoryLimits {
             max_bytes: u64::MAX,
-            max_keys: 2 * SHARDS as u64,
+            max_keys: 2,
         };
         let store = MemoryStore::with_retention(Retention::default(), limits);
         for i in 0..5 {
             append(&store, message("a", &format!("c{i}"), 0));
         }
-        // One sender, one shard, two keys: c3 and c4.
+        // Two keys kept: c3 and c4.
         assert!(matches!(append(&store, message("a", "c4", 0)), Appended::Duplicate(p) if p.seq == 5));
         assert!(matches!(append(&store, message("a", "c0", 0)), Appended::New(m) if m.seq == 6));
     }

@@ -116,13 +116,24 @@ impl MemoryNotices {
     }
 
     pub(super) fn done(&self, push_id: u64) -> bool {
-        match self.inner().pushes.get_mut(&push_id) {
-            Some(p) if !p.done => {
-                p.done = true;
-                true
-            }
-            _ => false,
-        }
+        let mut inner = self.inner();
+        let Some(p) = inner.pushes.get_mut(&push_id).filter(|p| !p.done) else {
+            return false;
+        };
+        p.done = true;
+        // As in SQLite: only the newest finished message request per user
+        // and conversation is kept, for the badge of a later read.
+        let ended = p.request.clone();
+        inner.pushes.retain(|id, p| {
+            let r = &p.request;
+            !(p.done
+                && *id != push_id
+                && r.kind == PushKind::Message
+                && r.user == ended.user
+                && r.conv == ended.conv
+                && r.seq < ended.seq)
+        });
+        true
     }
 
     pub(super) fn pending(&self) -> Vec<PushRequest> {

@@ -95,12 +95,23 @@ pub(super) fn offer_pushes(
     Ok(due)
 }
 
-/// Ends `push_id`; whether it was pending.
+/// Ends `push_id`; whether it was pending. A finished message request is
+/// kept for the badge of a later read, but only the newest per user and
+/// conversation: it alone decides whether a read passes a pushed message.
 pub(super) fn push_done(tx: &Transaction<'_>, push_id: u64) -> rusqlite::Result<bool> {
-    Ok(tx
+    let ended = tx
         .prepare_cached("UPDATE pushes SET done = 1 WHERE push_id = ?1 AND done = 0")?
         .execute([push_id as i64])?
-        > 0)
+        > 0;
+    if ended {
+        tx.prepare_cached(
+            "DELETE FROM pushes WHERE done = 1 AND kind = 'message' AND push_id != ?1
+             AND (user, conv) = (SELECT user, conv FROM pushes WHERE push_id = ?1)
+             AND seq < (SELECT seq FROM pushes WHERE push_id = ?1)",
+        )?
+        .execute([push_id as i64])?;
+    }
+    Ok(ended)
 }
 
 /// See [`crate::store::Store::devices`].

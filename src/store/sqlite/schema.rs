@@ -56,7 +56,8 @@ const MIGRATIONS: &[&str] = &[
     // 3: devices, the push outbox, and read positions by conversation.
     // AUTOINCREMENT: a push id is never reused, so one the host reports done
     // can never name a later request. A message request the host finished
-    // stays (done) until the user reads past it: that read asks for a badge.
+    // stays (done) until the user reads past it: that read asks for a badge;
+    // only the newest done one per user and conversation is kept for that.
     "CREATE TABLE devices (
         user TEXT NOT NULL,
         device TEXT NOT NULL,
@@ -74,7 +75,7 @@ const MIGRATIONS: &[&str] = &[
         done INTEGER NOT NULL DEFAULT 0
      );
      CREATE UNIQUE INDEX pushes_by_target ON pushes (user, conv, kind, seq);
-     CREATE INDEX pushes_by_offered ON pushes (offered, push_id);
+     CREATE INDEX pushes_pending ON pushes (offered, push_id) WHERE done = 0;
      CREATE INDEX read_cursors_by_conv ON read_cursors (conv);",
 ];
 
