@@ -280,3 +280,35 @@ async fn the_events_of_a_stop_can_be_taken_after_it() {
     .unwrap();
     drop(bob);
 }
+
+/// Poll delivery, client role: a host that stops while its queue is full
+/// still gets the "stopped" state after stop.
+#[test]
+fn a_polled_client_stopping_with_a_full_queue_still_reports_stopped() {
+    let s = support::start(json!({}));
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("a.db").to_str().unwrap().to_owned();
+    let config = json!({"url": s.url, "token": "alice", "state_path": state, "log_level": "off",
+        "events": {"delivery": "poll", "queue_capacity": 4}});
+    let alice = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    alice.start().unwrap();
+    for i in 0..20 {
+        s.server.send("bob", "alice", &format!("{i}"), None).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let began = Instant::now();
+    alice.stop().unwrap();
+    let took = began.elapsed();
+    let mut states = Vec::new();
+    loop {
+        match alice.poll_events(64) {
+            Ok(events) => states.extend(events.into_iter().filter_map(|e| match e {
+                Event::State { state, .. } => Some(state),
+                _ => None,
+            })),
+            Err(Error::Stopped) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(states.last(), Some(&"stopped"), "states {states:?}; stop took {took:?}");
+}

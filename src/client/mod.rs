@@ -268,6 +268,7 @@ impl Client {
                         stopping,
                     } = *running;
                     let _ = stopping.send(true);
+                    dispatcher.stopping();
                     // Let the connection close politely and report "stopped".
                     let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), connection).await });
                     runtime.shutdown_timeout(Duration::from_secs(1));

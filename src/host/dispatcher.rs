@@ -12,10 +12,11 @@
 //! log record that finds the queue full is dropped without counting: logs
 //! are best effort, events are the contract.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::Notify;
@@ -56,6 +57,12 @@ pub(crate) struct EventQueue {
     room: Notify,
     /// The polling host's wake-up descriptor, in poll delivery.
     wake: Option<Arc<WakeFd>>,
+    /// Poll delivery, stopping: the host is inside `stop` and takes nothing,
+    /// so the last waiting posts (the client's "stopped") go to `after_close`
+    /// instead of waiting for room that cannot come.
+    closing: AtomicBool,
+    /// What was posted once `closing`, taken after the queue itself.
+    after_close: Mutex<VecDeque<Queued>>,
 }
 
 impl EventQueue {
@@ -94,6 +101,13 @@ impl EventQueue {
         loop {
             // Registered before trying, so a take between the two is not missed.
             let room = self.room.notified();
+            if self.closing.load(Ordering::SeqCst) {
+                self.after_close
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(item);
+                return self.queued();
+            }
             match self.tx.try_send(item) {
                 Err(TrySendError::Full(back)) => {
                     item = back;
@@ -109,6 +123,18 @@ impl EventQueue {
         if let Some(wake) = &self.wake {
             wake.notify();
         }
+    }
+
+    /// Poll delivery: the handle is stopping while its host cannot take
+    /// events; posters waiting for room stop waiting (see `closing`).
+    pub(super) fn close_for_stop(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.room.notify_waiters();
+    }
+
+    /// What was posted after [`EventQueue::close_for_stop`], oldest first.
+    pub(super) fn take_after_close(&self) -> Option<Queued> {
+        self.after_close.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
     }
 
     /// Called by whoever takes an item from the queue: wakes posters waiting
@@ -180,6 +206,15 @@ impl Dispatcher {
         &self.queue
     }
 
+    /// Poll delivery: lets the last events of a stop be queued while the
+    /// host, inside `stop`, takes none. Callbacks need nothing: their
+    /// thread keeps taking.
+    pub(crate) fn stopping(&self) {
+        if let Taker::Host(_) = self.taker {
+            self.queue.close_for_stop();
+        }
+    }
+
     /// With callbacks: delivers everything queued so far, then ends the
     /// thread and joins it. Polled: ends the poller's turn (see
     /// [`EventPoller::finish`]).
@@ -204,6 +239,8 @@ impl EventQueue {
             on_drop,
             room: Notify::new(),
             wake,
+            closing: AtomicBool::new(false),
+            after_close: Mutex::default(),
         });
         (queue, rx)
     }

@@ -120,6 +120,12 @@ impl EventPoller {
                         }
                         None => item,
                     },
+                    // After the queue, what a stop posted beside it.
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected)
+                        if let Some(item) = queue.take_after_close() =>
+                    {
+                        item
+                    }
                     // Stopped, the descriptor stays readable: never drain it.
                     Err(TryRecvError::Empty) if !armed && !stopped => {
                         // Armed before the second look, so a post in between is seen or wakes.
