@@ -23,6 +23,17 @@ fn message_pushes_for(host: &RecordingHost, user: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Waits, off the runtime, until the number of push events the host saw
+/// satisfies `enough`; `what` names it in the panic.
+async fn wait_for_pushes(host: &Arc<RecordingHost>, what: &'static str, enough: fn(usize) -> bool) {
+    let host = host.clone();
+    tokio::task::spawn_blocking(move || {
+        host.wait_until(what, |e| enough(e.iter().filter(|e| e["event"] == "push").count()))
+    })
+    .await
+    .unwrap();
+}
+
 /// Lets the pump run: long enough for a push that is coming to come.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -120,12 +131,7 @@ async fn requests_not_done_are_offered_again_after_a_restart_with_the_same_id() 
     let mut alice = connect(&url, "alice").await;
     alice.send_to("bob", "a1", json!(1)).await;
     alice.send_to("bob", "a2", json!(2)).await;
-    let waiting = host.clone();
-    tokio::task::spawn_blocking(move || {
-        waiting.wait_until("two pushes", |e| e.iter().filter(|e| e["event"] == "push").count() == 2)
-    })
-    .await
-    .unwrap();
+    wait_for_pushes(&host, "two pushes", |n| n == 2).await;
     let first: Vec<u64> = pushes(&host).iter().map(|p| p["push_id"].as_u64().unwrap()).collect();
     drop(alice);
     tokio::task::spawn_blocking(move || {
@@ -165,14 +171,7 @@ async fn a_request_not_done_in_time_is_offered_again_with_the_same_id() {
     let t = start(json!({"push": {"enabled": true, "retry_after_ms": 200}}));
     let mut alice = connect(&t.url, "alice").await;
     alice.send_to("bob", "a1", json!(1)).await;
-    let host = t.host.clone();
-    tokio::task::spawn_blocking(move || {
-        host.wait_until("a second offer", |e| {
-            e.iter().filter(|e| e["event"] == "push").count() >= 2
-        })
-    })
-    .await
-    .unwrap();
+    wait_for_pushes(&t.host, "a second offer", |n| n >= 2).await;
     let offers = pushes(&t.host);
     assert_eq!(offers[0]["push_id"], offers[1]["push_id"]);
     let id = offers[0]["push_id"].as_u64().unwrap();
@@ -219,12 +218,7 @@ async fn reading_past_pushed_messages_asks_for_the_badge_to_clear() {
     let mut alice = connect(&t.url, "alice").await;
     alice.send_to("bob", "a1", json!(1)).await;
     alice.send_to("bob", "a2", json!(2)).await;
-    let host = t.host.clone();
-    tokio::task::spawn_blocking(move || {
-        host.wait_until("two pushes", |e| e.iter().filter(|e| e["event"] == "push").count() == 2)
-    })
-    .await
-    .unwrap();
+    wait_for_pushes(&t.host, "two pushes", |n| n == 2).await;
     let mut bob = connect(&t.url, "bob").await;
     let read = bob
         .request(json!({"type": "read", "id": "r", "conv": "dm:alice:bob", "seq": 2}))
@@ -397,24 +391,10 @@ async fn more_requests_than_one_batch_are_each_offered_once_after_a_restart() {
     })
     .await
     .unwrap();
-    let waiting = host.clone();
-    tokio::task::spawn_blocking(move || {
-        waiting.wait_until("300 pushes", |e| {
-            e.iter().filter(|e| e["event"] == "push").count() >= 300
-        })
-    })
-    .await
-    .unwrap();
+    wait_for_pushes(&host, "300 pushes", |n| n >= 300).await;
     tokio::task::spawn_blocking(move || sent.stop().unwrap()).await.unwrap();
     let (_server, host, _url) = on_file(&db, json!({}));
-    let waiting = host.clone();
-    tokio::task::spawn_blocking(move || {
-        waiting.wait_until("300 again", |e| {
-            e.iter().filter(|e| e["event"] == "push").count() >= 300
-        })
-    })
-    .await
-    .unwrap();
+    wait_for_pushes(&host, "300 again", |n| n >= 300).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(pushes(&host).len(), 300, "each pending request once");
 }

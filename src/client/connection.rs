@@ -358,12 +358,14 @@ async fn connect_and_serve(
         Err(_) => return lost("connecting timed out", false),
     };
     match timeout(patience, ws.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) if serde_json::from_str::<Head>(&text).is_ok_and(|h| h.kind == "welcome") => {
-            if let Some(user) = serde_json::from_str::<Head>(&text).ok().and_then(|h| h.user) {
-                let _ = shared.me.set(user);
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<Head>(&text) {
+            Ok(welcome) if welcome.kind == "welcome" => {
+                if let Some(user) = welcome.user {
+                    let _ = shared.me.set(user);
+                }
             }
-        }
-        Ok(Some(Ok(Message::Text(text)))) => return lost(format!("refused: {text}"), false),
+            _ => return lost(format!("refused: {text}"), false),
+        },
         _ => return lost("no welcome from the server", false),
     }
     shared.connected.store(true, Ordering::Relaxed);

@@ -15,33 +15,36 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::core::Core;
 use crate::protocol::{Conversation, ServerFrame};
 use crate::router::SessionHandle;
+use crate::router::groups::Group;
 use crate::store::{Store, StoreError};
 
-/// Whether `conv`'s read positions travel to every member.
-pub(crate) fn shared_with_members(core: &Core, conv: &str) -> bool {
-    match Conversation::parse(conv) {
-        Some(Conversation::Direct(..)) => true,
-        Some(Conversation::Group(group)) => core
-            .groups
-            .get(group)
-            .is_some_and(|g| g.members.len() <= core.config.receipts.max_group_size),
-        None => false,
-    }
+/// `group` when it is small enough for its read positions to travel to
+/// every member (`receipts.max_group_size`).
+fn sharing(core: &Core, group: &str) -> Option<Group> {
+    core.groups
+        .get(group)
+        .filter(|g| g.members.len() <= core.config.receipts.max_group_size)
 }
 
 /// The read positions in `conv` of everyone but `user`, when they are
-/// shared with members. Blocking.
+/// shared with members: a direct conversation, or a group small enough.
+/// Blocking.
 pub(crate) fn others_positions(
     core: &Core,
     store: &dyn Store,
     user: &str,
     conv: &str,
 ) -> Result<Option<Vec<(String, u64)>>, StoreError> {
-    if !shared_with_members(core, conv) {
-        return Ok(None);
-    }
-    let mut positions = members_positions(core, store, conv)?;
-    positions.retain(|(reader, _)| reader != user);
+    let members = match Conversation::parse(conv) {
+        Some(Conversation::Direct(..)) => None,
+        Some(Conversation::Group(group)) => match sharing(core, group) {
+            Some(group) => Some(group),
+            None => return Ok(None),
+        },
+        None => return Ok(None),
+    };
+    let mut positions = store.read_positions(conv)?;
+    positions.retain(|(reader, _)| reader != user && members.as_ref().is_none_or(|g| g.has(reader)));
     Ok(Some(positions))
 }
 
@@ -78,15 +81,16 @@ pub(crate) fn relay_read(core: &Core, session: &SessionHandle, conv: &str, seq: 
             }
             core.router.deliver(&session.user, &frame, None, Some(session.id));
         }
-        Some(Conversation::Group(group)) if shared_with_members(core, conv) => {
-            let members = core.groups.get(group).map(|g| g.members).unwrap_or_default();
-            for member in members.iter() {
-                core.router.deliver(member, &frame, None, Some(session.id));
+        Some(Conversation::Group(group)) => match sharing(core, group) {
+            Some(group) => {
+                for member in group.members.iter() {
+                    core.router.deliver(member, &frame, None, Some(session.id));
+                }
             }
-        }
-        Some(Conversation::Group(_)) => {
-            core.router.deliver(&session.user, &frame, None, Some(session.id));
-        }
+            None => {
+                core.router.deliver(&session.user, &frame, None, Some(session.id));
+            }
+        },
         None => {}
     }
 }

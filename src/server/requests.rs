@@ -232,11 +232,17 @@ async fn sync(
         "sync",
         move |store| {
             let page = store.sync(&user, &range, &cursors, limit, budget)?;
-            let mut reads = Vec::new();
+            // Read no more positions than the reply's budget could carry.
+            let (mut reads, mut bytes) = (Vec::new(), 0);
             for conv in &page.convs {
+                if bytes > budget {
+                    break;
+                }
                 for (reader, seq) in receipts::others_positions(&reading, store, &user, &conv.conv)?.unwrap_or_default()
                 {
-                    reads.push(receipts::read_frame(&conv.conv, &reader, seq));
+                    let frame = receipts::read_frame(&conv.conv, &reader, seq);
+                    bytes += frame.len();
+                    reads.push(frame);
                 }
             }
             Ok((page, reads, range))
