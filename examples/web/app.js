@@ -1,13 +1,18 @@
 // The imbed web chat: signs in with dev auth, keeps one connection to the
 // server it was loaded from, and catches up after every reconnect with the
 // protocol's sync (docs/PROTOCOL.md). README.md describes the page: its
-// ticks (✓ stored, read by some, read by all) and its device frames.
+// ticks (✓ stored, read by some, read by all), its device frames, replies,
+// edits, deletes and reactions, search, and files.
+import { ChatState, ID_PATTERN, directConversationId, groupConversationId, newMessageId } from './chat-state.js';
+import { Composer } from './composer.js';
 import { Connection, NoReply, ServerError } from './connection.js';
-import { ChatState, ID_PATTERN, directConversationId, groupConversationId } from './chat-state.js';
+import { FileUrls, filesOf, messageBody } from './files.js';
+import { QUICK_REACTIONS, hasReacted } from './message-events.js';
 import { MessageItems } from './message-items.js';
 import { MessageListView } from './message-list-view.js';
+import { avatar, conversationRow, messageText, previewText, reconcileChildren, searchResultRow, typingText } from './render.js';
+import { SearchResults, queryProblem } from './search.js';
 import { PagedSync } from './sync-pages.js';
-import { avatar, conversationRow, messageText, reconcileChildren, typingText } from './render.js';
 
 const USER_KEY = 'imbed.user';
 // This browser's device id (spec: Devices), kept across reloads and
@@ -24,7 +29,11 @@ const MAX_SYNC_ROUNDS = 5;
 const TYPING_SEND_INTERVAL_MS = 2000;
 const INTERNAL_RETRY_MS = 3000;
 const NOTICE_SHOWN_MS = 6000;
-const COMPOSER_MAX_HEIGHT_PX = 160;
+// Going to a message (a search result, a quote) loads the history between
+// it and what the page holds: pages of up to 1000 (the server's most), at
+// most this many of them.
+const REVEAL_PAGE = 1000;
+const MAX_REVEAL_PAGES = 10;
 // Presence: a session may watch limits.max_watches users (1000 by default;
 // the server refuses a whole `watch` past it), and a batch of 500 ids of 64
 // characters is a 34 KB frame, well under limits.max_frame_bytes (64 KiB).
@@ -52,6 +61,15 @@ const ui = {
   newChat: byId('new-chat'),
   newChatName: byId('new-chat-name'),
   newChatError: byId('new-chat-error'),
+  search: byId('search'),
+  searchQuery: byId('search-query'),
+  searchError: byId('search-error'),
+  searchResults: byId('search-results'),
+  searchSummary: byId('search-summary'),
+  searchClose: byId('search-close'),
+  searchResultList: byId('search-result-list'),
+  searchMore: byId('search-more'),
+  conversationNav: byId('conversation-nav'),
   conversationList: byId('conversation-list'),
   noConversations: byId('no-conversations'),
   meAvatar: byId('me-avatar'),
@@ -71,6 +89,14 @@ const ui = {
   typing: byId('typing'),
   composer: byId('composer'),
   composerText: byId('composer-text'),
+  composerContext: byId('composer-context'),
+  composerContextText: byId('composer-context-text'),
+  composerContextCancel: byId('composer-context-cancel'),
+  composerFiles: byId('composer-files'),
+  attach: byId('attach'),
+  composerFile: byId('composer-file'),
+  reactionPicker: byId('reaction-picker'),
+  deleteDialog: byId('delete-dialog'),
   notice: byId('notice'),
 };
 
@@ -149,7 +175,11 @@ function reportFailure(error) {
 class ChatSession {
   #syncer;
   #inFlight = new Set();
-  #loadingPages = new Set();
+  // Conversation id -> the history request on its way.
+  #loadingPages = new Map();
+  // `${seq} ${emoji}` of reactions on their way, so that a double click
+  // does not send a second react before the first is applied.
+  #reactionsInFlight = new Set();
   #lastTypingSent = new Map();
   #readsInFlight = new Set();
   // The device state this session's server last heard ('foreground' or
@@ -161,6 +191,12 @@ class ChatSession {
   constructor(user) {
     this.state = new ChatState(user);
     this.activeId = null;
+    // Dev auth: the name is the token, for the WebSocket and for /files.
+    this.token = user;
+    this.files = new FileUrls(this.token);
+    this.search = new SearchResults();
+    // { conv, seq } of a message to scroll to once it is rendered.
+    this.pendingReveal = null;
     // Dev auth: the name is the token.
     this.connection = new Connection(
       socketUrl(),
@@ -194,6 +230,7 @@ class ChatSession {
 
   stop() {
     this.connection.stop();
+    this.files.clear();
   }
 
   // Presence is known only while connected: the watches end with the session.
@@ -313,25 +350,57 @@ class ChatSession {
     }
   }
 
-  // The page of messages just below what the conversation holds.
-  async #loadPage(conversation) {
-    if (!conversation.hasOlder || this.#loadingPages.has(conversation.id) || !this.connection.online) return;
-    this.#loadingPages.add(conversation.id);
-    try {
-      const before = conversation.oldestSeq;
-      const request = { type: 'history', conv: conversation.id, limit: HISTORY_PAGE };
-      if (before !== null) request.before = before;
-      const reply = await this.connection.request(request);
-      this.state.receivePage(conversation, reply.messages);
-      this.#markRead(conversation);
-    } finally {
-      this.#loadingPages.delete(conversation.id);
-      view.update();
-    }
+  // The page of messages just below what the conversation holds; while one
+  // is on its way, that one.
+  #loadPage(conversation, limit = HISTORY_PAGE) {
+    const loading = this.#loadingPages.get(conversation.id);
+    if (loading) return loading;
+    if (!conversation.hasOlder || !this.connection.online) return Promise.resolve();
+    const load = (async () => {
+      try {
+        const before = conversation.oldestSeq;
+        const request = { type: 'history', conv: conversation.id, limit };
+        if (before !== null) request.before = before;
+        const reply = await this.connection.request(request);
+        this.state.receivePage(conversation, reply.messages);
+        this.#markRead(conversation);
+      } finally {
+        this.#loadingPages.delete(conversation.id);
+        view.update();
+      }
+    })();
+    this.#loadingPages.set(conversation.id, load);
+    return load;
   }
 
   loadOlder() {
     if (this.active) this.#loadPage(this.active).catch(reportFailure);
+  }
+
+  // Opens the conversation and scrolls to its message `seq`, loading the
+  // history between (a search result, the target of a reply). A message the
+  // page cannot reach in MAX_REVEAL_PAGES pages is not gone to.
+  async reveal(conversationId, seq) {
+    if (this.activeId !== conversationId) this.open(conversationId);
+    const conversation = this.active;
+    try {
+      for (let page = 0; page < MAX_REVEAL_PAGES && !conversation.heldAt(seq); page += 1) {
+        const oldest = conversation.oldestSeq;
+        if (!conversation.hasOlder || (oldest !== null && oldest <= seq)) break;
+        const limit = oldest === null ? HISTORY_PAGE : Math.min(REVEAL_PAGE, Math.max(HISTORY_PAGE, oldest - seq + 10));
+        await this.#loadPage(conversation, limit);
+        if (conversation.oldestSeq === oldest) break;
+      }
+    } catch (error) {
+      reportFailure(error);
+    }
+    if (this.activeId !== conversationId) return;
+    if (!conversation.messages.has(seq)) {
+      showNotice('That message is not available here any more.');
+      return;
+    }
+    this.pendingReveal = { conv: conversationId, seq };
+    view.update();
   }
 
   open(conversationId) {
@@ -423,10 +492,12 @@ class ChatSession {
     this.close();
   }
 
-  sendText(text) {
+  // A new message from the composer: its text, the files it attached
+  // (uploaded already), and the seq it replies to, or null.
+  sendMessage({ text, files = [], replyTo = null }) {
     const conversation = this.active;
     if (!conversation) return;
-    const entry = this.state.outbox.add(conversation, { text });
+    const entry = this.state.outbox.add(conversation, messageBody(text, files), replyTo);
     // The message ends the indicator on the other side; typing on at once
     // must start it again.
     this.#lastTypingSent.delete(conversation.id);
@@ -445,8 +516,9 @@ class ChatSession {
     if (this.#inFlight.has(entry.id) || !this.connection.online) return;
     this.#inFlight.add(entry.id);
     const target = entry.group ? { group: entry.group } : { to: entry.to };
+    const reply = entry.reply_to === undefined ? {} : { reply_to: entry.reply_to };
     try {
-      const ack = await this.connection.request({ type: 'send', id: entry.id, ...target, body: entry.body });
+      const ack = await this.connection.request({ type: 'send', id: entry.id, ...target, body: entry.body, ...reply });
       const { conversation } = this.state.acknowledge(entry, ack);
       this.#markRead(conversation);
     } catch (error) {
@@ -458,6 +530,84 @@ class ChatSession {
       else this.state.refuse(entry, error.message);
     } finally {
       this.#inFlight.delete(entry.id);
+      view.update();
+    }
+  }
+
+  // Edits the user's message `seq` of the open conversation: its text
+  // changes, its files (and anything else in its body) stay.
+  editMessage(seq, text) {
+    const conversation = this.active;
+    const message = conversation?.messages.get(seq);
+    if (!message) return;
+    const body = message.body && typeof message.body === 'object' && !Array.isArray(message.body) ? { ...message.body, text } : { text };
+    this.#sendEvent(conversation, { type: 'edit', seq, body });
+  }
+
+  deleteMessage(seq) {
+    const conversation = this.active;
+    if (conversation?.messages.has(seq)) this.#sendEvent(conversation, { type: 'delete', seq });
+  }
+
+  // Adds the user's reaction `emoji` to message `seq`, or takes it back.
+  toggleReaction(seq, emoji) {
+    const conversation = this.active;
+    const message = conversation?.messages.get(seq);
+    const key = `${conversation?.id} ${seq} ${emoji}`;
+    if (!message || this.#reactionsInFlight.has(key)) return;
+    this.#reactionsInFlight.add(key);
+    const type = hasReacted(message, emoji, this.me) ? 'unreact' : 'react';
+    this.#sendEvent(conversation, { type, seq, emoji }).finally(() => this.#reactionsInFlight.delete(key));
+  }
+
+  // Sends an event of the user's (edit, delete, react, unreact) and, on its
+  // ack, applies it as the other sessions do with their `msg` of it. Events
+  // are not kept in the outbox: one that cannot go now is reported, and the
+  // user does it again.
+  async #sendEvent(conversation, fields) {
+    if (!this.connection.online) {
+      showNotice('You are offline; try again when connected.');
+      return;
+    }
+    const request = { ...fields, id: newMessageId(), conv: conversation.id };
+    try {
+      const ack = await this.connection.request(request);
+      const { conversation: changed } = this.state.acknowledgeEvent(request, ack);
+      this.#markRead(changed);
+      if (changed.hasGap) this.sync().catch(reportFailure);
+    } catch (error) {
+      if (error instanceof NoReply) showNotice('No answer from the server; if it did not happen, try again.');
+      else if (error instanceof ServerError && error.code === 'forbidden' && request.type === 'edit') showNotice('This message can no longer be edited.');
+      else reportFailure(error);
+    } finally {
+      view.update();
+    }
+  }
+
+  // Starts a search for `query` (search.js), or clears it when empty.
+  runSearch(query) {
+    if (query.trim() === '') {
+      this.search.clear();
+      view.update();
+      return;
+    }
+    this.#searchPage(this.search.begin(query.trim()));
+  }
+
+  moreResults() {
+    const page = this.search.nextPage();
+    if (page) this.#searchPage(page);
+  }
+
+  async #searchPage({ fields, token }) {
+    view.update();
+    try {
+      const reply = await this.connection.request({ type: 'search', ...fields });
+      this.search.accept(token, reply);
+    } catch (error) {
+      const message = error instanceof NoReply ? 'You are offline; try again when connected.' : error instanceof ServerError ? error.message : String(error);
+      this.search.fail(token, message);
+    } finally {
       view.update();
     }
   }
@@ -686,6 +836,33 @@ function renderSidebar(now) {
     ui.conversationList.querySelector(`li[data-conv="${CSS.escape(focused)}"] button`)?.focus();
   }
   ui.noConversations.hidden = rows.length > 0;
+  renderSearch(now);
+}
+
+// The search results, in place of the conversation list while a search is on.
+const searchRows = new Map();
+
+function renderSearch(now) {
+  const { search } = session;
+  ui.searchResults.hidden = !search.active;
+  ui.conversationNav.hidden = search.active;
+  if (!search.active) {
+    searchRows.clear();
+    ui.searchResultList.replaceChildren();
+    return;
+  }
+  const count = search.results.length;
+  let summary;
+  if (search.error) summary = `Search failed: ${search.error}`;
+  else if (search.loading && count === 0) summary = 'Searching…';
+  else if (count === 0) summary = `No messages with “${search.query}”`;
+  else summary = `${count}${search.more ? '+' : ''} ${count === 1 ? 'message' : 'messages'} with “${search.query}”`;
+  setText(ui.searchSummary, summary);
+  const context = { me: session.me, words: search.words, now };
+  const rows = search.results.map((result) => searchResultRow(result, context, (chosen) => session.reveal(chosen.conv, chosen.seq)));
+  reconcileChildren(ui.searchResultList, rows, searchRows);
+  ui.searchMore.hidden = !search.more;
+  ui.searchMore.disabled = search.loading;
 }
 
 function renderConversation(now, { scrollToBottom }) {
@@ -704,13 +881,19 @@ function renderConversation(now, { scrollToBottom }) {
   ui.conversationAvatar.replaceChildren(avatar(conversation.title, { group: conversation.isGroup, presence }));
   ui.leaveGroup.hidden = !conversation.isGroup;
   ui.loadOlder.hidden = !conversation.hasOlder;
+  composer.setConversation(conversation.id);
 
   const items = new MessageItems(conversation, {
     me: state.me,
     pending: state.pendingByConversation().get(conversation.id) ?? [],
     refused: state.refused.filter((entry) => entry.conv === conversation.id),
   });
-  messageListView.render(conversation.id, items, { me: state.me, isGroup: conversation.isGroup, now, scrollToBottom });
+  messageListView.render(conversation.id, items, { me: state.me, isGroup: conversation.isGroup, now, scrollToBottom, files: session.files });
+  const reveal = session.pendingReveal;
+  if (reveal?.conv === conversation.id) {
+    session.pendingReveal = null;
+    messageListView.reveal(`seq-${reveal.seq}`);
+  }
   announceArrivals(conversation);
   setText(ui.typing, typingText(conversation.typingUsers(now)));
 }
@@ -728,7 +911,7 @@ function announceArrivals(conversation) {
   announced.conversationId = conversation.id;
   announced.seq = same ? Math.max(announced.seq, seq) : seq;
   if (fresh <= 0 || newest.from === session.me) return;
-  const text = `${newest.from}: ${messageText(newest.body)}`;
+  const text = `${newest.from}: ${previewText(newest)}`;
   ui.arrivals.textContent = fresh === 1 ? text : `${fresh} new messages. The newest, ${text}`;
 }
 
@@ -756,6 +939,8 @@ function signOut(reason = '') {
   localStorage.removeItem(USER_KEY);
   history.replaceState(null, '', location.pathname);
   messageListView.clear();
+  composer.reset();
+  ui.searchQuery.value = '';
   ui.signInError.textContent = reason;
   view.update();
   focusSoon(ui.signInName);
@@ -780,10 +965,103 @@ function focusSoon(input) {
   view.update();
 }
 
-function resizeComposer() {
-  const text = ui.composerText;
-  text.style.height = 'auto';
-  text.style.height = `${Math.min(text.scrollHeight, COMPOSER_MAX_HEIGHT_PX)}px`;
+const composer = new Composer(
+  {
+    form: ui.composer,
+    text: ui.composerText,
+    context: ui.composerContext,
+    contextText: ui.composerContextText,
+    contextCancel: ui.composerContextCancel,
+    attach: ui.attach,
+    fileInput: ui.composerFile,
+    files: ui.composerFiles,
+  },
+  {
+    token: () => session.token,
+    send: (message) => session.sendMessage(message),
+    edit: (seq, text) => session.editMessage(seq, text),
+    typing: () => session.noteComposing(),
+    notice: showNotice,
+  },
+);
+
+// The controls of the message rows (message-list-view.js), by their
+// data-action: one handler for all, as rows come and go while scrolling.
+function onMessageAction(event) {
+  const control = event.target.closest('[data-action]');
+  const row = control?.closest('li.message');
+  if (!control || !row || !session?.active) return;
+  const seq = Number(row.dataset.seq);
+  const message = session.active.messages.get(seq);
+  switch (control.dataset.action) {
+    case 'reply':
+      if (message) composer.replyTo({ seq, from: message.from === session.me ? 'yourself' : message.from, text: previewText(message) });
+      break;
+    case 'edit':
+      if (message) composer.edit({ seq, text: messageText(message.body), hasFiles: filesOf(message.body).length > 0 });
+      break;
+    case 'delete':
+      if (message) confirmDelete(seq);
+      break;
+    case 'react':
+      if (message) showReactionPicker(control, seq);
+      break;
+    case 'toggle-reaction':
+      session.toggleReaction(seq, control.dataset.emoji);
+      break;
+    case 'reveal':
+      session.reveal(session.activeId, Number(control.dataset.target));
+      break;
+    case 'download':
+      session.files.download({ id: control.dataset.fileId, name: control.dataset.fileName }).catch((error) => showNotice(`The file could not be downloaded: ${error.message}`));
+      break;
+    default:
+      break;
+  }
+}
+
+// The emojis to react with, in a popover beside the React button of the
+// message `seq`; one the user already gave is marked, and takes it back.
+function showReactionPicker(button, seq) {
+  const picker = ui.reactionPicker;
+  const message = session.active.messages.get(seq);
+  picker.dataset.seq = seq;
+  picker.dataset.conv = session.activeId;
+  picker.replaceChildren(
+    ...QUICK_REACTIONS.map(([emoji, name]) => {
+      const mine = hasReacted(message, emoji, session.me);
+      return Object.assign(document.createElement('button'), {
+        type: 'button',
+        className: mine ? 'pick mine' : 'pick',
+        textContent: emoji,
+        title: name,
+        ariaLabel: mine ? `Remove your ${name} reaction` : `React with ${name}`,
+        ariaPressed: String(mine),
+        onclick: () => {
+          picker.hidePopover();
+          if (session?.activeId === picker.dataset.conv) session.toggleReaction(Number(picker.dataset.seq), emoji);
+        },
+      });
+    }),
+  );
+  if (!picker.matches(':popover-open')) picker.showPopover();
+  // Above the button, kept inside the window.
+  const anchor = button.getBoundingClientRect();
+  const box = picker.getBoundingClientRect();
+  const left = Math.min(Math.max(8, anchor.left + anchor.width / 2 - box.width / 2), window.innerWidth - box.width - 8);
+  const top = anchor.top - box.height - 6 >= 8 ? anchor.top - box.height - 6 : anchor.bottom + 6;
+  picker.style.left = `${left}px`;
+  picker.style.top = `${top}px`;
+  picker.querySelector('button')?.focus();
+}
+
+// Deleting is for everyone and cannot be undone: the dialog asks first.
+function confirmDelete(seq) {
+  const dialog = ui.deleteDialog;
+  dialog.dataset.seq = seq;
+  dialog.dataset.conv = session.activeId;
+  dialog.returnValue = '';
+  dialog.showModal();
 }
 
 function bindEvents() {
@@ -811,24 +1089,41 @@ function bindEvents() {
     }
   });
 
-  ui.composer.addEventListener('submit', (event) => {
+  ui.messageList.addEventListener('click', onMessageAction);
+  ui.deleteDialog.addEventListener('close', () => {
+    const { seq, conv } = ui.deleteDialog.dataset;
+    if (ui.deleteDialog.returnValue === 'delete' && session?.activeId === conv) session.deleteMessage(Number(seq));
+  });
+  // Files dropped anywhere on the open conversation are attached.
+  ui.conversationPane.addEventListener('dragover', (event) => {
+    if (event.dataTransfer?.types.includes('Files')) event.preventDefault();
+  });
+  ui.conversationPane.addEventListener('drop', (event) => {
+    if (!event.dataTransfer?.files.length) return;
     event.preventDefault();
-    const text = ui.composerText.value.trim();
-    if (!text) return;
-    session.sendText(text);
-    ui.composerText.value = '';
-    resizeComposer();
+    composer.attach(event.dataTransfer.files);
   });
-  ui.composerText.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      ui.composer.requestSubmit();
-    }
+
+  ui.search.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const query = ui.searchQuery.value;
+    const problem = query.trim() === '' ? '' : queryProblem(query);
+    setFieldError(ui.searchQuery, ui.searchError, problem);
+    if (!problem) session.runSearch(query);
   });
-  ui.composerText.addEventListener('input', () => {
-    resizeComposer();
-    if (ui.composerText.value.trim()) session.noteComposing();
+  // The field's own clear button (and emptying it) ends the search.
+  ui.searchQuery.addEventListener('input', () => {
+    if (ui.searchQuery.value !== '') return;
+    setFieldError(ui.searchQuery, ui.searchError, '');
+    session.runSearch('');
   });
+  ui.searchClose.addEventListener('click', () => {
+    ui.searchQuery.value = '';
+    setFieldError(ui.searchQuery, ui.searchError, '');
+    session.runSearch('');
+    ui.searchQuery.focus();
+  });
+  ui.searchMore.addEventListener('click', () => session.moreResults());
 
   ui.messageScroller.addEventListener('scroll', () => {
     if (messageListView.nearTop) session.loadOlder();

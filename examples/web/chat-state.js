@@ -3,6 +3,7 @@
 // outbox of messages the server has not acknowledged yet. Every update
 // that one arriving message causes costs O(log n) or less: a flood of them
 // into a conversation of 100,000 must not stall the page.
+import { applyEvent, isEvent, targetOf } from './message-events.js';
 import { SortedMessages } from './sorted-messages.js';
 
 // User and group ids, as PROTOCOL.md defines them.
@@ -19,15 +20,20 @@ export function groupConversationId(group) {
 }
 
 // A message id that stays unique across reloads and tabs: the server
-// deduplicates by it, so a reused id would swallow a new message.
-function newMessageId() {
+// deduplicates by it, so a reused id would swallow a new message. Events
+// (edit, delete, react, unreact) take one too.
+export function newMessageId() {
   const random = crypto.getRandomValues(new Uint8Array(8));
   return `m-${Date.now().toString(36)}-${Array.from(random, (byte) => byte.toString(16).padStart(2, '0')).join('')}`;
 }
 
-// One conversation. `messages` is a window of consecutive seqs ending at
+// One conversation. The page holds a window of consecutive seqs ending at
 // `cursor`, the highest seq the page has with nothing missing below it
 // down to the window's start; history paging extends the window downwards.
+// The window's seqs are split in two: `messages`, the ones shown, and
+// `events` (message-events.js), which change a message instead of showing.
+// A message's events are applied in seq order as the cursor passes them,
+// and again, all of them, when the message itself comes later from history.
 class Conversation {
   constructor(id, me) {
     this.id = id;
@@ -40,6 +46,10 @@ class Conversation {
       this.peer = first === me ? second : first;
     }
     this.messages = new SortedMessages();
+    this.events = new SortedMessages();
+    // Target seq -> the events held for it, for a target that comes after
+    // its events (a history page below them).
+    this.#eventsByTarget = new Map();
     this.cursor = 0;
     this.lastSeq = 0;
     this.readSeq = 0;
@@ -53,6 +63,7 @@ class Conversation {
   }
 
   #members;
+  #eventsByTarget;
   // The other members' positions, ascending, for counting readers by binary
   // search; made again after a change of readers or members.
   #positions = null;
@@ -94,47 +105,94 @@ class Conversation {
     return this.isGroup ? { group: this.group } : { to: this.peer };
   }
 
+  // Seqs above the read cursor, less the events among them the page holds:
+  // a reaction is no unread message. (Events the page does not hold yet
+  // count until a page brings them.)
   get unread() {
-    return Math.max(0, this.lastSeq - this.readSeq);
+    return Math.max(0, this.lastSeq - this.readSeq - this.events.countAbove(this.readSeq));
   }
 
+  // The window's bounds, over messages and events.
   get oldestSeq() {
-    return this.messages.oldest?.seq ?? null;
+    const seqs = [this.messages.oldest?.seq, this.events.oldest?.seq].filter((seq) => seq !== undefined);
+    return seqs.length ? Math.min(...seqs) : null;
   }
 
   get newestSeq() {
-    return this.messages.newest?.seq ?? 0;
+    return Math.max(this.messages.newest?.seq ?? 0, this.events.newest?.seq ?? 0);
+  }
+
+  // How many seqs the window holds.
+  get held() {
+    return this.messages.size + this.events.size;
   }
 
   get hasOlder() {
-    return !this.olderExhausted && (this.messages.size ? this.oldestSeq > 1 : this.lastSeq > 0);
+    return !this.olderExhausted && (this.held ? this.oldestSeq > 1 : this.lastSeq > 0);
   }
 
+  // The newest message shown (events are not).
   latestMessage() {
     return this.messages.newest;
   }
 
-  // A live or synced message: kept when it is above the cursor, the
-  // protocol's rule against duplicates. One that skips seqs leaves a gap.
+  // The message or event at `seq`, when held.
+  heldAt(seq) {
+    return this.messages.get(seq) ?? this.events.get(seq);
+  }
+
+  // A live or synced message or event: kept when it is above the cursor,
+  // the protocol's rule against duplicates. One that skips seqs leaves a gap.
   add(msg) {
-    if (msg.seq <= this.cursor || !this.messages.add(msg)) return false;
+    if (msg.seq <= this.cursor || !this.#hold(msg)) return false;
     this.#advance(msg);
     return true;
   }
 
   // A history page: the messages just below the window, or the newest ones
-  // for an empty window; returns the messages that were new.
+  // for an empty window; returns the messages and events that were new.
+  // Each message comes in its current state, which shows the events held
+  // above it already, or only some of them (those the server had stored
+  // when it answered): replaying them all ends where the live page is.
   addPage(msgs) {
-    const fresh = msgs.filter((msg) => this.messages.add(msg));
+    const fresh = msgs.filter((msg) => this.#hold(msg));
     fresh.forEach((msg) => this.#advance(msg));
+    for (const msg of fresh) if (!isEvent(msg)) this.#replay(msg);
     if (msgs.length === 0 || msgs[0].seq <= 1) this.olderExhausted = true;
     return fresh;
   }
 
-  // After `msg` is held: the cursor moves over the seqs now complete.
+  // Keeps `msg` in its list; false when its seq is held already.
+  #hold(msg) {
+    if (this.heldAt(msg.seq)) return false;
+    if (!isEvent(msg)) return this.messages.add(msg);
+    if (!this.events.add(msg)) return false;
+    const target = targetOf(msg);
+    if (target !== null) {
+      if (!this.#eventsByTarget.has(target)) this.#eventsByTarget.set(target, []);
+      this.#eventsByTarget.get(target).push(msg);
+    }
+    return true;
+  }
+
+  // After `msg` is held: the cursor moves over the seqs now complete,
+  // applying the events among them in seq order. An event whose target is
+  // not held (below the window) waits for it in #eventsByTarget.
   #advance(msg) {
-    while (this.messages.has(this.cursor + 1)) this.cursor += 1;
+    while (this.heldAt(this.cursor + 1)) {
+      this.cursor += 1;
+      const event = this.events.get(this.cursor);
+      const target = event && this.messages.get(targetOf(event));
+      if (target) applyEvent(target, event);
+    }
     this.lastSeq = Math.max(this.lastSeq, msg.seq);
+  }
+
+  // Applies every held event of `message` up to the cursor, in seq order.
+  // Those above the cursor wait for it: they apply as it passes them.
+  #replay(message) {
+    const events = (this.#eventsByTarget.get(message.seq) ?? []).filter((event) => event.seq <= this.cursor);
+    events.sort((a, b) => a.seq - b.seq).forEach((event) => applyEvent(message, event));
   }
 
   // True when a seq above the cursor is held without its predecessors:
@@ -147,6 +205,8 @@ class Conversation {
   // behind to sync message by message: history pages it back in.
   skipTo(lastSeq) {
     this.messages.clear();
+    this.events.clear();
+    this.#eventsByTarget.clear();
     this.cursor = lastSeq;
     this.lastSeq = Math.max(this.lastSeq, lastSeq);
     this.olderExhausted = false;
@@ -157,7 +217,7 @@ class Conversation {
   readableSeq(me, onScreen) {
     if (onScreen) return Math.max(this.readSeq, this.cursor);
     let seq = this.readSeq;
-    while (this.messages.get(seq + 1)?.from === me) seq += 1;
+    while (this.heldAt(seq + 1)?.from === me) seq += 1;
     return seq;
   }
 
@@ -243,8 +303,10 @@ class Outbox {
     }
   }
 
-  add(conversation, body) {
+  // replyTo: the seq of the message it replies to, or null.
+  add(conversation, body, replyTo = null) {
     const entry = { id: newMessageId(), conv: conversation.id, ...conversation.target, body, createdAt: Date.now() };
+    if (replyTo !== null) entry.reply_to = replyTo;
     this.#save([...this.entries, entry]);
     return entry;
   }
@@ -301,7 +363,7 @@ export class ChatState {
     }
     for (const entry of entries) {
       const conversation = this.conversation(entry.conv);
-      if (conversation.messages.size === 0) conversation.cursor = Math.max(conversation.cursor, entry.last_seq);
+      if (conversation.held === 0) conversation.cursor = Math.max(conversation.cursor, entry.last_seq);
       conversation.lastSeq = Math.max(conversation.lastSeq, entry.last_seq);
       conversation.readSeq = Math.max(conversation.readSeq, entry.read_seq);
       // The other members' read positions, so that ticks are right after a
@@ -318,12 +380,12 @@ export class ChatState {
     }
   }
 
-  // A live or synced `msg` frame. Returns its conversation and whether the
-  // message is new to the page.
+  // A live or synced `msg` frame, a message or an event. Returns its
+  // conversation and whether it is new to the page.
   receive(msg) {
     const conversation = this.conversation(msg.conv);
     const added = conversation.add(msg);
-    if (added) conversation.typing.delete(msg.from);
+    if (added && !isEvent(msg)) conversation.typing.delete(msg.from);
     this.#settleOwn(msg);
     return { conversation, added };
   }
@@ -345,6 +407,17 @@ export class ChatState {
     const msg = { type: 'msg', conv: ack.conv, seq: ack.seq, from: this.me, id: entry.id, body: entry.body, ts: ack.ts };
     if (entry.group) msg.group = entry.group;
     else msg.to = entry.to;
+    if (entry.reply_to !== undefined) msg.reply_to = entry.reply_to;
+    return this.receive(msg);
+  }
+
+  // The `ack` of an event this session sent (an `edit`, `delete`, `react`
+  // or `unreact` frame): the sending session gets no `msg` of it, so the
+  // page makes the one the other sessions get.
+  acknowledgeEvent(request, ack) {
+    const conversation = this.conversation(ack.conv);
+    const body = request.type === 'edit' ? request.body : request.type === 'delete' ? null : { emoji: request.emoji };
+    const msg = { type: 'msg', conv: ack.conv, seq: ack.seq, from: this.me, id: request.id, body, ts: ack.ts, kind: request.type, target: request.seq, ...conversation.target };
     return this.receive(msg);
   }
 

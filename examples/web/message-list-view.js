@@ -4,6 +4,11 @@
 // rest, at an estimated height per row. Whenever the window moves or the
 // messages change, the row the reader looks at is put back where it was on
 // screen, so neither a history page above nor a flood below moves it.
+//
+// A row's controls (reply, react, edit, delete, reaction chips, a quote, a
+// file) carry `data-action`; the page handles their clicks on the list, so
+// a row rebuilt as it scrolls needs no handlers of its own.
+import { filesOf, formatSize, isImageType } from './files.js';
 import { avatar, element, hueOf, messageText, reconcileChildren, startOfDay, timeFormat, userText } from './render.js';
 
 const CONTINUED_RUN_MS = 5 * 60 * 1000;
@@ -16,6 +21,8 @@ const MIN_ROW_PX = 32;
 const OVERSCAN_ROWS = 10;
 // The guess until rows have been measured.
 const FIRST_ROW_ESTIMATE_PX = 48;
+// How long a message someone went to (a search result, a quote) stands out.
+const FLASH_MS = 2000;
 
 const fullTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'short' });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
@@ -55,28 +62,116 @@ function statusMarks(item, isGroup) {
   return [mark, element('span', { className: 'read-count', text: `Read by ${item.readCount}`, attrs: { 'aria-hidden': 'true', title: label } })];
 }
 
-function messageNode(item, { me, isGroup, continued }) {
+// What a reply shows of its target: who wrote what, or why it cannot say.
+// A button: it goes to the target, loading older pages when needed.
+function quoteNode(quote, me) {
+  let content;
+  if (!quote.loaded) content = [element('span', { className: 'quote-missing', text: 'Message not loaded' })];
+  else if (quote.deleted) content = [element('span', { className: 'quote-missing', text: 'Message deleted' })];
+  else content = [userText('span', 'quote-from', quote.from === me ? 'You' : quote.from), userText('span', 'quote-text', quote.text)];
+  const label = quote.loaded && !quote.deleted ? `Reply to ${quote.from}: ${quote.text}` : `Reply to a message: ${content[0].textContent}`;
+  return element('button', { className: 'quote', attrs: { type: 'button', 'data-action': 'reveal', 'data-target': quote.seq, 'aria-label': `${label}. Go to it` } }, content);
+}
+
+// A file of a message: an image's preview (its bytes fetched with the
+// session's token: files.js), anything else a button that saves it. Both
+// carry the file's id and name for the page's click handler.
+function fileNode(file, fileUrls) {
+  const size = formatSize(file.size);
+  const download = element(
+    'button',
+    {
+      className: 'file-link',
+      attrs: { type: 'button', 'data-action': 'download', 'data-file-id': file.id, 'data-file-name': file.name, 'aria-label': `Download ${file.name}${size ? `, ${size}` : ''}` },
+    },
+    [element('span', { className: 'file-icon', text: '📄', attrs: { 'aria-hidden': 'true' } }), userText('span', 'file-name', file.name), element('span', { className: 'file-size', text: size })],
+  );
+  if (!isImageType(file.type) || !fileUrls) return download;
+  const image = element('img', { attrs: { alt: file.name, 'data-file-id': file.id } });
+  // A fixed box, so that the row does not change height when the image comes.
+  const figure = element('figure', { className: 'file-image', attrs: { 'data-state': 'loading' } }, [image, element('figcaption', {}, [download])]);
+  image.addEventListener('load', () => (figure.dataset.state = 'shown'));
+  image.addEventListener('error', () => (figure.dataset.state = 'failed'));
+  const ready = fileUrls.ready(file.id);
+  if (ready) image.src = ready;
+  else fileUrls.preview(file.id).then((url) => (image.src = url), () => (figure.dataset.state = 'failed'));
+  return figure;
+}
+
+function reactionChips(item) {
+  return element(
+    'div',
+    { className: 'reactions' },
+    item.reactions.map(({ emoji, count, users, mine }) =>
+      element('button', {
+        className: mine ? 'reaction mine' : 'reaction',
+        text: `${emoji} ${count}`,
+        attrs: {
+          type: 'button',
+          'data-action': 'toggle-reaction',
+          'data-emoji': emoji,
+          'aria-pressed': mine ? 'true' : 'false',
+          'aria-label': `${emoji} ${count}: ${users.join(', ')}${mine ? '. Remove your reaction' : `. React with ${emoji}`}`,
+          title: users.join(', '),
+        },
+      }),
+    ),
+  );
+}
+
+// What one can do with a stored message: reply and react; edit and delete
+// one's own. Shown on hover and focus (app.css), always there for keys.
+function actionBar(mine) {
+  const button = (action, text, label) => element('button', { className: 'message-action', text, attrs: { type: 'button', 'data-action': action, 'aria-label': label, title: label } });
+  return element('div', { className: 'message-actions', attrs: { role: 'group', 'aria-label': 'Message actions' } }, [
+    button('reply', '↩', 'Reply'),
+    button('react', '☺', 'React'),
+    mine ? button('edit', '✎', 'Edit') : '',
+    mine ? button('delete', '🗑', 'Delete') : '',
+  ]);
+}
+
+function messageNode(item, { me, isGroup, continued, files }) {
   const mine = item.from === me;
   const showSender = isGroup && !mine && !continued;
   const meta = element('span', { className: 'meta' }, [
+    item.edited !== undefined && !item.deleted
+      ? element('span', { className: 'edited', text: 'edited', attrs: { title: `Edited ${fullTimeFormat.format(item.edited)}` } })
+      : '',
     element('time', { text: timeFormat.format(item.ts), attrs: { datetime: new Date(item.ts).toISOString(), title: fullTimeFormat.format(item.ts) } }),
   ]);
   if (mine) meta.append(...statusMarks(item, isGroup));
   const sender = showSender ? userText('p', 'sender', item.from) : '';
   if (sender) sender.style.setProperty('--hue', hueOf(item.from));
+  const attached = item.deleted ? [] : filesOf(item.body);
+  const text = item.deleted
+    ? element('p', { className: 'text tombstone' }, [element('span', { className: 'message-body', text: 'Message deleted' }), meta])
+    : element('p', { className: 'text' }, [userText('span', 'message-body', messageText(item.body)), meta]);
   const bubble = element('div', { className: 'bubble' }, [
     sender,
-    element('p', { className: 'text' }, [userText('span', 'message-body', messageText(item.body)), meta]),
+    item.quote && !item.deleted ? quoteNode(item.quote, me) : '',
+    attached.length ? element('div', { className: 'files' }, attached.map((file) => fileNode(file, files))) : '',
+    text,
     item.status === 'refused' ? element('p', { className: 'refused-reason', text: `Not sent: ${item.reason}` }) : '',
   ]);
+  const stored = item.seq !== undefined;
+  const main = element('div', { className: 'message-main' }, [bubble, item.reactions.length ? reactionChips(item) : '']);
   const side = isGroup && !mine ? [showSender ? avatar(item.from) : element('span', { className: 'avatar-spacer' })] : [];
   return element(
     'li',
     {
       className: ['message', mine ? 'mine' : 'theirs', continued ? 'continued' : ''].filter(Boolean).join(' '),
-      attrs: { 'data-seq': item.seq, 'data-status': item.status, 'data-from': item.from, 'data-read-count': item.status ? item.readCount : undefined },
+      attrs: {
+        'data-seq': item.seq,
+        'data-status': item.status,
+        'data-from': item.from,
+        'data-read-count': item.status ? item.readCount : undefined,
+        'data-edited': item.edited !== undefined && !item.deleted ? 'true' : undefined,
+        'data-deleted': item.deleted ? 'true' : undefined,
+        'data-reply-to': item.quote?.seq,
+      },
     },
-    [...side, bubble],
+    [...side, main, stored && !item.deleted ? actionBar(mine) : ''],
   );
 }
 
@@ -86,7 +181,7 @@ function setAttributeIfChanged(node, name, value) {
 
 // The rows of one item: a day separator where the day changes, then the
 // message; consecutive messages of one sender form a run with one name.
-function itemRows(item, previous, { me, isGroup, now }) {
+function itemRows(item, previous, { me, isGroup, now, files }) {
   const rows = [];
   const day = startOfDay(item.ts);
   const newDay = !previous || startOfDay(previous.ts) !== day;
@@ -97,8 +192,8 @@ function itemRows(item, previous, { me, isGroup, now }) {
   const continued = !newDay && previous.from === item.from && item.ts - previous.ts < CONTINUED_RUN_MS;
   rows.push({
     key: item.key,
-    signature: `${item.status}|${item.readCount}|${item.others}|${item.readers.join(',')}|${continued}`,
-    build: () => messageNode(item, { me, isGroup, continued }),
+    signature: `${item.status}|${item.readCount}|${item.others}|${item.readers.join(',')}|${continued}|${item.revision}`,
+    build: () => messageNode(item, { me, isGroup, continued, files }),
   });
   return rows;
 }
@@ -108,7 +203,7 @@ export class MessageListView {
   #scroller;
   #kept = new Map();
   #conversationId = null;
-  // The items shown (a MessageItems) and how: { me, isGroup, now }.
+  // The items shown (a MessageItems) and how: { me, isGroup, now, files }.
   #items = null;
   #context = null;
   // The window: items [start, end) have rows in the DOM.
@@ -129,8 +224,9 @@ export class MessageListView {
   }
 
   // Shows `items` of the conversation `conversationId`. scrollToBottom:
-  // after the user sent a message.
-  render(conversationId, items, { me, isGroup, now, scrollToBottom }) {
+  // after the user sent a message. files: the session's FileUrls, for
+  // image previews.
+  render(conversationId, items, { me, isGroup, now, scrollToBottom, files }) {
     const switched = conversationId !== this.#conversationId;
     if (switched) {
       this.clear();
@@ -139,11 +235,25 @@ export class MessageListView {
     const stayAtBottom = switched || scrollToBottom || this.#nearBottom();
     const anchors = stayAtBottom ? [] : this.#anchors();
     this.#items = items;
-    this.#context = { me, isGroup, now };
+    this.#context = { me, isGroup, now, files };
     // The first anchor still there: an unsent message may have become a stored one.
     const anchor = anchors.map((candidate) => ({ ...candidate, index: items.indexOfKey(candidate.key) })).find(({ index }) => index !== -1);
     if (anchor) this.#showAround(anchor.index, anchor.offset);
     else this.#showBottom();
+  }
+
+  // Scrolls to the item with `key` (rendered already) and makes it stand
+  // out for a moment; false when it is not among the items.
+  reveal(key) {
+    const index = this.#items?.indexOfKey(key) ?? -1;
+    if (index === -1) return false;
+    this.#showAround(index, this.#scroller.clientHeight / 3);
+    const node = this.#kept.get(key)?.node;
+    if (node) {
+      node.classList.add('flash');
+      setTimeout(() => node.classList.remove('flash'), FLASH_MS);
+    }
+    return true;
   }
 
   clear() {

@@ -3,6 +3,8 @@
 // chose (a message, a name) is bidi-isolated (`dir="auto"` here and
 // `unicode-bidi: isolate` in app.css) and clipped to its box, so it cannot
 // reorder or draw over what is around it.
+import { filesOf } from './files.js';
+import { highlightParts } from './search.js';
 
 export const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const shortDayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
@@ -27,6 +29,11 @@ export function element(tag, { className, text, attrs = {} } = {}, children = []
 // Text a user chose, as an isolated element whose direction comes from its
 // own first strong letter. Overrides become visible marks instead.
 export function userText(tag, className, text) {
+  return element(tag, { className, attrs: { dir: 'auto' } }, withVisibleOverrides(text));
+}
+
+// The nodes of `text`, each override replaced by its visible mark.
+function withVisibleOverrides(text) {
   const parts = text.split(BIDI_OVERRIDES).map((part) => {
     const override = OVERRIDE_NAMES[part];
     if (!override) return part;
@@ -34,7 +41,7 @@ export function userText(tag, className, text) {
     const label = `${name} (U+${part.codePointAt(0).toString(16).toUpperCase()}), shown and not applied`;
     return element('abbr', { className: 'bidi-control', text: mark, attrs: { title: label } });
   });
-  return element(tag, { className, attrs: { dir: 'auto' } }, parts.filter((part) => part !== ''));
+  return parts.filter((part) => part !== '');
 }
 
 // A stable colour per name, so a person looks the same everywhere.
@@ -62,11 +69,25 @@ export function avatar(name, { group = false, presence } = {}) {
   return node;
 }
 
-// The protocol's body is any JSON value; this page sends {"text": "..."}.
+// The protocol's body is any JSON value; this page sends {"text": "..."},
+// with "files" when it has some (files.js), and a tombstone's is null.
 export function messageText(body) {
+  if (body === null || body === undefined) return '';
   if (typeof body === 'string') return body;
-  if (typeof body?.text === 'string') return body.text;
+  if (typeof body.text === 'string') return body.text;
+  if (filesOf(body).length) return '';
   return JSON.stringify(body);
+}
+
+// One line for a message (or an outbox entry) in the sidebar, a quote or a
+// search result: its text, its files, or that it was deleted.
+export function previewText(message) {
+  if (message.deleted === true) return 'Message deleted';
+  const text = messageText(message.body);
+  const files = filesOf(message.body);
+  if (files.length === 0) return text;
+  if (text) return `📎 ${text}`;
+  return files.length === 1 ? `📎 ${files[0].name}` : `📎 ${files.length} files`;
 }
 
 export function startOfDay(ts) {
@@ -90,11 +111,11 @@ export function typingText(users) {
 // The sidebar's second line: who is typing, or who said what last.
 function preview(conversation, { me, pending, typingUsers }) {
   if (typingUsers.length) return { typing: true, prefix: '', text: typingText(typingUsers) };
-  if (pending) return { typing: false, prefix: 'You: ', text: messageText(pending.body) };
+  if (pending) return { typing: false, prefix: 'You: ', text: previewText(pending) };
   const latest = conversation.latestMessage();
   if (!latest) return { typing: false, prefix: '', text: conversation.isGroup ? 'No messages yet' : '' };
   const prefix = latest.from === me ? 'You: ' : conversation.isGroup ? `${latest.from}: ` : '';
-  return { typing: false, prefix, text: messageText(latest.body) };
+  return { typing: false, prefix, text: previewText(latest) };
 }
 
 // One entry of the sidebar, as a row for `reconcileChildren`. `details`: me,
@@ -157,6 +178,51 @@ export function conversationRow(conversation, details, onOpen) {
     signature: [active, presence, unread, time, shown.typing, shown.prefix, shown.text].join('\u0000'),
     build,
   };
+}
+
+// A conversation's name from its id, for a conversation the page may not
+// hold: the group, or the other user of a direct one (oneself for notes).
+export function conversationTitle(conv, me) {
+  if (conv.startsWith('g:')) return conv.slice(2);
+  const [, first, second] = conv.split(':');
+  return first === me ? second : first;
+}
+
+// Text a user chose (as userText makes it) with the words of a search marked.
+function highlighted(className, text, words) {
+  const parts = highlightParts(text, words).map((part) =>
+    part.match ? element('mark', {}, withVisibleOverrides(part.text)) : withVisibleOverrides(part.text),
+  );
+  return element('span', { className, attrs: { dir: 'auto' } }, parts.flat());
+}
+
+// One search result (a `msg` frame), as a row for `reconcileChildren`:
+// where it is, who wrote it when, its text with the query's words marked.
+export function searchResultRow(result, { me, words, now }, onOpen) {
+  const title = conversationTitle(result.conv, me);
+  const group = result.conv.startsWith('g:');
+  const text = previewText(result);
+  const time = Number.isSafeInteger(result.ts) ? shortTime(result.ts, now) : '';
+  const sender = result.from === me ? 'You' : result.from;
+  const build = () => {
+    const button = element(
+      'button',
+      { className: 'search-result', attrs: { type: 'button', 'aria-label': `${sender} in ${group ? `group ${title}` : title}: ${text}` } },
+      [
+        avatar(title, { group }),
+        element('span', { className: 'conversation-main' }, [
+          element('span', { className: 'conversation-top' }, [
+            userText('span', 'conversation-name', title),
+            element('span', { className: 'conversation-time', text: time }),
+          ]),
+          element('span', { className: 'search-snippet' }, [userText('span', 'search-sender', sender), ': ', highlighted('preview-text', text, words)]),
+        ]),
+      ],
+    );
+    button.addEventListener('click', () => onOpen(result));
+    return element('li', { attrs: { 'data-conv': result.conv, 'data-seq': result.seq } }, [button]);
+  };
+  return { key: `${result.conv}#${result.seq}`, signature: [title, time, sender, text, words.join(' ')].join('\u0000'), build };
 }
 
 // Makes `container`'s children the nodes of `rows` ({key, signature, build}),

@@ -39,6 +39,11 @@ export class SortedMessages {
     return this.#firstIndexNotBelow(seq);
   }
 
+  // How many of the messages have a seq above `seq`, by binary search.
+  countAbove(seq) {
+    return this.#inOrder.length - this.#firstIndexNotBelow(seq + 1);
+  }
+
   // Adds a message in its place by seq; false when its seq is held already.
   add(msg) {
     if (this.#bySeq.has(msg.seq)) return false;
