@@ -50,6 +50,8 @@
 #define DEFAULT_LOG_LEVEL "info"
 #define EXIT_USAGE 2
 #define DEFAULT_HISTORY_LIMIT 50
+/* Messages "search" prints. */
+#define DEFAULT_SEARCH_LIMIT 20
 #define DEFAULT_WEB_ROOT "examples/web"
 
 static const char USAGE[] =
@@ -92,6 +94,8 @@ static const char USAGE[] =
     "                       records a push request, printed as a \"push\" event and offered again (also\n"
     "                       after a restart) until \"push-done\" ends it; the --config file's push\n"
     "                       section keeps its other keys (direct, groups, mentions_only_above...)\n"
+    "  --files DIR          files.dir: accept uploads at POST /files and serve them at GET /files/<id>,\n"
+    "                       keeping them in DIR (created if missing); without it there are no files\n"
     "  --poll               events.delivery \"poll\": no event thread and no callbacks; the host's main\n"
     "                       thread waits in poll() for stdin and the server's event descriptor and\n"
     "                       prints the events it takes, as they are printed without it\n"
@@ -117,6 +121,9 @@ static const char USAGE[] =
     "  send USER JSON-BODY    send JSON-BODY to USER from the host id\n"
     "  group GROUP JSON-BODY  send JSON-BODY to the members of GROUP from the host id\n"
     "  history CONV [N]       print the N newest messages of CONV (default 50), such as dm:alice:bob or g:team\n"
+    "  delete CONV SEQ        delete message SEQ of CONV for everyone, as the host id (moderation)\n"
+    "  search WORDS...        print the 20 newest messages of any conversation with every one of WORDS\n"
+    "  file ID                print where the uploaded file ID is, its size and its type\n"
     "  create-group GROUP [open|closed]\n"
     "                         create GROUP (default open), or make an existing one open or closed;\n"
     "                         users cannot join a closed group, only the host adds its members, so\n"
@@ -187,6 +194,7 @@ typedef struct host_options {
     bool quiet;
     bool poll;                 /* --poll */
     bool push;                 /* --push */
+    const char *files_dir;     /* --files */
     const char *log_level;
     const char *host_id;
 } host_options;
@@ -362,6 +370,8 @@ static void parse_options(int argc, char **argv, host_options *options)
             options->poll = true;
         } else if (strcmp(flag, "--push") == 0) {
             options->push = true;
+        } else if (strcmp(flag, "--files") == 0) {
+            options->files_dir = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--log-level") == 0) {
             options->log_level = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--host-id") == 0) {
@@ -529,6 +539,12 @@ static char *build_flags_json(const host_options *options)
         /* Only "enabled": the policy (direct, groups, retry_after_ms...) stays the file's. */
         append_key(&json, "push");
         text_append(&json, "{\"enabled\":true}");
+    }
+    if (options->files_dir != NULL) {
+        append_key(&json, "files");
+        text_append(&json, "{");
+        append_string_member(&json, "dir", options->files_dir);
+        text_append(&json, "}");
     }
     if (options->web_root_given) {
         append_key(&json, "web_root");
@@ -873,6 +889,83 @@ static void run_history_command(imbed_server *server, char *arguments)
     imbed_string_free(messages);
     print_stdout_line(line.data);
     text_free(&line);
+}
+
+/* Runs "delete <conv> <seq>": deletes a message for everyone, as the host id. */
+static void run_delete_command(imbed_server *server, const char *host_id, char *arguments)
+{
+    char *conv = take_word(&arguments);
+    char *seq_text = take_word(&arguments);
+    char *extra = take_word(&arguments);
+    uint32_t target = 0;
+    if (*conv == '\0' || *extra != '\0' || !parse_history_limit(seq_text, &target)) {
+        print_command_error("delete", "usage: delete <conv> <seq>");
+        return;
+    }
+    uint64_t seq = 0;
+    imbed_status status = imbed_server_delete(server, host_id, conv, target, &seq);
+    if (status != IMBED_OK) {
+        print_command_failure("delete", status);
+        return;
+    }
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":\"deleted\",\"conv\":");
+    text_append_json_string(&line, conv);
+    text_append(&line, ",\"target\":");
+    text_append_unsigned(&line, target);
+    text_append(&line, ",\"seq\":");
+    text_append_unsigned(&line, seq);
+    text_append(&line, "}");
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Prints {"event":EVENT,...} with the engine's JSON object `json` spliced in after the event name. */
+static void print_event_with_object(const char *event, const char *json)
+{
+    text_buffer line = {0};
+    text_append(&line, "{\"event\":");
+    text_append_json_string(&line, event);
+    text_append(&line, ",");
+    text_append(&line, json + 1);
+    print_stdout_line(line.data);
+    text_free(&line);
+}
+
+/* Runs "search <words...>": the newest messages with every word, in any conversation. */
+static void run_search_command(imbed_server *server, char *arguments)
+{
+    if (*arguments == '\0') {
+        print_command_error("search", "usage: search <words...>");
+        return;
+    }
+    char *found = NULL;
+    imbed_status status = imbed_server_search(server, NULL, arguments, NULL, DEFAULT_SEARCH_LIMIT, &found);
+    if (status != IMBED_OK) {
+        print_command_failure("search", status);
+        return;
+    }
+    print_event_with_object("search", found);
+    imbed_string_free(found);
+}
+
+/* Runs "file <id>": where an uploaded file is, its size and type. */
+static void run_file_command(imbed_server *server, char *arguments)
+{
+    char *id = take_word(&arguments);
+    char *extra = take_word(&arguments);
+    if (*id == '\0' || *extra != '\0') {
+        print_command_error("file", "usage: file <id>");
+        return;
+    }
+    char *file = NULL;
+    imbed_status status = imbed_server_file(server, id, &file);
+    if (status != IMBED_OK) {
+        print_command_failure("file", status);
+        return;
+    }
+    print_event_with_object("file", file);
+    imbed_string_free(file);
 }
 
 /* Prints {"event":"ok","command":...,"group":...} for a group command that succeeded; `user` may be NULL. */
@@ -1296,6 +1389,12 @@ static void run_host_command(void *context, char *command, char *arguments)
         run_group_command(server, host->config->host_id, arguments);
     } else if (strcmp(command, "history") == 0) {
         run_history_command(server, arguments);
+    } else if (strcmp(command, "delete") == 0) {
+        run_delete_command(server, host->config->host_id, arguments);
+    } else if (strcmp(command, "search") == 0) {
+        run_search_command(server, arguments);
+    } else if (strcmp(command, "file") == 0) {
+        run_file_command(server, arguments);
     } else if (strcmp(command, "create-group") == 0) {
         run_create_group_command(server, arguments);
     } else if (strcmp(command, "add") == 0 || strcmp(command, "remove") == 0) {
@@ -1317,7 +1416,8 @@ static void run_host_command(void *context, char *command, char *arguments)
     } else if (strcmp(command, "restart") == 0) {
         run_restart_command(host, arguments);
     } else {
-        print_command_error(command, "unknown command (commands: send, group, history, create-group, add, remove, "
+        print_command_error(command, "unknown command (commands: send, group, history, delete, search, file, "
+                                     "create-group, add, remove, "
                                      "members, kick, online, devices, stats, pushes, push-done, restart, quit; "
                                      "--help describes them)");
     }

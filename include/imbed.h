@@ -537,6 +537,53 @@ imbed_status imbed_server_online(imbed_server *server, char **json_out);
 // `stats_out` is NULL or writable.
 imbed_status imbed_server_stats(imbed_server *server, imbed_stats *stats_out);
 
+// Deletes message `seq` of the conversation `conv` for everyone, as `by`
+// (any valid id the host chooses, such as "moderator"), whoever sent it;
+// returns once stored. The deletion is an event of the conversation with a
+// seq of its own, which goes to `*seq_out` unless it is NULL; the message's
+// body is erased from the store (docs/PROTOCOL.md, "Deletes").
+// `IMBED_ERR_NOT_FOUND` when the conversation has no message `seq`;
+// `IMBED_ERR_INVALID_ARGUMENT` for a malformed `conv`, a seq of 0, an event
+// or a message already deleted.
+//
+// # Safety
+// `by` and `conv` are NULL or NUL-terminated; `seq_out` is NULL or writable.
+imbed_status imbed_server_delete(imbed_server *server,
+                                 const char *by,
+                                 const char *conv,
+                                 uint64_t seq,
+                                 uint64_t *seq_out);
+
+// Searches the messages of `conv`, or of every conversation when `conv` is
+// NULL, for those with every word of `query` (docs/PROTOCOL.md, "Search"),
+// and writes up to `limit` (1 to 100) of them, newest first, into
+// `*json_out`: `{"results":[msg frames],"more":true,"next":"…"}`, where
+// `next` (present when `more`) is the `after` of the next page (NULL for
+// the first). Free the string with `imbed_string_free`. Blocks while the
+// store is read. `IMBED_ERR_INVALID_ARGUMENT` for a query with no word or
+// over 256 bytes or 16 words, a malformed `conv`, or a bad `limit`.
+//
+// # Safety
+// `conv` and `after` are NULL or NUL-terminated; `query` is NUL-terminated;
+// `json_out` is NULL or writable.
+imbed_status imbed_server_search(imbed_server *server,
+                                 const char *conv,
+                                 const char *query,
+                                 const char *after,
+                                 uint32_t limit,
+                                 char **json_out);
+
+// Finds the uploaded file `file_id` (the 64 hex digits `POST /files`
+// answered) and writes `{"path":"…","size":N,"type":"…"}` into `*json_out`:
+// where its bytes are under `files.dir`, and its size and content type.
+// The host reads any file. Free the string with `imbed_string_free`.
+// `IMBED_ERR_NOT_FOUND` when there is no such file;
+// `IMBED_ERR_INVALID_ARGUMENT` when the server has no `files.dir`.
+//
+// # Safety
+// `file_id` is NULL or NUL-terminated; `json_out` is NULL or writable.
+imbed_status imbed_server_file(imbed_server *server, const char *file_id, char **json_out);
+
 // A static, NUL-terminated description of a status code. Takes any integer:
 // unknown values give "unknown status". Never NULL; never free it.
 const char *imbed_status_str(int32_t status);

@@ -57,6 +57,6 @@ pub use server::core::Stats;
 #[cfg(feature = "server")]
 pub use server::push::PendingPush;
 #[cfg(feature = "server")]
-pub use server::{GroupMembers, OnlineDevice, Server};
+pub use server::{GroupMembers, OnlineDevice, SearchResults, Server, StoredFile};
 #[cfg(feature = "server")]
-pub use store::{NewMessage, Placement, StoredMessage};
+pub use store::{MessageKind, MessageState, NewMessage, Placement, StoredMessage, amend::Reactions};

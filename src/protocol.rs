@@ -144,7 +144,7 @@ pub(crate) struct ClientFrame<'a> {
     /// `history`, `read`: the conversation.
     #[serde(default, borrow)]
     pub(crate) conv: Option<Cow<'a, str>>,
-    /// `read`: the seq read up to.
+    /// `read`: the seq read up to; `edit`, `delete`, `react`, `unreact`: the target.
     #[serde(default)]
     pub(crate) seq: Option<u64>,
     /// `watch`, `unwatch`: the users.
@@ -168,6 +168,15 @@ pub(crate) struct ClientFrame<'a> {
     /// `auth`: the device the session runs on.
     #[serde(default, borrow)]
     pub(crate) device: Option<Cow<'a, str>>,
+    /// `send`: the seq of the message this one replies to.
+    #[serde(default)]
+    pub(crate) reply_to: Option<u64>,
+    /// `react`, `unreact`: the emoji.
+    #[serde(default, borrow)]
+    pub(crate) emoji: Option<Cow<'a, str>>,
+    /// `search`: the words to find.
+    #[serde(default, borrow)]
+    pub(crate) query: Option<Cow<'a, str>>,
     /// `device`: `foreground` or `background`.
     #[serde(default, borrow)]
     pub(crate) state: Option<Cow<'a, str>>,
@@ -244,6 +253,24 @@ pub(crate) struct MsgFrame<'a> {
     pub(crate) body: &'a RawValue,
     /// When the server stored it.
     pub(crate) ts: i64,
+    /// Which event it is; absent on a message.
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    pub(crate) event: Option<&'static str>,
+    /// The seq of the message an event changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<u64>,
+    /// The seq of the message a message replies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reply_to: Option<u64>,
+    /// When it was last edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) edited: Option<i64>,
+    /// Deleted for everyone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) deleted: bool,
+    /// Emoji → the users who reacted with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reactions: Option<&'a BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
 
 /// Server frames other than `msg`.
@@ -363,6 +390,19 @@ pub(crate) enum ServerFrame<'a> {
         conv: &'a str,
         /// `msg` frames, ascending seq.
         messages: &'a RawValue,
+    },
+    /// The answer to `search`.
+    Search {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// `msg` frames of the messages found, newest first.
+        results: &'a RawValue,
+        /// Whether more match.
+        more: bool,
+        /// When more match: the `after` of the next page.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<&'a str>,
     },
     /// The answer to `reads`: members' read cursors in a conversation.
     Reads {
@@ -520,6 +560,12 @@ mod tests {
             id: "c",
             body: &body,
             ts: 9,
+            event: None,
+            target: None,
+            reply_to: None,
+            edited: None,
+            deleted: false,
+            reactions: None,
         }
         .encode();
         assert_eq!(

@@ -42,6 +42,54 @@ pub struct Config {
     pub push: PushConfig,
     /// Read receipts between members.
     pub receipts: ReceiptsConfig,
+    /// What may be done to a message after it is sent.
+    pub messages: MessagesConfig,
+    /// Uploads and downloads of files beside the WebSocket.
+    pub files: FilesConfig,
+}
+
+/// What may be done to a message after it is sent (`messages`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagesConfig {
+    /// How long after a message its sender may edit it.
+    pub edit_window_ms: u64,
+    /// The most different emojis one user puts on one message.
+    pub max_reactions_per_user: usize,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig {
+            edit_window_ms: 24 * 60 * 60 * 1000,
+            max_reactions_per_user: 20,
+        }
+    }
+}
+
+/// Files uploaded with `POST /files` (`files`); off without `dir`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Where the files are kept, created if missing; none turns files off.
+    pub dir: Option<String>,
+    /// The largest upload, in bytes.
+    pub max_bytes: u64,
+    /// The most bytes one user's uploads take.
+    pub quota_bytes: u64,
+    /// How long an upload no message refers to is kept.
+    pub unreferenced_ms: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            dir: None,
+            max_bytes: 25 * 1024 * 1024,
+            quota_bytes: 1024 * 1024 * 1024,
+            unreferenced_ms: 24 * 60 * 60 * 1000,
+        }
+    }
 }
 
 /// Plain HTTP on the server's port (the web root, `/healthz`, `/metrics`).
@@ -182,6 +230,8 @@ impl Default for Config {
             web_root: None,
             push: PushConfig::default(),
             receipts: ReceiptsConfig::default(),
+            messages: MessagesConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
@@ -281,6 +331,13 @@ impl Config {
             ("push.retry_after_ms", self.push.retry_after_ms),
             ("store.memory.max_bytes", self.store.memory.max_bytes),
             ("store.memory.max_keys", self.store.memory.max_keys),
+            (
+                "messages.max_reactions_per_user",
+                self.messages.max_reactions_per_user as u64,
+            ),
+            ("files.max_bytes", self.files.max_bytes),
+            ("files.quota_bytes", self.files.quota_bytes),
+            ("files.unreferenced_ms", self.files.unreferenced_ms),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return bad(field, "must be greater than 0");
@@ -295,6 +352,9 @@ impl Config {
             .find(|g| !crate::protocol::is_valid_id(g))
         {
             return bad("push.group_overrides", format!("{group:?} is not a valid group id"));
+        }
+        if self.files.dir.as_deref() == Some("") {
+            return bad("files.dir", "must not be empty (leave it out to turn files off)");
         }
         if self.origins.allowed.iter().any(|o| o.is_empty()) {
             return bad("origins.allowed", "entries must not be empty");

@@ -22,5 +22,7 @@ mod listener;
 mod notices;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+mod server_messages;
 mod status;
 mod version;

@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tower_http::services::ServeDir;
 
 use super::core::Core;
+use super::files;
 use super::handshake::{self, Admission, Credentials, WS_PATH, websocket_config};
 use super::http::{self, Body};
 use super::session::{self, SignedIn, Ws};
@@ -175,7 +176,10 @@ async fn respond(
     } else if let Some(response) = http::probe(&request, || core.render_metrics()) {
         response
     } else {
-        http::serve_file(frontend.files.as_ref(), request).await
+        match files::respond(core, request).await {
+            Ok(response) => response,
+            Err(request) => http::serve_file(frontend.files.as_ref(), request).await,
+        }
     };
     response.headers_mut().extend(security);
     response

@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::auth::Authenticator;
+use super::files::FileShelf;
 use super::metrics::{Live, Metrics};
 use super::msg_frames::msg_frame;
 use super::push::{self, PushPump};
@@ -16,6 +17,7 @@ use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
 use crate::host::gate::CallbackGate;
 use crate::router::{Groups, Presence, Router};
+use crate::store::amend::Refused;
 use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
 
 /// Shared by the accept loop, every connection and the host's calls.
@@ -56,6 +58,8 @@ pub(crate) struct Core {
     pub(crate) store_reads: Arc<Semaphore>,
     /// Wakes the offering of push requests.
     pub(crate) pushes: PushPump,
+    /// Uploaded files' bytes, when `files.dir` is configured.
+    pub(crate) files: Option<FileShelf>,
 }
 
 /// Locks over which groups' membership changes are spread.
@@ -80,7 +84,7 @@ pub struct Stats {
 impl Core {
     /// Assembles the core.
     pub(crate) fn new(
-        config: Config,
+        (config, files): (Config, Option<FileShelf>),
         store: Arc<dyn Store>,
         groups: Groups,
         metrics: Metrics,
@@ -106,6 +110,7 @@ impl Core {
             counter: AtomicU64::new(0),
             store_reads: Arc::new(Semaphore::new(MAX_STORE_READS)),
             pushes: PushPump::default(),
+            files,
         }
     }
 
@@ -156,12 +161,13 @@ impl Core {
     /// looking), then delivers it to every session of its recipients but
     /// `sender_session`, tells the host, and calls `reply` with where it
     /// was stored. A duplicate is not delivered again; `reply` gets the
-    /// original placement.
+    /// original placement. One the store refused (an event its target does
+    /// not allow, an unknown file) gets why.
     pub(crate) fn submit(
         self: &Arc<Self>,
         message: NewMessage,
         sender_session: Option<u64>,
-        reply: impl FnOnce(Result<Placement, StoreError>) + Send + 'static,
+        reply: impl FnOnce(Result<Result<Placement, Refused>, StoreError>) + Send + 'static,
     ) {
         let core = self.clone();
         let push_to = push::recipients(self, &message);

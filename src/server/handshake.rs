@@ -133,7 +133,7 @@ fn origin_allowed(headers: &HeaderMap, origins: &OriginsConfig) -> bool {
 }
 
 /// The bearer token of the `Authorization` header, else the `token` query parameter.
-fn token_of<B>(request: &Request<B>) -> Option<String> {
+pub(crate) fn token_of<B>(request: &Request<B>) -> Option<String> {
     let bearer = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -55,7 +55,7 @@ pub(crate) fn security_headers<B>(request: &Request<B>) -> HeaderMap {
         .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
     let sockets = host.map_or(String::new(), |h| format!(" ws://{h} wss://{h}"));
     let policy = format!(
-        "default-src 'self'; connect-src 'self'{sockets}; img-src 'self' data:; \
+        "default-src 'self'; connect-src 'self'{sockets}; img-src 'self' data: blob:; media-src 'self' blob:; \
          frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
     );
     let mut headers = HeaderMap::new();
@@ -71,6 +71,11 @@ pub(crate) fn security_headers<B>(request: &Request<B>) -> HeaderMap {
 /// A short text response.
 pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     text_response(status, "text/plain; charset=utf-8", format!("{text}\n"))
+}
+
+/// A JSON response.
+pub(crate) fn json_response(status: StatusCode, json: String) -> Response<Body> {
+    text_response(status, "application/json", json)
 }
 
 fn text_response(status: StatusCode, content_type: &'static str, text: String) -> Response<Body> {

@@ -5,9 +5,11 @@
 //! the host and joins everything. A server starts once.
 
 mod accept;
+mod amendments;
 pub(crate) mod auth;
 mod connection;
 pub(crate) mod core;
+mod files;
 pub(crate) mod handshake;
 pub(crate) mod http;
 pub(crate) mod membership;
@@ -17,6 +19,7 @@ pub(crate) mod push;
 mod rate_limit;
 mod receipts;
 mod requests;
+mod search;
 mod session;
 mod write_order;
 
@@ -36,6 +39,7 @@ use tower_http::services::ServeDir;
 use self::connection::Frontend;
 use self::core::Core;
 use self::core::Stats;
+use self::files::FileShelf;
 use self::membership::{Actor, Refused};
 use self::metrics::Metrics;
 use crate::config::Config;
@@ -46,7 +50,8 @@ use crate::host::poller::EventPoller;
 use crate::host::{Event, Host, log_layer};
 use crate::protocol::{Conversation, close, direct_conv, group_conv, is_valid_id, is_valid_request_id, now_ms};
 use crate::router::Groups;
-use crate::store::{NewMessage, Placement, StoredMessage};
+use crate::store::amend::Refused as StoreRefused;
+use crate::store::{MessageKind, NewMessage, Placement, SearchScope, StoredMessage};
 
 /// The most messages one history call returns.
 pub(crate) const MAX_HISTORY_LIMIT: usize = 1000;
@@ -155,8 +160,11 @@ impl Server {
         let config = &self.config;
         let tls = config.tls.as_ref().map(crate::tls::server_acceptor).transpose()?;
         let files = config.web_root.as_deref().map(web_root).transpose()?;
+        let shelf = FileShelf::open(&config.files)
+            .map_err(|e| Error::Io(format!("files.dir {}: {e}", config.files.dir.as_deref().unwrap_or(""))))?;
         let metrics = Metrics::default();
-        let store = crate::store::open(&config.store, metrics.commit_observer()).map_err(|e| Error::Store(e.0))?;
+        let store = crate::store::open(&config.store, (&config.messages).into(), metrics.commit_observer())
+            .map_err(|e| Error::Store(e.0))?;
         let groups = Groups::load(store.groups().map_err(|e| Error::Store(e.0))?);
         let dispatcher = Dispatcher::for_host(gate.clone(), self.poller.as_ref(), config.events.queue_capacity, {
             let dropped = metrics.events_dropped.clone();
@@ -186,7 +194,7 @@ impl Server {
         };
         let (stopping, stopping_rx) = watch::channel(false);
         let core = Arc::new(Core::new(
-            config.clone(),
+            (config.clone(), shelf),
             store,
             groups,
             metrics,
@@ -204,6 +212,7 @@ impl Server {
         if config.push.enabled {
             runtime.spawn(push::run(core.clone()));
         }
+        runtime.spawn(files::collect(core.clone()));
         tracing::dispatcher::with_default(&logs, || {
             tracing::info!(address = %local_addr, "listening");
         });
@@ -362,6 +371,97 @@ impl Server {
             .map_err(|e| Error::Store(e.0))
     }
 
+    /// Deletes message `seq` of `conv` for everyone, for moderation: an event
+    /// of the conversation sent as `by` (any id the host chooses), like a
+    /// sender's own delete (docs/PROTOCOL.md, "Deletes"), and returns once it
+    /// is stored. [`Error::NotFound`] when the conversation has no such
+    /// message; [`Error::InvalidArgument`] when it is an event or deleted.
+    pub fn delete(&self, by: &str, conv: &str, seq: u64) -> Result<Placement, Error> {
+        let core = self.running_core()?;
+        check_ids(&[("by", by)])?;
+        let (to, group) = match Conversation::parse(conv) {
+            Some(Conversation::Direct(_, b)) => (Some(b.to_owned()), None),
+            Some(Conversation::Group(group)) => (None, Some(group.to_owned())),
+            None => {
+                return Err(Error::InvalidArgument(
+                    "conv must be dm:<a>:<b> (sorted) or g:<group>".into(),
+                ));
+            }
+        };
+        if seq == 0 {
+            return Err(Error::InvalidArgument("seq must be 1 or more".into()));
+        }
+        let message = NewMessage {
+            conv: conv.to_owned(),
+            from: by.into(),
+            to,
+            group,
+            client_id: core.unique_name("host-delete", core.next_number()),
+            body: crate::store::amend::null_body(),
+            ts: now_ms(),
+            kind: MessageKind::Delete,
+            target: Some(seq),
+            files: Vec::new(),
+            by_host: true,
+        };
+        submit_and_wait(&core, message)
+    }
+
+    /// Up to `limit` (1 to 100) messages with every word of `query`, in
+    /// `conv` or (`None`) in every conversation, newest first, from the
+    /// cursor `after` of an earlier page (docs/PROTOCOL.md, "Search").
+    /// Blocking, like [`Server::history`].
+    pub fn search(
+        &self,
+        conv: Option<&str>,
+        query: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SearchResults, Error> {
+        let core = self.running_core()?;
+        if conv.is_some_and(|conv| Conversation::parse(conv).is_none()) {
+            return Err(Error::InvalidArgument(
+                "conv must be dm:<a>:<b> (sorted) or g:<group>".into(),
+            ));
+        }
+        let max = search::SEARCH_LIMIT.1 as usize;
+        if !(1..=max).contains(&limit) {
+            return Err(Error::InvalidArgument(format!("limit must be between 1 and {max}")));
+        }
+        let wanted = search::query_words(query).map_err(Error::InvalidArgument)?;
+        let after = search::cursor(after).map_err(Error::InvalidArgument)?;
+        let scope = conv.map_or(SearchScope::All, SearchScope::Conv);
+        let page = core
+            .store
+            .search(scope, &wanted, after.as_deref(), limit, usize::MAX)
+            .map_err(|e| Error::Store(e.0))?;
+        Ok(SearchResults {
+            messages: page.results,
+            next: page.next,
+        })
+    }
+
+    /// The uploaded file `file_id`: its size, type and where its bytes are
+    /// ([`Error::NotFound`] for none; [`Error::InvalidArgument`] when the
+    /// server has no `files.dir`). Blocking.
+    pub fn file(&self, file_id: &str) -> Result<StoredFile, Error> {
+        let core = self.running_core()?;
+        let shelf = core
+            .files
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("files are off: the configuration has no files.dir".into()))?;
+        let record = match files::is_file_id(file_id) {
+            true => core.store.file(file_id, None).map_err(|e| Error::Store(e.0))?,
+            false => None,
+        };
+        let record = record.ok_or_else(|| Error::NotFound(format!("no file {file_id}")))?;
+        Ok(StoredFile {
+            path: shelf.path_of(file_id),
+            size: record.size,
+            content_type: record.content_type,
+        })
+    }
+
     /// Stops the server: no new connections, every session closed with 1001,
     /// remaining events delivered, the host released; then returns. Stopping
     /// a stopped server is fine. From inside one of this server's callbacks
@@ -463,6 +563,26 @@ fn refused(r: Refused) -> Error {
     }
 }
 
+/// A page of [`Server::search`].
+#[derive(Debug)]
+pub struct SearchResults {
+    /// The messages found, newest first, in their current state.
+    pub messages: Vec<Arc<StoredMessage>>,
+    /// When more match: the cursor of the next page.
+    pub next: Option<String>,
+}
+
+/// An uploaded file, as [`Server::file`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Where its bytes are.
+    pub path: std::path::PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content type, taken from its bytes.
+    pub content_type: String,
+}
+
 /// A message the host sends, checked.
 fn host_message(
     core: &Core,
@@ -485,15 +605,24 @@ fn host_message(
         from: from.into(),
         to: to.map(str::to_owned),
         group: group.map(str::to_owned),
+        files: files::referenced(&body).map_err(Error::InvalidArgument)?,
         client_id,
         body,
         ts: now_ms(),
+        kind: MessageKind::Message,
+        target: None,
+        by_host: true,
     })
 }
 
 /// Stores and delivers `message`, waiting for the store.
 fn submit_and_wait(core: &Arc<Core>, message: NewMessage) -> Result<Placement, Error> {
-    crate::store::wait_for(|done| core.submit(message, None, done)).map_err(|e| Error::Store(e.0))
+    match crate::store::wait_for(|done| core.submit(message, None, done)) {
+        Ok(Ok(placement)) => Ok(placement),
+        Ok(Err(StoreRefused::NotFound(why))) => Err(Error::NotFound(why)),
+        Ok(Err(StoreRefused::Forbidden(why) | StoreRefused::Invalid(why))) => Err(Error::InvalidArgument(why)),
+        Err(e) => Err(Error::Store(e.0)),
+    }
 }
 
 impl Drop for Server {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::protocol::MsgFrame;
-use crate::store::StoredMessage;
+use crate::store::{MessageKind, StoredMessage};
 
 /// The protocol `msg` frame of `stored`, as JSON text.
 pub(crate) fn msg_frame(stored: &StoredMessage) -> String {
@@ -21,6 +21,12 @@ pub(crate) fn msg_frame(stored: &StoredMessage) -> String {
         id: &m.client_id,
         body: &m.body,
         ts: m.ts,
+        event: m.kind.name(),
+        target: m.target.filter(|_| m.kind != MessageKind::Message),
+        reply_to: m.target.filter(|_| m.kind == MessageKind::Message),
+        edited: stored.state.edited,
+        deleted: stored.state.deleted,
+        reactions: Some(&stored.state.reactions).filter(|r| !r.is_empty()),
     }
     .encode()
 }
@@ -41,5 +47,21 @@ pub(crate) fn msg_array(messages: &[Arc<StoredMessage>], budget: usize) -> Box<R
         frames.push(frame);
     }
     frames.reverse();
+    RawValue::from_string(format!("[{}]", frames.join(","))).expect("msg frames are JSON")
+}
+
+/// A JSON array of the `msg` frames of `messages`, in their order, while
+/// they fit in `budget` bytes; the first is there even when it alone is over.
+pub(crate) fn msg_list(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
+    let mut frames: Vec<String> = Vec::new();
+    let mut used = 2;
+    for message in messages {
+        let frame = msg_frame(message);
+        if used + frame.len() + 1 > budget && !frames.is_empty() {
+            break;
+        }
+        used += frame.len() + 1;
+        frames.push(frame);
+    }
     RawValue::from_string(format!("[{}]", frames.join(","))).expect("msg frames are JSON")
 }

@@ -21,7 +21,7 @@ use super::core::Core;
 use crate::error::Error;
 use crate::host::Event;
 use crate::protocol::{Conversation, now_ms};
-use crate::store::{NewMessage, PushKind, PushRequest, StoreError};
+use crate::store::{MessageKind, NewMessage, PushKind, PushRequest, StoreError};
 
 /// Requests offered per round of the pump.
 const OFFER_BATCH: usize = 256;
@@ -43,7 +43,9 @@ impl PushPump {
 /// sender that the policy selects and that have no foreground session.
 pub(crate) fn recipients(core: &Core, message: &NewMessage) -> Vec<Arc<str>> {
     let policy = &core.config.push;
-    if !policy.enabled {
+    // Edits, deletes and reactions change what the user will see; they are
+    // not news to wake a phone for.
+    if !policy.enabled || message.kind != MessageKind::Message {
         return Vec::new();
     }
     let candidates: Vec<Arc<str>> = match (&message.to, message.group.as_deref()) {

@@ -15,12 +15,16 @@ use super::msg_frames::{msg_array, msg_frame};
 use super::rate_limit::{MEMBERSHIP_BURST, MEMBERSHIP_PER_SECOND, SessionLimits, TYPING_PER_SECOND};
 use super::receipts::{self, relay_read};
 use super::write_order::WriteOrder;
+use super::{amendments, files, search};
 use crate::protocol::{
     ClientFrame, Conversation, ConversationEntry, ErrorCode, ServerFrame, SyncedState, close, direct_conv, error_frame,
     group_conv, is_valid_id, now_ms, parse_client_frame,
 };
 use crate::router::SessionHandle;
-use crate::store::{ConversationRange, NewMessage, ReadMark, Store, StoreError, StoredMessage, SyncedConversation};
+use crate::store::amend::Refused as StoreRefused;
+use crate::store::{
+    ConversationRange, MessageKind, NewMessage, ReadMark, Store, StoreError, StoredMessage, SyncedConversation,
+};
 
 /// Default and largest `limit` of `sync` (per conversation) and `history`.
 const SYNC_LIMIT: (u64, u64) = (100, 1000);
@@ -67,9 +71,9 @@ pub(crate) fn reply(session: &SessionHandle, frame: String) {
 }
 
 /// A failed request: the error code and message of its `error` frame.
-type Refusal = (ErrorCode, String);
+pub(crate) type Refusal = (ErrorCode, String);
 
-fn bad(message: impl Into<String>) -> Refusal {
+pub(crate) fn bad(message: impl Into<String>) -> Refusal {
     (ErrorCode::BadRequest, message.into())
 }
 
@@ -91,6 +95,11 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
         "members" => members(core, session, &frame),
         "conversations" => conversations(core, session, state, &frame).await,
         "reads" => reads(core, session, state, &frame).await,
+        "search" => search::search(core, session, state, &frame).await,
+        "edit" => amendments::amend(core, session, state, &frame, MessageKind::Edit),
+        "delete" => amendments::amend(core, session, state, &frame, MessageKind::Delete),
+        "react" => amendments::amend(core, session, state, &frame, MessageKind::React),
+        "unreact" => amendments::amend(core, session, state, &frame, MessageKind::Unreact),
         "device" => device(session, &frame),
         "watch" => watch(core, session, &frame, true),
         "unwatch" => watch(core, session, &frame, false),
@@ -108,7 +117,7 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
 }
 
 /// A `limit` field within `1..=max`, or `default` when absent.
-fn limit_of(frame: &ClientFrame<'_>, (default, max): (u64, u64)) -> Result<usize, Refusal> {
+pub(crate) fn limit_of(frame: &ClientFrame<'_>, (default, max): (u64, u64)) -> Result<usize, Refusal> {
     match frame.limit.unwrap_or(default) {
         n @ 1.. if n <= max => Ok(n as usize),
         _ => Err(bad(format!("limit must be between 1 and {max}"))),
@@ -116,7 +125,11 @@ fn limit_of(frame: &ClientFrame<'_>, (default, max): (u64, u64)) -> Result<usize
 }
 
 /// The `conv` field, checked for form and for the user's membership.
-fn member_conv<'f>(core: &Core, session: &SessionHandle, frame: &'f ClientFrame<'_>) -> Result<&'f str, Refusal> {
+pub(crate) fn member_conv<'f>(
+    core: &Core,
+    session: &SessionHandle,
+    frame: &'f ClientFrame<'_>,
+) -> Result<&'f str, Refusal> {
     let conv = frame.conv.as_deref().ok_or_else(|| bad("conv is required"))?;
     let member = match Conversation::parse(conv) {
         None => return Err(bad("conv must be dm:<a>:<b> (sorted) or g:<group>")),
@@ -176,21 +189,45 @@ fn send(
         to,
         group,
         client_id: client_id.to_owned(),
+        files: files::referenced(body).map_err(bad)?,
         body: body.to_owned(),
         ts: now_ms(),
+        kind: MessageKind::Message,
+        target: frame.reply_to,
+        by_host: false,
     };
+    store_and_ack(core, session, state, message);
+    Ok(())
+}
+
+/// Stores `message` (a message or an event) from the session, then answers
+/// it: `ack`, or the error of the store's refusal or failure.
+pub(crate) fn store_and_ack(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &mut SessionState,
+    message: NewMessage,
+) {
     let (replying, written) = (session.clone(), state.writes.start());
-    let client_id = client_id.to_owned();
+    let client_id = message.client_id.clone();
     core.submit(message, Some(session.id), move |outcome| {
         let _written = written;
         let frame = match outcome {
-            Ok(p) => ServerFrame::Ack {
+            Ok(Ok(p)) => ServerFrame::Ack {
                 id: &client_id,
                 conv: &p.conv,
                 seq: p.seq,
                 ts: p.ts,
             }
             .encode(),
+            Ok(Err(refused)) => {
+                let (code, message) = match refused {
+                    StoreRefused::NotFound(why) => (ErrorCode::NotFound, why),
+                    StoreRefused::Forbidden(why) => (ErrorCode::Forbidden, why),
+                    StoreRefused::Invalid(why) => (ErrorCode::BadRequest, why),
+                };
+                error_frame(Some(&client_id), code, &message)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "store failed");
                 error_frame(Some(&client_id), ErrorCode::Internal, "the message could not be stored")
@@ -198,12 +235,11 @@ fn send(
         };
         reply(&replying, frame);
     });
-    Ok(())
 }
 
 /// The byte budget of one sync or history reply: half the outbound queue,
 /// so a reply never closes the session it answers.
-fn reply_budget(core: &Core) -> usize {
+pub(crate) fn reply_budget(core: &Core) -> usize {
     core.config.limits.outbound_queue_bytes / 2
 }
 
@@ -268,7 +304,7 @@ async fn sync(
 /// Waits first for the session's read permit and for room in its outbox for
 /// a whole reply: a session that asks faster than it reads the answers stops
 /// being read, instead of overflowing its queue.
-async fn read_then_answer<T: Send + 'static>(
+pub(crate) async fn read_then_answer<T: Send + 'static>(
     core: &Core,
     session: &SessionHandle,
     state: &SessionState,

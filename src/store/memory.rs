@@ -14,11 +14,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::config::MemoryLimits;
 use crate::protocol::group_conv;
 
+use super::amend::{self, Refused, Rules, null_body, searchable_text, with_state};
+use super::memory_files::MemoryFiles;
 use super::memory_notices::MemoryNotices;
+use super::words::words;
 use super::{
-    AppendDone, Appended, ConversationRange, ConversationSummary, FoundDone, GroupRecord, NewMessage, Placement,
-    PushRequest, PushesDone, ReadDone, ReadMark, Retention, Store, StoreError, StoredMessage, SyncedConversation,
-    SyncedPage, UNREAD_CAP, WriteDone, take_within,
+    AppendDone, Appended, CollectedDone, ConversationRange, ConversationSummary, FileRecord, FoundDone, GroupRecord,
+    MessageKind, MessageState, NewMessage, Placement, PushRequest, PushesDone, ReadDone, ReadMark, Retention,
+    SearchPage, SearchScope, Store, StoreError, StoredMessage, SyncedConversation, SyncedPage, UNREAD_CAP, WriteDone,
+    take_within,
 };
 
 const SHARDS: usize = 64;
@@ -43,6 +47,46 @@ struct Conversation {
 }
 
 impl Conversation {
+    /// The kept message `seq`, and where it is in `kept`.
+    fn find(&self, seq: u64) -> Option<(usize, &Arc<StoredMessage>)> {
+        let first = self.kept.front()?.seq;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.kept.get(index).filter(|m| m.seq == seq).map(|m| (index, m))
+    }
+
+    /// Puts `replacement` in the place of the kept entry at `index`; the
+    /// bytes it takes more (or, negative, less).
+    fn replace(&mut self, index: usize, replacement: Arc<StoredMessage>) -> isize {
+        let old = std::mem::replace(&mut self.kept[index], replacement);
+        footprint(&self.kept[index]) as isize - footprint(&old) as isize
+    }
+
+    /// Applies what an event made of its target; for a delete, erases the
+    /// target's edits too. The seqs whose file references go, and the
+    /// change in bytes kept.
+    fn amend(&mut self, kind: MessageKind, amended: amend::Amended) -> (Vec<u64>, isize) {
+        let Some((index, target)) = self.find(amended.seq).map(|(index, m)| (index, m.clone())) else {
+            return (Vec::new(), 0);
+        };
+        let mut grown = self.replace(index, with_state(&target, amended.body, amended.state));
+        let mut released = Vec::new();
+        if kind == MessageKind::Delete {
+            released.push(amended.seq);
+            for index in index + 1..self.kept.len() {
+                let entry = self.kept[index].clone();
+                if entry.message.kind == MessageKind::Edit && entry.message.target == Some(amended.seq) {
+                    released.push(entry.seq);
+                    let erased = MessageState {
+                        deleted: true,
+                        ..MessageState::default()
+                    };
+                    grown += self.replace(index, with_state(&entry, null_body(), erased));
+                }
+            }
+        }
+        (released, grown)
+    }
+
     /// Up to `limit` kept messages between `after` and `before` (exclusive),
     /// the newest of them when `newest`, oldest first, within `budget` bytes.
     fn range(
@@ -118,11 +162,17 @@ pub(crate) struct MemoryStore {
     read_positions: Mutex<HashMap<String, BTreeMap<String, u64>>>,
     groups: Mutex<HashMap<String, (bool, BTreeSet<String>)>>,
     notices: MemoryNotices,
+    files: MemoryFiles,
+    rules: Rules,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore::with_retention(Retention::default(), MemoryLimits::default())
+        MemoryStore::with_retention(
+            Retention::default(),
+            MemoryLimits::default(),
+            Rules::from(&crate::config::MessagesConfig::default()),
+        )
     }
 }
 
@@ -138,7 +188,7 @@ impl MemoryStore {
     }
 
     /// An empty store that keeps what `retention` and `limits` allow.
-    pub(crate) fn with_retention(retention: Retention, limits: MemoryLimits) -> MemoryStore {
+    pub(crate) fn with_retention(retention: Retention, limits: MemoryLimits, rules: Rules) -> MemoryStore {
         MemoryStore {
             hasher: RandomState::new(),
             retention,
@@ -152,6 +202,8 @@ impl MemoryStore {
             read_positions: Mutex::default(),
             groups: Mutex::default(),
             notices: MemoryNotices::default(),
+            files: MemoryFiles::default(),
+            rules,
         }
     }
 
@@ -177,6 +229,26 @@ impl MemoryStore {
         self.shard(&self.users, user).get(user).cloned().unwrap_or_default()
     }
 
+    /// The conversations of `user`, for the files it may see.
+    fn file_scope(&self, user: &str) -> BTreeSet<String> {
+        self.conversations_of(user)
+    }
+
+    /// Every conversation's name.
+    fn all_conversations(&self) -> BTreeSet<String> {
+        self.conversations
+            .iter()
+            .flat_map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     fn last_seq(&self, conv: &str) -> u64 {
         self.shard(&self.conversations, conv)
             .get(conv)
@@ -196,12 +268,31 @@ impl Store for MemoryStore {
             drop(keys);
             return done(Ok(Appended::Duplicate(placement)));
         }
+        if !message.files.is_empty() && !message.by_host {
+            let scope = self.file_scope(&message.from);
+            if let Some(missing) = self.files.first_unknown(&message.from, &scope, &message.files) {
+                drop(keys);
+                return done(Ok(Appended::Refused(Refused::NotFound(format!(
+                    "unknown file {missing}"
+                )))));
+            }
+        }
+        let mut conversations = self.shard(&self.conversations, &message.conv);
+        let target = message
+            .target
+            .and_then(|seq| conversations.get(&message.conv)?.find(seq).map(|(_, m)| m.clone()));
+        let amended = match amend::apply(&message, target.as_deref(), &self.rules) {
+            Ok(amended) => amended,
+            Err(why) => {
+                drop((conversations, keys));
+                return done(Ok(Appended::Refused(why)));
+            }
+        };
         // Group conversations belong to their members, not to whoever sent in them.
         if let Some(to) = message.to.as_deref() {
             self.remember_conversation(&message.from, &message.conv);
             self.remember_conversation(to, &message.conv);
         }
-        let mut conversations = self.shard(&self.conversations, &message.conv);
         // Looked up first: the key is cloned only for a conversation's first message.
         if !conversations.contains_key(&message.conv) {
             conversations.insert(message.conv.clone(), Conversation::default());
@@ -209,20 +300,34 @@ impl Store for MemoryStore {
         let conversation = conversations.get_mut(&message.conv).expect("inserted above");
         conversation.last_seq += 1;
         let now = message.ts;
+        let kind = message.kind;
         let stored = Arc::new(StoredMessage {
             seq: conversation.last_seq,
             message,
+            state: MessageState::default(),
         });
         conversation.kept.push_back(stored.clone());
-        let added = footprint(&stored);
+        let mut added = footprint(&stored);
+        if let Some(amended) = amended {
+            let (released, grown) = conversation.amend(kind, amended);
+            self.files.release(&stored.message.conv, &released);
+            added = added.saturating_add_signed(grown);
+        }
+        self.files
+            .refer(&stored.message.files, &stored.message.conv, stored.seq);
         let dropped = conversation.apply_retention(&self.retention, now);
         let kept = self.kept_bytes.fetch_add(added, Ordering::Relaxed) + added - dropped;
         let excess = kept.saturating_sub(self.limits.max_bytes as usize);
         let shed = if excess > 0 { conversation.shed(excess) } else { 0 };
         self.kept_bytes.fetch_sub(dropped + shed, Ordering::Relaxed);
         self.notices.request_pushes(&stored.message, stored.seq, &push_to);
+        let placement = Placement {
+            conv: stored.message.conv.clone(),
+            seq: stored.seq,
+            ts: stored.message.ts,
+        };
         let appended = Appended::New(stored);
-        keys.placements.insert(key.clone(), appended.placement());
+        keys.placements.insert(key.clone(), placement);
         keys.order.push_back(key);
         // The bound is global; the sender's own shard gives way, so a sender
         // that floods mostly forgets its own keys, not a bystander's.
@@ -336,6 +441,76 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn search(
+        &self,
+        scope: SearchScope<'_>,
+        wanted: &[String],
+        after: Option<&str>,
+        limit: usize,
+        mut max_bytes: usize,
+    ) -> Result<SearchPage, StoreError> {
+        let Some(below) = after.map_or(Some(None), |a| SearchCursor::parse(a).map(Some)) else {
+            return Ok(SearchPage::default());
+        };
+        let convs = match scope {
+            SearchScope::User(user) => self.conversations_of(user),
+            SearchScope::Conv(conv) => BTreeSet::from([conv.to_owned()]),
+            SearchScope::All => self.all_conversations(),
+        };
+        let mut found = Vec::new();
+        for conv in convs {
+            let conversations = self.shard(&self.conversations, &conv);
+            let Some(conversation) = conversations.get(&conv) else {
+                continue;
+            };
+            for m in &conversation.kept {
+                let cursor = SearchCursor::of(m);
+                let searchable = m.message.kind == MessageKind::Message && !m.state.deleted;
+                if searchable && below.as_ref().is_none_or(|below| cursor < *below) {
+                    let text = words(&searchable_text(&m.message.body));
+                    if wanted.iter().all(|w| text.contains(w)) {
+                        found.push((cursor, m.clone()));
+                    }
+                }
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        let more = found.len() > limit;
+        let Ok(results) = take_within(
+            found.iter().map(|(_, m)| Ok::<_, Infallible>(m.clone())),
+            limit,
+            &mut max_bytes,
+        );
+        let next = (more || (max_bytes == 0 && results.len() < found.len()))
+            .then(|| results.last().map(|m| SearchCursor::of(m).to_string()))
+            .flatten();
+        Ok(SearchPage { results, next })
+    }
+
+    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone) {
+        done(Ok(self.files.save_upload(&user, file, quota, now)));
+    }
+
+    fn upload_usage(&self, user: &str) -> Result<u64, StoreError> {
+        Ok(self.files.usage(user))
+    }
+
+    fn file(&self, file_id: &str, reader: Option<&str>) -> Result<Option<FileRecord>, StoreError> {
+        let scope = reader.map(|user| (user, self.file_scope(user)));
+        Ok(self
+            .files
+            .file(file_id, scope.as_ref().map(|(user, convs)| (*user, convs))))
+    }
+
+    fn collect_files(&self, uploaded_before: i64, done: CollectedDone) {
+        let kept = |conv: &str, seq: u64| {
+            self.shard(&self.conversations, conv)
+                .get(conv)
+                .is_some_and(|c| c.find(seq).is_some())
+        };
+        done(Ok(self.files.collect(uploaded_before, kept)));
+    }
+
     fn save_group(&self, group: String, closed: bool, done: WriteDone) {
         self.groups
             .lock()
@@ -431,6 +606,40 @@ impl Store for MemoryStore {
     }
 }
 
+/// Where a search result is in the order of results (newest first): its
+/// time, conversation and seq. On the wire `<ts>:<seq>:<conv>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SearchCursor {
+    ts: i64,
+    conv: String,
+    seq: u64,
+}
+
+impl SearchCursor {
+    fn of(m: &StoredMessage) -> SearchCursor {
+        SearchCursor {
+            ts: m.message.ts,
+            conv: m.message.conv.clone(),
+            seq: m.seq,
+        }
+    }
+
+    fn parse(text: &str) -> Option<SearchCursor> {
+        let mut parts = text.splitn(3, ':');
+        Some(SearchCursor {
+            ts: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+            conv: parts.next()?.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for SearchCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.ts, self.seq, self.conv)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc::channel;
@@ -500,6 +709,10 @@ mod tests {
             client_id: client_id.into(),
             body: RawValue::from_string("1".into()).unwrap(),
             ts,
+            kind: MessageKind::Message,
+            target: None,
+            files: Vec::new(),
+            by_host: false,
         }
     }
 
@@ -516,10 +729,10 @@ mod tests {
     #[test]
     fn seq_is_gapless_and_keys_are_idempotent() {
         let store = MemoryStore::new();
-        assert_eq!(append(&store, message("a", "1", 5)).placement().seq, 1);
-        assert_eq!(append(&store, message("a", "2", 5)).placement().seq, 2);
+        assert_eq!(append(&store, message("a", "1", 5)).placement().unwrap().seq, 1);
+        assert_eq!(append(&store, message("a", "2", 5)).placement().unwrap().seq, 2);
         assert!(matches!(append(&store, message("a", "1", 5)), Appended::Duplicate(p) if p.seq == 1));
-        assert_eq!(append(&store, message("b", "1", 5)).placement().seq, 3);
+        assert_eq!(append(&store, message("b", "1", 5)).placement().unwrap().seq, 3);
         assert_eq!(seqs(&store.history("dm:a:b", None, 10, usize::MAX).unwrap()), [1, 2, 3]);
     }
 
@@ -591,7 +804,7 @@ mod tests {
             seqs(&by_count.history("dm:a:b", None, 10, usize::MAX).unwrap()),
             [3, 4, 5]
         );
-        assert_eq!(append(&by_count, message("a", "new", 5)).placement().seq, 6);
+        assert_eq!(append(&by_count, message("a", "new", 5)).placement().unwrap().seq, 6);
 
         let by_age = MemoryStore::with_retention(
             Retention {

@@ -6,9 +6,12 @@
 //! conversation: the engine fans messages out from that callback, so every
 //! session sees a conversation in `seq` order without any further locking.
 
+pub(crate) mod amend;
 pub(crate) mod memory;
+mod memory_files;
 mod memory_notices;
 pub(crate) mod sqlite;
+pub(crate) mod words;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,22 +19,27 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+pub use amend::{MessageKind, MessageState};
 pub(crate) use memory::MemoryStore;
 pub(crate) use sqlite::SqliteStore;
 
 use crate::config::{Retention, StoreConfig};
+use amend::{Refused, Rules};
 
-/// Opens the store `config` names: memory for `":memory:"`, else SQLite.
-pub(crate) fn open(config: &StoreConfig, commits: CommitObserver) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store `config` names: memory for `":memory:"`, else SQLite;
+/// events are held to `rules`.
+pub(crate) fn open(config: &StoreConfig, rules: Rules, commits: CommitObserver) -> Result<Arc<dyn Store>, StoreError> {
     if config.path == ":memory:" {
         Ok(Arc::new(MemoryStore::with_retention(
             config.retention.clone(),
             config.memory.clone(),
+            rules,
         )))
     } else {
         Ok(Arc::new(SqliteStore::open(
             &config.path,
             config.retention.clone(),
+            rules,
             commits,
         )?))
     }
@@ -40,8 +48,8 @@ pub(crate) fn open(config: &StoreConfig, commits: CommitObserver) -> Result<Arc<
 /// Told how long each commit to disk took; the in-memory store has none.
 pub(crate) type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
-/// A message to store.
-#[derive(Debug)]
+/// A message, or an event of its conversation, to store.
+#[derive(Debug, Clone)]
 pub struct NewMessage {
     /// The conversation, such as `dm:alice:bob`.
     pub conv: String,
@@ -57,6 +65,14 @@ pub struct NewMessage {
     pub body: Box<RawValue>,
     /// When the server received it.
     pub ts: i64,
+    /// A message, or which event.
+    pub kind: MessageKind,
+    /// The seq of the message an event changes, or a message replies to.
+    pub target: Option<u64>,
+    /// The files the body refers to (`body.files`).
+    pub files: Vec<String>,
+    /// Sent by the host, which may delete any message.
+    pub by_host: bool,
 }
 
 /// A stored message.
@@ -66,6 +82,8 @@ pub struct StoredMessage {
     pub message: NewMessage,
     /// Its place in the conversation, from 1, gapless.
     pub seq: u64,
+    /// What events did to it so far.
+    pub state: MessageState,
 }
 
 impl StoredMessage {
@@ -117,21 +135,58 @@ pub(crate) enum Appended {
     New(Arc<StoredMessage>),
     /// The sender already sent a message with this client id; nothing was stored.
     Duplicate(Placement),
+    /// Its target or its files do not allow it ([`amend::apply`]); nothing was stored.
+    Refused(Refused),
 }
 
 impl Appended {
-    /// Where the message is, new or not.
-    pub(crate) fn placement(&self) -> Placement {
+    /// Where the message is, new or not; or why it was refused.
+    pub(crate) fn placement(&self) -> Result<Placement, Refused> {
         match self {
-            Appended::New(m) => Placement {
+            Appended::New(m) => Ok(Placement {
                 conv: m.message.conv.clone(),
                 seq: m.seq,
                 ts: m.message.ts,
-            },
-            Appended::Duplicate(p) => p.clone(),
+            }),
+            Appended::Duplicate(p) => Ok(p.clone()),
+            Appended::Refused(why) => Err(why.clone()),
         }
     }
 }
+
+/// What a search looks through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SearchScope<'a> {
+    /// The conversations of this user.
+    User(&'a str),
+    /// One conversation.
+    Conv(&'a str),
+    /// Every conversation.
+    All,
+}
+
+/// A page of search results.
+#[derive(Debug, Default)]
+pub(crate) struct SearchPage {
+    /// The messages found, newest first, in their current state.
+    pub(crate) results: Vec<Arc<StoredMessage>>,
+    /// When more match: where the next page starts (an opaque cursor).
+    pub(crate) next: Option<String>,
+}
+
+/// An uploaded file, as the store knows it (its bytes are in `files.dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileRecord {
+    /// The SHA-256 of its bytes, in hex.
+    pub(crate) file_id: String,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// Its content type, as taken from its bytes.
+    pub(crate) content_type: String,
+}
+
+/// Called once with the files nobody needs any more.
+pub(crate) type CollectedDone = Box<dyn FnOnce(Result<Vec<String>, StoreError>) + Send>;
 
 /// A store failure. Nothing it reports was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,7 +384,10 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// calls `done` exactly once with the outcome. Within a conversation,
     /// `done` is called in `seq` order, and never concurrently. A new
     /// message records a push request for each of `push_to` in the same
-    /// commit; a duplicate records none.
+    /// commit; a duplicate records none. An event changes its target in the
+    /// same step, under the rules of [`amend::apply`]; a message's files
+    /// must be the sender's uploads or in one of its conversations, and are
+    /// referred to from then on. Either may refuse it.
     fn append(&self, message: NewMessage, push_to: Vec<Arc<str>>, done: AppendDone);
 
     /// Moves `user`'s read cursor in `conv` forward to `seq`; calls `done`
@@ -411,6 +469,35 @@ pub(crate) trait Store: Send + Sync + 'static {
         limit: usize,
         max_bytes: usize,
     ) -> Result<SyncedPage, StoreError>;
+
+    /// Up to `limit` messages within `scope` (not events, not deleted) whose
+    /// text has every one of `words` (lowercase), newest first, from after
+    /// the cursor `after`; reading stops past `max_bytes`. Blocking.
+    fn search(
+        &self,
+        scope: SearchScope<'_>,
+        words: &[String],
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<SearchPage, StoreError>;
+
+    /// Records that `user` uploaded `file` at `now`, unless its uploads
+    /// would then take more than `quota` bytes; `done` says whether it did.
+    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone);
+
+    /// The bytes of `user`'s uploads. Blocking.
+    fn upload_usage(&self, user: &str) -> Result<u64, StoreError>;
+
+    /// The file `file_id` when `reader` may have it: its uploader, a member
+    /// of a conversation where a message refers to it, or (`None`) the host.
+    /// Blocking.
+    fn file(&self, file_id: &str, reader: Option<&str>) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Forgets uploads from before `uploaded_before` (ms) that no message
+    /// refers to, then every file with neither uploads nor references left;
+    /// `done` gets those files' ids, for their bytes to be removed.
+    fn collect_files(&self, uploaded_before: i64, done: CollectedDone);
 
     /// Finishes the writes already queued (reporting each), then ends the
     /// store's threads; later writes fail with a store error. The server's

@@ -5,7 +5,9 @@
 //! WAL checkpoints run on a thread of their own ([`checkpointer`]).
 //! SQLite is blocking, so none of it runs on the network threads.
 
+mod amending;
 mod checkpointer;
+mod files;
 mod notices;
 mod readers;
 mod rows;
@@ -22,9 +24,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use self::readers::Readers;
 use self::writer::Job;
+use super::amend::Rules;
 use super::{
-    AppendDone, CommitObserver, ConversationRange, ConversationSummary, FoundDone, GroupRecord, NewMessage,
-    PushRequest, PushesDone, ReadDone, Retention, Store, StoreError, StoredMessage, SyncedPage, WriteDone,
+    AppendDone, CollectedDone, CommitObserver, ConversationRange, ConversationSummary, FileRecord, FoundDone,
+    GroupRecord, NewMessage, PushRequest, PushesDone, ReadDone, Retention, SearchPage, SearchScope, Store, StoreError,
+    StoredMessage, SyncedPage, WriteDone,
 };
 
 /// `PRAGMA synchronous` value FULL: every commit is fsynced before it returns.
@@ -43,7 +47,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrates it, and
     /// starts the writer thread. Fails with a message naming the path when
     /// the file cannot be opened, is not an imbed database, or is newer.
-    pub(crate) fn open(path: &str, retention: Retention, commits: CommitObserver) -> Result<SqliteStore, StoreError> {
+    pub(crate) fn open(
+        path: &str,
+        retention: Retention,
+        rules: Rules,
+        commits: CommitObserver,
+    ) -> Result<SqliteStore, StoreError> {
         let failed = |e: rusqlite::Error| StoreError(format!("{path}: {e}"));
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)
@@ -61,6 +70,8 @@ impl SqliteStore {
         if synchronous != SYNCHRONOUS_FULL {
             return Err(StoreError(format!("{path}: synchronous is {synchronous}, not FULL")));
         }
+        // A deleted message's body must leave the file, not linger in freed space.
+        conn.pragma_update(None, "secure_delete", true).map_err(failed)?;
         // Index pages stay in memory instead of being read back for every batch.
         conn.pragma_update(None, "cache_size", -65_536).map_err(failed)?;
         // Checkpoints run on their own thread (see checkpointer), not inside the writer's commits.
@@ -80,7 +91,7 @@ impl SqliteStore {
         let (jobs, queue) = channel();
         let writer = std::thread::Builder::new()
             .name("imbed-store".into())
-            .spawn(move || writer::run(conn, queue, completed, retention, commits))
+            .spawn(move || writer::run(conn, queue, completed, retention, rules, commits))
             .map_err(could_not)?;
         let (stop_checkpoints, stopped) = channel();
         let checkpoint_conn = Connection::open_with_flags(path, flags).map_err(failed)?;
@@ -165,6 +176,39 @@ impl Store for SqliteStore {
         max_bytes: usize,
     ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
         self.readers.history(conv, before, limit, max_bytes)
+    }
+
+    fn search(
+        &self,
+        scope: SearchScope<'_>,
+        words: &[String],
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<SearchPage, StoreError> {
+        self.readers.search(scope, words, after, limit, max_bytes)
+    }
+
+    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone) {
+        self.submit(Job::SaveUpload {
+            user,
+            file,
+            quota,
+            now,
+            done,
+        });
+    }
+
+    fn upload_usage(&self, user: &str) -> Result<u64, StoreError> {
+        self.readers.upload_usage(user)
+    }
+
+    fn file(&self, file_id: &str, reader: Option<&str>) -> Result<Option<FileRecord>, StoreError> {
+        self.readers.file(file_id, reader)
+    }
+
+    fn collect_files(&self, uploaded_before: i64, done: CollectedDone) {
+        self.submit(Job::CollectFiles { uploaded_before, done });
     }
 
     fn save_group(&self, group: String, closed: bool, done: WriteDone) {

@@ -10,8 +10,8 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use super::rows::{MESSAGE_COLUMNS, message_from_row};
 use crate::store::{
-    ConversationRange, ConversationSummary, GroupRecord, StoreError, StoredMessage, SyncedConversation, SyncedPage,
-    take_within,
+    ConversationRange, ConversationSummary, GroupRecord, SearchPage, SearchScope, StoreError, StoredMessage,
+    SyncedConversation, SyncedPage, take_within,
 };
 
 /// A user's conversations: direct ones it took part in, and its groups'.
@@ -129,6 +129,51 @@ impl Readers {
         })
     }
 
+    /// See [`crate::store::Store::search`]. The cursor is the rowid of the
+    /// last message of the page before; one that is not a rowid finds nothing.
+    pub(crate) fn search(
+        &self,
+        scope: SearchScope<'_>,
+        words: &[String],
+        after: Option<&str>,
+        limit: usize,
+        mut max_bytes: usize,
+    ) -> Result<SearchPage, StoreError> {
+        let Some(below) = after.map_or(Some(i64::MAX), |a| a.parse::<i64>().ok()) else {
+            return Ok(SearchPage::default());
+        };
+        // Each word a quoted FTS5 string: whatever it holds is a word to
+        // find, never query syntax.
+        let query = words
+            .iter()
+            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (filter, named) = match scope {
+            SearchScope::User(user) => (
+                "m.conv IN (SELECT conv FROM user_conversations WHERE user = ?4
+                            UNION SELECT 'g:' || grp FROM group_members WHERE user = ?4)",
+                Some(user),
+            ),
+            SearchScope::Conv(conv) => ("m.conv = ?4", Some(conv)),
+            SearchScope::All => ("?4 IS NULL", None),
+        };
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS}, m.rowid FROM message_text t JOIN messages m ON m.rowid = t.rowid
+                 WHERE message_text MATCH ?1 AND t.rowid < ?2 AND m.kind IS NULL AND m.deleted = 0 AND {filter}
+                 ORDER BY t.rowid DESC LIMIT ?3"
+            ))?;
+            let mut rowids = Vec::new();
+            let rows = statement.query_map(params![query, below, limit as i64 + 1, named], |r| {
+                rowids.push(r.get::<_, i64>(13)?);
+                message_from_row(r)
+            })?;
+            let results = take_within(rows, limit + 1, &mut max_bytes)?;
+            Ok(search_page(results, &rowids, limit, max_bytes == 0))
+        })
+    }
+
     /// See [`crate::store::Store::conversations`].
     pub(crate) fn conversations(
         &self,
@@ -149,6 +194,20 @@ impl Readers {
             })?
             .collect()
         })
+    }
+
+    /// See [`crate::store::Store::upload_usage`].
+    pub(crate) fn upload_usage(&self, user: &str) -> Result<u64, StoreError> {
+        self.with(|conn| super::files::upload_usage(conn, user))
+    }
+
+    /// See [`crate::store::Store::file`].
+    pub(crate) fn file(
+        &self,
+        file_id: &str,
+        reader: Option<&str>,
+    ) -> Result<Option<crate::store::FileRecord>, StoreError> {
+        self.with(|conn| super::files::file(conn, file_id, reader))
     }
 
     /// See [`crate::store::Store::groups`].
@@ -176,4 +235,14 @@ impl Readers {
             Ok(groups)
         })
     }
+}
+
+/// The first `limit` of `found` (one more was asked for, to learn whether
+/// more match), and the cursor after them when more may follow (one more
+/// was found, or the byte budget ran out): the rowid of the last one.
+fn search_page(mut found: Vec<Arc<StoredMessage>>, rowids: &[i64], limit: usize, starved: bool) -> SearchPage {
+    let more = found.len() > limit || (starved && !found.is_empty());
+    found.truncate(limit);
+    let next = more.then(|| rowids[found.len() - 1].to_string());
+    SearchPage { results: found, next }
 }

@@ -77,6 +77,66 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX pushes_by_target ON pushes (user, conv, kind, seq);
      CREATE INDEX pushes_pending ON pushes (offered, push_id) WHERE done = 0;
      CREATE INDEX read_cursors_by_conv ON read_cursors (conv);",
+    // 4: events that change a message (kind, target) and the state they
+    // leave it in; the search index; uploaded files and the messages that
+    // refer to them. The index is contentless (the text is in `messages`
+    // already), so a row leaves it by a 'delete' that names the words it
+    // had; with `secure-delete` those words then leave the file itself, so
+    // a deleted message's words do not linger in the index. Triggers keep
+    // it in step with every insert, edit, delete and prune. A body's text is
+    // every string in it (json_tree), as `amend::searchable_text` says.
+    "ALTER TABLE messages ADD COLUMN kind TEXT;
+     ALTER TABLE messages ADD COLUMN target INTEGER;
+     ALTER TABLE messages ADD COLUMN edited INTEGER;
+     ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE messages ADD COLUMN reactions TEXT;
+     CREATE INDEX messages_edits_by_target ON messages (conv, target) WHERE kind = 'edit';
+     CREATE VIRTUAL TABLE message_text USING fts5(
+        text, content = '', tokenize = 'unicode61 remove_diacritics 2'
+     );
+     INSERT INTO message_text (message_text, rank) VALUES ('secure-delete', 1);
+     INSERT INTO message_text (rowid, text)
+        SELECT rowid, (SELECT group_concat(value, ' ') FROM json_tree(messages.body) WHERE type = 'text')
+        FROM messages;
+     CREATE TRIGGER message_indexed AFTER INSERT ON messages WHEN new.kind IS NULL BEGIN
+        INSERT INTO message_text (rowid, text)
+        VALUES (new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text'));
+     END;
+     CREATE TRIGGER message_reindexed AFTER UPDATE OF body ON messages
+     WHEN new.kind IS NULL AND old.body IS NOT new.body BEGIN
+        INSERT INTO message_text (message_text, rowid, text)
+        SELECT 'delete', old.rowid, (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text')
+        WHERE old.deleted = 0;
+        INSERT INTO message_text (rowid, text)
+        SELECT new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text')
+        WHERE new.deleted = 0;
+     END;
+     CREATE TRIGGER message_unindexed AFTER DELETE ON messages WHEN old.kind IS NULL AND old.deleted = 0 BEGIN
+        INSERT INTO message_text (message_text, rowid, text)
+        VALUES ('delete', old.rowid, (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text'));
+     END;
+     CREATE TABLE files (
+        file_id TEXT PRIMARY KEY NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE uploads (
+        user TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (user, file_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX uploads_by_file ON uploads (file_id);
+     CREATE TABLE file_refs (
+        file_id TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (file_id, conv, seq)
+     ) WITHOUT ROWID;
+     CREATE INDEX file_refs_by_message ON file_refs (conv, seq);
+     CREATE TRIGGER message_files_released AFTER DELETE ON messages BEGIN
+        DELETE FROM file_refs WHERE conv = old.conv AND seq = old.seq;
+     END;",
 ];
 
 /// The schema version this build writes.

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::notices;
+use super::{amending, files, notices};
 use crate::protocol::now_ms;
+use crate::store::amend::{Refused, Rules};
 use crate::store::{
-    AppendDone, Appended, CommitObserver, FoundDone, NewMessage, Placement, PushRequest, PushesDone, ReadDone,
-    ReadMark, Retention, StoreError, StoredMessage, WriteDone,
+    AppendDone, Appended, CollectedDone, CommitObserver, FileRecord, FoundDone, NewMessage, Placement, PushRequest,
+    PushesDone, ReadDone, ReadMark, Retention, StoreError, StoredMessage, WriteDone,
 };
 
 /// The most jobs one transaction takes.
@@ -83,6 +84,26 @@ pub(crate) enum Job {
         /// Told the outcome.
         done: WriteDone,
     },
+    /// Record an upload within its user's quota.
+    SaveUpload {
+        /// The uploader.
+        user: Arc<str>,
+        /// The file.
+        file: FileRecord,
+        /// The most bytes the user's uploads may take.
+        quota: u64,
+        /// When (ms).
+        now: i64,
+        /// Told whether it was recorded.
+        done: FoundDone,
+    },
+    /// Forget expired uploads and the files nobody needs.
+    CollectFiles {
+        /// Unreferenced uploads before this (ms) expire.
+        uploaded_before: i64,
+        /// Told the files forgotten.
+        done: CollectedDone,
+    },
     /// Add a member to a group, or remove one.
     SaveMember {
         /// The group.
@@ -106,7 +127,8 @@ impl Job {
                 done(Err(error))
             }
             Job::OfferPushes { done, .. } => done(Err(error)),
-            Job::PushDone { done, .. } => done(Err(error)),
+            Job::PushDone { done, .. } | Job::SaveUpload { done, .. } => done(Err(error)),
+            Job::CollectFiles { done, .. } => done(Err(error)),
         }
     }
 }
@@ -119,6 +141,8 @@ pub(crate) enum Outcome {
     Saved,
     Offered(Vec<PushRequest>),
     Found(bool),
+    Refused(Refused),
+    Collected(Vec<String>),
 }
 
 /// What the writer remembers between batches, so that most appends touch
@@ -153,6 +177,7 @@ pub(crate) fn run(
     jobs: Receiver<Job>,
     completed: Sender<Completed>,
     retention: Retention,
+    rules: Rules,
     commits: CommitObserver,
 ) {
     let mut known = Known::default();
@@ -168,7 +193,7 @@ pub(crate) fn run(
             let mut batch = vec![first];
             batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
             let started = Instant::now();
-            let outcomes = commit_batch(&mut conn, &mut known, batch, &retention);
+            let outcomes = commit_batch(&mut conn, &mut known, batch, &retention, &rules);
             commits(started.elapsed());
             let _ = completed.send(outcomes);
         }
@@ -222,8 +247,14 @@ pub(crate) fn prune_by_age(conn: &Connection, retention: &Retention) {
     }
 }
 
-fn commit_batch(conn: &mut Connection, known: &mut Known, batch: Vec<Job>, retention: &Retention) -> Completed {
-    match write_batch(conn, known, &batch, retention) {
+fn commit_batch(
+    conn: &mut Connection,
+    known: &mut Known,
+    batch: Vec<Job>,
+    retention: &Retention,
+    rules: &Rules,
+) -> Completed {
+    match write_batch(conn, known, &batch, retention, rules) {
         Ok(outcomes) => batch.into_iter().zip(outcomes.into_iter().map(Ok)).collect(),
         Err(e) => {
             // Seqs and memberships written inside the failed transaction were rolled back.
@@ -237,16 +268,20 @@ fn commit_batch(conn: &mut Connection, known: &mut Known, batch: Vec<Job>, reten
 
 fn report(job: Job, outcome: Outcome) {
     match (job, outcome) {
-        (Job::Append(message, _, done), Outcome::New(seq)) => {
-            done(Ok(Appended::New(Arc::new(StoredMessage { message, seq }))))
-        }
+        (Job::Append(message, _, done), Outcome::New(seq)) => done(Ok(Appended::New(Arc::new(StoredMessage {
+            message,
+            seq,
+            state: Default::default(),
+        })))),
+        (Job::Append(_, _, done), Outcome::Refused(why)) => done(Ok(Appended::Refused(why))),
         (Job::Append(_, _, done), Outcome::Duplicate(placement)) => done(Ok(Appended::Duplicate(placement))),
         (Job::MarkRead { done, .. }, Outcome::Read(mark)) => done(Ok(mark)),
         (Job::SaveGroup { done, .. } | Job::SaveMember { done, .. } | Job::SaveDevice { done, .. }, Outcome::Saved) => {
             done(Ok(()))
         }
         (Job::OfferPushes { done, .. }, Outcome::Offered(requests)) => done(Ok(requests)),
-        (Job::PushDone { done, .. }, Outcome::Found(found)) => done(Ok(found)),
+        (Job::PushDone { done, .. } | Job::SaveUpload { done, .. }, Outcome::Found(found)) => done(Ok(found)),
+        (Job::CollectFiles { done, .. }, Outcome::Collected(files)) => done(Ok(files)),
         (job, _) => job.fail(StoreError("internal: outcome does not match its job".into())),
     }
 }
@@ -256,6 +291,7 @@ fn write_batch(
     known: &mut Known,
     batch: &[Job],
     retention: &Retention,
+    rules: &Rules,
 ) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -263,7 +299,7 @@ fn write_batch(
     for job in batch {
         outcomes.push(match job {
             Job::Append(message, push_to, _) => {
-                let outcome = append(&tx, known, message)?;
+                let outcome = append(&tx, known, message, rules)?;
                 if let Outcome::New(seq) = outcome {
                     grown.insert(message.conv.as_str());
                     notices::request_pushes(&tx, message, seq, push_to)?;
@@ -287,6 +323,12 @@ fn write_batch(
                 ..
             } => Outcome::Offered(notices::offer_pushes(&tx, *now, *offered_before, *limit)?),
             Job::PushDone { push_id, .. } => Outcome::Found(notices::push_done(&tx, *push_id)?),
+            Job::SaveUpload {
+                user, file, quota, now, ..
+            } => Outcome::Found(files::save_upload(&tx, user, file, *quota, *now)?),
+            Job::CollectFiles { uploaded_before, .. } => {
+                Outcome::Collected(files::collect_files(&tx, *uploaded_before)?)
+            }
             Job::SaveGroup { group, closed, .. } => save_group(&tx, group, *closed)?,
             Job::SaveMember {
                 group, user, member, ..
@@ -325,14 +367,27 @@ fn last_seq(tx: &Transaction<'_>, last_seqs: &mut HashMap<String, u64>, conv: &s
     Ok(seq)
 }
 
-fn append(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage) -> rusqlite::Result<Outcome> {
+fn append(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage, rules: &Rules) -> rusqlite::Result<Outcome> {
+    let plain = m.target.is_none() && m.files.is_empty();
+    // Rules are checked only for what is not stored yet: a retry gets its
+    // first ack even when the rule it passed would now refuse it.
+    let amended = if plain {
+        None
+    } else if let Some(original) = stored_placement(tx, m)? {
+        return Ok(Outcome::Duplicate(original));
+    } else {
+        match amending::check(tx, m, rules)? {
+            Ok(amended) => amended,
+            Err(why) => return Ok(Outcome::Refused(why)),
+        }
+    };
     let seq = last_seq(tx, &mut known.last_seqs, &m.conv)? + 1;
     // The unique (sender, client_id) index is the duplicate check: a retry
     // inserts nothing, and only then is the original looked up.
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (sender, client_id) DO NOTHING",
+            "INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts, kind, target)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (sender, client_id) DO NOTHING",
         )?
         .execute(params![
             m.conv,
@@ -342,23 +397,34 @@ fn append(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage) -> rusqlite::
             m.group,
             m.client_id,
             m.body.get(),
-            m.ts
+            m.ts,
+            m.kind.name(),
+            m.target.map(|t| t as i64),
         ])?;
     if inserted == 0 {
-        let original = tx
-            .prepare_cached("SELECT conv, seq, ts FROM messages WHERE sender = ?1 AND client_id = ?2")?
-            .query_row(params![&*m.from, m.client_id], |r| {
-                Ok(Placement {
-                    conv: r.get(0)?,
-                    seq: r.get::<_, i64>(1)? as u64,
-                    ts: r.get(2)?,
-                })
-            })?;
+        let original = stored_placement(tx, m)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         return Ok(Outcome::Duplicate(original));
     }
     known.last_seqs.insert(m.conv.clone(), seq);
     remember_members(tx, known, m)?;
+    if let Some(amended) = amended {
+        amending::amend(tx, &m.conv, m.kind, &amended)?;
+    }
+    files::refer_to_files(tx, m, seq)?;
     Ok(Outcome::New(seq))
+}
+
+/// Where the sender's message with this client id is, if it is stored.
+fn stored_placement(tx: &Transaction<'_>, m: &NewMessage) -> rusqlite::Result<Option<Placement>> {
+    tx.prepare_cached("SELECT conv, seq, ts FROM messages WHERE sender = ?1 AND client_id = ?2")?
+        .query_row(params![&*m.from, m.client_id], |r| {
+            Ok(Placement {
+                conv: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                ts: r.get(2)?,
+            })
+        })
+        .optional()
 }
 
 /// Records that the sender and the recipient of a direct message belong to
