@@ -230,13 +230,17 @@ imbed_status imbed_client_send_group(imbed_client *client,
                                      const char *body_json,
                                      char **client_id_out);
 
-// Sends a request frame given as a JSON object (join, leave, watch,
-// unwatch, typing, read, history, members, conversations). An `id` is added
-// when missing; `*request_id_out` (NULL to not receive it; owned) gets it.
-// The reply arrives as an `IMBED_EVENT_FRAME` event carrying that id.
-// `IMBED_ERR_NOT_CONNECTED` while disconnected: requests are not queued.
-// `IMBED_ERR_INVALID_ARGUMENT` for a non-object, a missing type, or the
-// types the client manages itself (send, sync, auth).
+// Sends a request frame given as a JSON object. An `id` is added when
+// missing; `*request_id_out` (NULL to not receive it; owned) gets it.
+// Frames that store something (`send`, with `reply_to` for a reply, and
+// `edit`, `delete`, `react`, `unreact`) go through the outbox like
+// `imbed_client_send`: queued while disconnected and sent until acked, then
+// an `IMBED_EVENT_ACK` or `IMBED_EVENT_SEND_FAILED` with the id. The others
+// (join, leave, watch, unwatch, typing, read, history, members,
+// conversations, search…) are not queued: `IMBED_ERR_NOT_CONNECTED` while
+// disconnected; the reply arrives as an `IMBED_EVENT_FRAME` event with the
+// id. `IMBED_ERR_INVALID_ARGUMENT` for a non-object, a missing type, or
+// the types the client manages itself (sync, auth).
 //
 // # Safety
 // `frame_json` is NULL or NUL-terminated; `request_id_out` is NULL or writable.
@@ -297,6 +301,26 @@ imbed_status imbed_client_next_events(imbed_client *client,
                                       imbed_event **events,
                                       size_t max,
                                       size_t *count_out);
+
+// Uploads the file at `path` to the client's server (`POST /files` on the
+// WebSocket's host and port, with the client's token and TLS trust) and
+// writes the server's answer, `{"id":"…","size":N,"type":"…"}`, into
+// `*json_out` (free it with `imbed_string_free`). A message refers to the
+// file by that id in its body's `files` (docs/PROTOCOL.md, "Files").
+// `content_type` (NULL: none) is a hint the server uses only when the
+// bytes do not say. Blocks until the server answers; works whether or not
+// the WebSocket is connected; call it off the event thread of a busy app.
+// `IMBED_ERR_INVALID_ARGUMENT` when the server refuses the file (over its
+// size limit or the user's quota, no files on that server) or `path`
+// cannot be read; `IMBED_ERR_IO` when no server can be reached.
+//
+// # Safety
+// `path` and `content_type` are NULL or NUL-terminated; `json_out` is NULL
+// or writable.
+imbed_status imbed_client_upload(imbed_client *client,
+                                 const char *path,
+                                 const char *content_type,
+                                 char **json_out);
 
 // Lays `overlay_json` over `base_json`, both JSON objects, and writes the
 // result to `*merged_out` (free it with `imbed_string_free`). The merge is

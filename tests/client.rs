@@ -129,9 +129,15 @@ fn offline_messages_arrive_by_sync_and_requests_get_replies() {
         .unwrap();
     assert_eq!(reply["frame"]["messages"].as_array().unwrap().len(), 2);
     assert!(matches!(
-        carol.request(r#"{"type":"send"}"#),
+        carol.request(r#"{"type":"sync"}"#),
         Err(imbed::Error::InvalidArgument(_))
     ));
+    // A send through request goes through the outbox: refused by the server, it fails for good.
+    let nowhere = carol.request(r#"{"type":"send","body":1}"#).unwrap();
+    events.wait_until("send_failed of a request", |e| {
+        e.iter()
+            .any(|e| e["event"] == "send_failed" && e["id"] == nowhere.as_str())
+    });
     assert!(matches!(carol.request("[1]"), Err(imbed::Error::InvalidArgument(_))));
     let failed = carol.send_group("nogroup", "1").unwrap();
     events.wait_until("send_failed", |e| {

@@ -10,6 +10,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod state;
+mod upload;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -197,10 +198,15 @@ impl Client {
         Ok(id)
     }
 
-    /// Sends a request frame (join, leave, watch, unwatch, typing, read,
-    /// history, members, conversations), adding an `id` when it has none,
-    /// and returns the id; the reply arrives as a `frame` event with it.
-    /// Fails with [`Error::NotConnected`] while there is no connection.
+    /// Sends a request frame, adding an `id` when it has none, and returns
+    /// the id. The frames that store something (`send`, with `reply_to` for
+    /// a reply, and the events `edit`, `delete`, `react` and `unreact`) go
+    /// through the outbox like [`Client::send`]: queued while disconnected,
+    /// sent again until the server acks them, an `ack` or `send_failed` event
+    /// with the id. Every other request (join, leave, watch, unwatch, typing,
+    /// read, history, members, conversations, search…) needs a connection
+    /// ([`Error::NotConnected`] without one); its reply arrives as a `frame`
+    /// event with the id.
     pub fn request(&self, frame_json: &str) -> Result<String, Error> {
         #[derive(Deserialize)]
         struct Kind {
@@ -211,24 +217,51 @@ impl Client {
             .map_err(|e| Error::InvalidArgument(format!("the request is not a JSON object: {e}")))?;
         let Kind { kind } = serde_json::from_value(serde_json::Value::Object(frame.clone()))
             .map_err(|_| Error::InvalidArgument("the request needs a string type".into()))?;
-        if matches!(kind.as_str(), "send" | "sync" | "auth") {
-            return Err(Error::InvalidArgument(format!(
-                "{kind} is managed by the client; use send or send_group"
-            )));
+        if matches!(kind.as_str(), "sync" | "auth") {
+            return Err(Error::InvalidArgument(format!("{kind} is managed by the client")));
         }
-        if !matches!(*self.lifecycle(), Lifecycle::Running(_)) || !self.shared.connected.load(Ordering::Relaxed) {
+        let stored = matches!(kind.as_str(), "send" | "edit" | "delete" | "react" | "unreact");
+        if stored && matches!(*self.lifecycle(), Lifecycle::Stopped) {
+            return Err(Error::Stopped);
+        }
+        if !stored
+            && (!matches!(*self.lifecycle(), Lifecycle::Running(_)) || !self.shared.connected.load(Ordering::Relaxed))
+        {
             return Err(Error::NotConnected);
         }
         let id = match frame.get("id").and_then(|id| id.as_str()) {
             Some(id) => id.to_owned(),
-            None => {
-                let id = format!("r-{}", self.shared.counter.fetch_add(1, Ordering::Relaxed));
-                frame.insert("id".into(), id.clone().into());
-                id
-            }
+            None if stored => format!(
+                "{}-{}",
+                self.id_prefix,
+                self.next_message.fetch_add(1, Ordering::Relaxed)
+            ),
+            None => format!("r-{}", self.shared.counter.fetch_add(1, Ordering::Relaxed)),
         };
-        self.command(Command::Request(serde_json::Value::Object(frame).to_string()));
+        frame.insert("id".into(), id.clone().into());
+        let frame = serde_json::Value::Object(frame).to_string();
+        if stored {
+            self.shared.state().enqueue(Pending { id: id.clone(), frame })?;
+            self.command(Command::Transmit);
+        } else {
+            self.command(Command::Request(frame));
+        }
         Ok(id)
+    }
+
+    /// Uploads the file at `path` to the server (`POST /files`, beside the
+    /// WebSocket, with the same token and TLS trust) and returns the server's
+    /// answer, `{"id":…,"size":…,"type":…}`; a message then refers to the
+    /// file by its id (docs/PROTOCOL.md, "Files"). `content_type` is a hint
+    /// the server uses only when the bytes do not say. Blocks until the
+    /// server answers; needs no WebSocket connection. A refusal (too large,
+    /// over quota, no files on the server, an unreadable `path`) is
+    /// [`Error::InvalidArgument`]; a server that cannot be reached, [`Error::Io`].
+    pub fn upload(&self, path: &std::path::Path, content_type: Option<&str>) -> Result<String, Error> {
+        if matches!(*self.lifecycle(), Lifecycle::Stopped) {
+            return Err(Error::Stopped);
+        }
+        upload::upload(&self.shared, path, content_type)
     }
 
     /// Passes a hint about the app's situation to the connection.

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::ptr;
 
-use super::boundary::{arg_str, guard, opt_out_string, out_ptr};
+use super::boundary::{arg_str, guard, opt_arg_str, opt_out_string, out_ptr, owned_c_string};
 use super::engine;
 use super::event::imbed_event;
 use super::handles::Registry;
@@ -136,13 +136,17 @@ unsafe fn queue(
     })
 }
 
-/// Sends a request frame given as a JSON object (join, leave, watch,
-/// unwatch, typing, read, history, members, conversations). An `id` is added
-/// when missing; `*request_id_out` (NULL to not receive it; owned) gets it.
-/// The reply arrives as an `IMBED_EVENT_FRAME` event carrying that id.
-/// `IMBED_ERR_NOT_CONNECTED` while disconnected: requests are not queued.
-/// `IMBED_ERR_INVALID_ARGUMENT` for a non-object, a missing type, or the
-/// types the client manages itself (send, sync, auth).
+/// Sends a request frame given as a JSON object. An `id` is added when
+/// missing; `*request_id_out` (NULL to not receive it; owned) gets it.
+/// Frames that store something (`send`, with `reply_to` for a reply, and
+/// `edit`, `delete`, `react`, `unreact`) go through the outbox like
+/// `imbed_client_send`: queued while disconnected and sent until acked, then
+/// an `IMBED_EVENT_ACK` or `IMBED_EVENT_SEND_FAILED` with the id. The others
+/// (join, leave, watch, unwatch, typing, read, history, members,
+/// conversations, search…) are not queued: `IMBED_ERR_NOT_CONNECTED` while
+/// disconnected; the reply arrives as an `IMBED_EVENT_FRAME` event with the
+/// id. `IMBED_ERR_INVALID_ARGUMENT` for a non-object, a missing type, or
+/// the types the client manages itself (sync, auth).
 ///
 /// # Safety
 /// `frame_json` is NULL or NUL-terminated; `request_id_out` is NULL or writable.
@@ -249,4 +253,38 @@ pub unsafe extern "C" fn imbed_client_next_events(
 ) -> imbed_status {
     // SAFETY: per this function's contract.
     unsafe { engine::next_events(&CLIENTS, client, events, max, count_out) }
+}
+
+/// Uploads the file at `path` to the client's server (`POST /files` on the
+/// WebSocket's host and port, with the client's token and TLS trust) and
+/// writes the server's answer, `{"id":"…","size":N,"type":"…"}`, into
+/// `*json_out` (free it with `imbed_string_free`). A message refers to the
+/// file by that id in its body's `files` (docs/PROTOCOL.md, "Files").
+/// `content_type` (NULL: none) is a hint the server uses only when the
+/// bytes do not say. Blocks until the server answers; works whether or not
+/// the WebSocket is connected; call it off the event thread of a busy app.
+/// `IMBED_ERR_INVALID_ARGUMENT` when the server refuses the file (over its
+/// size limit or the user's quota, no files on that server) or `path`
+/// cannot be read; `IMBED_ERR_IO` when no server can be reached.
+///
+/// # Safety
+/// `path` and `content_type` are NULL or NUL-terminated; `json_out` is NULL
+/// or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn imbed_client_upload(
+    client: *mut imbed_client,
+    path: *const c_char,
+    content_type: *const c_char,
+    json_out: *mut *mut c_char,
+) -> imbed_status {
+    guard(|| {
+        let client = CLIENTS.get(client)?;
+        // SAFETY (all three): per this function's contract.
+        let path = unsafe { arg_str(path, "path") }?;
+        let content_type = unsafe { opt_arg_str(content_type, "content_type") }?;
+        let out = unsafe { out_ptr(json_out, "json_out") }?;
+        let answer = client.upload(std::path::Path::new(path), content_type)?;
+        *out = owned_c_string(answer)?;
+        Ok(())
+    })
 }
