@@ -30,7 +30,7 @@ import pytest
 from conftest import JWT_SECRET, _start_host, _stop_cleanly
 from test_config_file import write_config
 from test_durability import run
-from test_messages import acked, delete_frame, drain, edit_frame, history, join, leave, refused, send
+from test_messages import acked, delete_frame, drain, edit_frame, found, history, join, leave, refused, search, send
 from test_python_clients import an_hour_from_now, assert_frame, expect_pong, login_as, recv_frame
 
 HTTP_TIMEOUT_S = 10
@@ -444,7 +444,7 @@ def test_a_recipient_downloads_a_file_a_message_refers_to_and_nobody_else_does(t
             assert anonymous.status in (401, 404) and data not in anonymous.body, anonymous
             assert (await in_thread(download, host, "not a token", file_id)).status in (401, 404)
 
-    run(scenario())
+        run(scenario())
 
 
 def test_in_a_group_members_download_and_a_member_who_left_no_longer_does(tmp_path):
@@ -467,7 +467,7 @@ def test_in_a_group_members_download_and_a_member_who_left_no_longer_does(tmp_pa
                 await in_thread(assert_not_served, host, "bob", file_id)
                 assert_served(await in_thread(download, host, "alice", file_id), file_id, data, "image/png")
 
-    run(scenario())
+        run(scenario())
 
 
 def test_a_file_seen_in_a_conversation_may_be_forwarded(tmp_path):
@@ -487,7 +487,7 @@ def test_a_file_seen_in_a_conversation_may_be_forwarded(tmp_path):
                 await send(bob, "b1", {"text": "look", "files": [{"id": file_id, "name": "fwd.png"}]}, to="carol")
                 assert_served(await in_thread(download, host, "carol", file_id), file_id, data, "image/png")
 
-    run(scenario())
+        run(scenario())
 
 
 def test_a_delete_drops_the_reference_the_uploader_keeps_the_file(tmp_path):
@@ -506,7 +506,7 @@ def test_a_delete_drops_the_reference_the_uploader_keeps_the_file(tmp_path):
                 await in_thread(assert_not_served, host, "bob", file_id)
                 assert_served(await in_thread(download, host, "alice", file_id), file_id, data, "image/png")
 
-    run(scenario())
+        run(scenario())
 
 
 def test_referring_to_an_unknown_file_is_not_found_and_stores_nothing(tmp_path):
@@ -545,7 +545,7 @@ def test_referring_to_an_unknown_file_is_not_found_and_stores_nothing(tmp_path):
                 assert_served(await in_thread(download, host, "bob", mine), mine, mine_data, "image/png")
                 await drain(alice, "end")
 
-    run(scenario())
+        run(scenario())
 
 
 def test_an_unreferenced_upload_goes_after_unreferenced_ms_and_leaves_the_quota(tmp_path):
@@ -572,7 +572,27 @@ def test_an_unreferenced_upload_goes_after_unreferenced_ms_and_leaves_the_quota(
             assert_served(await in_thread(download, host, "bob", kept), kept, kept_data, "image/png")
             await in_thread(uploaded, host, "alice", os.urandom(2500), OCTET_STREAM)
 
-    run(scenario(), timeout=SWEEP_TIMEOUT_S + 20)
+        run(scenario(), timeout=SWEEP_TIMEOUT_S + 20)
+
+
+def test_search_finds_a_message_by_the_name_of_its_file(tmp_path):
+    """PROTOCOL.md, "Search": {"text":"hi","files":[{"name":"zebra.png"}]} has the words hi, zebra, png."""
+    with files_host(tmp_path) as host:
+        async def scenario():
+            file_id = await in_thread(uploaded, host, "alice", png_bytes(), "image/png")
+            alice, _ = await login_as(host.url, "alice")
+            bob, _ = await login_as(host.url, "bob")
+            async with alice, bob:
+                await send(alice, "m1", {"text": "hi", "files": [{"id": file_id, "name": "zebra.png"}]}, to="bob")
+                await recv_frame(bob)
+                for ws in (alice, bob):
+                    assert found(await search(ws, "q1", "zebra png")) == [("dm:alice:bob", 1)]
+                    assert found(await search(ws, "q2", "hi zebra")) == [("dm:alice:bob", 1)]
+                    # The keys are not words of the body, nor is the file id taken apart.
+                    assert found(await search(ws, "q3", "name")) == []
+                    assert found(await search(ws, "q4", "files")) == []
+
+        run(scenario())
 
 
 # --- without --files ---------------------------------------------------------------

@@ -555,6 +555,7 @@ def test_the_deleted_body_its_edits_and_reactions_are_gone_from_the_database_fil
     edited = f"Editmarker{tag}"
     reaction = f"reactmarker{tag}"
     kept = f"Keptmarker{tag}"
+    kept_reaction = f"keptemoji{tag}"
     db = tmp_path / "imbed.db"
     with hosted(tmp_path, db=db) as host:
         async def scenario():
@@ -566,7 +567,7 @@ def test_the_deleted_body_its_edits_and_reactions_are_gone_from_the_database_fil
                 await send(alice, "m2", {"text": f"this stays {kept}"}, to="bob", lenient=True)
                 await acked(alice, edit_frame("e1", "dm:alice:bob", 1, {"text": f"secret {edited}"}), lenient=True)
                 await acked(bob, react_frame("r1", "dm:alice:bob", 1, reaction), lenient=True)
-                await acked(bob, react_frame("r2", "dm:alice:bob", 2, f"keep{reaction}"), lenient=True)
+                await acked(bob, react_frame("r2", "dm:alice:bob", 2, kept_reaction), lenient=True)
                 await acked(alice, delete_frame("d1", "dm:alice:bob", 1), lenient=True)
                 assert found(await search(alice, "q1", deleted, lenient=True)) == []
                 assert found(await search(alice, "q2", edited, lenient=True)) == []
@@ -577,7 +578,7 @@ def test_the_deleted_body_its_edits_and_reactions_are_gone_from_the_database_fil
     assert data, "no database file"
     # The control: what was not deleted is there to be found, in the same way.
     assert kept.lower().encode() in data
-    assert f"keep{reaction}".encode() in data
+    assert kept_reaction.encode() in data
     for marker in (deleted, edited, reaction):
         assert marker.lower().encode() not in data, f"{marker!r} is still in {db} after its delete"
 
@@ -889,7 +890,19 @@ async def search(ws, request_id, query=None, lenient=False, **fields):
     assert isinstance(reply.get("results"), list), reply
     for result in reply["results"]:
         assert result.get("type") == "msg" and not is_event(result), result
+    # Newest first: by ts, and by seq within a conversation.
+    stamps = [r["ts"] for r in reply["results"]]
+    assert stamps == sorted(stamps, reverse=True), reply
+    for conv in {r["conv"] for r in reply["results"]}:
+        seqs = [r["seq"] for r in reply["results"] if r["conv"] == conv]
+        assert seqs == sorted(seqs, reverse=True), reply
     return reply
+
+
+async def later():
+    """Wait until the server clock has moved on: messages stored apart in time
+    are newer and older by their ts (messages of one millisecond are equally new)."""
+    await asyncio.sleep(0.005)
 
 
 def found(reply):
@@ -970,13 +983,20 @@ def test_search_covers_only_the_users_conversations(dev_host):
             await join(carol, "secret", "j4", lenient=True)
             await join(alice, "old", "j5", lenient=True)
             await send(alice, "a1", "aardvark in the old group", group="old", lenient=True)
+            await later()
             await leave(alice, "old", "l1", lenient=True)
             await send(alice, "a2", "aardvark direct", to="bob", lenient=True)
+            await later()
             await send(carol, "c1", "aardvark team", group="team", lenient=True)
+            await later()
             await send(bob, "b1", "aardvark private", to="carol", lenient=True)
+            await later()
             await send(carol, "c2", "aardvark secret", group="secret", lenient=True)
+            await later()
             await send(carol, "c3", "aardvark to alice", to="alice", lenient=True)
+            await later()
             await send(bob, "b2", "aardvark to self", to="bob", lenient=True)
+            await later()
             for ws, tag in ((alice, "a"), (bob, "b"), (carol, "c")):
                 await drain(ws, tag)
 
@@ -1006,7 +1026,9 @@ def test_search_pages_newest_first_with_next_and_after(dev_host):
                 else:
                     ack = await send(alice, f"m{n}", {"text": f"pangolin number {n}"}, group="team")
                 expected.append((ack["conv"], ack["seq"]))
+                await later()
                 await send(alice, f"x{n}", {"text": "filler"}, to="bob")
+                await later()
             expected.reverse()
 
             pages = []
