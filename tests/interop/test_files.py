@@ -232,6 +232,8 @@ SNIFFED = {
              "image/webp"),
     "pdf": (lambda: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + unique() + b"\n%%EOF\n", "application/pdf"),
     "mp4": (lambda: b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + unique(), "video/mp4"),
+    "mp3": (lambda: b"ID3\x03\x00\x00\x00\x00\x00\x0f" + bytes(15) + b"\xff\xfb\x90\x64" + unique(), "audio/mpeg"),
+    "ogg": (lambda: b"OggS\x00\x02" + bytes(22) + b"\x01vorbis" + unique(), "audio/ogg"),
 }
 
 
@@ -309,6 +311,23 @@ def test_the_same_bytes_uploaded_twice_are_one_file(tmp_path):
         assert first == uploaded(host, "alice", data, "image/png")
         assert first == uploaded(host, "bob", data, "image/png")
         assert snapshot(host.dir) == files
+
+
+def test_the_same_bytes_declared_as_another_type_are_still_one_file_with_one_type(tmp_path):
+    """Bytes that say nothing of their type take the first upload's harmless
+    type; a second upload of them, declared otherwise, names the same file:
+    its answer has the type the file is served with."""
+    data = f"plain words {uuid.uuid4()}\n".encode()
+    with files_host(tmp_path) as host:
+        first = upload(host, "alice", data, "text/plain")
+        assert first.status == 201 and media_type(first.json()["type"]) == "text/plain", first
+        for user, declared in (("bob", "text/html"), ("alice", OCTET_STREAM)):
+            again = upload(host, user, data, declared)
+            assert again.status == 201, again
+            served = download(host, user, first.json()["id"])
+            assert served.status == 200, served
+            assert again.json() == first.json(), (declared, again, served.header("Content-Type"))
+            assert media_type(served.header("Content-Type")) == "text/plain", served
 
 
 @pytest.mark.parametrize(
@@ -432,8 +451,10 @@ def test_a_recipient_downloads_a_file_a_message_refers_to_and_nobody_else_does(t
             assert_served(await in_thread(download, host, "bob", file_id, via="query"), file_id, data, "image/png")
             assert_served(await in_thread(download, host, "bob", plain_id), plain_id, plain, OCTET_STREAM)
 
-            for first, last in ((0, 99), (100, 199), (7, 7)):
-                part = await in_thread(download, host, "bob", file_id, headers={"Range": f"bytes={first}-{last}"})
+            end = len(data) - 1
+            for spec, first, last in (("0-99", 0, 99), ("100-199", 100, 199), ("7-7", 7, 7),
+                                      (f"{end - 9}-", end - 9, end), ("-10", end - 9, end)):
+                part = await in_thread(download, host, "bob", file_id, headers={"Range": f"bytes={spec}"})
                 assert part.status == 206, part
                 assert part.body == data[first: last + 1], part
                 assert part.header("Content-Range") == f"bytes {first}-{last}/{len(data)}", part
@@ -549,24 +570,30 @@ def test_referring_to_an_unknown_file_is_not_found_and_stores_nothing(tmp_path):
 
 
 def test_an_unreferenced_upload_goes_after_unreferenced_ms_and_leaves_the_quota(tmp_path):
-    config = {"files": {"unreferenced_ms": 300, "max_bytes": 3000, "quota_bytes": 4000}}
+    """An upload no message refers to, and one whose only message was deleted,
+    are removed (from downloads, files.dir and the quota); one a message
+    refers to stays."""
+    config = {"files": {"unreferenced_ms": 300, "max_bytes": 3000, "quota_bytes": 4600}}
     with files_host(tmp_path, config) as host:
         async def scenario():
             kept_data = png_bytes()
             kept = await in_thread(uploaded, host, "alice", kept_data, "image/png")
+            dropped = await in_thread(uploaded, host, "alice", png_bytes(), "image/png")
             alice, _ = await login_as(host.url, "alice")
             async with alice:
                 await send(alice, "m1", {"files": [kept]}, to="bob")
+                ack = await send(alice, "m2", {"files": [dropped]}, to="bob")
+                await acked(alice, delete_frame("d1", ack["conv"], ack["seq"]))
             gone = await in_thread(uploaded, host, "alice", os.urandom(2500), OCTET_STREAM)
-            with_both = snapshot(host.dir)
+            with_all = snapshot(host.dir)
             deadline = time.monotonic() + SWEEP_TIMEOUT_S
-            while (await in_thread(download, host, "alice", gone)).status != 404:
-                assert time.monotonic() < deadline, f"an unreferenced upload still served after {SWEEP_TIMEOUT_S} s"
+            for file_id in (gone, dropped):
+                while (await in_thread(download, host, "alice", file_id)).status != 404:
+                    assert time.monotonic() < deadline, f"{file_id} still served after {SWEEP_TIMEOUT_S} s"
+                    await asyncio.sleep(0.5)
+            while len(snapshot(host.dir)) > len(with_all) - 2:
+                assert time.monotonic() < deadline, f"unreferenced files still in the files directory: {with_all}"
                 await asyncio.sleep(0.5)
-            while snapshot(host.dir) == with_both:
-                assert time.monotonic() < deadline, "an unreferenced upload is still in the files directory"
-                await asyncio.sleep(0.5)
-            assert len(snapshot(host.dir)) < len(with_both)
             # The file a message refers to stays, and the bytes of the one gone left alice's quota.
             assert_served(await in_thread(download, host, "alice", kept), kept, kept_data, "image/png")
             assert_served(await in_thread(download, host, "bob", kept), kept, kept_data, "image/png")

@@ -336,6 +336,28 @@ def test_an_edit_by_the_sender_is_an_event_and_history_shows_the_edited_body(dev
     run(scenario())
 
 
+def test_an_edit_to_null_is_an_edit_not_a_delete(dev_host):
+    """The new body is any JSON value, null too; the message shows it, edited, not deleted."""
+    async def scenario():
+        alice, _ = await login_as(dev_host.url, "alice")
+        bob, _ = await login_as(dev_host.url, "bob")
+        async with alice, bob:
+            await send(alice, "m1", {"text": "something"}, to="bob")
+            await recv_frame(bob)
+            ack = await acked(alice, edit_frame("e1", "dm:alice:bob", 1, None))
+            assert_event(await recv_frame(bob), ack, "edit", 1, "alice", None, to="bob")
+            message = (await history(bob, "dm:alice:bob"))[0]
+            assert_frame(message, seq=1, body=None, edited=ack["ts"], deleted="<missing>")
+            # Still a message: it takes another edit and a reaction.
+            await acked(alice, edit_frame("e2", "dm:alice:bob", 1, "back"))
+            await recv_frame(bob)
+            await acked(bob, react_frame("r1", "dm:alice:bob", 1, "👍"))
+            await recv_frame(alice)
+            assert_frame((await history(bob, "dm:alice:bob"))[0], body="back", reactions={"👍": ["bob"]})
+
+    run(scenario())
+
+
 def test_an_edit_of_another_users_message_is_forbidden_and_changes_nothing(dev_host):
     async def scenario():
         alice, _ = await login_as(dev_host.url, "alice")
