@@ -27,6 +27,7 @@ from test_python_clients import (
     assert_recent_ms,
     expect_pong,
     login_as,
+    open_connection,
     recv_frame,
     send_frame,
 )
@@ -826,7 +827,11 @@ def test_two_devices_of_a_user_and_the_other_user_converge_with_sync_and_history
 
     async def scenario():
         phone_ws, phone_welcome = await login_as(f"{dev_host.url}?device=phone", "alice")
-        laptop_ws, laptop_welcome = await login_as(f"{dev_host.url}?device=laptop", "alice")
+        # The phone names its device in the URL, the laptop in its auth frame.
+        laptop_ws = await open_connection(dev_host.url)
+        await send_frame(laptop_ws, {"type": "auth", "token": "alice", "device": "laptop"})
+        laptop_welcome = await recv_frame(laptop_ws)
+        assert_frame(laptop_welcome, type="welcome", user="alice")
         bob_ws, _ = await login_as(dev_host.url, "bob")
         assert (phone_welcome["device"], laptop_welcome["device"]) == ("phone", "laptop")
         phone, laptop, bob = Device("phone", "alice", phone_ws), Device("laptop", "alice", laptop_ws), \
