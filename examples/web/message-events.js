@@ -120,13 +120,26 @@ export function applyEvent(message, event) {
   }
 }
 
-// A message's reactions for showing: [{ emoji, users, count, mine }], in the
-// order the emojis came.
+// Code point order, which is the bytewise order of UTF-8.
+function byCodePoints(a, b) {
+  const left = [...a];
+  const right = [...b];
+  for (let index = 0; index < Math.min(left.length, right.length); index += 1) {
+    const difference = left[index].codePointAt(0) - right[index].codePointAt(0);
+    if (difference) return difference;
+  }
+  return left.length - right.length;
+}
+
+// A message's reactions for showing: [{ emoji, users, count, mine }], the
+// emojis in code point order: the order they came is not in a message's
+// state, and every page must show the same whatever way it learnt them.
 export function reactionsOf(message, me) {
   if (message.deleted === true) return [];
   const reactions = reactionMap(message);
   return Object.keys(reactions)
     .filter(validEmoji)
+    .sort(byCodePoints)
     .map((emoji) => {
       const users = usersOf(reactions, emoji);
       return { emoji, users, count: users.length, mine: users.includes(me) };

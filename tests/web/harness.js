@@ -163,6 +163,46 @@ function messageLocator(page, text) {
   return page.locator('#message-list li.message').filter({ has: page.locator('.message-body').getByText(text, { exact: true }) });
 }
 
+// The message `seq` of the open conversation.
+function messageRow(page, seq) {
+  return page.locator(`#message-list li.message[data-seq="${seq}"]`);
+}
+
+// Every frame of every WebSocket the page opens (a reload opens a new one),
+// parsed, in order.
+function recordFrames(page) {
+  const record = { urls: [], sent: [], received: [] };
+  const parse = (payload) => {
+    try {
+      return JSON.parse(String(payload));
+    } catch {
+      return null;
+    }
+  };
+  page.on('websocket', (socket) => {
+    record.urls.push(socket.url());
+    socket.on('framesent', (frame) => record.sent.push(parse(frame.payload)));
+    socket.on('framereceived', (frame) => record.received.push(parse(frame.payload)));
+  });
+  return record;
+}
+
+// The first element of list() for which matches(element) is true, once there is one.
+async function eventually(list, matches, what, timeoutMs = PAGE_TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = list().find((item) => item && matches(item));
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+async function reloadPage(page) {
+  await page.reload();
+  await page.locator('#connection[data-state="online"]').waitFor();
+}
+
 async function screenshot(page, name) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
@@ -171,12 +211,16 @@ async function screenshot(page, name) {
 module.exports = {
   REPO_ROOT,
   joinGroup,
+  eventually,
   launchBrowser,
   makeScratchDir,
   messageLocator,
+  messageRow,
   openConversation,
   openDirectChat,
   openPage,
+  recordFrames,
+  reloadPage,
   screenshot,
   sendMessage,
   signIn,

@@ -91,11 +91,7 @@ function shown(state) {
     body: message.body,
     edited: message.edited,
     deleted: message.deleted === true,
-    reactions: Object.fromEntries(
-      reactionsOf(message, 'alice')
-        .map(({ emoji, users }) => [emoji, users])
-        .sort(([a], [b]) => (a < b ? -1 : 1)),
-    ),
+    reactions: Object.fromEntries(reactionsOf(message, 'alice').map(({ emoji, users }) => [emoji, users])),
     reply_to: message.reply_to,
   }));
 }
@@ -162,6 +158,17 @@ describe('message events', () => {
     assert.equal(message.reactions, undefined);
     assert.equal(applyEvent(message, edit), false, 'an edit replayed after the delete');
     assert.equal(applyEvent(message, react), false);
+  });
+
+  test('reactions show in code point order, whichever came first', () => {
+    const message = { seq: 1, from: 'alice', body: { text: 'hi' }, ts: 1 };
+    applyEvent(message, { seq: 2, from: 'bob', kind: 'react', target: 1, body: { emoji: '👍' }, ts: 2 });
+    applyEvent(message, { seq: 3, from: 'alice', kind: 'react', target: 1, body: { emoji: '❤️' }, ts: 3 });
+    applyEvent(message, { seq: 4, from: 'bob', kind: 'react', target: 1, body: { emoji: 'a' }, ts: 4 });
+    assert.deepEqual(
+      reactionsOf(message, 'alice').map(({ emoji, count, mine }) => [emoji, count, mine]),
+      [['a', 1, false], ['❤️', 1, true], ['👍', 1, false]],
+    );
   });
 
   test('only the sender edits; an erased edit and an unknown kind change nothing', () => {
