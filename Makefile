@@ -56,6 +56,10 @@ build/test_push: lib tests/c/test_push.c tests/c/check.h
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_push.c $(LIB) $(LDLIBS) -o $@
 
+build/test_messages: lib tests/c/test_messages.c tests/c/check.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_messages.c $(LIB) $(LDLIBS) -o $@
+
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
 test: deps lint check-header check-symbols check-abi test-rust test-c test-install test-lean test-interop test-web test-swift test-kotlin test-jvm-consumer test-fuzz
 
@@ -97,10 +101,11 @@ test-rust:
 
 # IMBED_ALLOCATOR=system: valgrind watches the C library's malloc, not the
 # engine's jemalloc (src/allocator.rs), so the engine allocates with malloc here.
-test-c: build/test_ffi build/test_poll build/test_push
+test-c: build/test_ffi build/test_poll build/test_push build/test_messages
 	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_ffi
 	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_poll
 	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_push
+	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_messages
 
 # `make install PREFIX=/opt/imbed` (default /usr/local; DESTDIR=/stage puts the
 # files under /stage while they name PREFIX, for packagers). The shared library
