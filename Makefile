@@ -9,6 +9,7 @@ LIB      = target/release/libimbed.a
 HOST     = build/imbed-host
 LISTEN  ?= 127.0.0.1:8080
 DB      ?= imbed.db
+FILES   ?= imbed-files
 
 # lib-client, sizes and test-lean: the lean client-only library (docs/MOBILE.md, "Size").
 .PHONY: all lib lib-client sizes test-lean host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
@@ -42,7 +43,7 @@ client: lib
 	$(CC) $(CFLAGS) $(CPPFLAGS) examples/client.c examples/console.c $(LIB) $(LDLIBS) -o build/imbed-client
 
 run: host
-	./$(HOST) --listen $(LISTEN) --db $(DB) --dev-auth
+	./$(HOST) --listen $(LISTEN) --db $(DB) --files $(FILES) --dev-auth
 
 build/test_ffi: lib tests/c/test_ffi.c tests/c/check.h
 	@mkdir -p build
@@ -168,14 +169,16 @@ test-web: host
 	tests/web/run
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the JSON command parser
-# and of frame decoding. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets
+# and of frame decoding, from the seeds in fuzz/seeds (the new frames' shapes)
+# and the corpus grown so far. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets
 # the stable toolchain installed here accept them (docs/DECISIONS.md).
 FUZZ_TARGETS = client_frame frame_decoding
 FUZZ_SECONDS ?= 300
 
 fuzz:
 	cd fuzz && for target in $(FUZZ_TARGETS); do \
-		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		mkdir -p corpus/$$target && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target corpus/$$target seeds/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
 test-fuzz:

@@ -18,8 +18,9 @@ pub fn parses_as_client_frame(text: &str) -> bool {
 }
 
 /// Parses `text` as a client frame and asserts what the handlers rely on:
-/// ids were checked, bodies are JSON, conversation names parse or not
-/// without panicking.
+/// ids were checked, bodies are JSON, conversation names, file references
+/// and search queries parse or not without panicking, and what a body's
+/// `files` names are file ids.
 pub fn check_client_frame(text: &str) {
     let Ok(frame) = parse_client_frame(text) else {
         return;
@@ -29,6 +30,15 @@ pub fn check_client_frame(text: &str) {
     }
     if let Some(body) = frame.body {
         assert!(serde_json::from_str::<serde_json::Value>(body.get()).is_ok());
+        for id in crate::server::files::referenced(body).unwrap_or_default() {
+            assert!(crate::server::files::is_file_id(&id));
+        }
+        let _ = crate::store::amend::searchable_text(body);
+    }
+    if let Some(query) = frame.query.as_deref()
+        && let Ok(words) = crate::server::search::query_words(query)
+    {
+        assert!(!words.is_empty() && words.iter().all(|w| !w.is_empty()));
     }
     if let Some(conv) = frame.conv.as_deref() {
         let _ = Conversation::parse(conv);

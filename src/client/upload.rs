@@ -31,11 +31,25 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// Uploads the file at `path` to the first configured server that answers,
 /// and returns the server's JSON answer: `{"id":…,"size":…,"type":…}`.
 pub(crate) fn upload(shared: &Shared, path: &Path, content_type: Option<&str>) -> Result<String, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Io(format!("could not start the upload: {e}")))?;
-    runtime.block_on(async {
+    // On a thread of its own: the caller may be on some tokio runtime's
+    // thread, where a second runtime can neither block nor be dropped.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Io(format!("could not start the upload: {e}")))?
+                    .block_on(upload_anywhere(shared, path, content_type))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Io("the upload panicked".into())))
+    })
+}
+
+/// Tries each configured server in turn until one answers.
+async fn upload_anywhere(shared: &Shared, path: &Path, content_type: Option<&str>) -> Result<String, Error> {
+    {
         let mut last = Error::Io("no server configured".into());
         for server in shared.config.servers() {
             match timeout(UPLOAD_TIMEOUT, upload_to(shared, server, path, content_type)).await {
@@ -47,7 +61,7 @@ pub(crate) fn upload(shared: &Shared, path: &Path, content_type: Option<&str>) -
             }
         }
         Err(last)
-    })
+    }
 }
 
 /// The `/files` URL beside a `ws://` or `wss://` server URL, and whether it is TLS.

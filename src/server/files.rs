@@ -272,6 +272,15 @@ async fn receive(
     if !saved {
         return Err(over_quota());
     }
+    // The same bytes uploaded before keep the type they were stored with.
+    let stored = {
+        let (store, id) = (core.store.clone(), record.file_id.clone());
+        tokio::task::spawn_blocking(move || store.file(&id, None))
+            .await
+            .map_err(|e| Refusal::Io(std::io::Error::other(e)))?
+            .map_err(|e| Refusal::Io(std::io::Error::other(e.0)))?
+    };
+    let record = stored.unwrap_or(record);
     let path = shelf.path_of(&record.file_id);
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await?;

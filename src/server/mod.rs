@@ -9,7 +9,7 @@ mod amendments;
 pub(crate) mod auth;
 mod connection;
 pub(crate) mod core;
-mod files;
+pub(crate) mod files;
 pub(crate) mod handshake;
 pub(crate) mod http;
 pub(crate) mod membership;
@@ -19,7 +19,7 @@ pub(crate) mod push;
 mod rate_limit;
 mod receipts;
 mod requests;
-mod search;
+pub(crate) mod search;
 mod session;
 mod write_order;
 

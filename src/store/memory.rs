@@ -62,7 +62,7 @@ impl Conversation {
     }
 
     /// Applies what an event made of its target; for a delete, erases the
-    /// target's edits too. The seqs whose file references go, and the
+    /// target's earlier events too (edits' bodies, reactions' emojis). The seqs whose file references go, and the
     /// change in bytes kept.
     fn amend(&mut self, kind: MessageKind, amended: amend::Amended) -> (Vec<u64>, isize) {
         let Some((index, target)) = self.find(amended.seq).map(|(index, m)| (index, m.clone())) else {
@@ -74,7 +74,7 @@ impl Conversation {
             released.push(amended.seq);
             for index in index + 1..self.kept.len() {
                 let entry = self.kept[index].clone();
-                if entry.message.kind == MessageKind::Edit && entry.message.target == Some(amended.seq) {
+                if entry.message.kind != MessageKind::Message && entry.message.target == Some(amended.seq) {
                     released.push(entry.seq);
                     let erased = MessageState {
                         deleted: true,
@@ -692,6 +692,10 @@ mod tests {
         );
     }
 
+    fn test_rules() -> Rules {
+        Rules::from(&crate::config::MessagesConfig::default())
+    }
+
     fn message_between(from: &str, to: &str) -> NewMessage {
         NewMessage {
             conv: crate::protocol::direct_conv(from, to),
@@ -796,6 +800,7 @@ mod tests {
                 max_age_seconds: 0,
             },
             MemoryLimits::default(),
+            test_rules(),
         );
         for i in 0..5 {
             append(&by_count, message("a", &i.to_string(), 5));
@@ -812,6 +817,7 @@ mod tests {
                 max_age_seconds: 10,
             },
             MemoryLimits::default(),
+            test_rules(),
         );
         append(&by_age, message("a", "old", 1_000));
         append(&by_age, message("a", "new", 20_000));
@@ -845,7 +851,7 @@ mod tests {
             max_bytes: 2_000,
             max_keys: 1_000_000,
         };
-        let store = MemoryStore::with_retention(Retention::default(), limits);
+        let store = MemoryStore::with_retention(Retention::default(), limits, test_rules());
         let body = format!("\"{}\"", "x".repeat(200));
         let mut biggest = 0;
         for i in 0..60 {
@@ -879,7 +885,7 @@ mod tests {
             max_bytes: u64::MAX,
             max_keys: 2,
         };
-        let store = MemoryStore::with_retention(Retention::default(), limits);
+        let store = MemoryStore::with_retention(Retention::default(), limits, test_rules());
         for i in 0..5 {
             append(&store, message("a", &format!("c{i}"), 0));
         }

@@ -36,8 +36,8 @@ pub(super) fn check(
 }
 
 /// Writes what an event of `kind` made of its target in `conv`. A delete
-/// also erases the bodies of the target's edits and lets go of the files
-/// all of them referred to.
+/// also erases the bodies of the target's earlier events (edits' text,
+/// reactions' emojis) and lets go of the files all of them referred to.
 pub(super) fn amend(tx: &Transaction<'_>, conv: &str, kind: MessageKind, amended: &Amended) -> rusqlite::Result<()> {
     let seq = amended.seq as i64;
     tx.prepare_cached(
@@ -54,11 +54,11 @@ pub(super) fn amend(tx: &Transaction<'_>, conv: &str, kind: MessageKind, amended
     if kind == MessageKind::Delete {
         tx.prepare_cached(
             "DELETE FROM file_refs WHERE conv = ?1 AND (seq = ?2 OR seq IN (
-                SELECT seq FROM messages WHERE conv = ?1 AND target = ?2 AND kind = 'edit'))",
+                SELECT seq FROM messages WHERE conv = ?1 AND target = ?2 AND kind IS NOT NULL))",
         )?
         .execute(params![conv, seq])?;
         tx.prepare_cached(
-            "UPDATE messages SET body = 'null', deleted = 1 WHERE conv = ?1 AND target = ?2 AND kind = 'edit'",
+            "UPDATE messages SET body = 'null', deleted = 1 WHERE conv = ?1 AND target = ?2 AND kind IS NOT NULL",
         )?
         .execute(params![conv, seq])?;
     }

@@ -90,7 +90,7 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE messages ADD COLUMN edited INTEGER;
      ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE messages ADD COLUMN reactions TEXT;
-     CREATE INDEX messages_edits_by_target ON messages (conv, target) WHERE kind = 'edit';
+     CREATE INDEX messages_events_by_target ON messages (conv, target) WHERE kind IS NOT NULL;
      CREATE VIRTUAL TABLE message_text USING fts5(
         text, content = '', tokenize = 'unicode61 remove_diacritics 2'
      );
