@@ -47,19 +47,18 @@ function shownState(page) {
   );
 }
 
-// Waits until every page shows `expected` (or what the first page shows).
+// Waits until every page shows the same, and `expected` when given;
+// returns what they show.
 async function converge(pages, expected) {
-  const want = expected ?? (await shownState(pages[0]));
   const deadline = Date.now() + CONVERGE_TIMEOUT_MS;
-  for (const page of pages) {
-    for (;;) {
-      const state = await shownState(page);
-      if (JSON.stringify(state) === JSON.stringify(want)) break;
-      if (Date.now() > deadline) assert.deepEqual(state, want, 'the pages converge');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+  for (;;) {
+    const states = await Promise.all(pages.map(shownState));
+    const want = expected ?? states[0];
+    const differing = states.find((state) => JSON.stringify(state) !== JSON.stringify(want));
+    if (!differing) return want;
+    if (Date.now() > deadline) assert.deepEqual(differing, want, 'the pages converge');
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return want;
 }
 
 // Clicks the action `name` (Reply, React, Edit, Delete) of message `seq`,
@@ -211,7 +210,7 @@ describe('replies, edits, deletes and reactions', () => {
 
     // Taken back on one device: gone on the other.
     await chip(alice, question, '👍').click();
-    await chip(aliceToo, question, '👍').and(aliceToo.locator('[aria-pressed="false"]')).filter({ hasText: '👍 1' }).waitFor();
+    for (const page of [alice, aliceToo]) await chip(page, question, '👍').and(page.locator('[aria-pressed="false"]')).filter({ hasText: '👍 1' }).waitFor();
     await chip(bob, question, '👍').and(bob.locator('[aria-pressed="true"]')).filter({ hasText: '👍 1' }).waitFor();
     const after = await converge([alice, aliceToo]);
     await reloadPage(alice);
@@ -232,9 +231,9 @@ describe('replies, edits, deletes and reactions', () => {
     await act(alice, moved, 'Edit');
     await alice.getByLabel('Message', { exact: true }).fill('Meeting moved to 4');
     await alice.keyboard.press('Enter');
-    await messageLocator(bob, 'Meeting moved to 4').waitFor();
+    for (const page of [alice, bob]) await messageLocator(page, 'Meeting moved to 4').waitFor();
     await chip(alice, question, '❤️').click();
-    await chip(bob, question, '❤️').waitFor({ state: 'detached' });
+    for (const page of [alice, bob]) await chip(page, question, '❤️').waitFor({ state: 'detached' });
     const expected = await converge([alice]);
     // The other device has not heard any of it.
     assert.equal(await messageLocator(aliceToo, 'Meeting moved to 4').count(), 0);
