@@ -11,6 +11,9 @@
 const FILE_ID = /^[0-9a-f]{64}$/;
 // Object URLs of image previews kept at once; the least recently shown go.
 const PREVIEWS_KEPT = 100;
+// Bigger images are not fetched just to be looked at in a list: they are
+// files to save, like any other.
+const PREVIEW_MAX_BYTES = 10 * 1024 * 1024;
 // How long a download's object URL lives: the browser has started the
 // download long before.
 const DOWNLOAD_URL_MS = 60000;
@@ -45,6 +48,12 @@ export function filesOf(body) {
 // the one the server serves (taken from the bytes) which to show.
 export function isImageType(type) {
   return typeof type === 'string' && /^image\/[a-z0-9.+-]+$/i.test(type);
+}
+
+// True for a file the message list shows a preview of: an image, by the
+// sender's word, of a size worth fetching unasked.
+export function previewable(file) {
+  return isImageType(file.type) && (file.size === null || file.size <= PREVIEW_MAX_BYTES);
 }
 
 const sizeFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });

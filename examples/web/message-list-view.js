@@ -8,7 +8,7 @@
 // A row's controls (reply, react, edit, delete, reaction chips, a quote, a
 // file) carry `data-action`; the page handles their clicks on the list, so
 // a row rebuilt as it scrolls needs no handlers of its own.
-import { filesOf, formatSize, isImageType } from './files.js';
+import { filesOf, formatSize, previewable } from './files.js';
 import { avatar, element, hueOf, messageText, reconcileChildren, startOfDay, timeFormat, userText } from './render.js';
 
 const CONTINUED_RUN_MS = 5 * 60 * 1000;
@@ -86,7 +86,7 @@ function fileNode(file, fileUrls) {
     },
     [element('span', { className: 'file-icon', text: '📄', attrs: { 'aria-hidden': 'true' } }), userText('span', 'file-name', file.name), element('span', { className: 'file-size', text: size })],
   );
-  if (!isImageType(file.type) || !fileUrls) return download;
+  if (!previewable(file) || !fileUrls) return download;
   const image = element('img', { attrs: { alt: file.name, 'data-file-id': file.id } });
   // A fixed box, so that the row does not change height when the image comes.
   const figure = element('figure', { className: 'file-image', attrs: { 'data-state': 'loading' } }, [image, element('figcaption', {}, [download])]);

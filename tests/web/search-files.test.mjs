@@ -3,7 +3,7 @@
 // what a message with files shows in one line.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { filesOf, formatSize, isImageType, messageBody, safeFileName } from '../../examples/web/files.js';
+import { filesOf, formatSize, isImageType, messageBody, previewable, safeFileName } from '../../examples/web/files.js';
 import { messageText, previewText } from '../../examples/web/render.js';
 import { SearchResults, highlightParts, queryProblem, queryWords } from '../../examples/web/search.js';
 
@@ -83,6 +83,9 @@ describe('files', () => {
     assert.equal(isImageType('image/png'), true);
     assert.equal(isImageType('application/pdf'), false);
     assert.equal(isImageType('image/png; charset=x'), false);
+    assert.equal(previewable({ type: 'image/jpeg', size: 2000000 }), true);
+    assert.equal(previewable({ type: 'image/jpeg', size: 20000000 }), false, 'a big one is a file to save');
+    assert.equal(previewable({ type: 'image/jpeg', size: null }), true);
     assert.equal(safeFileName('invoice\u202Efdp.exe'), 'invoice_fdp.exe');
     assert.equal(safeFileName('../../etc/passwd'), '.._.._etc_passwd');
     assert.equal(safeFileName('..'), 'file');

@@ -25,6 +25,10 @@ describe('sorted messages', () => {
     assert.equal(messages.get(7).seq, 7);
     assert.equal(messages.indexOf(9), 4);
     assert.equal(messages.indexOf(4), -1);
+    assert.equal(messages.countAbove(0), 5);
+    assert.equal(messages.countAbove(5), 2);
+    assert.equal(messages.countAbove(6), 2);
+    assert.equal(messages.countAbove(9), 0);
     messages.clear();
     assert.equal(messages.size, 0);
     assert.equal(messages.newest, undefined);
