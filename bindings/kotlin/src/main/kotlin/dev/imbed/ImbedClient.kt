@@ -20,7 +20,8 @@ public enum class Hint(internal val code: Int) {
  * keeps sends in an outbox until the server acknowledges them, and after every connect re-sends
  * that outbox and syncs, so [events] has every message exactly once, in order per conversation.
  *
- * Every call is thread-safe and returns at once. Failures throw [ImbedException].
+ * Every call is thread-safe and returns at once, but [upload], which waits for the server. Failures
+ * throw [ImbedException].
  *
  * [close] releases the client. A client that becomes garbage without it is stopped and released by
  * the garbage collector, at a time nobody chooses: keep a reference for as long as it should run.
@@ -74,13 +75,45 @@ public class ImbedClient(configJson: String, logger: ImbedLogger? = null) : Auto
         ownedString { ImbedNative.imbed_client_send_group(handle.pointer, group.toCString(), bodyJson.toCString(), it) }
 
     /**
-     * Sends any other request frame (`join`, `leave`, `watch`, `unwatch`, `typing`, `read`, `history`,
-     * `members`, `conversations`) and returns its request id: the frame's `"id"`, added when missing.
-     * The reply comes as a [ClientEvent.Frame] with that id. Requests are not queued: while not
-     * connected this throws [Status.NOT_CONNECTED].
+     * Sends a request frame, a JSON object with a `type`, and returns its id: the frame's `"id"`,
+     * added when missing.
+     *
+     * Frames that store something go through the outbox, as [send] does: `send` (with `reply_to`
+     * for a reply, `"reply_to":17`), `edit`, `delete`, `react` and `unreact`
+     * (`docs/PROTOCOL.md`, "Replies, edits, deletes and reactions"). They are queued while
+     * disconnected, even before [start], and sent until the server answers: [ClientEvent.Ack] with
+     * that id once stored, or [ClientEvent.SendFailed] when refused for good (`forbidden`,
+     * `not_found`, `bad_request`, such as an edit of a deleted message).
+     *
+     * The others (`join`, `leave`, `watch`, `unwatch`, `typing`, `read`, `history`, `members`,
+     * `conversations`, `search`...) are not queued: while not connected this throws
+     * [Status.NOT_CONNECTED]; the reply comes as a [ClientEvent.Frame] with the id.
+     *
+     * [Status.INVALID_ARGUMENT] for a frame that is not an object or has no `type`, and for the
+     * types the client manages itself (`sync`, `auth`).
      */
     public fun request(frameJson: String): String =
         ownedString { ImbedNative.imbed_client_request(handle.pointer, frameJson.toCString(), it) }
+
+    /**
+     * Uploads the file at [path] to the client's server (`POST /files` on the WebSocket's host and
+     * port, with the client's token and TLS trust) and returns what the server took. A message then
+     * refers to it by [UploadedFile.id] in its body's `files`, such as
+     * `request("""{"type":"send","to":"bob","body":{"text":"the plan","files":["${'$'}{file.id}"]}}""")`.
+     *
+     * [contentType] (such as `text/plain`) is a hint the server uses only when the bytes do not say
+     * what they are. Blocks until the server answers, so call it off the main thread (for example
+     * on `Dispatchers.IO`); works whether or not the WebSocket is connected, before [start] too.
+     *
+     * @throws ImbedException [Status.INVALID_ARGUMENT] when [path] cannot be read or the server
+     *   refuses the file (over `files.max_bytes` or the user's `files.quota_bytes`, or no
+     *   `files.dir` on that server); [Status.IO] when no server can be reached;
+     *   [Status.STOPPED] after [stop].
+     */
+    public fun upload(path: String, contentType: String? = null): UploadedFile =
+        uploadedFile(
+            ownedString { ImbedNative.imbed_client_upload(handle.pointer, path.toCString(), contentType?.toCString(), it) },
+        )
 
     /** Tells the client what happened to the app or the network. */
     public fun hint(hint: Hint) {

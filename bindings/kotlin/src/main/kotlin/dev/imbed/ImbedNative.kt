@@ -82,6 +82,13 @@ internal object ImbedNative {
 
     @JvmStatic external fun imbed_client_hint(client: Pointer, hint: Int): Int
 
+    @JvmStatic external fun imbed_client_upload(
+        client: Pointer,
+        path: ByteArray,
+        contentType: ByteArray?,
+        jsonOut: PointerByReference,
+    ): Int
+
     @JvmStatic external fun imbed_client_stop(client: Pointer): Int
 
     @JvmStatic external fun imbed_client_free(client: Pointer)

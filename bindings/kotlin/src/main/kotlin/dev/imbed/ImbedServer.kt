@@ -10,9 +10,9 @@ import kotlinx.coroutines.flow.Flow
  * An IM server: WebSocket clients connect to it with a token and chat; every message is acknowledged
  * once stored, and the host sees every event in [events].
  *
- * Every call is thread-safe. Calls that store (sends, group changes) or read the store block until
- * done, so call them from a thread that may block, such as `Dispatchers.IO`. Failures throw
- * [ImbedException].
+ * Every call is thread-safe. Calls that store (sends, deletes, group changes) or read the store
+ * (history, search) block until done, so call them from a thread that may block, such as
+ * `Dispatchers.IO`. Failures throw [ImbedException].
  *
  * [close] releases the server. A server that becomes garbage without it is stopped and released by
  * the garbage collector, at a time nobody chooses: keep a reference for as long as it should serve.
@@ -161,6 +161,50 @@ public class ImbedServer(
      */
     public fun history(conv: String, before: Long = 0, limit: Int = 50): String =
         ownedString { ImbedServerNative.imbed_server_history(handle.pointer, conv.toCString(), before, limit, it) }
+
+    /**
+     * Deletes message [seq] of the conversation [conv] for everyone, as [by] (any valid id the host
+     * chooses, such as `moderator`), whoever sent it, and returns once it is stored. The delete is an
+     * event of the conversation with a seq of its own, which this returns; the message's body, its
+     * edits' and its reactions are erased from the store, and it stays as a tombstone
+     * (`"deleted":true`) in [history] (`docs/PROTOCOL.md`, "Deletes").
+     *
+     * @throws ImbedException [Status.NOT_FOUND] when [conv] has no message [seq];
+     *   [Status.INVALID_ARGUMENT] for a malformed [conv] or [by], a [seq] of 0, an event, or a
+     *   message already deleted.
+     */
+    public fun delete(by: String, conv: String, seq: Long): Long {
+        val seqOut = LongByReference()
+        checkStatus(ImbedServerNative.imbed_server_delete(handle.pointer, by.toCString(), conv.toCString(), seq, seqOut))
+        return seqOut.value
+    }
+
+    /**
+     * Searches the messages of [conv], or of every conversation when it is null, for those with
+     * every word of [query] (letters and digits; case and diacritics ignored, whole words), and
+     * returns up to [limit] (1 to 100) of them, newest first, in their current state: edited ones by
+     * their new text, deleted ones and events never (`docs/PROTOCOL.md`, "Search"). [after] is the
+     * [SearchResults.next] of the page before; null for the first. Blocks while the store is read.
+     *
+     * @throws ImbedException [Status.INVALID_ARGUMENT] for a query with no word or over 256 bytes
+     *   or 16 words, a malformed [conv], or a [limit] out of range.
+     */
+    public fun search(query: String, conv: String? = null, after: String? = null, limit: Int = 20): SearchResults =
+        searchResults(
+            ownedString {
+                ImbedServerNative.imbed_server_search(handle.pointer, conv?.toCString(), query.toCString(), after?.toCString(), limit, it)
+            },
+        )
+
+    /**
+     * Finds the uploaded file [fileId] (the 64 hex digits of [UploadedFile.id]): where its bytes are
+     * under `files.dir`, its size and its content type. The host may read any file.
+     *
+     * @throws ImbedException [Status.NOT_FOUND] when there is no such file;
+     *   [Status.INVALID_ARGUMENT] when the configuration has no `files.dir`.
+     */
+    public fun file(fileId: String): StoredFile =
+        storedFile(ownedString { ImbedServerNative.imbed_server_file(handle.pointer, fileId.toCString(), it) })
 
     /**
      * Ends the push request [pushId] (from a [ServerEvent.Push]) once the push gateway's call ended:

@@ -125,4 +125,25 @@ internal object ImbedServerNative {
     @JvmStatic external fun imbed_server_pending_pushes(server: Pointer, jsonOut: PointerByReference): Int
 
     @JvmStatic external fun imbed_server_devices(server: Pointer, jsonOut: PointerByReference): Int
+
+    /** `seq` is a C `uint64_t`, passed as a Long of the same bits, as is `*seqOut`. */
+    @JvmStatic external fun imbed_server_delete(
+        server: Pointer,
+        by: ByteArray,
+        conv: ByteArray,
+        seq: Long,
+        seqOut: LongByReference,
+    ): Int
+
+    /** `limit` is a C `uint32_t`, passed as an Int of the same bits. */
+    @JvmStatic external fun imbed_server_search(
+        server: Pointer,
+        conv: ByteArray?,
+        query: ByteArray,
+        after: ByteArray?,
+        limit: Int,
+        jsonOut: PointerByReference,
+    ): Int
+
+    @JvmStatic external fun imbed_server_file(server: Pointer, fileId: ByteArray, jsonOut: PointerByReference): Int
 }

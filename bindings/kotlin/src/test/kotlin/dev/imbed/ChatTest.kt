@@ -125,7 +125,13 @@ class ChatTest {
                             .filterIsInstance<ClientEvent.Frame>().single { it.id == "j-1" }
                         assertEquals("error", joinRefused.type)
                         assertEquals("forbidden", joinRefused.frameJson.toJsonObject()["code"]!!.jsonPrimitive.content)
-                        assertEquals(Status.INVALID_ARGUMENT, assertThrows<ImbedException> { alice.request("""{"type":"send","to":"bob","body":1}""") }.status)
+                        // A send (like edit, delete, react, unreact) goes through the outbox: acked as a send is.
+                        val requestedSend = alice.request("""{"type":"send","to":"bob","body":1}""")
+                        val requestedAck = aliceEvents.awaitUntil("the requested send's ack") { events -> events.any { it is ClientEvent.Ack && it.id == requestedSend } }
+                            .filterIsInstance<ClientEvent.Ack>().single { it.id == requestedSend }
+                        assertEquals("dm:alice:bob", requestedAck.conv)
+                        // What the client manages itself, and what is no request at all.
+                        assertEquals(Status.INVALID_ARGUMENT, assertThrows<ImbedException> { alice.request("""{"type":"sync"}""") }.status)
                         assertEquals(Status.INVALID_ARGUMENT, assertThrows<ImbedException> { alice.request("[]") }.status)
 
                         // A refused send leaves the outbox as send_failed.
