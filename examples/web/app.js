@@ -177,8 +177,8 @@ class ChatSession {
   #inFlight = new Set();
   // Conversation id -> the history request on its way.
   #loadingPages = new Map();
-  // `${seq} ${emoji}` of reactions on their way, so that a double click
-  // does not send a second react before the first is applied.
+  // `${conv} ${seq} ${emoji}` of reactions on their way, so that a double
+  // click does not send a second react before the first is applied.
   #reactionsInFlight = new Set();
   #lastTypingSent = new Map();
   #readsInFlight = new Set();
@@ -197,10 +197,9 @@ class ChatSession {
     this.search = new SearchResults();
     // { conv, seq } of a message to scroll to once it is rendered.
     this.pendingReveal = null;
-    // Dev auth: the name is the token.
     this.connection = new Connection(
       socketUrl(),
-      user,
+      this.token,
       {
         onWelcome: () => this.#welcomed(),
         onFrame: (frame) => this.#handleFrame(frame),
