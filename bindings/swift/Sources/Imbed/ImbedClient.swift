@@ -1,4 +1,5 @@
 import CImbed
+import Foundation
 
 /// The client role of imbed, for apps: one connection to an imbed server that
 /// reconnects by itself, an outbox that keeps sending until the server acks,
@@ -6,7 +7,8 @@ import CImbed
 /// once, in order per conversation.
 ///
 /// Every method may be called from any thread (the C API is thread-safe per
-/// handle). Releasing the last reference stops the client and frees it.
+/// handle) and returns at once, but `upload`, which waits for the server.
+/// Releasing the last reference stops the client and frees it.
 public final class ImbedClient: @unchecked Sendable {
     // @unchecked: the only state is the handle, an immutable registry key
     // that the C API accepts from any thread.
@@ -92,14 +94,54 @@ public final class ImbedClient: @unchecked Sendable {
         try takeOwnedString { imbed_client_send_group(handle, group, bodyJSON, $0) }
     }
 
-    /// Sends any other request frame (join, leave, watch, unwatch, typing,
-    /// read, history, members, conversations) and returns its id, added when
-    /// `frameJSON` has none. The reply is a `.frame` event with that id.
-    /// Requests are not queued: while disconnected this throws an error whose
-    /// status is `.notConnected`.
+    /// Sends a request frame, a JSON object with a `type`, and returns its
+    /// id: the frame's `"id"`, added when `frameJSON` has none.
+    ///
+    /// Frames that store something go through the outbox, as
+    /// `send(to:bodyJSON:)` does: `send` (with `"reply_to":17` for a reply),
+    /// `edit`, `delete`, `react` and `unreact` (docs/PROTOCOL.md, "Replies,
+    /// edits, deletes and reactions"). They are queued while disconnected,
+    /// even before `start()`, and sent until the server answers: an `.ack`
+    /// event with the id once stored, or `.sendFailed` when refused for good
+    /// (`forbidden`, `not_found`, `bad_request`, such as an edit of a
+    /// deleted message).
+    ///
+    /// The others (join, leave, watch, unwatch, typing, read, history,
+    /// members, conversations, search...) are not queued: while disconnected
+    /// this throws an error whose status is `.notConnected`; the reply is a
+    /// `.frame` event with the id.
+    ///
+    /// Throws `.invalidArgument` for a frame that is not an object or has no
+    /// `type`, and for the types the client manages itself (sync, auth).
     @discardableResult
     public func request(_ frameJSON: String) throws -> String {
         try takeOwnedString { imbed_client_request(handle, frameJSON, $0) }
+    }
+
+    /// Uploads the file at `path` to the client's server (`POST /files` on
+    /// the WebSocket's host and port, with the client's token and TLS trust)
+    /// and returns what the server took. A message then refers to it by its
+    /// `id` in its body's `files`, such as
+    /// `{"type":"send","to":"bob","body":{"text":"the plan","files":["<id>"]}}`
+    /// through `request(_:)`.
+    ///
+    /// `contentType` (such as `text/plain`) is a hint the server uses only
+    /// when the bytes do not say what they are. Blocks until the server
+    /// answers, so call it off the main thread; works whether or not the
+    /// WebSocket is connected, before `start()` too.
+    ///
+    /// Throws `.invalidArgument` when `path` cannot be read or the server
+    /// refuses the file (over `files.max_bytes` or the user's
+    /// `files.quota_bytes`, or no `files.dir` on that server), `.io` when no
+    /// server can be reached, `.stopped` after `stop()`.
+    public func upload(path: String, contentType: String? = nil) throws -> UploadedFile {
+        let answerJSON = try takeOwnedString { imbed_client_upload(handle, path, contentType, $0) }
+        return try JSONDecoder().decode(UploadedFile.self, from: Data(answerJSON.utf8))
+    }
+
+    /// Uploads the file at `fileURL` (a `file:` URL), like `upload(path:contentType:)`.
+    public func upload(fileURL: URL, contentType: String? = nil) throws -> UploadedFile {
+        try upload(path: fileURL.path, contentType: contentType)
     }
 
     /// Tells the client what the app knows: the network changed, or the app

@@ -144,6 +144,45 @@ public final class ImbedServer: @unchecked Sendable {
         return try JSONDecoder().decode([String].self, from: Data(usersJSON.utf8))
     }
 
+    /// Deletes message `seq` of `conversation` for everyone, as `by` (any
+    /// valid id the host chooses, such as "moderator"), whoever sent it, and
+    /// returns once it is stored. The delete is an event of the conversation
+    /// with a seq of its own, which this returns; the message's body, its
+    /// edits' and its reactions are erased from the store, and `history`
+    /// shows a tombstone (`"deleted":true`) (docs/PROTOCOL.md, "Deletes").
+    /// Throws `.notFound` when the conversation has no message `seq`, and
+    /// `.invalidArgument` for a malformed `conversation` or `by`, a `seq` of
+    /// 0, an event, or a message already deleted.
+    @discardableResult
+    public func delete(by: String, conversation: String, seq: UInt64) throws -> UInt64 {
+        var deleteSeq: UInt64 = 0
+        try ImbedError.check(imbed_server_delete(handle, by, conversation, seq, &deleteSeq))
+        return deleteSeq
+    }
+
+    /// Searches the messages of `conversation`, or of every conversation when
+    /// it is nil, for those with every word of `query` (letters and digits;
+    /// case and diacritics ignored, whole words), and returns up to `limit`
+    /// (1 to 100) of them, newest first, in their current state: edited ones
+    /// by their new text, deleted ones and events never (docs/PROTOCOL.md,
+    /// "Search"). `after` is the `next` of the page before; nil for the
+    /// first. Blocks while the store is read. Throws `.invalidArgument` for a
+    /// query with no word or over 256 bytes or 16 words, a malformed
+    /// `conversation`, or a `limit` out of range.
+    public func search(_ query: String, in conversation: String? = nil, after: String? = nil, limit: UInt32 = 20) throws -> SearchResults {
+        let resultsJSON = try takeOwnedString { imbed_server_search(handle, conversation, query, after, limit, $0) }
+        return try SearchResults(json: resultsJSON)
+    }
+
+    /// The uploaded file `fileID` (the 64 hex digits of `UploadedFile.id`):
+    /// where its bytes are under `files.dir`, its size and its content type.
+    /// The host may read any file. Throws `.notFound` when there is no such
+    /// file, `.invalidArgument` when the configuration has no `files.dir`.
+    public func file(_ fileID: String) throws -> StoredFile {
+        let fileJSON = try takeOwnedString { imbed_server_file(handle, fileID, $0) }
+        return try JSONDecoder().decode(StoredFile.self, from: Data(fileJSON.utf8))
+    }
+
     /// Ends the push request `pushID` (from a `.push` event) once the push
     /// gateway's call ended: it is never offered again. `delivered` false,
     /// with the gateway's `reason`, is logged and counted in `/metrics`
