@@ -83,7 +83,8 @@ extension SearchResults {
                 DecodingError.Context(codingPath: [], debugDescription: "a search answer without results: \(json)"))
         }
         messagesJSON = try results.map { frame in
-            String(decoding: try JSONSerialization.data(withJSONObject: frame, options: [.withoutEscapingSlashes]), as: UTF8.self)
+            let frameData = try JSONSerialization.data(withJSONObject: frame, options: [.withoutEscapingSlashes])
+            return String(decoding: frameData, as: UTF8.self)
         }
         more = fields.more
         next = fields.next
