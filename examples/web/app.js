@@ -539,13 +539,19 @@ class ChatSession {
     const conversation = this.active;
     const message = conversation?.messages.get(seq);
     if (!message) return;
+    // Deleted (on another device, say) while it was being edited.
+    if (message.deleted === true) {
+      showNotice('That message was deleted.');
+      return;
+    }
     const body = message.body && typeof message.body === 'object' && !Array.isArray(message.body) ? { ...message.body, text } : { text };
     this.#sendEvent(conversation, { type: 'edit', seq, body });
   }
 
   deleteMessage(seq) {
     const conversation = this.active;
-    if (conversation?.messages.has(seq)) this.#sendEvent(conversation, { type: 'delete', seq });
+    const message = conversation?.messages.get(seq);
+    if (message && message.deleted !== true) this.#sendEvent(conversation, { type: 'delete', seq });
   }
 
   // Adds the user's reaction `emoji` to message `seq`, or takes it back.
@@ -553,7 +559,7 @@ class ChatSession {
     const conversation = this.active;
     const message = conversation?.messages.get(seq);
     const key = `${conversation?.id} ${seq} ${emoji}`;
-    if (!message || this.#reactionsInFlight.has(key)) return;
+    if (!message || message.deleted === true || this.#reactionsInFlight.has(key)) return;
     this.#reactionsInFlight.add(key);
     const type = hasReacted(message, emoji, this.me) ? 'unreact' : 'react';
     this.#sendEvent(conversation, { type, seq, emoji }).finally(() => this.#reactionsInFlight.delete(key));

@@ -123,7 +123,7 @@ describe('files', () => {
       assert.deepEqual({ width: image.width, height: image.height, alt: image.alt }, { width: 64, height: 48, alt: 'photo.png' });
     }
     await bob.locator('#conversation-list li[data-conv="dm:alice:bob"] .preview-text', { hasText: '📎 Look at this' }).waitFor();
-    await screenshot(bob, '22-photo');
+    await screenshot(bob, '23-photo');
 
     // After a reload, from history.
     await reloadPage(bob);
@@ -154,7 +154,7 @@ describe('files', () => {
     await failed.waitFor();
     assert.match(await failed.textContent(), /too large/);
     await alice.locator('#notice', { hasText: '“huge.bin” is too large' }).waitFor();
-    await screenshot(alice, '23-upload-too-large');
+    await screenshot(alice, '24-upload-too-large');
     await alice.getByRole('button', { name: 'Remove huge.bin' }).click();
     await alice.locator('#composer-files').waitFor({ state: 'hidden' });
 

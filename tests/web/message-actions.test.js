@@ -152,6 +152,10 @@ describe('replies, edits, deletes and reactions', () => {
 
   test('a reply carries reply_to and shows a quote of its target on every page', { timeout: STEP_TIMEOUT_MS }, async () => {
     const { alice, aliceToo, bob } = pages;
+    await messageRow(bob, question).hover();
+    // Past the bar's fade-in.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await screenshot(bob, '15-message-actions');
     await act(bob, question, 'Reply');
     await bob.locator('#composer-context', { hasText: 'Replying to alice' }).waitFor();
     await sendMessage(bob, ANSWER);
@@ -165,7 +169,7 @@ describe('replies, edits, deletes and reactions', () => {
     }
     assert.equal(await messageLocator(bob, ANSWER).locator('.quote-from').textContent(), 'alice');
     assert.equal(await messageLocator(alice, ANSWER).locator('.quote-from').textContent(), 'You');
-    await screenshot(bob, '15-reply');
+    await screenshot(bob, '16-reply');
   });
 
   test('an edit shows on the other device and on bob\'s page, marked edited, and after a reload', { timeout: STEP_TIMEOUT_MS }, async () => {
@@ -188,7 +192,7 @@ describe('replies, edits, deletes and reactions', () => {
     await reloadPage(aliceToo);
     await openConversation(aliceToo, DM);
     await converge([aliceToo], state);
-    await screenshot(bob, '16-edited');
+    await screenshot(bob, '17-edited');
   });
 
   test('reactions: chips with counts, one\'s own highlighted, the same on both devices and after a reload', { timeout: STEP_TIMEOUT_MS }, async () => {
@@ -206,7 +210,7 @@ describe('replies, edits, deletes and reactions', () => {
     const expected = await converge([alice, aliceToo]);
     assert.deepEqual(expected.find((row) => row.seq === question).reactions, ['❤️ 1 (mine)', '👍 2 (mine)'], 'in code point order, whatever came first');
     assert.deepEqual(expected.find((row) => row.seq === question + 1).reactions, ['🎉 1']);
-    await screenshot(aliceToo, '17-reactions');
+    await screenshot(aliceToo, '18-reactions');
 
     // Taken back on one device: gone on the other.
     await chip(alice, question, '👍').click();
@@ -261,7 +265,7 @@ describe('replies, edits, deletes and reactions', () => {
     await reloadPage(aliceToo);
     await openConversation(aliceToo, DM);
     await converge([aliceToo], expected);
-    await screenshot(bob, '18-deleted');
+    await screenshot(bob, '19-deleted');
   });
 
   test('the host deletes any message (moderation): a tombstone on every page', { timeout: STEP_TIMEOUT_MS }, async () => {
@@ -295,7 +299,7 @@ describe('replies, edits, deletes and reactions', () => {
     const reply = messageLocator(alice, 'Back to the first');
     await reply.locator('.quote', { hasText: 'Message not loaded' }).waitFor();
     assert.equal(await messageRow(alice, 1).count(), 0, 'the newest page does not reach seq 1');
-    await screenshot(alice, '19-reply-to-a-message-not-loaded');
+    await screenshot(alice, '20-reply-to-a-message-not-loaded');
     await reply.locator('.quote').click();
     const first = messageRow(alice, 1);
     await first.locator('.message-body', { hasText: 'The first of many' }).waitFor();

@@ -95,7 +95,7 @@ describe('search', () => {
     assert.equal(await results(alice).first().getAttribute('data-conv'), 'dm:alice:bob');
     assert.equal(await results(alice).first().locator('mark').textContent(), 'zebra', 'the word found is marked');
     assert.equal(await alice.locator('#conversation-list').isVisible(), false, 'the results take the list\'s place');
-    await screenshot(alice, '20-search');
+    await screenshot(alice, '21-search');
 
     // A word nobody wrote.
     await search(alice, 'okapi');
@@ -144,7 +144,7 @@ describe('search', () => {
     const found = messageLocator(alice, 'giraffe number 1');
     await found.waitFor();
     assert.ok(await inView(found), 'the message is scrolled into view');
-    await screenshot(alice, '21-search-result-opened');
+    await screenshot(alice, '22-search-result-opened');
 
     // And one in another conversation.
     await search(alice, 'zebra');
