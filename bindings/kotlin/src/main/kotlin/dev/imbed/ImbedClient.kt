@@ -99,7 +99,7 @@ public class ImbedClient(configJson: String, logger: ImbedLogger? = null) : Auto
      * Uploads the file at [path] to the client's server (`POST /files` on the WebSocket's host and
      * port, with the client's token and TLS trust) and returns what the server took. A message then
      * refers to it by [UploadedFile.id] in its body's `files`, such as
-     * `request("""{"type":"send","to":"bob","body":{"text":"the plan","files":["${'$'}{file.id}"]}}""")`.
+     * `request("""{"type":"send","to":"bob","body":{"text":"the plan","files":["${file.id}"]}}""")`.
      *
      * [contentType] (such as `text/plain`) is a hint the server uses only when the bytes do not say
      * what they are. Blocks until the server answers, so call it off the main thread (for example
