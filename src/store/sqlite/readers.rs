@@ -142,25 +142,35 @@ impl Readers {
         let Some(below) = after.map_or(Some(i64::MAX), |a| a.parse::<i64>().ok()) else {
             return Ok(SearchPage::default());
         };
-        // Each word a quoted FTS5 string: whatever it holds is a word to
-        // find, never query syntax.
-        let query = words
-            .iter()
-            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(" ");
+        // Each word a quoted FTS5 string, so whatever it holds is a word to
+        // find, never query syntax; only in the text column.
+        let quoted = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+        let words = words.iter().map(|w| quoted(w)).collect::<Vec<_>>().join(" ");
+        let mut query = format!("text : ({words})");
+        // `+m.conv`: the index narrows the rows; the messages table only confirms.
         let (filter, named) = match scope {
             SearchScope::User(user) => (
-                "m.conv IN (SELECT conv FROM user_conversations WHERE user = ?4
-                            UNION SELECT 'g:' || grp FROM group_members WHERE user = ?4)",
+                "+m.conv IN (SELECT conv FROM user_conversations WHERE user = ?4
+                             UNION SELECT 'g:' || grp FROM group_members WHERE user = ?4)",
                 Some(user),
             ),
-            SearchScope::Conv(conv) => ("m.conv = ?4", Some(conv)),
+            SearchScope::Conv(conv) => {
+                // The conversation's tokens as a phrase; ids differing only
+                // in case share them, and `m.conv` tells those apart.
+                query.push_str(&format!(" AND conv : {}", quoted(conv)));
+                ("+m.conv = ?4", Some(conv))
+            }
             SearchScope::All => ("?4 IS NULL", None),
         };
+        // The index has a `conv` column too: the message's columns are named by table.
+        let columns = MESSAGE_COLUMNS
+            .split(", ")
+            .map(|c| format!("m.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         self.with(|conn| {
             let mut statement = conn.prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS}, m.rowid FROM message_text t JOIN messages m ON m.rowid = t.rowid
+                "SELECT {columns}, m.rowid FROM message_text t JOIN messages m ON m.rowid = t.rowid
                  WHERE message_text MATCH ?1 AND t.rowid < ?2 AND m.kind IS NULL AND m.deleted = 0 AND {filter}
                  ORDER BY t.rowid DESC LIMIT ?3"
             ))?;

@@ -84,7 +84,10 @@ const MIGRATIONS: &[&str] = &[
     // had; with `secure-delete` those words then leave the file itself, so
     // a deleted message's words do not linger in the index. Triggers keep
     // it in step with every insert, edit, delete and prune. A body's text is
-    // every string in it (json_tree), as `amend::searchable_text` says.
+    // every string in it (json_tree), as `amend::searchable_text` says. The
+    // conversation is indexed too, so a search in one conversation
+    // intersects its words with the conversation's instead of testing each
+    // of its messages against the words.
     "ALTER TABLE messages ADD COLUMN kind TEXT;
      ALTER TABLE messages ADD COLUMN target INTEGER;
      ALTER TABLE messages ADD COLUMN edited INTEGER;
@@ -92,28 +95,30 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE messages ADD COLUMN reactions TEXT;
      CREATE INDEX messages_events_by_target ON messages (conv, target) WHERE kind IS NOT NULL;
      CREATE VIRTUAL TABLE message_text USING fts5(
-        text, content = '', tokenize = 'unicode61 remove_diacritics 2'
+        text, conv, content = '', tokenize = 'unicode61 remove_diacritics 2'
      );
      INSERT INTO message_text (message_text, rank) VALUES ('secure-delete', 1);
-     INSERT INTO message_text (rowid, text)
-        SELECT rowid, (SELECT group_concat(value, ' ') FROM json_tree(messages.body) WHERE type = 'text')
+     INSERT INTO message_text (rowid, text, conv)
+        SELECT rowid, (SELECT group_concat(value, ' ') FROM json_tree(messages.body) WHERE type = 'text'), conv
         FROM messages;
      CREATE TRIGGER message_indexed AFTER INSERT ON messages WHEN new.kind IS NULL BEGIN
-        INSERT INTO message_text (rowid, text)
-        VALUES (new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text'));
+        INSERT INTO message_text (rowid, text, conv)
+        VALUES (new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text'), new.conv);
      END;
      CREATE TRIGGER message_reindexed AFTER UPDATE OF body ON messages
      WHEN new.kind IS NULL AND old.body IS NOT new.body BEGIN
-        INSERT INTO message_text (message_text, rowid, text)
-        SELECT 'delete', old.rowid, (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text')
+        INSERT INTO message_text (message_text, rowid, text, conv)
+        SELECT 'delete', old.rowid,
+            (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text'), old.conv
         WHERE old.deleted = 0;
-        INSERT INTO message_text (rowid, text)
-        SELECT new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text')
+        INSERT INTO message_text (rowid, text, conv)
+        SELECT new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text'), new.conv
         WHERE new.deleted = 0;
      END;
      CREATE TRIGGER message_unindexed AFTER DELETE ON messages WHEN old.kind IS NULL AND old.deleted = 0 BEGIN
-        INSERT INTO message_text (message_text, rowid, text)
-        VALUES ('delete', old.rowid, (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text'));
+        INSERT INTO message_text (message_text, rowid, text, conv)
+        VALUES ('delete', old.rowid,
+            (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text'), old.conv);
      END;
      CREATE TABLE files (
         file_id TEXT PRIMARY KEY NOT NULL,
