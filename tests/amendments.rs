@@ -461,3 +461,21 @@ async fn files_live_while_referred_to_and_within_quota() {
         t.server.stop().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_delete_in_a_direct_conversation_reaches_both_members() {
+    let t = start(json!({}));
+    let mut alice = connect(&t.url, "alice").await;
+    let mut bob = connect(&t.url, "bob").await;
+    alice.send_to("bob", "m1", json!("hi")).await;
+    assert_eq!(bob.recv().await["seq"], 1);
+    let deleted = t.server.delete("moderator", "dm:alice:bob", 1).unwrap();
+    for member in [&mut alice, &mut bob] {
+        let frame = member.recv().await;
+        assert_eq!(
+            (frame["kind"].as_str(), frame["seq"].as_u64()),
+            (Some("delete"), Some(deleted.seq))
+        );
+    }
+    t.server.stop().unwrap();
+}

@@ -71,7 +71,10 @@ pub unsafe extern "C" fn imbed_server_search(
         let out = unsafe { out_ptr(json_out, "json_out") }?;
         let found = server.search(conv, query, after, limit as usize)?;
         let results = msg_list(&found.messages, usize::MAX);
-        let json = serde_json::json!({ "results": results, "more": found.next.is_some(), "next": found.next });
+        let mut json = serde_json::json!({ "results": results, "more": found.next.is_some() });
+        if let Some(next) = found.next {
+            json["next"] = next.into();
+        }
         *out = owned_c_string(json.to_string())?;
         Ok(())
     })

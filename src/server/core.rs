@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
 use crate::host::gate::CallbackGate;
+use crate::protocol::Conversation;
 use crate::router::{Groups, Presence, Router};
 use crate::store::amend::Refused;
 use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
@@ -185,10 +186,12 @@ impl Core {
                     let m = &stored.message;
                     let position = Some((m.conv.as_str(), stored.seq));
                     let mut delivered = 0;
-                    if let Some(to) = &m.to {
-                        delivered += core.router.deliver(to, &frame, position, sender_session);
-                        if *to != *m.from {
-                            delivered += core.router.deliver(&m.from, &frame, position, sender_session);
+                    // The conversation's two members, not sender and recipient: a
+                    // host's delete is sent by neither.
+                    if let Some(Conversation::Direct(a, b)) = m.to.as_ref().and(Conversation::parse(&m.conv)) {
+                        delivered += core.router.deliver(a, &frame, position, sender_session);
+                        if a != b {
+                            delivered += core.router.deliver(b, &frame, position, sender_session);
                         }
                     } else if let Some(group) = m.group.as_deref().and_then(|g| core.groups.get(g)) {
                         for member in group.members.iter() {
