@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use imbed::internals::{ack_frame, msg_frame};
-use imbed::{NewMessage, StoredMessage};
+use imbed::{MessageKind, MessageState, NewMessage, StoredMessage};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -22,8 +22,13 @@ fn stored_message() -> StoredMessage {
             client_id: "123456".into(),
             body: RawValue::from_string(body).unwrap(),
             ts: 1_700_000_000_123,
+            kind: MessageKind::Message,
+            target: None,
+            files: Vec::new(),
+            by_host: false,
         },
         seq: 48_211,
+        state: MessageState::default(),
     }
 }
 
