@@ -1,6 +1,6 @@
 //! Search over a large SQLite store (docs/BENCHMARKS.md, "Search"): builds
-//! a database of `--messages` messages (1 million by default) through the
-//! engine's own schema and triggers, then times searches through the host
+//! a database of `--messages` messages (1 million by default) in the
+//! engine's own schema, indexed as its writer indexes them, then times searches through the host
 //! call (every conversation, one conversation) and through a user's
 //! `search` frame on a real socket.
 //!
@@ -54,6 +54,13 @@ fn build(path: &str, args: &Args) -> Duration {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .unwrap();
+        // As the store's writer does: the message, then its words.
+        let mut index = tx
+            .prepare(
+                "INSERT INTO message_text (rowid, text, conv)
+                 VALUES (last_insert_rowid(), imbed_search_text(?1), ?2)",
+            )
+            .unwrap();
         let mut seqs = vec![0u64; args.conversations as usize];
         for n in 0..args.messages {
             let c = rng.u64(..args.conversations) as usize;
@@ -79,6 +86,7 @@ fn build(path: &str, args: &Args) -> Duration {
                     1_700_000_000_000 + n as i64
                 ])
                 .unwrap();
+            index.execute(params![body, format!("dm:{from}:{to}")]).unwrap();
         }
         let mut convs = tx
             .prepare("INSERT INTO conversations (conv, last_seq) VALUES (?1, ?2)")

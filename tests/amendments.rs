@@ -479,3 +479,33 @@ async fn a_host_delete_in_a_direct_conversation_reaches_both_members() {
     }
     t.server.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_lets_go_of_the_files_of_the_messages_it_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in stores(&dir) {
+        let files = tempfile::tempdir().unwrap();
+        let mut config = json!({
+            "files": {"dir": files.path(), "unreferenced_ms": 300},
+            "store": {"retention": {"max_messages_per_conversation": 1}}
+        });
+        config["store"]["path"] = store["store"]["path"].clone();
+        let t = start(config);
+        let client = uploader(&t, "alice");
+        let photo = upload(&client, &dir, "photo.gif", b"GIF89a-retained").unwrap();
+        let id = photo["id"].as_str().unwrap().to_owned();
+        let mut alice = connect(&t.url, "alice").await;
+        assert_eq!(alice.send_to("bob", "p", json!({"files": [id]})).await["type"], "ack");
+        let path = t.server.file(&id).unwrap().path;
+        // Still referred to, older than unreferenced_ms: it stays.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(path.exists());
+        // The next message pushes it out of the conversation's one kept message.
+        alice.send_to("bob", "q", json!("next")).await;
+        wait_until("the file of a message retention removed is collected", || {
+            !path.exists()
+        });
+        client.stop().unwrap();
+        t.server.stop().unwrap();
+    }
+}

@@ -1,5 +1,5 @@
 //! The ceiling for the durable scenario: a bare rusqlite loop that writes
-//! the rows imbed writes, in batches of one transaction each, in WAL mode
+//! the rows imbed writes (each message and its words in the search index), in batches of one transaction each, in WAL mode
 //! with `synchronous=FULL`: one message row per message, and per batch the
 //! last seq of each conversation it touched. No network, no lookups: what
 //! this disk and SQLite can commit at best.
@@ -66,6 +66,12 @@ pub fn run(o: Options) -> serde_json::Value {
                 body,
                 0
             ])
+            .unwrap();
+            conn.prepare_cached(
+                "INSERT INTO message_text (rowid, text, conv) VALUES (last_insert_rowid(), imbed_search_text(?1), ?2)",
+            )
+            .unwrap()
+            .execute(params![body, format!("dm:u{c}:v{c}")])
             .unwrap();
         }
         for (c, seq) in last_seqs.iter().enumerate() {

@@ -5,6 +5,10 @@
 //! is refused instead of being written into.
 
 use rusqlite::Connection;
+use rusqlite::functions::FunctionFlags;
+use serde_json::value::RawValue;
+
+use crate::store::amend::searchable_text;
 
 use crate::store::StoreError;
 
@@ -82,9 +86,11 @@ const MIGRATIONS: &[&str] = &[
     // refer to them. The index is contentless (the text is in `messages`
     // already), so a row leaves it by a 'delete' that names the words it
     // had; with `secure-delete` those words then leave the file itself, so
-    // a deleted message's words do not linger in the index. Triggers keep
-    // it in step with every insert, edit, delete and prune. A body's text is
-    // every string in it (json_tree), as `amend::searchable_text` says. The
+    // a deleted message's words do not linger in the index. The writer
+    // indexes each new message itself (a trigger's insert into the index
+    // costs three times as much); triggers keep it in step with edits,
+    // deletes and prunes. A body's text is `imbed_search_text` of it
+    // ([`register_functions`]), the same words the in-memory store finds. The
     // conversation is indexed too, so a search in one conversation
     // intersects its words with the conversation's instead of testing each
     // of its messages against the words.
@@ -99,26 +105,17 @@ const MIGRATIONS: &[&str] = &[
      );
      INSERT INTO message_text (message_text, rank) VALUES ('secure-delete', 1);
      INSERT INTO message_text (rowid, text, conv)
-        SELECT rowid, (SELECT group_concat(value, ' ') FROM json_tree(messages.body) WHERE type = 'text'), conv
-        FROM messages;
-     CREATE TRIGGER message_indexed AFTER INSERT ON messages WHEN new.kind IS NULL BEGIN
-        INSERT INTO message_text (rowid, text, conv)
-        VALUES (new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text'), new.conv);
-     END;
+        SELECT rowid, imbed_search_text(body), conv FROM messages;
      CREATE TRIGGER message_reindexed AFTER UPDATE OF body ON messages
      WHEN new.kind IS NULL AND old.body IS NOT new.body BEGIN
         INSERT INTO message_text (message_text, rowid, text, conv)
-        SELECT 'delete', old.rowid,
-            (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text'), old.conv
-        WHERE old.deleted = 0;
+        SELECT 'delete', old.rowid, imbed_search_text(old.body), old.conv WHERE old.deleted = 0;
         INSERT INTO message_text (rowid, text, conv)
-        SELECT new.rowid, (SELECT group_concat(value, ' ') FROM json_tree(new.body) WHERE type = 'text'), new.conv
-        WHERE new.deleted = 0;
+        SELECT new.rowid, imbed_search_text(new.body), new.conv WHERE new.deleted = 0;
      END;
      CREATE TRIGGER message_unindexed AFTER DELETE ON messages WHEN old.kind IS NULL AND old.deleted = 0 BEGIN
         INSERT INTO message_text (message_text, rowid, text, conv)
-        VALUES ('delete', old.rowid,
-            (SELECT group_concat(value, ' ') FROM json_tree(old.body) WHERE type = 'text'), old.conv);
+        VALUES ('delete', old.rowid, imbed_search_text(old.body), old.conv);
      END;
      CREATE TABLE files (
         file_id TEXT PRIMARY KEY NOT NULL,
@@ -144,6 +141,21 @@ const MIGRATIONS: &[&str] = &[
      END;",
 ];
 
+/// Adds to `conn` the SQL functions the schema's triggers call:
+/// `imbed_search_text(body)`, a message body's searchable text
+/// ([`searchable_text`]). Every connection that writes messages needs them.
+pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "imbed_search_text",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let body: String = ctx.get(0)?;
+            Ok(RawValue::from_string(body).map_or_else(|_| String::new(), |body| searchable_text(&body)))
+        },
+    )
+}
+
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -151,6 +163,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// newer or not imbed's.
 pub(crate) fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     let failed = |e: rusqlite::Error| StoreError(format!("{path}: {e}"));
+    register_functions(conn).map_err(failed)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(failed)?;

@@ -16,10 +16,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{amending, files, notices};
 use crate::protocol::now_ms;
-use crate::store::amend::{Refused, Rules};
+use crate::store::amend::{Refused, Rules, searchable_text};
 use crate::store::{
-    AppendDone, Appended, CollectedDone, CommitObserver, FileRecord, FoundDone, NewMessage, Placement, PushRequest,
-    PushesDone, ReadDone, ReadMark, Retention, StoreError, StoredMessage, WriteDone,
+    AppendDone, Appended, CollectedDone, CommitObserver, FileRecord, FoundDone, MessageKind, NewMessage, Placement,
+    PushRequest, PushesDone, ReadDone, ReadMark, Retention, StoreError, StoredMessage, WriteDone,
 };
 
 /// The most jobs one transaction takes.
@@ -406,6 +406,10 @@ fn append(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage, rules: &Rules
         return Ok(Outcome::Duplicate(original));
     }
     known.last_seqs.insert(m.conv.clone(), seq);
+    if m.kind == MessageKind::Message {
+        tx.prepare_cached("INSERT INTO message_text (rowid, text, conv) VALUES (last_insert_rowid(), ?1, ?2)")?
+            .execute(params![searchable_text(&m.body), m.conv])?;
+    }
     remember_members(tx, known, m)?;
     if let Some(amended) = amended {
         amending::amend(tx, &m.conv, m.kind, &amended)?;
