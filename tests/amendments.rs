@@ -509,3 +509,21 @@ async fn retention_lets_go_of_the_files_of_the_messages_it_removes() {
         t.server.stop().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badge_counts_messages_not_reactions_edits_or_deletes() {
+    let t = start(json!({"push": {"enabled": true}}));
+    let mut alice = connect(&t.url, "alice").await;
+    let conv = "dm:alice:bob";
+    for id in ["m1", "m2", "m3"] {
+        alice.send_to("bob", id, json!(id)).await;
+    }
+    event(&mut alice, "react", "r", conv, 1, json!({"emoji": "👍"})).await;
+    event(&mut alice, "edit", "e", conv, 1, json!({"body": "m1!"})).await;
+    event(&mut alice, "delete", "d", conv, 2, json!({})).await;
+    alice.send_to("bob", "m4", json!("m4")).await;
+    // Bob has m1, m3 and m4 unread; the events and the deleted m2 are not news.
+    let push = t.host.wait_for(|e| e["event"] == "push" && e["seq"] == 7);
+    assert_eq!(push["unread"], 3, "{push}");
+    t.server.stop().unwrap();
+}

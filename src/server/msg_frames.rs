@@ -36,23 +36,20 @@ pub(crate) fn msg_frame(stored: &StoredMessage) -> String {
 /// The newest one is there even when it alone is over the budget, so that
 /// paging always moves.
 pub(crate) fn msg_array(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
-    let mut frames: Vec<String> = Vec::new();
-    let mut used = 2;
-    for message in messages.iter().rev() {
-        let frame = msg_frame(message);
-        if used + frame.len() + 1 > budget && !frames.is_empty() {
-            break;
-        }
-        used += frame.len() + 1;
-        frames.push(frame);
-    }
+    let mut frames = frames_within(messages.iter().rev(), budget);
     frames.reverse();
-    RawValue::from_string(format!("[{}]", frames.join(","))).expect("msg frames are JSON")
+    json_array(&frames)
 }
 
 /// A JSON array of the `msg` frames of `messages`, in their order, while
 /// they fit in `budget` bytes; the first is there even when it alone is over.
 pub(crate) fn msg_list(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
+    json_array(&frames_within(messages.iter(), budget))
+}
+
+/// The `msg` frames of `messages`, in the order given, while they fit in
+/// `budget` bytes as elements of a JSON array; always the first.
+fn frames_within<'m>(messages: impl Iterator<Item = &'m Arc<StoredMessage>>, budget: usize) -> Vec<String> {
     let mut frames: Vec<String> = Vec::new();
     let mut used = 2;
     for message in messages {
@@ -63,5 +60,9 @@ pub(crate) fn msg_list(messages: &[Arc<StoredMessage>], budget: usize) -> Box<Ra
         used += frame.len() + 1;
         frames.push(frame);
     }
+    frames
+}
+
+fn json_array(frames: &[String]) -> Box<RawValue> {
     RawValue::from_string(format!("[{}]", frames.join(","))).expect("msg frames are JSON")
 }

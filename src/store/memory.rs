@@ -406,6 +406,7 @@ impl Store for MemoryStore {
                     .kept
                     .iter()
                     .filter(|m| m.seq > cursor && *m.message.from != *user)
+                    .filter(|m| m.message.kind == MessageKind::Message && !m.state.deleted)
                     .count() as u64;
             }
             if unread >= UNREAD_CAP {

@@ -407,7 +407,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn read_positions(&self, conv: &str) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// How many messages of others above `user`'s read cursors, over all
-    /// its conversations, counting up to [`UNREAD_CAP`]. Blocking.
+    /// its conversations, counting up to [`UNREAD_CAP`]; events and deleted
+    /// messages do not count. Blocking.
     fn unread(&self, user: &str) -> Result<u64, StoreError>;
 
     /// Up to `limit` push requests not done and not offered since

@@ -138,7 +138,7 @@ pub(super) fn unread(conn: &Connection, user: &str) -> rusqlite::Result<u64> {
             ) mine
             JOIN messages m ON m.conv = mine.conv
             LEFT JOIN read_cursors r ON r.user = ?1 AND r.conv = mine.conv
-            WHERE m.seq > coalesce(r.seq, 0) AND m.sender != ?1
+            WHERE m.seq > coalesce(r.seq, 0) AND m.sender != ?1 AND m.kind IS NULL AND m.deleted = 0
             LIMIT ?2)",
     )?
     .query_row(params![user, UNREAD_CAP as i64], |r| r.get::<_, i64>(0))
