@@ -506,3 +506,36 @@ async fn a_member_that_stops_reading_is_cut_off_and_delays_nobody() {
         .wait_for(|e| e["event"] == "disconnected" && e["user"] == "stalled");
     assert_eq!(event["reason"], "slow reader");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_above_the_announced_size_tells_only_the_joiner() {
+    let t = start(json!({"groups": {"announce_max_size": 2}}));
+    let mut ann = connect(&t.url, "ann").await;
+    join(&mut ann, "big").await;
+    let mut bob = connect(&t.url, "bob").await;
+    join(&mut bob, "big").await;
+    // Two members: still announced.
+    assert_eq!(ann.recv().await["user"], "bob");
+    let mut carol = connect(&t.url, "carol").await;
+    let mut carol_phone = connect(&t.url, "carol").await;
+    join(&mut carol, "big").await;
+    // Three: only carol's other session hears of it; the others ask.
+    assert_eq!(
+        carol_phone.recv().await,
+        json!({"type": "member", "group": "big", "user": "carol", "joined": true})
+    );
+    ann.assert_quiet().await;
+    bob.assert_quiet().await;
+    let members = ann.request(json!({"type": "members", "id": "m", "group": "big"})).await;
+    assert_eq!(members["members"], json!(["ann", "bob", "carol"]));
+    // Leaving from three to two is announced again.
+    let left = carol.request(json!({"type": "leave", "id": "l", "group": "big"})).await;
+    assert_eq!(left["type"], "ok");
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "member", "group": "big", "user": "carol", "joined": false})
+    );
+    t.host
+        .wait_for(|e| e == &json!({"event": "member", "group": "big", "user": "carol", "joined": true}));
+    t.server.stop().unwrap();
+}

@@ -44,8 +44,28 @@ pub struct Config {
     pub receipts: ReceiptsConfig,
     /// What may be done to a message after it is sent.
     pub messages: MessagesConfig,
+    /// How groups tell their members of changes.
+    pub groups: GroupsConfig,
     /// Uploads and downloads of files beside the WebSocket.
     pub files: FilesConfig,
+}
+
+/// How groups tell their members of changes (`groups`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupsConfig {
+    /// Groups up to this many members (counted after the change) announce
+    /// each join and leave to every member; in larger ones only the user's
+    /// own sessions get the `member` frame, and members ask with `members`.
+    pub announce_max_size: usize,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            announce_max_size: 1000,
+        }
+    }
 }
 
 /// What may be done to a message after it is sent (`messages`).
@@ -231,6 +251,7 @@ impl Default for Config {
             push: PushConfig::default(),
             receipts: ReceiptsConfig::default(),
             messages: MessagesConfig::default(),
+            groups: GroupsConfig::default(),
             files: FilesConfig::default(),
         }
     }

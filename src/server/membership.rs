@@ -96,7 +96,10 @@ impl Core {
     }
 
     /// Tells the members (after the change), the user who left, and the
-    /// host; the session that asked gets its reply instead.
+    /// host; the session that asked gets its reply instead. In a group of
+    /// more than `groups.announce_max_size` members only the user's own
+    /// sessions are told: announcing every join to every member would make
+    /// filling a group cost the square of its size.
     fn announce(&self, group: &str, user: &str, joined: bool, actor: Actor) {
         let frame = Utf8Bytes::from(ServerFrame::Member { group, user, joined }.encode());
         let except = match actor {
@@ -104,10 +107,13 @@ impl Core {
             Actor::Host => None,
         };
         let members = self.groups.get(group).map(|g| g.members).unwrap_or_default();
-        for member in members.iter() {
-            self.router.deliver(member, &frame, None, except);
+        let everyone = members.len() <= self.config.groups.announce_max_size;
+        if everyone {
+            for member in members.iter() {
+                self.router.deliver(member, &frame, None, except);
+            }
         }
-        if !joined {
+        if !joined || !everyone {
             self.router.deliver(user, &frame, None, except);
         }
         self.events.post(Event::Member {
