@@ -62,8 +62,8 @@ impl Conversation {
     }
 
     /// Applies what an event made of its target; for a delete, erases the
-    /// target's earlier events too (edits' bodies, reactions' emojis). The seqs whose file references go, and the
-    /// change in bytes kept.
+    /// target's earlier events too (edits' bodies, reactions' emojis).
+    /// Returns the seqs whose file references go, and the change in bytes kept.
     fn amend(&mut self, kind: MessageKind, amended: amend::Amended) -> (Vec<u64>, isize) {
         let Some((index, target)) = self.find(amended.seq).map(|(index, m)| (index, m.clone())) else {
             return (Vec::new(), 0);
@@ -229,11 +229,6 @@ impl MemoryStore {
         self.shard(&self.users, user).get(user).cloned().unwrap_or_default()
     }
 
-    /// The conversations of `user`, for the files it may see.
-    fn file_scope(&self, user: &str) -> BTreeSet<String> {
-        self.conversations_of(user)
-    }
-
     /// Every conversation's name.
     fn all_conversations(&self) -> BTreeSet<String> {
         self.conversations
@@ -269,7 +264,7 @@ impl Store for MemoryStore {
             return done(Ok(Appended::Duplicate(placement)));
         }
         if !message.files.is_empty() && !message.by_host {
-            let scope = self.file_scope(&message.from);
+            let scope = self.conversations_of(&message.from);
             if let Some(missing) = self.files.first_unknown(&message.from, &scope, &message.files) {
                 drop(keys);
                 return done(Ok(Appended::Refused(Refused::NotFound(format!(
@@ -497,7 +492,7 @@ impl Store for MemoryStore {
     }
 
     fn file(&self, file_id: &str, reader: Option<&str>) -> Result<Option<FileRecord>, StoreError> {
-        let scope = reader.map(|user| (user, self.file_scope(user)));
+        let scope = reader.map(|user| (user, self.conversations_of(user)));
         Ok(self
             .files
             .file(file_id, scope.as_ref().map(|(user, convs)| (*user, convs))))
@@ -893,5 +888,54 @@ mod tests {
         // Two keys kept: c3 and c4.
         assert!(matches!(append(&store, message("a", "c4", 0)), Appended::Duplicate(p) if p.seq == 5));
         assert!(matches!(append(&store, message("a", "c0", 0)), Appended::New(m) if m.seq == 6));
+    }
+
+    #[test]
+    fn collecting_files_while_messages_refer_to_them_never_deadlocks() {
+        let store = Arc::new(MemoryStore::new());
+        let file_id = "f".repeat(64);
+        let file = FileRecord {
+            file_id: file_id.clone(),
+            size: 1,
+            content_type: "image/png".into(),
+        };
+        let (saved, done) = channel();
+        store.save_upload("a".into(), file, u64::MAX, 0, Box::new(move |r| saved.send(r).unwrap()));
+        assert_eq!(done.recv().unwrap(), Ok(true));
+        let referring = move |n: usize| {
+            let mut m = message("a", &format!("c{n}"), 0);
+            m.files = vec![file_id.clone()];
+            m
+        };
+        for n in 0..2_000 {
+            append(&store, referring(n));
+        }
+        // Both sides for a while at once: each takes the other's lock while holding its own.
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        let (finished, all_done) = channel();
+        let appender = {
+            let (store, finished, referring) = (store.clone(), finished.clone(), referring.clone());
+            std::thread::spawn(move || {
+                let mut n = 2_000;
+                while std::time::Instant::now() < until {
+                    append(&store, referring(n));
+                    n += 1;
+                }
+                finished.send(()).unwrap();
+            })
+        };
+        let collector = std::thread::spawn(move || {
+            while std::time::Instant::now() < until {
+                store.collect_files(0, Box::new(|_| {}));
+            }
+            finished.send(()).unwrap();
+        });
+        for _ in 0..2 {
+            all_done
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("appends and collection went on without each other");
+        }
+        appender.join().unwrap();
+        collector.join().unwrap();
     }
 }

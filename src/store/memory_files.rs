@@ -116,11 +116,25 @@ impl MemoryFiles {
     }
 
     /// See [`super::Store::collect_files`]; `kept` says whether a message
-    /// is still there (retention may have dropped it).
+    /// is still there (retention may have dropped it). `kept` takes the
+    /// store's conversation locks, which appends hold while they take this
+    /// one: it is asked with this lock released.
     pub(super) fn collect(&self, uploaded_before: i64, kept: impl Fn(&str, u64) -> bool) -> Vec<String> {
+        let referred: Vec<(String, String, u64)> = self
+            .lock()
+            .refs
+            .iter()
+            .flat_map(|(file, refs)| refs.iter().map(|(conv, seq)| (file.clone(), conv.clone(), *seq)))
+            .collect();
+        let gone: Vec<_> = referred
+            .into_iter()
+            .filter(|(_, conv, seq)| !kept(conv, *seq))
+            .collect();
         let mut inner = self.lock();
-        for refs in inner.refs.values_mut() {
-            refs.retain(|(conv, seq)| kept(conv, *seq));
+        for (file, conv, seq) in gone {
+            if let Some(refs) = inner.refs.get_mut(&file) {
+                refs.remove(&(conv, seq));
+            }
         }
         inner.refs.retain(|_, refs| !refs.is_empty());
         let Inner { files, uploads, refs } = &mut *inner;
