@@ -363,22 +363,30 @@ async fn a_deleted_body_leaves_the_database_file() {
     )
     .await;
     event(&mut alice, "delete", "d", "dm:alice:bob", seq, json!({})).await;
-    t.server.stop().unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
-        bytes.extend(wal);
-    }
-    let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-    assert!(has("kept-marker-4711"), "the control is there");
-    for erased in [
+    let erased = [
         "gone-marker-0815",
         "edited-marker-99",
         "quokka",
         "wombat",
         "reaction-marker-7",
-    ] {
-        assert!(!has(erased), "{erased} is still in the file");
+    ];
+    let files_hold = |needle: &str| {
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+            bytes.extend(wal);
+        }
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    };
+    // While the server runs: the WAL is emptied soon after the delete.
+    wait_until("the deleted words leave the database and its WAL", || {
+        !erased.iter().any(|e| files_hold(e))
+    });
+    assert!(files_hold("kept-marker-4711"), "the control is there");
+    t.server.stop().unwrap();
+    for erased in erased {
+        assert!(!files_hold(erased), "{erased} is in the file after the stop");
     }
+    assert!(files_hold("kept-marker-4711"));
 }
 
 /// A client role of `user` against `t`, for uploads.

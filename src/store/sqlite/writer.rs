@@ -183,8 +183,10 @@ pub(crate) fn run(
     let mut known = Known::default();
     let mut last_prune = Instant::now();
     let mut last_wal_reset = Instant::now();
+    let mut erasing = false;
     loop {
-        let first = match jobs.recv_timeout(PRUNE_EVERY) {
+        let wait = if erasing { RESET_WAL_EVERY } else { PRUNE_EVERY };
+        let first = match jobs.recv_timeout(wait) {
             Ok(job) => Some(job),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
@@ -195,7 +197,15 @@ pub(crate) fn run(
             let started = Instant::now();
             let outcomes = commit_batch(&mut conn, &mut known, batch, &retention, &rules);
             commits(started.elapsed());
+            erasing |= outcomes.iter().any(|(job, outcome)| match (job, outcome) {
+                (Job::Append(m, ..), Ok(Outcome::New(_))) => m.kind == MessageKind::Delete,
+                _ => false,
+            });
             let _ = completed.send(outcomes);
+        }
+        if erasing && truncate_wal(&conn) {
+            erasing = false;
+            last_wal_reset = Instant::now();
         }
         // Until one completes: the checkpointer thread may hold the checkpoint lock.
         if last_wal_reset.elapsed() >= RESET_WAL_EVERY && finish_checkpoint(&conn) {
@@ -206,6 +216,17 @@ pub(crate) fn run(
             prune_by_age(&conn, &retention);
         }
     }
+}
+
+/// Checkpoints everything and empties the WAL file, so that the pages a
+/// delete overwrote leave it too (the database file's copies are zeroed by
+/// `secure_delete`). Never waits: when a reader or the checkpointer is in
+/// the way it fails, and the writer tries again a moment later.
+fn truncate_wal(conn: &Connection) -> bool {
+    let _ = conn.busy_timeout(Duration::ZERO);
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    matches!(result, Ok(0))
 }
 
 /// Completes a checkpoint from the writer, between transactions. The
