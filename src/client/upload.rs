@@ -49,19 +49,17 @@ pub(crate) fn upload(shared: &Shared, path: &Path, content_type: Option<&str>) -
 
 /// Tries each configured server in turn until one answers.
 async fn upload_anywhere(shared: &Shared, path: &Path, content_type: Option<&str>) -> Result<String, Error> {
-    {
-        let mut last = Error::Io("no server configured".into());
-        for server in shared.config.servers() {
-            match timeout(UPLOAD_TIMEOUT, upload_to(shared, server, path, content_type)).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                // The server answered: another one would answer the same.
-                Ok(Err(refused @ Error::InvalidArgument(_))) => return Err(refused),
-                Ok(Err(e)) => last = e,
-                Err(_) => last = Error::Io(format!("{server}: the upload timed out")),
-            }
+    let mut last = Error::Io("no server configured".into());
+    for server in shared.config.servers() {
+        match timeout(UPLOAD_TIMEOUT, upload_to(shared, server, path, content_type)).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            // The server answered: another one would answer the same.
+            Ok(Err(refused @ Error::InvalidArgument(_))) => return Err(refused),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = Error::Io(format!("{server}: the upload timed out")),
         }
-        Err(last)
     }
+    Err(last)
 }
 
 /// The `/files` URL beside a `ws://` or `wss://` server URL, and whether it is TLS.

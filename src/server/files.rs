@@ -129,7 +129,7 @@ impl FileShelf {
     }
 }
 
-/// Answers a request under `/files`, or `None` for any other path.
+/// Answers a request under `/files`; any other request comes back as the error.
 pub(crate) async fn respond(core: &Arc<Core>, request: Request<Incoming>) -> Result<Response<Body>, Request<Incoming>> {
     let path = request.uri().path();
     let id = match path.strip_prefix(FILES_PATH) {
@@ -238,7 +238,8 @@ async fn receive(
         .await
         .map_err(|_| Refusal::Status(StatusCode::REQUEST_TIMEOUT, "the upload stalled"))?
     {
-        let frame = frame.map_err(|e| Refusal::Io(std::io::Error::other(e)))?;
+        // The sender went away or broke HTTP: its problem, not the server's.
+        let frame = frame.map_err(|_| Refusal::Status(StatusCode::BAD_REQUEST, "the upload was cut off"))?;
         let Ok(data) = frame.into_data() else { continue };
         size += data.len() as u64;
         if size > limits.max_bytes {
