@@ -535,3 +535,23 @@ async fn a_badge_counts_messages_not_reactions_edits_or_deletes() {
     assert_eq!(push["unread"], 3, "{push}");
     t.server.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_delete_makes_nobody_a_member_of_the_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in stores(&dir) {
+        let t = start(store);
+        let mut alice = connect(&t.url, "alice").await;
+        alice.send_to("bob", "m1", json!("private")).await;
+        t.server.delete("moderator", "dm:alice:bob", 1).unwrap();
+        let mut moderator = connect(&t.url, "moderator").await;
+        let listing = moderator.request(json!({"type": "conversations", "id": "c"})).await;
+        assert_eq!(listing["conversations"], json!([]), "{listing}");
+        // The delete event itself is not erased: live and replayed it is the same.
+        let history = alice
+            .request(json!({"type": "history", "id": "h", "conv": "dm:alice:bob"}))
+            .await;
+        assert!(history["messages"][1].get("deleted").is_none(), "{history}");
+        t.server.stop().unwrap();
+    }
+}

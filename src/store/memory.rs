@@ -74,7 +74,8 @@ impl Conversation {
             released.push(amended.seq);
             for index in index + 1..self.kept.len() {
                 let entry = self.kept[index].clone();
-                if entry.message.kind != MessageKind::Message && entry.message.target == Some(amended.seq) {
+                let erasable = !matches!(entry.message.kind, MessageKind::Message | MessageKind::Delete);
+                if erasable && entry.message.target == Some(amended.seq) {
                     released.push(entry.seq);
                     let erased = MessageState {
                         deleted: true,
@@ -283,8 +284,9 @@ impl Store for MemoryStore {
                 return done(Ok(Appended::Refused(why)));
             }
         };
-        // Group conversations belong to their members, not to whoever sent in them.
-        if let Some(to) = message.to.as_deref() {
+        // Group conversations belong to their members, not to whoever sent in
+        // them; an event makes nobody a member (a host's delete is sent by neither).
+        if let Some(to) = message.to.as_deref().filter(|_| message.kind == MessageKind::Message) {
             self.remember_conversation(&message.from, &message.conv);
             self.remember_conversation(to, &message.conv);
         }
@@ -302,12 +304,18 @@ impl Store for MemoryStore {
             state: MessageState::default(),
         });
         conversation.kept.push_back(stored.clone());
-        let mut added = footprint(&stored);
+        let mut grown = 0;
         if let Some(amended) = amended {
-            let (released, grown) = conversation.amend(kind, amended);
+            let (released, change) = conversation.amend(kind, amended);
             self.files.release(&stored.message.conv, &released);
-            added = added.saturating_add_signed(grown);
+            grown = change;
         }
+        // An edit or delete may shrink its target by more than the event takes.
+        let added = footprint(&stored);
+        match grown {
+            0.. => self.kept_bytes.fetch_add(grown.unsigned_abs(), Ordering::Relaxed),
+            _ => self.kept_bytes.fetch_sub(grown.unsigned_abs(), Ordering::Relaxed),
+        };
         self.files
             .refer(&stored.message.files, &stored.message.conv, stored.seq);
         let dropped = conversation.apply_retention(&self.retention, now);
@@ -937,5 +945,25 @@ mod tests {
         }
         appender.join().unwrap();
         collector.join().unwrap();
+    }
+
+    #[test]
+    fn a_delete_gives_back_the_bytes_of_its_target() {
+        let store = MemoryStore::new();
+        let mut big = message("a", "big", 5);
+        big.body = RawValue::from_string(format!("\"{}\"", "x".repeat(60_000))).unwrap();
+        append(&store, big);
+        let mut delete = message("a", "d", 5);
+        delete.kind = MessageKind::Delete;
+        delete.target = Some(1);
+        assert!(matches!(append(&store, delete), Appended::New(_)));
+        let kept: usize = store
+            .history("dm:a:b", None, 10, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|m| footprint(m))
+            .sum();
+        assert_eq!(store.kept_bytes.load(Ordering::Relaxed), kept);
+        assert!(kept < 1_000, "{kept}");
     }
 }

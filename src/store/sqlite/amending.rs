@@ -54,11 +54,12 @@ pub(super) fn amend(tx: &Transaction<'_>, conv: &str, kind: MessageKind, amended
     if kind == MessageKind::Delete {
         tx.prepare_cached(
             "DELETE FROM file_refs WHERE conv = ?1 AND (seq = ?2 OR seq IN (
-                SELECT seq FROM messages WHERE conv = ?1 AND target = ?2 AND kind IS NOT NULL))",
+                SELECT seq FROM messages WHERE conv = ?1 AND target = ?2 AND kind IN ('edit', 'react', 'unreact')))",
         )?
         .execute(params![conv, seq])?;
         tx.prepare_cached(
-            "UPDATE messages SET body = 'null', deleted = 1 WHERE conv = ?1 AND target = ?2 AND kind IS NOT NULL",
+            "UPDATE messages SET body = 'null', deleted = 1
+             WHERE conv = ?1 AND target = ?2 AND kind IN ('edit', 'react', 'unreact')",
         )?
         .execute(params![conv, seq])?;
     }

@@ -454,9 +454,11 @@ fn stored_placement(tx: &Transaction<'_>, m: &NewMessage) -> rusqlite::Result<Op
 
 /// Records that the sender and the recipient of a direct message belong to
 /// its conversation, the first time each pair is seen. (A group's
-/// conversation belongs to its members, in `group_members`.)
+/// conversation belongs to its members, in `group_members`.) An event makes
+/// nobody a member: its target's message did, and a host's delete is sent
+/// by neither of the two.
 fn remember_members(tx: &Transaction<'_>, known: &mut Known, m: &NewMessage) -> rusqlite::Result<()> {
-    let Some(to) = m.to.as_deref() else {
+    let Some(to) = m.to.as_deref().filter(|_| m.kind == MessageKind::Message) else {
         return Ok(());
     };
     for user in [&*m.from, to] {
