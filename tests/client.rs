@@ -132,6 +132,11 @@ fn offline_messages_arrive_by_sync_and_requests_get_replies() {
         carol.request(r#"{"type":"sync"}"#),
         Err(imbed::Error::InvalidArgument(_))
     ));
+    let long_id = format!(
+        r#"{{"type":"react","id":"{}","conv":"dm:carol:host","seq":1,"emoji":"x"}}"#,
+        "i".repeat(65)
+    );
+    assert!(matches!(carol.request(&long_id), Err(imbed::Error::InvalidArgument(_))));
     // A send through request goes through the outbox: refused by the server, it fails for good.
     let nowhere = carol.request(r#"{"type":"send","body":1}"#).unwrap();
     events.wait_until("send_failed of a request", |e| {

@@ -230,6 +230,13 @@ impl Client {
             return Err(Error::NotConnected);
         }
         let id = match frame.get("id").and_then(|id| id.as_str()) {
+            // The server would answer a bad id without it, and a queued frame
+            // would then never settle.
+            Some(id) if !crate::protocol::is_valid_request_id(id) => {
+                return Err(Error::InvalidArgument(
+                    "id must be a string of 1 to 64 characters".into(),
+                ));
+            }
             Some(id) => id.to_owned(),
             None if stored => format!(
                 "{}-{}",

@@ -83,7 +83,13 @@ async fn upload_to(shared: &Shared, server: &str, path: &Path, content_type: Opt
         .await
         .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
     let size = file.metadata().await.map_err(|e| failed(&e))?.len();
-    let host = url.host().unwrap_or_default().to_owned();
+    // An IPv6 literal comes with its brackets, which neither connect nor TLS takes.
+    let host = url
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let patience = Duration::from_millis(shared.config.dead_after_ms);
     let tcp = timeout(patience, TcpStream::connect((host.as_str(), port)))

@@ -8,6 +8,16 @@ use super::server::{SERVERS, imbed_server};
 use super::status::imbed_status;
 use crate::server::msg_frames::msg_list;
 
+/// What `imbed_server_search` writes: the messages exactly as stored, not
+/// parsed and written again.
+#[derive(serde::Serialize)]
+struct SearchAnswer<'a> {
+    results: &'a serde_json::value::RawValue,
+    more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'a str>,
+}
+
 /// Deletes message `seq` of the conversation `conv` for everyone, as `by`
 /// (any valid id the host chooses, such as "moderator"), whoever sent it;
 /// returns once stored. The deletion is an event of the conversation with a
@@ -70,12 +80,12 @@ pub unsafe extern "C" fn imbed_server_search(
         let after = unsafe { opt_arg_str(after, "after") }?;
         let out = unsafe { out_ptr(json_out, "json_out") }?;
         let found = server.search(conv, query, after, limit as usize)?;
-        let results = msg_list(&found.messages, usize::MAX);
-        let mut json = serde_json::json!({ "results": results, "more": found.next.is_some() });
-        if let Some(next) = found.next {
-            json["next"] = next.into();
-        }
-        *out = owned_c_string(json.to_string())?;
+        let page = SearchAnswer {
+            results: &msg_list(&found.messages, usize::MAX),
+            more: found.next.is_some(),
+            next: found.next.as_deref(),
+        };
+        *out = owned_c_string(serde_json::to_string(&page).expect("a search answer serializes"))?;
         Ok(())
     })
 }

@@ -65,8 +65,9 @@ pub(crate) fn is_file_id(id: &str) -> bool {
 /// The file ids a body refers to: its `files`, an array of ids or of
 /// objects with an `id`. A body without `files` refers to none.
 pub(crate) fn referenced(body: &RawValue) -> Result<Vec<String>, String> {
-    // Most bodies have no files: they are not parsed a second time.
-    if !body.get().contains("\"files\"") {
+    // Most bodies have no files: they are not parsed a second time. A key
+    // can be written with escapes (`fil\u0065s`), so those are parsed too.
+    if !body.get().contains("files") && !body.get().contains('\\') {
         return Ok(Vec::new());
     }
     let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(body.get()) else {
@@ -287,6 +288,12 @@ async fn receive(
         tokio::fs::create_dir_all(parent).await?;
     }
     tokio::fs::rename(tmp, &path).await?;
+    // The rename (and a new shard directory) must be on disk before the id is
+    // answered: a message may refer to it the moment it is.
+    if let Some(parent) = path.parent() {
+        tokio::fs::File::open(parent).await?.sync_all().await?;
+        tokio::fs::File::open(&shelf.dir).await?.sync_all().await?;
+    }
     Ok(record)
 }
 
@@ -402,6 +409,10 @@ mod tests {
             Ok(vec![ID.to_owned()])
         );
         assert_eq!(referenced(&raw(r#"{"text":"files"}"#)), Ok(vec![]));
+        assert_eq!(
+            referenced(&raw(&format!(r#"{{"fil\u0065s":["{ID}"]}}"#))),
+            Ok(vec![ID.to_owned()])
+        );
         assert_eq!(referenced(&raw(r#""files""#)), Ok(vec![]));
         assert!(referenced(&raw(r#"{"files":"x"}"#)).is_err());
         assert!(referenced(&raw(r#"{"files":["ABC"]}"#)).is_err());
