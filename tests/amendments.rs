@@ -555,3 +555,32 @@ async fn a_host_delete_makes_nobody_a_member_of_the_conversation() {
         t.server.stop().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_carries_at_most_its_reactions() {
+    let t = start(json!({"messages": {"max_reactions_per_message": 3}}));
+    t.server.create_group("g", false).unwrap();
+    let mut users = Vec::new();
+    for name in ["u1", "u2", "u3", "u4"] {
+        t.server.add_member("g", name).unwrap();
+        users.push(connect(&t.url, name).await);
+    }
+    let sent = json!({"type": "send", "id": "m", "group": "g", "body": "react to me"});
+    assert_eq!(users[0].request(sent).await["seq"], 1);
+    for (n, user) in users.iter_mut().enumerate().take(3) {
+        let ack = event(user, "react", &format!("r{n}"), "g:g", 1, json!({"emoji": "👍"})).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let fourth = event(&mut users[3], "react", "r3", "g:g", 1, json!({"emoji": "👍"})).await;
+    assert_eq!(code(&fourth), "bad_request");
+    // One taken back makes room again.
+    assert_eq!(
+        event(&mut users[0], "unreact", "u", "g:g", 1, json!({"emoji": "👍"})).await["type"],
+        "ack"
+    );
+    assert_eq!(
+        event(&mut users[3], "react", "r4", "g:g", 1, json!({"emoji": "👍"})).await["type"],
+        "ack"
+    );
+    t.server.stop().unwrap();
+}

@@ -76,6 +76,9 @@ pub struct MessagesConfig {
     pub edit_window_ms: u64,
     /// The most different emojis one user puts on one message.
     pub max_reactions_per_user: usize,
+    /// The most reactions (one user's one emoji each) one message carries,
+    /// so that its frame stays well within a reply's budget.
+    pub max_reactions_per_message: usize,
 }
 
 impl Default for MessagesConfig {
@@ -83,6 +86,7 @@ impl Default for MessagesConfig {
         MessagesConfig {
             edit_window_ms: 24 * 60 * 60 * 1000,
             max_reactions_per_user: 20,
+            max_reactions_per_message: 1000,
         }
     }
 }
@@ -355,6 +359,10 @@ impl Config {
             (
                 "messages.max_reactions_per_user",
                 self.messages.max_reactions_per_user as u64,
+            ),
+            (
+                "messages.max_reactions_per_message",
+                self.messages.max_reactions_per_message as u64,
             ),
             ("files.max_bytes", self.files.max_bytes),
             ("files.quota_bytes", self.files.quota_bytes),

@@ -72,6 +72,8 @@ pub(crate) struct Rules {
     pub(crate) edit_window_ms: i64,
     /// The most different emojis one user puts on one message.
     pub(crate) max_reactions_per_user: usize,
+    /// The most reactions (a user and an emoji each) one message carries.
+    pub(crate) max_reactions_per_message: usize,
 }
 
 impl From<&crate::config::MessagesConfig> for Rules {
@@ -79,6 +81,7 @@ impl From<&crate::config::MessagesConfig> for Rules {
         Rules {
             edit_window_ms: config.edit_window_ms.min(i64::MAX as u64) as i64,
             max_reactions_per_user: config.max_reactions_per_user,
+            max_reactions_per_message: config.max_reactions_per_message,
         }
     }
 }
@@ -166,6 +169,13 @@ pub(crate) fn apply(
             if entry.kind == MessageKind::React {
                 if state.reactions.get(&emoji).is_some_and(|users| users.contains(user)) {
                     return Err(Refused::Invalid(format!("already reacted with {emoji}")));
+                }
+                let all: usize = state.reactions.values().map(|users| users.len()).sum();
+                if all >= rules.max_reactions_per_message {
+                    return Err(Refused::Invalid(format!(
+                        "message {seq} has the most reactions a message may have ({})",
+                        rules.max_reactions_per_message
+                    )));
                 }
                 let mine = state.reactions.values().filter(|users| users.contains(user)).count();
                 if mine >= rules.max_reactions_per_user {

@@ -87,13 +87,16 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// About how many bytes the message takes: its body and its names.
-    /// Reads count these against their `max_bytes`.
+    /// About how many bytes the message takes: its body, its names and its
+    /// reactions. Reads count these against their `max_bytes`.
     pub(crate) fn size_bytes(&self) -> usize {
         let m = &self.message;
         let names = m.conv.len() + m.from.len() + m.client_id.len();
         let target = m.to.as_deref().or(m.group.as_deref()).map_or(0, str::len);
-        m.body.get().len() + names + target
+        let reactions: usize = (self.state.reactions.iter())
+            .map(|(emoji, users)| emoji.len() + users.iter().map(|u| u.len() + 3).sum::<usize>())
+            .sum();
+        m.body.get().len() + names + target + reactions
     }
 }
 
