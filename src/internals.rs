@@ -36,9 +36,9 @@ pub fn check_client_frame(text: &str) {
         let _ = crate::store::amend::searchable_text(body);
     }
     if let Some(query) = frame.query.as_deref()
-        && let Ok(words) = crate::server::search::query_words(query)
+        && let Ok(terms) = crate::server::search::query_terms(query)
     {
-        assert!(!words.is_empty() && words.iter().all(|w| !w.is_empty()));
+        assert!(!terms.is_empty() && terms.iter().all(|t| !crate::store::words::words(t).is_empty()));
     }
     if let Some(conv) = frame.conv.as_deref() {
         let _ = Conversation::parse(conv);

@@ -323,6 +323,15 @@ async fn search_pages_through_the_users_conversations_only() {
             .request(json!({"type": "search", "id": "q", "query": "OKAPI"}))
             .await;
         assert_eq!(okapi["results"][0]["seq"], 1);
+        // Scripts cut differently from Latin: Hangul, Devanagari, voiced kana.
+        for (n, text) in ["한국 사람", "नमस्ते दुनिया", "がっこう"].iter().enumerate() {
+            alice.send_to("bob", &format!("s{n}"), json!({"text": text})).await;
+            let first = text.split(' ').next().unwrap();
+            let found = alice
+                .request(json!({"type": "search", "id": "q", "query": first}))
+                .await;
+            assert_eq!(found["results"].as_array().unwrap().len(), 1, "{first}: {found}");
+        }
         // The host searches everything.
         assert_eq!(t.server.search(None, "zebra", None, 100).unwrap().messages.len(), 24);
         assert_eq!(

@@ -428,7 +428,7 @@ impl Server {
         if !(1..=max).contains(&limit) {
             return Err(Error::InvalidArgument(format!("limit must be between 1 and {max}")));
         }
-        let wanted = search::query_words(query).map_err(Error::InvalidArgument)?;
+        let wanted = search::query_terms(query).map_err(Error::InvalidArgument)?;
         let after = search::cursor(after).map_err(Error::InvalidArgument)?;
         let scope = conv.map_or(SearchScope::All, SearchScope::Conv);
         let page = core

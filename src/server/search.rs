@@ -21,19 +21,26 @@ const MAX_QUERY_WORDS: usize = 16;
 /// The longest `after` cursor a search takes back.
 const MAX_CURSOR_BYTES: usize = 256;
 
-/// The words of `query`, folded as the index folds them; an error message
-/// for a query too long, with no word, or with too many.
-pub(crate) fn query_words(query: &str) -> Result<Vec<String>, String> {
+/// The terms of `query`: its runs between spaces that hold a word, as
+/// written; the store folds them as its index folds text, so that every
+/// script is cut the same way on both sides. An error message for a query
+/// too long, with no word, or with too many.
+pub(crate) fn query_terms(query: &str) -> Result<Vec<String>, String> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(format!("query must be at most {MAX_QUERY_BYTES} bytes"));
     }
-    let mut found = words(query);
-    found.dedup();
-    match found.len() {
-        0 => Err("query has no word (letters or digits)".into()),
-        n if n > MAX_QUERY_WORDS => Err(format!("query has more than {MAX_QUERY_WORDS} words")),
-        _ => Ok(found),
+    match words(query).len() {
+        0 => return Err("query has no word (letters or digits)".into()),
+        n if n > MAX_QUERY_WORDS => return Err(format!("query has more than {MAX_QUERY_WORDS} words")),
+        _ => {}
     }
+    let mut terms: Vec<String> = Vec::new();
+    for term in query.split_whitespace().filter(|t| !words(t).is_empty()) {
+        if !terms.iter().any(|known| known == term) {
+            terms.push(term.to_owned());
+        }
+    }
+    Ok(terms)
 }
 
 /// A search cursor as given back: at most 256 bytes.
@@ -64,7 +71,7 @@ pub(crate) async fn search(
     frame: &ClientFrame<'_>,
 ) -> Result<(), Refusal> {
     let query = frame.query.as_deref().ok_or_else(|| bad("search requires a query"))?;
-    let wanted = query_words(query).map_err(bad)?;
+    let wanted = query_terms(query).map_err(bad)?;
     let limit = limit_of(frame, SEARCH_LIMIT)?;
     let conv = match frame.conv {
         Some(_) => Some(member_conv(core, session, frame)?.to_owned()),

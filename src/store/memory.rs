@@ -472,7 +472,7 @@ impl Store for MemoryStore {
                 let searchable = m.message.kind == MessageKind::Message && !m.state.deleted;
                 if searchable && below.as_ref().is_none_or(|below| cursor < *below) {
                     let text = words(&searchable_text(&m.message.body));
-                    if wanted.iter().all(|w| text.contains(w)) {
+                    if wanted.iter().flat_map(|term| words(term)).all(|w| text.contains(&w)) {
                         found.push((cursor, m.clone()));
                     }
                 }

@@ -475,12 +475,14 @@ pub(crate) trait Store: Send + Sync + 'static {
     ) -> Result<SyncedPage, StoreError>;
 
     /// Up to `limit` messages within `scope` (not events, not deleted) whose
-    /// text has every one of `words` (lowercase), newest first, from after
-    /// the cursor `after`; reading stops past `max_bytes`. Blocking.
+    /// text has the words of every one of `terms` (runs of a query as
+    /// written, which the store cuts and folds as it does text), newest
+    /// first, from after the cursor `after`; reading stops past `max_bytes`.
+    /// Blocking.
     fn search(
         &self,
         scope: SearchScope<'_>,
-        words: &[String],
+        terms: &[String],
         after: Option<&str>,
         limit: usize,
         max_bytes: usize,

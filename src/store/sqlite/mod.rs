@@ -181,12 +181,12 @@ impl Store for SqliteStore {
     fn search(
         &self,
         scope: SearchScope<'_>,
-        words: &[String],
+        terms: &[String],
         after: Option<&str>,
         limit: usize,
         max_bytes: usize,
     ) -> Result<SearchPage, StoreError> {
-        self.readers.search(scope, words, after, limit, max_bytes)
+        self.readers.search(scope, terms, after, limit, max_bytes)
     }
 
     fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone) {

@@ -134,7 +134,7 @@ impl Readers {
     pub(crate) fn search(
         &self,
         scope: SearchScope<'_>,
-        words: &[String],
+        terms: &[String],
         after: Option<&str>,
         limit: usize,
         mut max_bytes: usize,
@@ -142,10 +142,11 @@ impl Readers {
         let Some(below) = after.map_or(Some(i64::MAX), |a| a.parse::<i64>().ok()) else {
             return Ok(SearchPage::default());
         };
-        // Each word a quoted FTS5 string, so whatever it holds is a word to
-        // find, never query syntax; only in the text column.
+        // Each term a quoted FTS5 string: FTS5 cuts and folds it as it did the
+        // text (a term of several words is a phrase), and whatever it holds is
+        // words to find, never query syntax; only in the text column.
         let quoted = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
-        let words = words.iter().map(|w| quoted(w)).collect::<Vec<_>>().join(" ");
+        let words = terms.iter().map(|w| quoted(w)).collect::<Vec<_>>().join(" ");
         let mut query = format!("text : ({words})");
         // `+m.conv`: the index narrows the rows; the messages table only confirms.
         let (filter, named) = match scope {
