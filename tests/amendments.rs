@@ -593,3 +593,33 @@ async fn a_message_carries_at_most_its_reactions() {
     );
     t.server.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_reply_cut_short_by_its_budget_continues_after_what_it_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in stores(&dir) {
+        // A reply may carry about 200 KB: two of these messages do not fit in one.
+        let mut config = json!({"limits": {"max_frame_bytes": 200_000, "outbound_queue_bytes": 402_048}});
+        config["store"] = store["store"].clone();
+        let t = start(config);
+        let mut alice = connect(&t.url, "alice").await;
+        for (id, size) in [("older", 150_000), ("newer", 90_000)] {
+            let text = format!("zebra {}", "x ".repeat(size / 2));
+            assert_eq!(alice.send_to("bob", id, json!({ "text": text })).await["type"], "ack");
+        }
+        let mut found = Vec::new();
+        let mut query = json!({"type": "search", "id": "q", "query": "zebra"});
+        loop {
+            let page = alice.request(query.clone()).await;
+            for result in page["results"].as_array().unwrap() {
+                found.push(result["id"].as_str().unwrap().to_owned());
+            }
+            match page["next"].as_str() {
+                Some(next) => query["after"] = json!(next),
+                None => break,
+            }
+        }
+        assert_eq!(found, ["newer", "older"]);
+        t.server.stop().unwrap();
+    }
+}

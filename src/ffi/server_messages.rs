@@ -81,7 +81,7 @@ pub unsafe extern "C" fn imbed_server_search(
         let out = unsafe { out_ptr(json_out, "json_out") }?;
         let found = server.search(conv, query, after, limit as usize)?;
         let page = SearchAnswer {
-            results: &msg_list(&found.messages, usize::MAX),
+            results: &msg_list(&found.messages, usize::MAX).0,
             more: found.next.is_some(),
             next: found.next.as_deref(),
         };

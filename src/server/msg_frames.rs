@@ -42,9 +42,11 @@ pub(crate) fn msg_array(messages: &[Arc<StoredMessage>], budget: usize) -> Box<R
 }
 
 /// A JSON array of the `msg` frames of `messages`, in their order, while
-/// they fit in `budget` bytes; the first is there even when it alone is over.
-pub(crate) fn msg_list(messages: &[Arc<StoredMessage>], budget: usize) -> Box<RawValue> {
-    json_array(&frames_within(messages.iter(), budget))
+/// they fit in `budget` bytes (the first even when it alone is over), and
+/// how many it holds.
+pub(crate) fn msg_list(messages: &[Arc<StoredMessage>], budget: usize) -> (Box<RawValue>, usize) {
+    let frames = frames_within(messages.iter(), budget);
+    (json_array(&frames), frames.len())
 }
 
 /// The `msg` frames of `messages`, in the order given, while they fit in

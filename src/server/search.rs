@@ -52,13 +52,15 @@ pub(crate) fn cursor(after: Option<&str>) -> Result<Option<String>, String> {
 }
 
 /// The reply to a search: `search` with the page's `msg` frames.
+/// A page cut short by the budget continues after its last frame.
 pub(crate) fn search_frame(id: Option<&str>, page: &SearchPage, budget: usize) -> String {
-    let results = msg_list(&page.results, budget);
+    let (results, carried) = msg_list(&page.results, budget);
+    let next = page.carried(carried);
     ServerFrame::Search {
         id,
         results: &results,
-        more: page.next.is_some(),
-        next: page.next.as_deref(),
+        more: next.is_some(),
+        next,
     }
     .encode()
 }

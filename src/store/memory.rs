@@ -485,10 +485,11 @@ impl Store for MemoryStore {
             limit,
             &mut max_bytes,
         );
+        let cursors: Vec<String> = results.iter().map(|m| SearchCursor::of(m).to_string()).collect();
         let next = (more || (max_bytes == 0 && results.len() < found.len()))
-            .then(|| results.last().map(|m| SearchCursor::of(m).to_string()))
+            .then(|| cursors.last().cloned())
             .flatten();
-        Ok(SearchPage { results, next })
+        Ok(SearchPage { results, cursors, next })
     }
 
     fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone) {

@@ -173,8 +173,22 @@ pub(crate) enum SearchScope<'a> {
 pub(crate) struct SearchPage {
     /// The messages found, newest first, in their current state.
     pub(crate) results: Vec<Arc<StoredMessage>>,
+    /// Beside each result, the cursor of a page that starts after it: a
+    /// reply that carries fewer results than found continues from there.
+    pub(crate) cursors: Vec<String>,
     /// When more match: where the next page starts (an opaque cursor).
     pub(crate) next: Option<String>,
+}
+
+impl SearchPage {
+    /// The page cut to its first `carried` results: `next` is then the
+    /// cursor after the last of them, when any were left out.
+    pub(crate) fn carried(&self, carried: usize) -> Option<&str> {
+        match carried {
+            n if n < self.results.len() && n > 0 => Some(&self.cursors[n - 1]),
+            _ => self.next.as_deref(),
+        }
+    }
 }
 
 /// An uploaded file, as the store knows it (its bytes are in `files.dir`).

@@ -254,6 +254,11 @@ impl Readers {
 fn search_page(mut found: Vec<Arc<StoredMessage>>, rowids: &[i64], limit: usize, starved: bool) -> SearchPage {
     let more = found.len() > limit || (starved && !found.is_empty());
     found.truncate(limit);
-    let next = more.then(|| rowids[found.len() - 1].to_string());
-    SearchPage { results: found, next }
+    let cursors: Vec<String> = rowids[..found.len()].iter().map(i64::to_string).collect();
+    let next = more.then(|| cursors[found.len() - 1].clone());
+    SearchPage {
+        results: found,
+        cursors,
+        next,
+    }
 }
