@@ -81,16 +81,6 @@ static bool message_has_seq(const char *message_json, unsigned seq)
     return seq_offset(message_json, seq) >= 0;
 }
 
-/* How many times `needle` occurs in `haystack`. */
-static int count_occurrences(const char *haystack, const char *needle)
-{
-    int count = 0;
-    for (const char *found = strstr(haystack, needle); found != NULL; found = strstr(found + 1, needle)) {
-        count++;
-    }
-    return count;
-}
-
 /* Whether an event's fields fit its kind as documented in imbed.h. */
 static bool event_is_well_formed(const imbed_event *event)
 {

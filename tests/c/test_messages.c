@@ -55,59 +55,6 @@ static const unsigned char PIXEL_PNG[] = {
 /* The directory holding the server database, the files directory and the uploads' sources; removed at the end. */
 static char test_directory[] = "/tmp/imbed-test-messages-XXXXXX";
 
-/* poll() on `fd` for reading: 1 readable, 0 not within `timeout_ms`, -1 a poll error. */
-static int wait_readable(int fd, int timeout_ms)
-{
-    long long deadline = now_ms() + timeout_ms;
-    for (;;) {
-        struct pollfd watched = {.fd = fd, .events = POLLIN};
-        int result = poll(&watched, 1, timeout_ms);
-        if (result >= 0) {
-            return result > 0 && (watched.revents & POLLIN) ? 1 : result > 0 ? -1 : 0;
-        }
-        if (errno != EINTR) {
-            return -1;
-        }
-        long long left = deadline - now_ms();
-        timeout_ms = left > 0 ? (int)left : 0;
-    }
-}
-
-/* Whether `haystack` is non-NULL and contains `needle`. */
-static bool contains(const char *haystack, const char *needle)
-{
-    return haystack != NULL && strstr(haystack, needle) != NULL;
-}
-
-/* How many times `needle` occurs in `haystack` (NULL: none). */
-static int count_occurrences(const char *haystack, const char *needle)
-{
-    int count = 0;
-    for (const char *found = haystack != NULL ? strstr(haystack, needle) : NULL; found != NULL;
-         found = strstr(found + 1, needle)) {
-        count++;
-    }
-    return count;
-}
-
-/* Copies the string value after `prefix` in `json` (up to the closing quote) into `out`; whether there was one. */
-static bool copy_string_after(const char *json, const char *prefix, char *out, size_t capacity)
-{
-    const char *found = json != NULL ? strstr(json, prefix) : NULL;
-    out[0] = '\0';
-    if (found == NULL) {
-        return false;
-    }
-    const char *start = found + strlen(prefix);
-    const char *end = strchr(start, '"');
-    if (end == NULL || (size_t)(end - start) >= capacity) {
-        return false;
-    }
-    memcpy(out, start, (size_t)(end - start));
-    out[end - start] = '\0';
-    return true;
-}
-
 /* Whether `id` is a file id: exactly 64 lowercase hex digits. */
 static bool is_file_id(const char *id)
 {

@@ -77,26 +77,6 @@ typedef struct stop_waiter {
     int empty_wakes;
 } stop_waiter;
 
-/* poll() on `fd` for reading: 1 readable, 0 not within `timeout_ms` (-1: no limit), -1 a poll error. */
-static int wait_readable(int fd, int timeout_ms)
-{
-    long long deadline = now_ms() + timeout_ms;
-    for (;;) {
-        struct pollfd watched = {.fd = fd, .events = POLLIN};
-        int result = poll(&watched, 1, timeout_ms);
-        if (result >= 0) {
-            return result > 0 && (watched.revents & POLLIN) ? 1 : result > 0 ? -1 : 0;
-        }
-        if (errno != EINTR) {
-            return -1;
-        }
-        if (timeout_ms >= 0) {
-            long long left = deadline - now_ms();
-            timeout_ms = left > 0 ? (int)left : 0;
-        }
-    }
-}
-
 /* Whether `fd` is readable right now. */
 static bool readable_now(int fd)
 {
