@@ -265,24 +265,14 @@ async fn receive(
     };
     let _deciding = shelf.deciding.lock().await;
     let saved = {
-        let (store, user, file, quota) = (core.store.clone(), user.clone(), record.clone(), limits.quota_bytes);
-        tokio::task::spawn_blocking(move || wait_for(|done| store.save_upload(user, file, quota, now_ms(), done)))
+        let (store, user, quota) = (core.store.clone(), user.clone(), limits.quota_bytes);
+        tokio::task::spawn_blocking(move || wait_for(|done| store.save_upload(user, record, quota, now_ms(), done)))
             .await
             .map_err(|e| Refusal::Io(std::io::Error::other(e)))?
             .map_err(|e| Refusal::Io(std::io::Error::other(e.0)))?
     };
-    if !saved {
-        return Err(over_quota());
-    }
-    // The same bytes uploaded before keep the type they were stored with.
-    let stored = {
-        let (store, id) = (core.store.clone(), record.file_id.clone());
-        tokio::task::spawn_blocking(move || store.file(&id, None))
-            .await
-            .map_err(|e| Refusal::Io(std::io::Error::other(e)))?
-            .map_err(|e| Refusal::Io(std::io::Error::other(e.0)))?
-    };
-    let record = stored.unwrap_or(record);
+    // As stored: the same bytes uploaded before keep the type they had.
+    let record = saved.ok_or_else(over_quota)?;
     let path = shelf.path_of(&record.file_id);
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await?;

@@ -21,8 +21,8 @@ use super::words::words;
 use super::{
     AppendDone, Appended, CollectedDone, ConversationRange, ConversationSummary, FileRecord, FoundDone, GroupRecord,
     MessageKind, MessageState, NewMessage, Placement, PushRequest, PushesDone, ReadDone, ReadMark, Retention,
-    SearchPage, SearchScope, Store, StoreError, StoredMessage, SyncedConversation, SyncedPage, UNREAD_CAP, WriteDone,
-    take_within,
+    SearchPage, SearchScope, Store, StoreError, StoredMessage, SyncedConversation, SyncedPage, UNREAD_CAP, UploadDone,
+    WriteDone, take_within,
 };
 
 const SHARDS: usize = 64;
@@ -492,7 +492,7 @@ impl Store for MemoryStore {
         Ok(SearchPage { results, cursors, next })
     }
 
-    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone) {
+    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: UploadDone) {
         done(Ok(self.files.save_upload(&user, file, quota, now)));
     }
 
@@ -910,7 +910,7 @@ mod tests {
         };
         let (saved, done) = channel();
         store.save_upload("a".into(), file, u64::MAX, 0, Box::new(move |r| saved.send(r).unwrap()));
-        assert_eq!(done.recv().unwrap(), Ok(true));
+        assert!(matches!(done.recv().unwrap(), Ok(Some(_))));
         let referring = move |n: usize| {
             let mut m = message("a", &format!("c{n}"), 0);
             m.files = vec![file_id.clone()];

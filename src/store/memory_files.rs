@@ -73,7 +73,7 @@ impl MemoryFiles {
     }
 
     /// See [`super::Store::save_upload`].
-    pub(super) fn save_upload(&self, user: &str, file: FileRecord, quota: u64, now: i64) -> bool {
+    pub(super) fn save_upload(&self, user: &str, file: FileRecord, quota: u64, now: i64) -> Option<FileRecord> {
         let mut inner = self.lock();
         let others: u64 = inner
             .uploads
@@ -87,15 +87,14 @@ impl MemoryFiles {
             })
             .unwrap_or(0);
         if others + file.size > quota {
-            return false;
+            return None;
         }
         inner
             .uploads
             .entry(user.to_owned())
             .or_default()
             .insert(file.file_id.clone(), now);
-        inner.files.entry(file.file_id.clone()).or_insert(file);
-        true
+        Some(inner.files.entry(file.file_id.clone()).or_insert(file).clone())
     }
 
     /// See [`super::Store::upload_usage`].

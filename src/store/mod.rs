@@ -202,6 +202,9 @@ pub(crate) struct FileRecord {
     pub(crate) content_type: String,
 }
 
+/// Called once with the file an upload recorded, or `None` over the quota.
+pub(crate) type UploadDone = Box<dyn FnOnce(Result<Option<FileRecord>, StoreError>) + Send>;
+
 /// Called once with the files nobody needs any more.
 pub(crate) type CollectedDone = Box<dyn FnOnce(Result<Vec<String>, StoreError>) + Send>;
 
@@ -503,8 +506,10 @@ pub(crate) trait Store: Send + Sync + 'static {
     ) -> Result<SearchPage, StoreError>;
 
     /// Records that `user` uploaded `file` at `now`, unless its uploads
-    /// would then take more than `quota` bytes; `done` says whether it did.
-    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone);
+    /// would then take more than `quota` bytes; `done` gets the file as
+    /// stored (the same bytes uploaded before keep the type they were
+    /// stored with), or `None` over the quota.
+    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: UploadDone);
 
     /// The bytes of `user`'s uploads. Blocking.
     fn upload_usage(&self, user: &str) -> Result<u64, StoreError>;

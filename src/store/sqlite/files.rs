@@ -45,7 +45,7 @@ pub(super) fn save_upload(
     file: &FileRecord,
     quota: u64,
     now: i64,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Option<FileRecord>> {
     let others: i64 = tx
         .prepare_cached(
             "SELECT coalesce(sum(f.size), 0) FROM uploads u JOIN files f ON f.file_id = u.file_id
@@ -53,7 +53,7 @@ pub(super) fn save_upload(
         )?
         .query_row(params![user, file.file_id], |r| r.get(0))?;
     if others as u64 + file.size > quota {
-        return Ok(false);
+        return Ok(None);
     }
     tx.prepare_cached("INSERT OR IGNORE INTO files (file_id, size, content_type) VALUES (?1, ?2, ?3)")?
         .execute(params![file.file_id, file.size as i64, file.content_type])?;
@@ -62,7 +62,13 @@ pub(super) fn save_upload(
          ON CONFLICT (user, file_id) DO UPDATE SET ts = excluded.ts",
     )?
     .execute(params![user, file.file_id, now])?;
-    Ok(true)
+    let content_type = tx
+        .prepare_cached("SELECT content_type FROM files WHERE file_id = ?1")?
+        .query_row([&file.file_id], |r| r.get(0))?;
+    Ok(Some(FileRecord {
+        content_type,
+        ..file.clone()
+    }))
 }
 
 /// See [`crate::store::Store::collect_files`].

@@ -28,7 +28,7 @@ use super::amend::Rules;
 use super::{
     AppendDone, CollectedDone, CommitObserver, ConversationRange, ConversationSummary, FileRecord, FoundDone,
     GroupRecord, NewMessage, PushRequest, PushesDone, ReadDone, Retention, SearchPage, SearchScope, Store, StoreError,
-    StoredMessage, SyncedPage, WriteDone,
+    StoredMessage, SyncedPage, UploadDone, WriteDone,
 };
 
 /// `PRAGMA synchronous` value FULL: every commit is fsynced before it returns.
@@ -189,7 +189,7 @@ impl Store for SqliteStore {
         self.readers.search(scope, terms, after, limit, max_bytes)
     }
 
-    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: FoundDone) {
+    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: UploadDone) {
         self.submit(Job::SaveUpload {
             user,
             file,

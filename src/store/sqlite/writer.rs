@@ -19,7 +19,7 @@ use crate::protocol::now_ms;
 use crate::store::amend::{Refused, Rules, searchable_text};
 use crate::store::{
     AppendDone, Appended, CollectedDone, CommitObserver, FileRecord, FoundDone, MessageKind, NewMessage, Placement,
-    PushRequest, PushesDone, ReadDone, ReadMark, Retention, StoreError, StoredMessage, WriteDone,
+    PushRequest, PushesDone, ReadDone, ReadMark, Retention, StoreError, StoredMessage, UploadDone, WriteDone,
 };
 
 /// The most jobs one transaction takes.
@@ -94,8 +94,8 @@ pub(crate) enum Job {
         quota: u64,
         /// When (ms).
         now: i64,
-        /// Told whether it was recorded.
-        done: FoundDone,
+        /// Told the file as stored, if it was recorded.
+        done: UploadDone,
     },
     /// Forget expired uploads and the files nobody needs.
     CollectFiles {
@@ -127,7 +127,8 @@ impl Job {
                 done(Err(error))
             }
             Job::OfferPushes { done, .. } => done(Err(error)),
-            Job::PushDone { done, .. } | Job::SaveUpload { done, .. } => done(Err(error)),
+            Job::PushDone { done, .. } => done(Err(error)),
+            Job::SaveUpload { done, .. } => done(Err(error)),
             Job::CollectFiles { done, .. } => done(Err(error)),
         }
     }
@@ -142,6 +143,7 @@ pub(crate) enum Outcome {
     Offered(Vec<PushRequest>),
     Found(bool),
     Refused(Refused),
+    Uploaded(Option<FileRecord>),
     Collected(Vec<String>),
 }
 
@@ -301,7 +303,8 @@ fn report(job: Job, outcome: Outcome) {
             done(Ok(()))
         }
         (Job::OfferPushes { done, .. }, Outcome::Offered(requests)) => done(Ok(requests)),
-        (Job::PushDone { done, .. } | Job::SaveUpload { done, .. }, Outcome::Found(found)) => done(Ok(found)),
+        (Job::PushDone { done, .. }, Outcome::Found(found)) => done(Ok(found)),
+        (Job::SaveUpload { done, .. }, Outcome::Uploaded(file)) => done(Ok(file)),
         (Job::CollectFiles { done, .. }, Outcome::Collected(files)) => done(Ok(files)),
         (job, _) => job.fail(StoreError("internal: outcome does not match its job".into())),
     }
@@ -346,7 +349,7 @@ fn write_batch(
             Job::PushDone { push_id, .. } => Outcome::Found(notices::push_done(&tx, *push_id)?),
             Job::SaveUpload {
                 user, file, quota, now, ..
-            } => Outcome::Found(files::save_upload(&tx, user, file, *quota, *now)?),
+            } => Outcome::Uploaded(files::save_upload(&tx, user, file, *quota, *now)?),
             Job::CollectFiles { uploaded_before, .. } => {
                 Outcome::Collected(files::collect_files(&tx, *uploaded_before)?)
             }
