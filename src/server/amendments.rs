@@ -42,11 +42,8 @@ pub(crate) fn amend(
         MessageKind::React | MessageKind::Unreact => (reaction_body(emoji_of(frame)?), Vec::new()),
         MessageKind::Delete | MessageKind::Message => (null_body(), Vec::new()),
     };
-    let (to, group) = match Conversation::parse(conv) {
-        Some(Conversation::Direct(a, b)) => (Some(if *session.user == *a { b } else { a }.to_owned()), None),
-        Some(Conversation::Group(group)) => (None, Some(group.to_owned())),
-        None => return Err(bad("conv must be dm:<a>:<b> (sorted) or g:<group>")),
-    };
+    let (to, group) =
+        addressed(conv, &session.user).ok_or_else(|| bad("conv must be dm:<a>:<b> (sorted) or g:<group>"))?;
     let message = NewMessage {
         conv: conv.to_owned(),
         from: session.user.clone(),
@@ -62,6 +59,16 @@ pub(crate) fn amend(
     };
     store_and_ack(core, session, state, message);
     Ok(())
+}
+
+/// The `to` and `group` of an event in `conv` sent by `from`: a direct
+/// conversation's other member (`from` may be neither, as the host is), or
+/// the group. `None` for a malformed `conv`.
+pub(crate) fn addressed(conv: &str, from: &str) -> Option<(Option<String>, Option<String>)> {
+    Some(match Conversation::parse(conv)? {
+        Conversation::Direct(a, b) => (Some(if from == b { a } else { b }.to_owned()), None),
+        Conversation::Group(group) => (None, Some(group.to_owned())),
+    })
 }
 
 /// The frame's `emoji`: 1 to 64 bytes, no control characters.

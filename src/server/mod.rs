@@ -379,15 +379,8 @@ impl Server {
     pub fn delete(&self, by: &str, conv: &str, seq: u64) -> Result<Placement, Error> {
         let core = self.running_core()?;
         check_ids(&[("by", by)])?;
-        let (to, group) = match Conversation::parse(conv) {
-            Some(Conversation::Direct(_, b)) => (Some(b.to_owned()), None),
-            Some(Conversation::Group(group)) => (None, Some(group.to_owned())),
-            None => {
-                return Err(Error::InvalidArgument(
-                    "conv must be dm:<a>:<b> (sorted) or g:<group>".into(),
-                ));
-            }
-        };
+        let (to, group) = amendments::addressed(conv, by)
+            .ok_or_else(|| Error::InvalidArgument("conv must be dm:<a>:<b> (sorted) or g:<group>".into()))?;
         if seq == 0 {
             return Err(Error::InvalidArgument("seq must be 1 or more".into()));
         }
