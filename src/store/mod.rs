@@ -7,6 +7,7 @@
 //! session sees a conversation in `seq` order without any further locking.
 
 pub(crate) mod amend;
+mod jobs;
 pub(crate) mod memory;
 mod memory_files;
 mod memory_notices;

@@ -23,8 +23,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use self::readers::Readers;
-use self::writer::Job;
 use super::amend::Rules;
+use super::jobs::{self, Job, queued_writes};
 use super::{
     AppendDone, CollectedDone, CommitObserver, ConversationRange, ConversationSummary, FileRecord, FoundDone,
     GroupRecord, NewMessage, PushRequest, PushesDone, ReadDone, Retention, SearchPage, SearchScope, Store, StoreError,
@@ -86,7 +86,7 @@ impl SqliteStore {
         let (completed, completions) = channel();
         let completer = std::thread::Builder::new()
             .name("imbed-store-done".into())
-            .spawn(move || writer::complete(completions))
+            .spawn(move || jobs::complete(completions))
             .map_err(could_not)?;
         let (jobs, queue) = channel();
         let writer = std::thread::Builder::new()
@@ -121,23 +121,7 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn append(&self, message: NewMessage, push_to: Vec<Arc<str>>, done: AppendDone) {
-        self.submit(Job::Append(message, push_to, done));
-    }
-
-    fn mark_read(&self, user: Arc<str>, conv: String, seq: u64, badge: bool, done: ReadDone) {
-        self.submit(Job::MarkRead {
-            user,
-            conv,
-            seq,
-            badge,
-            done,
-        });
-    }
-
-    fn save_device(&self, user: Arc<str>, device: Arc<str>, done: WriteDone) {
-        self.submit(Job::SaveDevice { user, device, done });
-    }
+    queued_writes!();
 
     fn devices(&self, user: &str) -> Result<Vec<String>, StoreError> {
         self.readers.with(|conn| notices::devices(conn, user))
@@ -149,19 +133,6 @@ impl Store for SqliteStore {
 
     fn unread(&self, user: &str) -> Result<u64, StoreError> {
         self.readers.with(|conn| notices::unread(conn, user))
-    }
-
-    fn offer_pushes(&self, now: i64, offered_before: i64, limit: usize, done: PushesDone) {
-        self.submit(Job::OfferPushes {
-            now,
-            offered_before,
-            limit,
-            done,
-        });
-    }
-
-    fn push_done(&self, push_id: u64, done: FoundDone) {
-        self.submit(Job::PushDone { push_id, done });
     }
 
     fn pending_pushes(&self) -> Result<Vec<PushRequest>, StoreError> {
@@ -189,39 +160,12 @@ impl Store for SqliteStore {
         self.readers.search(scope, terms, after, limit, max_bytes)
     }
 
-    fn save_upload(&self, user: Arc<str>, file: FileRecord, quota: u64, now: i64, done: UploadDone) {
-        self.submit(Job::SaveUpload {
-            user,
-            file,
-            quota,
-            now,
-            done,
-        });
-    }
-
     fn upload_usage(&self, user: &str) -> Result<u64, StoreError> {
         self.readers.upload_usage(user)
     }
 
     fn file(&self, file_id: &str, reader: Option<&str>) -> Result<Option<FileRecord>, StoreError> {
         self.readers.file(file_id, reader)
-    }
-
-    fn collect_files(&self, uploaded_before: i64, done: CollectedDone) {
-        self.submit(Job::CollectFiles { uploaded_before, done });
-    }
-
-    fn save_group(&self, group: String, closed: bool, done: WriteDone) {
-        self.submit(Job::SaveGroup { group, closed, done });
-    }
-
-    fn save_member(&self, group: String, user: String, member: bool, done: WriteDone) {
-        self.submit(Job::SaveMember {
-            group,
-            user,
-            member,
-            done,
-        });
     }
 
     fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {

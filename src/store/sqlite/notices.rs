@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Row, Transaction, params};
 
-use super::writer::Outcome;
 use crate::protocol::now_ms;
+use crate::store::jobs::Outcome;
 use crate::store::{MAX_DEVICES_PER_USER, NewMessage, PushKind, PushRequest, UNREAD_CAP};
 
 const PUSH_COLUMNS: &str = "push_id, kind, user, conv, seq, sender";

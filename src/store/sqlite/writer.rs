@@ -8,7 +8,6 @@
 //! while the writer already commits the next batch.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -16,11 +15,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{amending, files, notices};
 use crate::protocol::now_ms;
-use crate::store::amend::{Refused, Rules, searchable_text};
-use crate::store::{
-    AppendDone, Appended, CollectedDone, CommitObserver, FileRecord, FoundDone, MessageKind, NewMessage, Placement,
-    PushRequest, PushesDone, ReadDone, ReadMark, Retention, StoreError, StoredMessage, UploadDone, WriteDone,
-};
+use crate::store::amend::{Rules, searchable_text};
+use crate::store::jobs::{Completed, Job, Outcome};
+use crate::store::{CommitObserver, MessageKind, NewMessage, Placement, ReadMark, Retention, StoreError};
 
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 4096;
@@ -31,122 +28,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often the writer finishes a checkpoint itself, between batches.
 const RESET_WAL_EVERY: Duration = Duration::from_millis(250);
 
-/// A write for the writer thread.
-pub(crate) enum Job {
-    /// Store a message, with push requests for these users if it is new.
-    Append(NewMessage, Vec<Arc<str>>, AppendDone),
-    /// Move a user's read cursor.
-    MarkRead {
-        /// The reader.
-        user: Arc<str>,
-        /// The conversation.
-        conv: String,
-        /// The seq read up to.
-        seq: u64,
-        /// Turn pushed messages now read into a badge request.
-        badge: bool,
-        /// Told the outcome.
-        done: ReadDone,
-    },
-    /// Remember a user's device.
-    SaveDevice {
-        /// The user.
-        user: Arc<str>,
-        /// The device.
-        device: Arc<str>,
-        /// Told the outcome.
-        done: WriteDone,
-    },
-    /// Take the push requests due for an offer, marking them offered.
-    OfferPushes {
-        /// The time to mark them offered at (ms).
-        now: i64,
-        /// Requests offered before this (ms), and never offered ones, are due.
-        offered_before: i64,
-        /// The most to take.
-        limit: usize,
-        /// Told the requests.
-        done: PushesDone,
-    },
-    /// End a push request.
-    PushDone {
-        /// Which.
-        push_id: u64,
-        /// Told whether it was pending.
-        done: FoundDone,
-    },
-    /// Create a group or set whether it is closed.
-    SaveGroup {
-        /// The group.
-        group: String,
-        /// Closed or open.
-        closed: bool,
-        /// Told the outcome.
-        done: WriteDone,
-    },
-    /// Record an upload within its user's quota.
-    SaveUpload {
-        /// The uploader.
-        user: Arc<str>,
-        /// The file.
-        file: FileRecord,
-        /// The most bytes the user's uploads may take.
-        quota: u64,
-        /// When (ms).
-        now: i64,
-        /// Told the file as stored, if it was recorded.
-        done: UploadDone,
-    },
-    /// Forget expired uploads and the files nobody needs.
-    CollectFiles {
-        /// Unreferenced uploads before this (ms) expire.
-        uploaded_before: i64,
-        /// Told the files forgotten.
-        done: CollectedDone,
-    },
-    /// Add a member to a group, or remove one.
-    SaveMember {
-        /// The group.
-        group: String,
-        /// The user.
-        user: String,
-        /// Member or not.
-        member: bool,
-        /// Told the outcome.
-        done: WriteDone,
-    },
-}
-
-impl Job {
-    /// Reports `error` as this job's outcome.
-    pub(crate) fn fail(self, error: StoreError) {
-        match self {
-            Job::Append(_, _, done) => done(Err(error)),
-            Job::MarkRead { done, .. } => done(Err(error)),
-            Job::SaveGroup { done, .. } | Job::SaveMember { done, .. } | Job::SaveDevice { done, .. } => {
-                done(Err(error))
-            }
-            Job::OfferPushes { done, .. } => done(Err(error)),
-            Job::PushDone { done, .. } => done(Err(error)),
-            Job::SaveUpload { done, .. } => done(Err(error)),
-            Job::CollectFiles { done, .. } => done(Err(error)),
-        }
-    }
-}
-
-/// What a job did inside the transaction, reported once it commits.
-pub(crate) enum Outcome {
-    New(u64),
-    Duplicate(Placement),
-    Read(ReadMark),
-    Saved,
-    Offered(Vec<PushRequest>),
-    Found(bool),
-    Refused(Refused),
-    Uploaded(Option<FileRecord>),
-    Collected(Vec<String>),
-}
-
 /// What the writer remembers between batches, so that most appends touch
 /// only the messages table. Cleared when a commit fails, since the failed
 /// transaction may have changed it.
@@ -156,21 +37,6 @@ struct Known {
     last_seqs: HashMap<String, u64>,
     /// Per conversation, the users already in `user_conversations`.
     members: HashMap<String, Vec<String>>,
-}
-
-/// A committed (or failed) batch, for the completion thread.
-pub(crate) type Completed = Vec<(Job, Result<Outcome, StoreError>)>;
-
-/// Reports the outcomes of committed batches, in order, until the writer ends.
-pub(crate) fn complete(batches: Receiver<Completed>) {
-    for batch in batches {
-        for (job, outcome) in batch {
-            match outcome {
-                Ok(outcome) => report(job, outcome),
-                Err(error) => job.fail(error),
-            }
-        }
-    }
 }
 
 /// Runs the writer until every sender of `jobs` is gone; outcomes go to `completed`.
@@ -286,27 +152,6 @@ fn commit_batch(
             let error = StoreError(e.to_string());
             batch.into_iter().map(|job| (job, Err(error.clone()))).collect()
         }
-    }
-}
-
-fn report(job: Job, outcome: Outcome) {
-    match (job, outcome) {
-        (Job::Append(message, _, done), Outcome::New(seq)) => done(Ok(Appended::New(Arc::new(StoredMessage {
-            message,
-            seq,
-            state: Default::default(),
-        })))),
-        (Job::Append(_, _, done), Outcome::Refused(why)) => done(Ok(Appended::Refused(why))),
-        (Job::Append(_, _, done), Outcome::Duplicate(placement)) => done(Ok(Appended::Duplicate(placement))),
-        (Job::MarkRead { done, .. }, Outcome::Read(mark)) => done(Ok(mark)),
-        (Job::SaveGroup { done, .. } | Job::SaveMember { done, .. } | Job::SaveDevice { done, .. }, Outcome::Saved) => {
-            done(Ok(()))
-        }
-        (Job::OfferPushes { done, .. }, Outcome::Offered(requests)) => done(Ok(requests)),
-        (Job::PushDone { done, .. }, Outcome::Found(found)) => done(Ok(found)),
-        (Job::SaveUpload { done, .. }, Outcome::Uploaded(file)) => done(Ok(file)),
-        (Job::CollectFiles { done, .. }, Outcome::Collected(files)) => done(Ok(files)),
-        (job, _) => job.fail(StoreError("internal: outcome does not match its job".into())),
     }
 }
 
