@@ -1,5 +1,5 @@
 //! Replies, edits, deletes, reactions, search and files (docs/PROTOCOL.md),
-//! against both stores: every rule refuses what it should, every device
+//! against every store (memory, SQLite, PostgreSQL): every rule refuses what it should, every device
 //! converges on the same state, and what is deleted leaves the disk.
 
 mod support;
@@ -12,12 +12,13 @@ use imbed::config::ClientConfig;
 use serde_json::{Value, json};
 use support::{Client, TestServer, connect, start};
 
-/// A memory store, and a SQLite file in `dir`.
-fn stores(dir: &tempfile::TempDir) -> [Value; 2] {
+/// A memory store, a SQLite file in `dir`, and a PostgreSQL database.
+fn stores(dir: &tempfile::TempDir) -> [Value; 3] {
     let path = dir.path().join("m.db");
     [
         json!({"store": {"path": ":memory:"}}),
         json!({"store": {"path": path.to_str().unwrap()}}),
+        json!({"store": {"postgres": support::postgres::database(dir.path())}}),
     ]
 }
 
@@ -84,7 +85,7 @@ fn messages(shown: &BTreeMap<u64, Value>) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rule_refuses_what_it_should_in_both_stores() {
+async fn every_rule_refuses_what_it_should_in_every_store() {
     let dir = tempfile::tempdir().unwrap();
     for store in stores(&dir) {
         let mut config = json!({"messages": {"max_reactions_per_user": 2, "edit_window_ms": 400}});
@@ -502,11 +503,9 @@ async fn retention_lets_go_of_the_files_of_the_messages_it_removes() {
     let dir = tempfile::tempdir().unwrap();
     for store in stores(&dir) {
         let files = tempfile::tempdir().unwrap();
-        let mut config = json!({
-            "files": {"dir": files.path(), "unreferenced_ms": 300},
-            "store": {"retention": {"max_messages_per_conversation": 1}}
-        });
-        config["store"]["path"] = store["store"]["path"].clone();
+        let mut config = store.clone();
+        config["files"] = json!({"dir": files.path(), "unreferenced_ms": 300});
+        config["store"]["retention"] = json!({"max_messages_per_conversation": 1});
         let t = start(config);
         let client = uploader(&t, "alice");
         let photo = upload(&client, &dir, "photo.gif", b"GIF89a-retained").unwrap();

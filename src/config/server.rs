@@ -165,6 +165,11 @@ pub struct StoreConfig {
     /// A SQLite database file, created if missing; `":memory:"` keeps
     /// messages in memory only.
     pub path: String,
+    /// A PostgreSQL connection URL (`postgres://user:password@host:port/db`).
+    /// When set, messages live in that database (in its schema `imbed`,
+    /// created on first start) and `path` is not used. Several nodes that
+    /// name one database share every conversation (docs/CLUSTER.md).
+    pub postgres: Option<String>,
     /// How much history to keep; by default everything.
     pub retention: Retention,
     /// Bounds of the in-memory store, which has no disk to spill to.
@@ -265,6 +270,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: ":memory:".into(),
+            postgres: None,
             retention: Retention::default(),
             memory: MemoryLimits::default(),
         }

@@ -173,7 +173,7 @@ async fn respond(
     let security = http::security_headers(&request);
     let mut response = if full {
         http::plain(hyper::StatusCode::SERVICE_UNAVAILABLE, "too many connections")
-    } else if let Some(response) = http::probe(&request, || core.render_metrics()) {
+    } else if let Some(response) = http::probe(&request, core.degraded(), || core.render_metrics()) {
         response
     } else {
         match files::respond(core, request).await {

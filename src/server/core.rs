@@ -150,7 +150,13 @@ impl Core {
             connections: stats.connections,
             users_online: stats.users_online,
             sockets: self.open_connections.load(Ordering::Relaxed) as u64,
+            store_errors: self.store.health().errors,
         })
+    }
+
+    /// Which dependency is failing and how, when one is: what `/healthz` says.
+    pub(crate) fn degraded(&self) -> Option<String> {
+        self.store.health().failing.map(|why| format!("store: {why}"))
     }
 
     /// Whether the server is stopping.

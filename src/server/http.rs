@@ -90,8 +90,13 @@ fn text_response(status: StatusCode, content_type: &'static str, text: String) -
     response
 }
 
-/// Answers `/healthz` and `/metrics`; `None` for any other path.
-pub(crate) fn probe<B>(request: &Request<B>, metrics_text: impl FnOnce() -> String) -> Option<Response<Body>> {
+/// Answers `/healthz` (`ok`, or 503 `degraded: ` and why when a dependency
+/// is failing) and `/metrics`; `None` for any other path.
+pub(crate) fn probe<B>(
+    request: &Request<B>,
+    degraded: Option<String>,
+    metrics_text: impl FnOnce() -> String,
+) -> Option<Response<Body>> {
     let path = request.uri().path();
     if path != HEALTH_PATH && path != METRICS_PATH {
         return None;
@@ -100,7 +105,14 @@ pub(crate) fn probe<B>(request: &Request<B>, metrics_text: impl FnOnce() -> Stri
         return Some(plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
     }
     Some(if path == HEALTH_PATH {
-        plain(StatusCode::OK, "ok")
+        match degraded {
+            None => plain(StatusCode::OK, "ok"),
+            Some(why) => text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("degraded: {why}"),
+            ),
+        }
     } else {
         text_response(StatusCode::OK, metrics::CONTENT_TYPE, metrics_text())
     })

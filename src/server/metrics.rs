@@ -32,6 +32,7 @@ pub(crate) struct Metrics {
     pub(crate) pushes_failed: Counter,
     /// How long each store commit took, in seconds.
     pub(crate) store_commit_seconds: Histogram,
+    store_errors: Counter,
     connections: Gauge,
     users_online: Gauge,
     sockets: Gauge,
@@ -45,6 +46,8 @@ pub(crate) struct Live {
     pub(crate) users_online: u64,
     /// Accepted TCP connections, handshakes and plain HTTP included.
     pub(crate) sockets: u64,
+    /// Store writes that failed since start (the store counts them).
+    pub(crate) store_errors: u64,
 }
 
 impl Default for Metrics {
@@ -59,6 +62,7 @@ impl Default for Metrics {
             pushes_failed: Counter::default(),
             // 50 µs to about 3.3 s: an fsync on a fast SSD to a stalled disk.
             store_commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
+            store_errors: Counter::default(),
             connections: Gauge::default(),
             users_online: Gauge::default(),
             sockets: Gauge::default(),
@@ -100,6 +104,11 @@ impl Default for Metrics {
             "Duration of each store commit (one batch of messages)",
             m.store_commit_seconds.clone(),
         );
+        m.registry.register(
+            "store_errors",
+            "Store writes that failed (a database unreachable or refusing); none was acknowledged",
+            m.store_errors.clone(),
+        );
         metrics
     }
 }
@@ -117,6 +126,8 @@ impl Metrics {
         gauge(&self.connections, live.connections);
         gauge(&self.users_online, live.users_online);
         gauge(&self.sockets, live.sockets);
+        self.store_errors
+            .inc_by(live.store_errors.saturating_sub(self.store_errors.get()));
         let mut text = String::with_capacity(4096);
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -136,6 +147,7 @@ mod tests {
             connections: 2,
             users_online: 1,
             sockets: 4,
+            store_errors: 5,
         });
         for line in [
             "imbed_connections 2",
@@ -147,6 +159,7 @@ mod tests {
             "imbed_host_events_dropped_total 0",
             "imbed_pushes_failed_total 0",
             "imbed_store_commit_seconds_count 1",
+            "imbed_store_errors_total 5",
             "imbed_store_commit_seconds_bucket{le=\"0.0032\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");

@@ -11,6 +11,7 @@ mod jobs;
 pub(crate) mod memory;
 mod memory_files;
 mod memory_notices;
+mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod words;
 
@@ -27,10 +28,17 @@ pub(crate) use sqlite::SqliteStore;
 use crate::config::{Retention, StoreConfig};
 use amend::{Refused, Rules};
 
-/// Opens the store `config` names: memory for `":memory:"`, else SQLite;
-/// events are held to `rules`.
+/// Opens the store `config` names: PostgreSQL when it names a database,
+/// else memory for `":memory:"`, else SQLite; events are held to `rules`.
 pub(crate) fn open(config: &StoreConfig, rules: Rules, commits: CommitObserver) -> Result<Arc<dyn Store>, StoreError> {
-    if config.path == ":memory:" {
+    if let Some(url) = &config.postgres {
+        Ok(Arc::new(postgres::PostgresStore::open(
+            url,
+            config.retention.clone(),
+            rules,
+            commits,
+        )?))
+    } else if config.path == ":memory:" {
         Ok(Arc::new(MemoryStore::with_retention(
             config.retention.clone(),
             config.memory.clone(),
@@ -399,6 +407,15 @@ pub(crate) const UNREAD_CAP: u64 = 9999;
 /// grow that list without end.
 pub(crate) const MAX_DEVICES_PER_USER: usize = 20;
 
+/// Whether a store can serve now, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoreHealth {
+    /// Why the store cannot reach its database, while it cannot.
+    pub(crate) failing: Option<String>,
+    /// Writes that failed since the store opened (nothing of them was acknowledged).
+    pub(crate) errors: u64,
+}
+
 /// A message store.
 pub(crate) trait Store: Send + Sync + 'static {
     /// Stores `message` unless its `(from, client_id)` is already stored, and
@@ -530,4 +547,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// stop calls it from a thread of its own, so shutting down never
     /// depends on which reference to the store drops last, or where.
     fn close(&self) {}
+
+    /// Whether the store can serve now. A store in this process always can.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
 }

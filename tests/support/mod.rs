@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, http};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod postgres;
+
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A host that records events and logs, and accepts tokens of the form `ok:<user>`.
