@@ -97,8 +97,12 @@ check-abi: lib
 abi-baseline: lib
 	scripts/check-abi --write
 
+# Every Rust test, with a private PostgreSQL and Redis; then the durable-store
+# tests written for SQLite once more on PostgreSQL (tests/durable.rs says how).
 test-rust:
-	cargo test --release --all-features
+	scripts/with-services cargo test --release --all-features
+	IMBED_TEST_STORE=postgres scripts/with-services cargo test --release --all-features \
+		--test durable --test push --test groups -- --skip sqlite_
 
 # IMBED_ALLOCATOR=system: valgrind watches the C library's malloc, not the
 # engine's jemalloc (src/allocator.rs), so the engine allocates with malloc here.

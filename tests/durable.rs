@@ -1,5 +1,8 @@
-//! The SQLite store through the engine: durability across restarts, sync,
-//! history and read cursors over real sockets, and bad storage as clear errors.
+//! The durable stores through the engine: durability across restarts, sync,
+//! history and read cursors over real sockets, and bad storage as clear
+//! errors. SQLite by default; with `IMBED_TEST_STORE=postgres` (as `make
+//! test` runs it a second time) PostgreSQL, except the tests named `sqlite_`,
+//! which are about SQLite's file.
 
 mod support;
 
@@ -13,7 +16,7 @@ use support::{Client, connect, start};
 use tempfile::TempDir;
 
 fn db_config(dir: &TempDir, extra: Value) -> Value {
-    let mut config = json!({"store": {"path": dir.path().join("imbed.db").to_str().unwrap()}});
+    let mut config = json!({"store": support::postgres::durable_store(dir.path(), "imbed.db")});
     if let (Value::Object(c), Value::Object(e)) = (&mut config, extra) {
         c.extend(e);
     }
@@ -233,21 +236,22 @@ async fn read_cursors_are_stored_relayed_and_only_move_forward() {
         assert_eq!(bob_phone.recv().await["code"], code);
     }
     tokio::task::block_in_place(|| t.server.stop()).unwrap();
-    let conn = rusqlite::Connection::open(dir.path().join("imbed.db")).unwrap();
-    let stored: i64 = conn
-        .query_row(
-            "SELECT seq FROM read_cursors WHERE user = 'bob' AND conv = 'dm:alice:bob'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored: i64 = if support::postgres::selected() {
+        let db = support::postgres::database(dir.path());
+        let sql = "SELECT seq FROM imbed.read_cursors WHERE user_id = 'bob' AND conv = 'dm:alice:bob'";
+        support::postgres::psql(&db, sql).trim().parse().unwrap()
+    } else {
+        let conn = rusqlite::Connection::open(dir.path().join("imbed.db")).unwrap();
+        let sql = "SELECT seq FROM read_cursors WHERE user = 'bob' AND conv = 'dm:alice:bob'";
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
     assert_eq!(stored, 2);
 }
 
 #[test]
 fn concurrent_durable_sends_get_distinct_gapless_seqs() {
     let dir = TempDir::new().unwrap();
-    let config = Config::from_json(&json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": {"path": dir.path().join("c.db").to_str().unwrap()}}).to_string()).unwrap();
+    let config = Config::from_json(&json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": support::postgres::durable_store(dir.path(), "c.db")}).to_string()).unwrap();
     let server = Arc::new(Server::new(config).unwrap());
     server.start().unwrap();
     let threads: Vec<_> = (0..8)
@@ -281,8 +285,9 @@ fn concurrent_durable_sends_get_distinct_gapless_seqs() {
 fn retention_keeps_the_newest_and_seq_keeps_counting() {
     let dir = TempDir::new().unwrap();
     let config = || {
-        let text = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"},
-            "store": {"path": dir.path().join("r.db").to_str().unwrap(), "retention": {"max_messages_per_conversation": 3}}});
+        let mut store = support::postgres::durable_store(dir.path(), "r.db");
+        store["retention"] = json!({"max_messages_per_conversation": 3});
+        let text = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": store});
         Config::from_json(&text.to_string()).unwrap()
     };
     let server = Server::new(config()).unwrap();
@@ -305,7 +310,7 @@ fn retention_keeps_the_newest_and_seq_keeps_counting() {
 }
 
 #[test]
-fn the_wal_stays_bounded_under_sustained_writes() {
+fn sqlite_the_wal_stays_bounded_under_sustained_writes() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("wal.db");
     let text = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": {"path": path.to_str().unwrap()}});
@@ -335,7 +340,7 @@ fn the_wal_stays_bounded_under_sustained_writes() {
 }
 
 #[test]
-fn age_retention_drops_old_messages_at_start() {
+fn sqlite_age_retention_drops_old_messages_at_start() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("age.db");
     let config = |retention: Value| {
@@ -376,7 +381,7 @@ fn start_error(path: &std::path::Path) -> String {
 }
 
 #[test]
-fn bad_storage_is_a_clear_error_at_start() {
+fn sqlite_bad_storage_is_a_clear_error_at_start() {
     let dir = TempDir::new().unwrap();
     let missing_dir = dir.path().join("no/such/dir/x.db");
     assert!(
@@ -435,7 +440,7 @@ impl Drop for TinyDisk {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_fails_sends_without_acks_and_recovers_when_space_returns() {
+async fn sqlite_a_full_disk_fails_sends_without_acks_and_recovers_when_space_returns() {
     let disk = TinyDisk::mount("2m");
     let filler = disk.0.path().join("filler");
     let t = start(json!({"store": {"path": disk.0.path().join("full.db").to_str().unwrap()}}));

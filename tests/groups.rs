@@ -343,7 +343,7 @@ async fn group_read_receipts_and_conversation_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_survive_a_restart_and_come_through_sync() {
     let dir = TempDir::new().unwrap();
-    let config = json!({"store": {"path": dir.path().join("g.db").to_str().unwrap()}});
+    let config = json!({"store": support::postgres::durable_store(dir.path(), "g.db")});
     let first = start(config.clone());
     tokio::task::block_in_place(|| {
         first.server.create_group("vault", true).unwrap();

@@ -39,8 +39,10 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-fn on_file(path: &str, extra: Value) -> (Server, Arc<RecordingHost>, String) {
-    let mut config = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": {"path": path},
+/// A server with push on, on the durable store `store` (see
+/// `support::postgres::durable_store`).
+fn on_store(store: &Value, extra: Value) -> (Server, Arc<RecordingHost>, String) {
+    let mut config = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}, "store": store,
         "push": {"enabled": true}});
     config
         .as_object_mut()
@@ -126,8 +128,8 @@ async fn a_foreground_session_holds_pushes_back_and_a_background_one_does_not() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_not_done_are_offered_again_after_a_restart_with_the_same_id() {
     let dir = TempDir::new().unwrap();
-    let db = dir.path().join("imbed.db").to_str().unwrap().to_owned();
-    let (server, host, url) = on_file(&db, json!({}));
+    let db = support::postgres::durable_store(dir.path(), "imbed.db");
+    let (server, host, url) = on_store(&db, json!({}));
     let mut alice = connect(&url, "alice").await;
     alice.send_to("bob", "a1", json!(1)).await;
     alice.send_to("bob", "a2", json!(2)).await;
@@ -145,7 +147,7 @@ async fn requests_not_done_are_offered_again_after_a_restart_with_the_same_id() 
     .await
     .unwrap();
 
-    let (server, host, _url) = on_file(&db, json!({}));
+    let (server, host, _url) = on_store(&db, json!({}));
     let again = host.clone();
     let offered = tokio::task::spawn_blocking(move || again.wait_for(|e| e["event"] == "push"))
         .await
@@ -381,8 +383,8 @@ async fn a_failed_push_reaches_the_hosts_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_requests_than_one_batch_are_each_offered_once_after_a_restart() {
     let dir = TempDir::new().unwrap();
-    let db = dir.path().join("imbed.db").to_str().unwrap().to_owned();
-    let (server, host, _url) = on_file(&db, json!({}));
+    let db = support::postgres::durable_store(dir.path(), "imbed.db");
+    let (server, host, _url) = on_store(&db, json!({}));
     let sent = tokio::task::spawn_blocking(move || {
         for n in 0..300 {
             server.send("alice", "bob", "1", Some(&format!("m{n}"))).unwrap();
@@ -393,7 +395,7 @@ async fn more_requests_than_one_batch_are_each_offered_once_after_a_restart() {
     .unwrap();
     wait_for_pushes(&host, "300 pushes", |n| n >= 300).await;
     tokio::task::spawn_blocking(move || sent.stop().unwrap()).await.unwrap();
-    let (_server, host, _url) = on_file(&db, json!({}));
+    let (_server, host, _url) = on_store(&db, json!({}));
     wait_for_pushes(&host, "300 again", |n| n >= 300).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(pushes(&host).len(), 300, "each pending request once");
