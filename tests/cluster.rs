@@ -16,56 +16,75 @@ use serde_json::json;
 use support::RecordingHost;
 use tempfile::TempDir;
 
-/// A PostgreSQL of this test's own, which it can stop and start again on
-/// the same port with the same data.
-struct PrivatePostgres {
+/// A PostgreSQL or Redis of this test's own (scripts/pg-test-server,
+/// scripts/redis-test-server), which it can stop and start again on the
+/// same port with the same data.
+struct Private {
+    script: &'static str,
     dir: PathBuf,
     url: String,
 }
 
-impl PrivatePostgres {
-    fn start(dir: &Path) -> PrivatePostgres {
-        let dir = dir.join("pg");
-        let url = pg_test_server("start", &dir);
-        PrivatePostgres { dir, url }
+impl Private {
+    fn start(script: &'static str, dir: &Path) -> Private {
+        let dir = dir.join(script);
+        let url = run_script(script, "start", &dir);
+        Private { script, dir, url }
+    }
+
+    fn postgres(dir: &Path) -> Private {
+        Private::start("pg-test-server", dir)
+    }
+
+    fn redis(dir: &Path) -> Private {
+        Private::start("redis-test-server", dir)
     }
 
     fn stop(&self) {
-        pg_test_server("stop", &self.dir);
+        run_script(self.script, "stop", &self.dir);
     }
 
     fn restart(&self) {
         assert_eq!(
-            pg_test_server("start", &self.dir),
+            run_script(self.script, "start", &self.dir),
             self.url,
             "the same URL after a restart"
         );
     }
 }
 
-impl Drop for PrivatePostgres {
+impl Drop for Private {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-fn pg_test_server(command: &str, dir: &Path) -> String {
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-server"))
+fn run_script(script: &str, command: &str, dir: &Path) -> String {
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script))
         .arg(command)
         .arg(dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "pg-test-server {command}: {}",
+        "{script} {command}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn node(port: u16, postgres: &str) -> Server {
-    let config = json!({"listen": format!("127.0.0.1:{port}"), "auth": {"mode": "dev"},
-        "store": {"postgres": postgres}});
+    start_node(json!({"listen": format!("127.0.0.1:{port}"), "store": {"postgres": postgres}}))
+}
+
+/// A node of a cluster on `postgres` and `redis`, named `id`, on a free port.
+fn cluster_node(id: &str, postgres: &str, redis: &str) -> Server {
+    start_node(json!({"listen": "127.0.0.1:0", "store": {"postgres": postgres},
+        "cluster": {"redis": redis, "node_id": id, "heartbeat_ms": 200, "presence_ttl_ms": 1000}}))
+}
+
+fn start_node(mut config: serde_json::Value) -> Server {
+    config["auth"] = json!({"mode": "dev"});
     let server = Server::new(Config::from_json(&config.to_string()).unwrap()).unwrap();
     server.start().unwrap();
     server
@@ -114,7 +133,7 @@ fn acked_ids(events: &RecordingHost) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_fails_sends_without_acks_and_the_outbox_stores_each_once_after() {
     let dir = TempDir::new().unwrap();
-    let pg = PrivatePostgres::start(dir.path());
+    let pg = Private::postgres(dir.path());
     let port = free_port();
     let server = tokio::task::block_in_place(|| node(port, &pg.url));
     let url = format!("ws://127.0.0.1:{port}/ws");
@@ -199,5 +218,151 @@ async fn a_postgres_restart_fails_sends_without_acks_and_the_outbox_stores_each_
     tokio::task::block_in_place(|| {
         alice.stop().unwrap();
         server.stop().unwrap();
+    });
+}
+
+fn ws_url(server: &Server) -> String {
+    format!("ws://{}/ws", server.local_addr().unwrap())
+}
+
+/// The next frame of `client` of `kind`, skipping others.
+async fn next_of(client: &mut support::Client, kind: &str) -> serde_json::Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+/// Three nodes, each started once the previous one is subscribed.
+fn three_nodes(postgres: &str, redis: &str) -> Vec<Server> {
+    (1..=3)
+        .map(|n| {
+            let node = cluster_node(&format!("n{n}"), postgres, redis);
+            wait_healthy(&node);
+            node
+        })
+        .collect()
+}
+
+/// Waits until the node says `ok`: it is subscribed and knows the others.
+fn wait_healthy(node: &Server) {
+    let port = node.local_addr().unwrap().port();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while http_get(port, "/healthz").1 != "ok\n" {
+        assert!(std::time::Instant::now() < deadline, "{:?}", http_get(port, "/healthz"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_one_database_and_one_redis_behave_like_one() {
+    let dir = TempDir::new().unwrap();
+    let redis = Private::redis(dir.path());
+    let postgres = support::postgres::database(dir.path());
+    let nodes = tokio::task::block_in_place(|| three_nodes(&postgres, &redis.url));
+    let urls: Vec<String> = nodes.iter().map(ws_url).collect();
+
+    // 1:1 across nodes, both ways, in order.
+    let mut alice = support::connect(&urls[0], "alice").await;
+    let mut bob = support::connect(&urls[1], "bob").await;
+    for i in 1..=20u64 {
+        let ack = alice.send_to("bob", &format!("a{i}"), json!({"n": i})).await;
+        assert_eq!(ack["seq"], i, "{ack}");
+    }
+    for i in 1..=20u64 {
+        let msg = next_of(&mut bob, "msg").await;
+        assert_eq!(
+            (msg["seq"].as_u64(), msg["from"].as_str()),
+            (Some(i), Some("alice")),
+            "{msg}"
+        );
+    }
+    let ack = bob.send_to("alice", "b1", json!("back")).await;
+    assert_eq!(ack["seq"], 21);
+    assert_eq!(next_of(&mut alice, "msg").await["seq"], 21);
+
+    // Presence across nodes: carol on the third node watches alice.
+    let mut carol = support::connect(&urls[2], "carol").await;
+    let watched = carol
+        .request(json!({"type": "watch", "id": "w", "users": ["alice", "zed"]}))
+        .await;
+    assert_eq!(watched["online"], json!({"alice": true, "zed": false}), "{watched}");
+    drop(alice);
+    let offline = next_of(&mut carol, "presence").await;
+    assert_eq!(offline, json!({"type": "presence", "user": "alice", "online": false}));
+    let mut alice = support::connect(&urls[1], "alice").await;
+    let online = next_of(&mut carol, "presence").await;
+    assert_eq!(online, json!({"type": "presence", "user": "alice", "online": true}));
+
+    // One user, two devices on two nodes: both get what others send, and
+    // each sees what the other device sent.
+    let mut dave_phone = support::connect(&urls[0], "dave").await;
+    let mut dave_laptop = support::connect(&urls[1], "dave").await;
+    let ack = carol.send_to("dave", "c1", json!("to both")).await;
+    assert_eq!(ack["type"], "ack");
+    for device in [&mut dave_phone, &mut dave_laptop] {
+        let msg = next_of(device, "msg").await;
+        assert_eq!(
+            (msg["from"].as_str(), msg["seq"].as_u64()),
+            (Some("carol"), Some(1)),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        dave_phone.send_to("carol", "d1", json!("from the phone")).await["seq"],
+        2
+    );
+    let copy = next_of(&mut dave_laptop, "msg").await;
+    assert_eq!(
+        (copy["from"].as_str(), copy["seq"].as_u64()),
+        (Some("dave"), Some(2)),
+        "{copy}"
+    );
+    assert_eq!(next_of(&mut carol, "msg").await["seq"], 2);
+
+    // The host of one node reaches a user on another.
+    let placement = tokio::task::block_in_place(|| nodes[2].send("host", "bob", "\"from the host\"", None)).unwrap();
+    let msg = next_of(&mut bob, "msg").await;
+    assert_eq!(
+        (msg["from"].as_str(), msg["seq"].as_u64()),
+        (Some("host"), Some(placement.seq)),
+        "{msg}"
+    );
+
+    // A group made on one node, joined on others, spoken in from all three.
+    tokio::task::block_in_place(|| nodes[0].create_group("crew", false)).unwrap();
+    for (client, id) in [(&mut alice, "j1"), (&mut bob, "j2"), (&mut carol, "j3")] {
+        let joined = client.request(json!({"type": "join", "id": id, "group": "crew"})).await;
+        assert_eq!(joined["type"], "ok", "{joined}");
+    }
+    // Each member speaks once it has heard the ones before it; each gets
+    // the others' messages (not its own session's), in order.
+    async fn group_msgs(client: &mut support::Client, count: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while seqs.len() < count {
+            let frame = next_of(client, "msg").await;
+            assert_eq!(frame["conv"], "g:crew", "{frame}");
+            seqs.push(frame["seq"].as_u64().unwrap());
+        }
+        seqs
+    }
+    let say = |n: u64| json!({"type": "send", "id": format!("g{n}"), "group": "crew", "body": n});
+    assert_eq!(alice.request(say(1)).await["seq"], 1);
+    assert_eq!(group_msgs(&mut bob, 1).await, [1]);
+    assert_eq!(bob.request(say(2)).await["seq"], 2);
+    assert_eq!(group_msgs(&mut carol, 2).await, [1, 2]);
+    assert_eq!(carol.request(say(3)).await["seq"], 3);
+    assert_eq!(group_msgs(&mut alice, 2).await, [2, 3]);
+    assert_eq!(group_msgs(&mut bob, 1).await, [3]);
+    for client in [&mut alice, &mut bob, &mut carol, &mut dave_phone, &mut dave_laptop] {
+        client.assert_quiet().await;
+    }
+    drop((alice, bob, carol, dave_phone, dave_laptop));
+    tokio::task::block_in_place(|| {
+        for node in nodes {
+            node.stop().unwrap();
+        }
     });
 }

@@ -15,8 +15,8 @@ pub use client::{ClientConfig, EventsConfig, Reconnect};
 pub use layers::merge_json;
 pub use notify::{PushConfig, ReceiptsConfig};
 pub use server::{
-    AuthConfig, Config, FilesConfig, GroupsConfig, HttpConfig, Limits, MemoryLimits, MessagesConfig, OriginsConfig,
-    Retention, ServerEventsConfig, StoreConfig, TlsConfig,
+    AuthConfig, ClusterConfig, Config, FilesConfig, GroupsConfig, HttpConfig, Limits, MemoryLimits, MessagesConfig,
+    OriginsConfig, Retention, ServerEventsConfig, StoreConfig, TlsConfig,
 };
 
 use serde::{Deserialize, Serialize};

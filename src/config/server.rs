@@ -48,6 +48,40 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// Uploads and downloads of files beside the WebSocket.
     pub files: FilesConfig,
+    /// Several nodes on one PostgreSQL database, with Redis between them.
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes sharing one PostgreSQL database (`store.postgres`): Redis
+/// carries live messages, presence and group changes between them, never
+/// the messages' truth (docs/CLUSTER.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// A Redis URL (`redis://host:port`, `redis://:password@host:port/db`);
+    /// unset, the node runs alone (which also works on a shared database:
+    /// its sessions then see other nodes' messages when they sync).
+    pub redis: Option<String>,
+    /// This node's name among the nodes, unique; by default a random one
+    /// at each start.
+    pub node_id: Option<String>,
+    /// How often the node tells Redis it is alive and checks that its own
+    /// subscription still receives (ms).
+    pub heartbeat_ms: u64,
+    /// How long after a node's last heartbeat its users count as offline
+    /// everywhere else (ms): a killed node's users go offline within it.
+    pub presence_ttl_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: None,
+            node_id: None,
+            heartbeat_ms: 1000,
+            presence_ttl_ms: 5000,
+        }
+    }
 }
 
 /// How groups tell their members of changes (`groups`).
@@ -262,6 +296,7 @@ impl Default for Config {
             messages: MessagesConfig::default(),
             groups: GroupsConfig::default(),
             files: FilesConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -339,6 +374,18 @@ impl Config {
             && secret.len() < MIN_JWT_SECRET_BYTES
         {
             return bad("auth.secret", format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"));
+        }
+        if self.cluster.redis.is_some() && self.store.postgres.is_none() {
+            return bad(
+                "cluster.redis",
+                "needs store.postgres: the nodes of a cluster share one database",
+            );
+        }
+        if self.cluster.heartbeat_ms == 0 || self.cluster.presence_ttl_ms < 2 * self.cluster.heartbeat_ms {
+            return bad(
+                "cluster.presence_ttl_ms",
+                "must be at least twice cluster.heartbeat_ms, which must not be 0",
+            );
         }
         if let Some(id) = self.host_ids.iter().find(|id| !crate::protocol::is_valid_id(id)) {
             return bad("host_ids", format!("{id:?} is not a valid user id"));

@@ -54,6 +54,16 @@ impl Groups {
         }
     }
 
+    /// Replaces every group with those of `records` (as [`Groups::load`]
+    /// reads them): another node's changes this node may have missed.
+    pub(crate) fn replace(&self, records: Vec<GroupRecord>) {
+        let fresh = Groups::load(records)
+            .groups
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        *self.groups.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
     /// The group, if it exists.
     pub(crate) fn get(&self, group: &str) -> Option<Group> {
         self.groups

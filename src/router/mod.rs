@@ -5,6 +5,7 @@
 //! so that a broker-backed router (several nodes) can replace it without
 //! touching sessions.
 
+pub(crate) mod cluster;
 pub(crate) mod groups;
 pub(crate) mod local;
 pub(crate) mod outbox;
@@ -46,6 +47,37 @@ pub(crate) enum Attached {
     TooMany,
 }
 
+/// Who a message of a conversation goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Audience<'a> {
+    /// The two members of a direct conversation (one user twice, in a
+    /// conversation with oneself).
+    Direct(&'a str, &'a str),
+    /// A group, by name, and its members as this node knows them.
+    Group(&'a str, &'a [Arc<str>]),
+}
+
+/// A change to a group, which every node's copy of the groups must see.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GroupChange<'a> {
+    /// `user` joined (`member`) or left `group`.
+    Member {
+        /// The group.
+        group: &'a str,
+        /// The user.
+        user: &'a str,
+        /// Joined or left.
+        member: bool,
+    },
+    /// `group` was created, or opened or closed.
+    Closed {
+        /// The group.
+        group: &'a str,
+        /// Closed or open.
+        closed: bool,
+    },
+}
+
 /// Routing of frames to the sessions of users.
 pub(crate) trait Router: Send + Sync + 'static {
     /// Makes `session` reachable through its user, unless the user already
@@ -70,4 +102,45 @@ pub(crate) trait Router: Send + Sync + 'static {
     fn session_count(&self) -> usize;
     /// How many users have a session.
     fn user_count(&self) -> usize;
+
+    /// Queues the `msg` frame of `conv`'s message `seq` to every session of
+    /// its `audience` but the one with id `except`; returns how many
+    /// sessions it was queued to here.
+    fn fanout(&self, conv: &str, seq: u64, frame: &Utf8Bytes, audience: Audience<'_>, except: Option<u64>) -> usize {
+        let position = Some((conv, seq));
+        match audience {
+            Audience::Direct(a, b) if a == b => self.deliver(a, frame, position, except),
+            Audience::Direct(a, b) => {
+                self.deliver(a, frame, position, except) + self.deliver(b, frame, position, except)
+            }
+            Audience::Group(_, members) => members
+                .iter()
+                .map(|member| self.deliver(member, frame, position, except))
+                .sum(),
+        }
+    }
+
+    /// Whether one of `user`'s sessions is in the foreground: the user is looking.
+    fn is_looking(&self, user: &str) -> bool {
+        self.sessions_of(user)
+            .iter()
+            .any(|s| !s.background.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// One of `user`'s sessions went to the background or came back.
+    fn looking_changed(&self, _user: &str) {}
+
+    /// `change` was stored and applied to this node's groups.
+    fn group_changed(&self, _change: GroupChange<'_>) {}
+
+    /// A sync reply told a session that `conv` ends at `last_seq`.
+    fn synced(&self, _conv: &str, _last_seq: u64) {}
+
+    /// Why messages may not reach the sessions of other nodes now, when so.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
+
+    /// Stops what the router runs besides the sessions.
+    fn stop(&self) {}
 }

@@ -17,7 +17,7 @@ use crate::host::Event;
 use crate::host::dispatcher::EventQueue;
 use crate::host::gate::CallbackGate;
 use crate::protocol::Conversation;
-use crate::router::{Groups, Presence, Router};
+use crate::router::{Audience, Groups, Presence, Router};
 use crate::store::amend::Refused;
 use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
 
@@ -30,9 +30,9 @@ pub(crate) struct Core {
     /// Who is online where.
     pub(crate) router: Arc<dyn Router>,
     /// Group membership, as fan-out reads it.
-    pub(crate) groups: Groups,
+    pub(crate) groups: Arc<Groups>,
     /// Presence subscriptions.
-    pub(crate) presence: Presence,
+    pub(crate) presence: Arc<Presence>,
     /// Serializes membership changes of each group, so each decision sees
     /// the one before; striped by group, so a storm of joins to some groups
     /// does not queue a bystander's join to another behind them.
@@ -87,7 +87,7 @@ impl Core {
     pub(crate) fn new(
         (config, files): (Config, Option<FileShelf>),
         store: Arc<dyn Store>,
-        groups: Groups,
+        (router, groups, presence): (Arc<dyn Router>, Arc<Groups>, Arc<Presence>),
         metrics: Metrics,
         events: Arc<EventQueue>,
         gate: Arc<CallbackGate>,
@@ -97,9 +97,9 @@ impl Core {
         Core {
             config,
             store,
-            router: Arc::new(crate::router::LocalRouter::new()),
+            router,
             groups,
-            presence: Presence::default(),
+            presence,
             membership_changes: (0..MEMBERSHIP_STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             metrics,
@@ -155,8 +155,11 @@ impl Core {
     }
 
     /// Which dependency is failing and how, when one is: what `/healthz` says.
-    pub(crate) fn degraded(&self) -> Option<String> {
-        self.store.health().failing.map(|why| format!("store: {why}"))
+    /// A store that cannot write makes the node unable to serve (critical);
+    /// a cluster link that is down only delays other nodes' messages here.
+    pub(crate) fn degraded(&self) -> Option<(bool, String)> {
+        let store = self.store.health().failing.map(|why| (true, format!("store: {why}")));
+        store.or_else(|| self.router.degraded().map(|why| (false, format!("cluster: {why}"))))
     }
 
     /// Whether the server is stopping.
@@ -190,20 +193,18 @@ impl Core {
                     // Encoded once; every recipient session gets the same bytes.
                     let frame = Utf8Bytes::from(msg_frame(stored));
                     let m = &stored.message;
-                    let position = Some((m.conv.as_str(), stored.seq));
-                    let mut delivered = 0;
                     // The conversation's two members, not sender and recipient: a
                     // host's delete is sent by neither.
-                    if let Some(Conversation::Direct(a, b)) = m.to.as_ref().and(Conversation::parse(&m.conv)) {
-                        delivered += core.router.deliver(a, &frame, position, sender_session);
-                        if a != b {
-                            delivered += core.router.deliver(b, &frame, position, sender_session);
-                        }
-                    } else if let Some(group) = m.group.as_deref().and_then(|g| core.groups.get(g)) {
-                        for member in group.members.iter() {
-                            delivered += core.router.deliver(member, &frame, position, sender_session);
-                        }
-                    }
+                    let group = m.group.as_deref().and_then(|g| Some((g, core.groups.get(g)?)));
+                    let audience = match (m.to.as_ref().and(Conversation::parse(&m.conv)), &group) {
+                        (Some(Conversation::Direct(a, b)), _) => Some(Audience::Direct(a, b)),
+                        (_, Some((name, group))) => Some(Audience::Group(name, &group.members)),
+                        _ => None,
+                    };
+                    let delivered = audience.map_or(0, |audience| {
+                        core.router
+                            .fanout(&m.conv, stored.seq, &frame, audience, sender_session)
+                    });
                     core.metrics.messages_in.inc();
                     core.metrics.messages_out.inc_by(delivered as u64);
                     if core.config.events.messages {

@@ -90,11 +90,13 @@ fn text_response(status: StatusCode, content_type: &'static str, text: String) -
     response
 }
 
-/// Answers `/healthz` (`ok`, or 503 `degraded: ` and why when a dependency
-/// is failing) and `/metrics`; `None` for any other path.
+/// Answers `/healthz` and `/metrics`; `None` for any other path. Health is
+/// `ok`; or, while a dependency fails, `degraded: ` and why, with 503 when
+/// the failure is `critical` (the node cannot store messages) and 200 when
+/// the node still serves (a load balancer keeps sending it clients).
 pub(crate) fn probe<B>(
     request: &Request<B>,
-    degraded: Option<String>,
+    degraded: Option<(bool, String)>,
     metrics_text: impl FnOnce() -> String,
 ) -> Option<Response<Body>> {
     let path = request.uri().path();
@@ -107,8 +109,12 @@ pub(crate) fn probe<B>(
     Some(if path == HEALTH_PATH {
         match degraded {
             None => plain(StatusCode::OK, "ok"),
-            Some(why) => text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
+            Some((critical, why)) => text_response(
+                if critical {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                },
                 "text/plain; charset=utf-8",
                 format!("degraded: {why}"),
             ),

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::core::Core;
 use crate::host::Event;
 use crate::protocol::ServerFrame;
+use crate::router::GroupChange;
 use crate::store::WriteDone;
 
 /// Who asks for a change.
@@ -48,11 +49,11 @@ impl Core {
         // failure halfway leaves an open group, never a closed one with squatters.
         for user in &joined_freely {
             self.persist(|done| self.store.save_member(group.to_owned(), user.to_string(), false, done))?;
-            self.groups.set_member(group, user, false);
+            self.member_changed(group, user, false);
             self.announce(group, user, false, Actor::Host);
         }
         self.persist(|done| self.store.save_group(group.to_owned(), closed, done))?;
-        self.groups.set_closed(group, closed);
+        self.closed_changed(group, closed);
         Ok(())
     }
 
@@ -63,14 +64,14 @@ impl Core {
             (None, Actor::Host) => return Err(Refused::NotFound),
             (None, Actor::User(_)) => {
                 self.persist(|done| self.store.save_group(group.to_owned(), false, done))?;
-                self.groups.set_closed(group, false);
+                self.closed_changed(group, false);
             }
             (Some(g), _) if g.has(user) => return Ok(false),
             (Some(g), Actor::User(_)) if g.closed => return Err(Refused::Forbidden),
             (Some(_), _) => {}
         }
         self.persist(|done| self.store.save_member(group.to_owned(), user.to_owned(), true, done))?;
-        self.groups.set_member(group, user, true);
+        self.member_changed(group, user, true);
         self.announce(group, user, true, actor);
         Ok(true)
     }
@@ -85,9 +86,22 @@ impl Core {
             _ => return Ok(false),
         }
         self.persist(|done| self.store.save_member(group.to_owned(), user.to_owned(), false, done))?;
-        self.groups.set_member(group, user, false);
+        self.member_changed(group, user, false);
         self.announce(group, user, false, actor);
         Ok(true)
+    }
+
+    /// Applies a stored membership change here, and tells the other nodes.
+    fn member_changed(&self, group: &str, user: &str, member: bool) {
+        self.groups.set_member(group, user, member);
+        (self.router).group_changed(GroupChange::Member { group, user, member });
+    }
+
+    /// Applies a stored creation, opening or closing of `group` here, and
+    /// tells the other nodes.
+    fn closed_changed(&self, group: &str, closed: bool) {
+        self.groups.set_closed(group, closed);
+        self.router.group_changed(GroupChange::Closed { group, closed });
     }
 
     /// Runs a store write and waits for it.

@@ -6,6 +6,7 @@
 //! scrapes.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -13,6 +14,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::router::cluster::ClusterCounters;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -32,7 +35,13 @@ pub(crate) struct Metrics {
     pub(crate) pushes_failed: Counter,
     /// How long each store commit took, in seconds.
     pub(crate) store_commit_seconds: Histogram,
+    /// What a node of a cluster counts (all zero for a single node).
+    pub(crate) cluster: Arc<ClusterCounters>,
     store_errors: Counter,
+    redis_errors: Counter,
+    cluster_reconnects: Counter,
+    backfills: Counter,
+    backfilled_messages: Counter,
     connections: Gauge,
     users_online: Gauge,
     sockets: Gauge,
@@ -62,7 +71,12 @@ impl Default for Metrics {
             pushes_failed: Counter::default(),
             // 50 µs to about 3.3 s: an fsync on a fast SSD to a stalled disk.
             store_commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
+            cluster: Arc::default(),
             store_errors: Counter::default(),
+            redis_errors: Counter::default(),
+            cluster_reconnects: Counter::default(),
+            backfills: Counter::default(),
+            backfilled_messages: Counter::default(),
             connections: Gauge::default(),
             users_online: Gauge::default(),
             sockets: Gauge::default(),
@@ -109,6 +123,26 @@ impl Default for Metrics {
             "Store writes that failed (a database unreachable or refusing); none was acknowledged",
             m.store_errors.clone(),
         );
+        m.registry.register(
+            "redis_errors",
+            "Redis commands or connections that failed (cluster.redis)",
+            m.redis_errors.clone(),
+        );
+        m.registry.register(
+            "cluster_reconnects",
+            "Times this node subscribed to Redis again after its subscription failed or fell silent",
+            m.cluster_reconnects.clone(),
+        );
+        m.registry.register(
+            "backfills",
+            "Gaps in a conversation read back from the store before its next message was delivered here",
+            m.backfills.clone(),
+        );
+        m.registry.register(
+            "backfilled_messages",
+            "Messages delivered here from backfills",
+            m.backfilled_messages.clone(),
+        );
         metrics
     }
 }
@@ -126,8 +160,13 @@ impl Metrics {
         gauge(&self.connections, live.connections);
         gauge(&self.users_online, live.users_online);
         gauge(&self.sockets, live.sockets);
-        self.store_errors
-            .inc_by(live.store_errors.saturating_sub(self.store_errors.get()));
+        let catch_up = |counter: &Counter, total: u64| counter.inc_by(total.saturating_sub(counter.get()));
+        catch_up(&self.store_errors, live.store_errors);
+        let cluster = &self.cluster;
+        catch_up(&self.redis_errors, cluster.redis_errors.load(Ordering::Relaxed));
+        catch_up(&self.cluster_reconnects, cluster.reconnects.load(Ordering::Relaxed));
+        catch_up(&self.backfills, cluster.backfills.load(Ordering::Relaxed));
+        catch_up(&self.backfilled_messages, cluster.backfilled.load(Ordering::Relaxed));
         let mut text = String::with_capacity(4096);
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text

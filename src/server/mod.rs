@@ -42,6 +42,7 @@ use self::core::Stats;
 use self::files::FileShelf;
 use self::membership::{Actor, Refused};
 use self::metrics::Metrics;
+use self::msg_frames::msg_frame;
 use crate::config::Config;
 use crate::error::Error;
 use crate::host::dispatcher::Dispatcher;
@@ -49,7 +50,8 @@ use crate::host::gate::{CallbackGate, in_callback_of};
 use crate::host::poller::EventPoller;
 use crate::host::{Event, Host, log_layer};
 use crate::protocol::{Conversation, close, direct_conv, group_conv, is_valid_id, is_valid_request_id, now_ms};
-use crate::router::Groups;
+use crate::router::cluster::Cluster;
+use crate::router::{Groups, LocalRouter, Presence, Router};
 use crate::store::amend::Refused as StoreRefused;
 use crate::store::{MessageKind, NewMessage, Placement, SearchScope, StoredMessage};
 
@@ -165,7 +167,8 @@ impl Server {
         let metrics = Metrics::default();
         let store = crate::store::open(&config.store, (&config.messages).into(), metrics.commit_observer())
             .map_err(|e| Error::Store(e.0))?;
-        let groups = Groups::load(store.groups().map_err(|e| Error::Store(e.0))?);
+        let groups = Arc::new(Groups::load(store.groups().map_err(|e| Error::Store(e.0))?));
+        let presence = Arc::new(Presence::default());
         let dispatcher = Dispatcher::for_host(gate.clone(), self.poller.as_ref(), config.events.queue_capacity, {
             let dropped = metrics.events_dropped.clone();
             Box::new(move || {
@@ -193,10 +196,34 @@ impl Server {
             }
         };
         let (stopping, stopping_rx) = watch::channel(false);
+        let router: Arc<dyn Router> = match &config.cluster.redis {
+            Some(redis) => {
+                let _entered = runtime.enter();
+                let started = Cluster::start(
+                    &config.cluster,
+                    redis,
+                    store.clone(),
+                    groups.clone(),
+                    presence.clone(),
+                    msg_frame,
+                    metrics.cluster.clone(),
+                );
+                match started {
+                    Ok(cluster) => Arc::new(cluster),
+                    Err(e) => {
+                        runtime.shutdown_background();
+                        dispatcher.shutdown();
+                        store.close();
+                        return Err(Error::InvalidConfig(e));
+                    }
+                }
+            }
+            None => Arc::new(LocalRouter::new()),
+        };
         let core = Arc::new(Core::new(
             (config.clone(), shelf),
             store,
-            groups,
+            (router, groups, presence),
             metrics,
             dispatcher.queue().clone(),
             gate,
@@ -643,6 +670,7 @@ impl Running {
         core.router.close_all(close::GOING_AWAY, "server stopping");
         drop(alive);
         wait_for_connections(&all_ended.into_inner().unwrap_or_else(|p| p.into_inner()), STOP_GRACE);
+        core.router.stop();
         runtime.shutdown_timeout(Duration::from_secs(1));
         // The writer finishes its queue first, so the events of those last
         // messages still reach the host.

@@ -88,10 +88,7 @@ const MAX_MENTIONS: usize = 100;
 
 /// Whether one of `user`'s sessions is in the foreground: the user is looking.
 pub(crate) fn has_foreground_session(core: &Core, user: &str) -> bool {
-    core.router
-        .sessions_of(user)
-        .iter()
-        .any(|s| !s.background.load(std::sync::atomic::Ordering::Relaxed))
+    core.router.is_looking(user)
 }
 
 /// Offers due requests until the server stops.

@@ -100,7 +100,7 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
         "delete" => amendments::amend(core, session, state, &frame, MessageKind::Delete),
         "react" => amendments::amend(core, session, state, &frame, MessageKind::React),
         "unreact" => amendments::amend(core, session, state, &frame, MessageKind::Unreact),
-        "device" => device(session, &frame),
+        "device" => device(core, session, &frame),
         "watch" => watch(core, session, &frame, true),
         "unwatch" => watch(core, session, &frame, false),
         "typing" => typing(core, session, &mut state.limits, &frame),
@@ -260,6 +260,7 @@ async fn sync(
     }
     let (answering, user, budget, reading) = (session.clone(), session.user.clone(), reply_budget(core), core.clone());
     let id = frame.id.as_deref().map(str::to_owned);
+    let synced_by = core.clone();
     read_then_answer(
         core,
         session,
@@ -285,6 +286,9 @@ async fn sync(
         },
         move |outcome| match outcome {
             Ok((page, reads, range)) => {
+                for conv in &page.convs {
+                    synced_by.router.synced(&conv.conv, conv.last_seq);
+                }
                 let next = range.until.as_deref().filter(|_| page.more_after);
                 let (frames, covered) = sync_reply(id.as_deref(), &page.convs, reads, next, budget);
                 answering
@@ -621,15 +625,18 @@ async fn reads(
 
 /// `device`: the app went to the background or came back. A user with no
 /// session in the foreground gets push requests.
-fn device(session: &SessionHandle, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
+fn device(core: &Core, session: &SessionHandle, frame: &ClientFrame<'_>) -> Result<(), Refusal> {
     let background = match frame.state.as_deref() {
         Some("background") => true,
         Some("foreground") => false,
         _ => return Err(bad("state must be foreground or background")),
     };
-    session
+    let was = session
         .background
-        .store(background, std::sync::atomic::Ordering::Relaxed);
+        .swap(background, std::sync::atomic::Ordering::Relaxed);
+    if was != background {
+        core.router.looking_changed(&session.user);
+    }
     if let Some(id) = frame.id.as_deref() {
         reply(session, ServerFrame::Ok { id, online: None }.encode());
     }
