@@ -366,3 +366,93 @@ async fn three_nodes_on_one_database_and_one_redis_behave_like_one() {
         }
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_acks_coming_and_the_store_brings_back_what_redis_lost() {
+    let dir = TempDir::new().unwrap();
+    let redis = Private::redis(dir.path());
+    let postgres = support::postgres::database(dir.path());
+    let nodes = tokio::task::block_in_place(|| {
+        let nodes: Vec<Server> = (1..=2)
+            .map(|n| cluster_node(&format!("n{n}"), &postgres, &redis.url))
+            .collect();
+        nodes.iter().for_each(wait_healthy);
+        nodes
+    });
+    let urls: Vec<String> = nodes.iter().map(ws_url).collect();
+    let mut alice = support::connect(&urls[0], "alice").await;
+    let mut bob = support::connect(&urls[1], "bob").await;
+    let mut carol = support::connect(&urls[1], "carol").await;
+    let watched = carol
+        .request(json!({"type": "watch", "id": "w", "users": ["alice"]}))
+        .await;
+    assert_eq!(watched["online"], json!({"alice": true}));
+    assert_eq!(alice.send_to("bob", "before", json!(0)).await["seq"], 1);
+    assert_eq!(next_of(&mut bob, "msg").await["seq"], 1);
+
+    tokio::task::block_in_place(|| redis.stop());
+    // Sends are still stored and acknowledged; live delivery across nodes waits.
+    for i in 2..=6u64 {
+        let ack = alice.send_to("bob", &format!("during{i}"), json!(i)).await;
+        assert_eq!(
+            (ack["type"].as_str(), ack["seq"].as_u64()),
+            (Some("ack"), Some(i)),
+            "{ack}"
+        );
+    }
+    let port = nodes[0].local_addr().unwrap().port();
+    let (status, body) = tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let reply = http_get(port, "/healthz");
+            if reply.1 != "ok\n" || std::time::Instant::now() > deadline {
+                return reply;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert!(status.contains(" 200 "), "still serving: {status}");
+    assert!(body.starts_with("degraded: cluster: redis"), "{body}");
+
+    // alice's node stops while Redis is down: what it could not publish
+    // is lost with it, and can only come back from the store.
+    drop(alice);
+    let mut nodes = nodes;
+    let first = nodes.remove(0);
+    tokio::task::block_in_place(|| first.stop()).unwrap();
+    tokio::task::block_in_place(|| redis.restart());
+    for i in 2..=6u64 {
+        let msg = next_of(&mut bob, "msg").await;
+        assert_eq!(msg["seq"], i, "{msg}");
+    }
+    tokio::task::block_in_place(|| wait_healthy(&nodes[0]));
+    // Presence was rebuilt: alice's node is gone, and so is alice.
+    let offline = next_of(&mut carol, "presence").await;
+    assert_eq!(offline, json!({"type": "presence", "user": "alice", "online": false}));
+    let mut alice = support::connect(&urls[1], "alice").await;
+    assert_eq!(next_of(&mut carol, "presence").await["online"], true);
+    assert_eq!(alice.send_to("bob", "after", json!(7)).await["seq"], 7);
+    assert_eq!(next_of(&mut bob, "msg").await["seq"], 7);
+    bob.assert_quiet().await;
+    drop(alice);
+    let metrics = tokio::task::block_in_place(|| http_get(nodes[0].local_addr().unwrap().port(), "/metrics")).1;
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("imbed_{name}_total ")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(count("backfilled_messages") >= 5, "{metrics}");
+    assert!(
+        count("cluster_reconnects") >= 1 && count("redis_errors") >= 1,
+        "{metrics}"
+    );
+    drop((bob, carol));
+    tokio::task::block_in_place(|| {
+        for node in nodes {
+            node.stop().unwrap();
+        }
+    });
+}
