@@ -65,6 +65,11 @@ static const char USAGE[] =
     "  --listen HOST:PORT   listen: address to serve on (default " DEFAULT_LISTEN "; port 0 picks one)\n"
     "  --db PATH            store.path: SQLite file that stores the messages (default " DEFAULT_DB_PATH ",\n"
     "                       which keeps nothing)\n"
+    "  --postgres URL       store.postgres: keep the messages in the PostgreSQL database at URL\n"
+    "                       (postgres://user:password@host:port/db) instead of --db's file\n"
+    "  --redis URL          cluster.redis: one node of several sharing --postgres's database, with\n"
+    "                       Redis at URL (redis://host:port) between them (docs/CLUSTER.md)\n"
+    "  --node-id ID         cluster.node_id: this node's name among them (default: a new one each start)\n"
     "  --dev-auth           auth, all of it: the token is the user id (demos and tests only)\n"
     "  --jwt-secret-file PATH  auth.mode and auth.secret: accept HS256 JWTs signed with the secret in\n"
     "                       PATH (one trailing newline is not part of it); at least 32 bytes\n"
@@ -195,6 +200,9 @@ typedef struct host_options {
     bool poll;                 /* --poll */
     bool push;                 /* --push */
     const char *files_dir;     /* --files */
+    const char *postgres;      /* --postgres */
+    const char *redis;         /* --redis */
+    const char *node_id;       /* --node-id */
     const char *log_level;
     const char *host_id;
 } host_options;
@@ -322,6 +330,12 @@ static void parse_options(int argc, char **argv, host_options *options)
             check_listen_address(options->listen);
         } else if (strcmp(flag, "--db") == 0) {
             options->db_path = take_flag_value(argc, argv, &index);
+        } else if (strcmp(flag, "--postgres") == 0) {
+            options->postgres = take_flag_value(argc, argv, &index);
+        } else if (strcmp(flag, "--redis") == 0) {
+            options->redis = take_flag_value(argc, argv, &index);
+        } else if (strcmp(flag, "--node-id") == 0) {
+            options->node_id = take_flag_value(argc, argv, &index);
         } else if (strcmp(flag, "--dev-auth") == 0) {
             if (options->auth == AUTH_JWT) {
                 fail_usage("choose one of --dev-auth and --jwt-secret(-file)", "");
@@ -456,10 +470,26 @@ static char *build_flags_json(const host_options *options)
     if (options->listen != NULL) {
         append_string_member(&json, "listen", options->listen);
     }
-    if (options->db_path != NULL) {
+    if (options->db_path != NULL || options->postgres != NULL) {
         append_key(&json, "store");
         text_append(&json, "{");
-        append_string_member(&json, "path", options->db_path);
+        if (options->db_path != NULL) {
+            append_string_member(&json, "path", options->db_path);
+        }
+        if (options->postgres != NULL) {
+            append_string_member(&json, "postgres", options->postgres);
+        }
+        text_append(&json, "}");
+    }
+    if (options->redis != NULL || options->node_id != NULL) {
+        append_key(&json, "cluster");
+        text_append(&json, "{");
+        if (options->redis != NULL) {
+            append_string_member(&json, "redis", options->redis);
+        }
+        if (options->node_id != NULL) {
+            append_string_member(&json, "node_id", options->node_id);
+        }
         text_append(&json, "}");
     }
     if (options->auth == AUTH_DEV) {

@@ -456,3 +456,132 @@ async fn a_redis_restart_keeps_acks_coming_and_the_store_brings_back_what_redis_
         }
     });
 }
+
+/// Not a test: the body of a node process for the tests that kill one. A
+/// test runs this binary again with `--ignored --exact node_process` and
+/// the node's configuration in `IMBED_NODE_CONFIG`; it serves until killed.
+#[test]
+#[ignore = "run by the tests that kill a node, in a process of its own"]
+fn node_process() {
+    let config = std::env::var("IMBED_NODE_CONFIG").expect("IMBED_NODE_CONFIG");
+    let server = Server::new(Config::from_json(&config).unwrap()).unwrap();
+    server.start().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// A node in a process of its own, on `port`, killed (SIGKILL) when dropped.
+struct NodeProcess(std::process::Child);
+
+impl NodeProcess {
+    fn spawn(id: &str, port: u16, postgres: &str, redis: &str) -> NodeProcess {
+        let config = json!({"listen": format!("127.0.0.1:{port}"), "auth": {"mode": "dev"},
+            "store": {"postgres": postgres},
+            "cluster": {"redis": redis, "node_id": id, "heartbeat_ms": 200, "presence_ttl_ms": 1000}});
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "node_process", "--nocapture"])
+            .env("IMBED_NODE_CONFIG", config.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let healthy = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/healthz").1 == "ok\n";
+            if healthy {
+                return NodeProcess(child);
+            }
+            assert!(std::time::Instant::now() < deadline, "node {id} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A client of the client role that tries `ports`' nodes in order.
+fn client_of(ports: &[u16], user: &str) -> (Client, Arc<RecordingHost>) {
+    let urls: Vec<String> = ports.iter().map(|p| format!("ws://127.0.0.1:{p}/ws")).collect();
+    let config = json!({"urls": urls, "token": user,
+        "reconnect": {"initial_ms": 50, "max_ms": 300}, "heartbeat_ms": 500, "dead_after_ms": 1500});
+    let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
+    let recorder = Arc::new(RecordingHost::default());
+    client.set_host(recorder.clone()).unwrap();
+    client.start().unwrap();
+    (client, recorder)
+}
+
+fn seqs_in(events: &RecordingHost, conv: &str) -> Vec<u64> {
+    events
+        .events_of("message")
+        .iter()
+        .filter(|e| e["message"]["conv"] == conv)
+        .map(|e| e["message"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_another() {
+    let dir = TempDir::new().unwrap();
+    let redis = Private::redis(dir.path());
+    let postgres = support::postgres::database(dir.path());
+    let (a, b) = (free_port(), free_port());
+    let mut doomed = NodeProcess::spawn("doomed", a, &postgres, &redis.url);
+    let _survivor = NodeProcess::spawn("survivor", b, &postgres, &redis.url);
+    // alice and bob start on the doomed node, carol on the other.
+    let (alice, alice_events) = client_of(&[a, b], "alice");
+    let (_bob, bob_events) = client_of(&[a, b], "bob");
+    let (_carol, carol_events) = client_of(&[b, a], "carol");
+    for events in [&alice_events, &bob_events, &carol_events] {
+        events.wait_until("connected", |e| e.iter().any(|e| e["state"] == "connected"));
+    }
+    const SENT: u64 = 300;
+    let mut ids = Vec::new();
+    for i in 0..SENT {
+        ids.push(alice.send("bob", &json!({"n": i}).to_string()).unwrap());
+        ids.push(alice.send("carol", &json!({"n": i}).to_string()).unwrap());
+        if i == SENT / 3 {
+            alice_events.wait_until("some acks", |e| e.iter().filter(|e| e["event"] == "ack").count() >= 20);
+            doomed.kill();
+        }
+    }
+    let all = 2 * SENT as usize;
+    alice_events.wait_until("every ack", |e| e.iter().filter(|e| e["event"] == "ack").count() >= all);
+    bob_events.wait_until("bob has every message", |e| {
+        e.iter().filter(|e| e["event"] == "message").count() >= SENT as usize
+    });
+    carol_events.wait_until("carol has every message", |e| {
+        e.iter().filter(|e| e["event"] == "message").count() >= SENT as usize
+    });
+    std::thread::sleep(Duration::from_millis(500)); // a duplicate would arrive now
+    for events in [&alice_events, &bob_events] {
+        let connects = events.events_of("state").iter().filter(|e| e["state"] == "connected").count();
+        assert!(connects >= 2, "moved to the other node: {:?}", events.events_of("state"));
+    }
+    let acked = acked_ids(&alice_events);
+    let unique: std::collections::BTreeSet<&String> = acked.iter().collect();
+    assert_eq!((acked.len(), unique.len()), (all, all), "each send acknowledged once");
+    assert!(ids.iter().all(|id| unique.contains(id)));
+    let expected: Vec<u64> = (1..=SENT).collect();
+    assert_eq!(seqs_in(&bob_events, "dm:alice:bob"), expected, "bob: every message once, in order");
+    assert_eq!(seqs_in(&carol_events, "dm:alice:carol"), expected, "carol: every message once, in order");
+    // The store has each once: a fresh node reads them back.
+    let reader = node(free_port(), &postgres);
+    for conv in ["dm:alice:bob", "dm:alice:carol"] {
+        let stored = reader.history(conv, None, 1000).unwrap();
+        let client_ids: std::collections::BTreeSet<&str> = stored.iter().map(|m| m.message.client_id.as_str()).collect();
+        assert_eq!((stored.len(), client_ids.len()), (SENT as usize, SENT as usize), "{conv}");
+    }
+    reader.stop().unwrap();
+    alice.stop().unwrap();
+}

@@ -61,6 +61,9 @@ pub(super) struct Node {
     failing: Mutex<Option<String>>,
     counters: Arc<ClusterCounters>,
     stopping: watch::Sender<bool>,
+    /// The server's runtime: backfills start from the store's completion
+    /// thread too, which is not one of its threads.
+    runtime: tokio::runtime::Handle,
     /// Disconnects when the publisher has ended.
     published: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
@@ -109,6 +112,7 @@ impl Cluster {
             failing: Mutex::new(Some("redis: not connected yet".into())),
             counters,
             stopping,
+            runtime: tokio::runtime::Handle::current(),
             published: Mutex::new(Some(published)),
         });
         let publisher = bus::publish(node.clone(), client.clone(), queue, stopped.clone());
@@ -187,7 +191,7 @@ impl Node {
     /// a failed read is tried again a second later, until the node stops.
     fn backfill(self: &Arc<Self>, first: Gap) {
         let node = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let mut gap = Some(first);
             while let Some(Gap { conv, after, before }) = gap.take() {
                 node.counters.backfills.fetch_add(1, Ordering::Relaxed);
