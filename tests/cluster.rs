@@ -487,7 +487,8 @@ impl NodeProcess {
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let healthy = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/healthz").1 == "ok\n";
+            let healthy =
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/healthz").1 == "ok\n";
             if healthy {
                 return NodeProcess(child);
             }
@@ -565,22 +566,43 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
     });
     std::thread::sleep(Duration::from_millis(500)); // a duplicate would arrive now
     for events in [&alice_events, &bob_events] {
-        let connects = events.events_of("state").iter().filter(|e| e["state"] == "connected").count();
-        assert!(connects >= 2, "moved to the other node: {:?}", events.events_of("state"));
+        let connects = events
+            .events_of("state")
+            .iter()
+            .filter(|e| e["state"] == "connected")
+            .count();
+        assert!(
+            connects >= 2,
+            "moved to the other node: {:?}",
+            events.events_of("state")
+        );
     }
     let acked = acked_ids(&alice_events);
     let unique: std::collections::BTreeSet<&String> = acked.iter().collect();
     assert_eq!((acked.len(), unique.len()), (all, all), "each send acknowledged once");
     assert!(ids.iter().all(|id| unique.contains(id)));
     let expected: Vec<u64> = (1..=SENT).collect();
-    assert_eq!(seqs_in(&bob_events, "dm:alice:bob"), expected, "bob: every message once, in order");
-    assert_eq!(seqs_in(&carol_events, "dm:alice:carol"), expected, "carol: every message once, in order");
+    assert_eq!(
+        seqs_in(&bob_events, "dm:alice:bob"),
+        expected,
+        "bob: every message once, in order"
+    );
+    assert_eq!(
+        seqs_in(&carol_events, "dm:alice:carol"),
+        expected,
+        "carol: every message once, in order"
+    );
     // The store has each once: a fresh node reads them back.
     let reader = node(free_port(), &postgres);
     for conv in ["dm:alice:bob", "dm:alice:carol"] {
         let stored = reader.history(conv, None, 1000).unwrap();
-        let client_ids: std::collections::BTreeSet<&str> = stored.iter().map(|m| m.message.client_id.as_str()).collect();
-        assert_eq!((stored.len(), client_ids.len()), (SENT as usize, SENT as usize), "{conv}");
+        let client_ids: std::collections::BTreeSet<&str> =
+            stored.iter().map(|m| m.message.client_id.as_str()).collect();
+        assert_eq!(
+            (stored.len(), client_ids.len()),
+            (SENT as usize, SENT as usize),
+            "{conv}"
+        );
     }
     reader.stop().unwrap();
     alice.stop().unwrap();

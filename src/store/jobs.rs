@@ -130,12 +130,17 @@ pub(crate) enum Outcome {
 pub(crate) type Completed = Vec<(Job, Result<Outcome, StoreError>)>;
 
 /// Reports the outcomes of committed batches, in order, until the writer ends.
+/// A completion that panics is logged and the next one runs: one faulty
+/// fan-out must not leave every later send without its ack.
 pub(crate) fn complete(batches: Receiver<Completed>) {
     for batch in batches {
         for (job, outcome) in batch {
-            match outcome {
+            let reported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match outcome {
                 Ok(outcome) => report(job, outcome),
                 Err(error) => job.fail(error),
+            }));
+            if reported.is_err() {
+                tracing::error!("a store completion panicked; the next ones still run");
             }
         }
     }
@@ -230,3 +235,51 @@ macro_rules! queued_writes {
     };
 }
 pub(crate) use queued_writes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MessageKind, Placement};
+    use serde_json::value::RawValue;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn append(done: AppendDone) -> Job {
+        let message = NewMessage {
+            conv: "dm:a:b".into(),
+            from: "a".into(),
+            to: Some("b".into()),
+            group: None,
+            client_id: "c".into(),
+            body: RawValue::from_string("1".into()).unwrap(),
+            ts: 0,
+            kind: MessageKind::Message,
+            target: None,
+            files: Vec::new(),
+            by_host: false,
+        };
+        Job::Append(message, Vec::new(), done)
+    }
+
+    #[test]
+    fn a_completion_that_panics_does_not_stop_the_next_ones() {
+        let reached = Arc::new(AtomicBool::new(false));
+        let seen = reached.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let placement = Placement {
+            conv: "dm:a:b".into(),
+            seq: 1,
+            ts: 0,
+        };
+        tx.send(vec![
+            (append(Box::new(|_| panic!("a faulty fan-out"))), Ok(Outcome::New(1))),
+            (
+                append(Box::new(move |_| seen.store(true, Ordering::SeqCst))),
+                Ok(Outcome::Duplicate(placement)),
+            ),
+        ])
+        .unwrap();
+        drop(tx);
+        complete(rx);
+        assert!(reached.load(Ordering::SeqCst));
+    }
+}
