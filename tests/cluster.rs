@@ -607,3 +607,67 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
     reader.stop().unwrap();
     alice.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_2000_spread_over_three_nodes_hears_every_message_once_in_order() {
+    const MEMBERS: usize = 2000;
+    const EACH: u64 = 5;
+    let dir = TempDir::new().unwrap();
+    let redis = Private::redis(dir.path());
+    let postgres = support::postgres::database(dir.path());
+    let nodes = tokio::task::block_in_place(|| three_nodes(&postgres, &redis.url));
+    let urls: Vec<String> = nodes.iter().map(ws_url).collect();
+    let members: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:04}")).collect();
+    tokio::task::block_in_place(|| {
+        nodes[0].create_group("big", true).unwrap();
+        for member in &members {
+            nodes[0].add_member("big", member).unwrap();
+        }
+    });
+    // Member i on node i % 3; the first three speak, one from each node.
+    let mut clients = Vec::with_capacity(MEMBERS);
+    for (i, member) in members.iter().enumerate() {
+        clients.push(support::connect(&urls[i % 3], member).await);
+    }
+    let speakers: Vec<support::Client> = clients.drain(..3).collect();
+    let mut sent = Vec::new();
+    let mut speaking = Vec::new();
+    for (n, mut speaker) in speakers.into_iter().enumerate() {
+        speaking.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for k in 0..EACH {
+                let frame = json!({"type": "send", "id": format!("s{n}-{k}"), "group": "big", "body": k});
+                let ack = speaker.request(frame).await;
+                assert_eq!(ack["type"], "ack", "{ack}");
+                acked.push(ack["seq"].as_u64().unwrap());
+            }
+            acked
+        }));
+    }
+    for speaker in speaking {
+        sent.extend(speaker.await.unwrap());
+    }
+    sent.sort();
+    let all: Vec<u64> = (1..=3 * EACH).collect();
+    assert_eq!(sent, all, "one gapless sequence for the three nodes' sends");
+    // Every listener gets all of them, in order, once.
+    let listening = clients.into_iter().map(|mut client| {
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            while seqs.len() < (3 * EACH) as usize {
+                let frame = next_of(&mut client, "msg").await;
+                seqs.push(frame["seq"].as_u64().unwrap());
+            }
+            client.assert_quiet().await;
+            seqs
+        })
+    });
+    for heard in futures_util::future::join_all(listening).await {
+        assert_eq!(heard.unwrap(), all);
+    }
+    tokio::task::block_in_place(|| {
+        for node in nodes {
+            node.stop().unwrap();
+        }
+    });
+}
