@@ -479,18 +479,21 @@ impl NodeProcess {
         let config = json!({"listen": format!("127.0.0.1:{port}"), "auth": {"mode": "dev"},
             "store": {"postgres": postgres},
             "cluster": {"redis": redis, "node_id": id, "heartbeat_ms": 200, "presence_ttl_ms": 1000}});
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "node_process", "--nocapture"])
-            .env("IMBED_NODE_CONFIG", config.to_string())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        // Killed and waited for on drop, should the wait below fail.
+        let node = NodeProcess(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "node_process", "--nocapture"])
+                .env("IMBED_NODE_CONFIG", config.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let healthy =
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && http_get(port, "/healthz").1 == "ok\n";
             if healthy {
-                return NodeProcess(child);
+                return node;
             }
             assert!(std::time::Instant::now() < deadline, "node {id} did not start");
             std::thread::sleep(Duration::from_millis(50));
