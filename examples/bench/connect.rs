@@ -23,13 +23,13 @@ pub async fn connect(server: &ServerArgs, user: &str, n: usize) -> Result<Connec
     socket
         .bind(SocketAddr::from((source, 0)))
         .map_err(|e| format!("bind {source}: {e}"))?;
-    let address = server.socket_addr();
+    let address = server.socket_addr(n);
     let stream = socket
         .connect(address)
         .await
         .map_err(|e| format!("connect from {source}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
-    let target = format!("{}?token={user}", server.path());
+    let target = format!("{}?token={user}", server.path(n));
     let mut connection = Connection::upgrade(stream, &address.to_string(), &target)
         .await
         .map_err(|e| format!("upgrade as {user}: {e}"))?;

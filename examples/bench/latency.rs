@@ -3,7 +3,9 @@
 //! loop). Send `k` has an intended time, `k / rate` seconds after the start,
 //! and its latency counts from that time to its ack, so a server that stalls
 //! is charged for the sends its stall delayed too (no coordinated omission).
-//! Reports p50/p99/p99.9 of that latency.
+//! Reports p50/p99/p99.9 of that latency; with `--of delivery`, of the
+//! time from a send's intended time to its arrival at the partner instead
+//! (across nodes, when the two URLs of a pair are two nodes of a cluster).
 //!
 //! One pacer sends for every connection, waking at most once per `tick`:
 //! each wake-up of the pacer, and each send that wakes a sleeping server,
@@ -45,6 +47,10 @@ pub struct Options {
     /// microseconds; sends due meanwhile go out together.
     #[arg(long, default_value_t = 100)]
     tick_us: u64,
+    /// What the latency is of: `ack` (send to its ack) or `delivery` (send
+    /// to the partner's `msg`).
+    #[arg(long, default_value = "ack", value_parser = ["ack", "delivery"])]
+    of: String,
     /// After the run, how long to wait for the acks of the last sends;
     /// sends still unacknowledged then count with the latency they reached.
     #[arg(long, default_value_t = 2)]
@@ -69,7 +75,10 @@ pub async fn run(o: Options) -> Value {
     let readers = readers
         .into_iter()
         .enumerate()
-        .map(|(n, reader)| tokio::spawn(read_acks(reader, n as u64, schedule, phases, drain_until)))
+        .map(|(n, reader)| {
+            let deliveries = o.of == "delivery";
+            tokio::spawn(read_acks(reader, n as u64, schedule, phases, drain_until, deliveries))
+        })
         .collect();
     let body = json!("x".repeat(o.body_bytes)).to_string();
     let pacer = tokio::spawn(pace(writers, schedule, body, Duration::from_micros(o.tick_us)));
@@ -80,7 +89,7 @@ pub async fn run(o: Options) -> Value {
         "latency",
         json!({
             "rate": o.rate, "senders": o.senders, "body_bytes": o.body_bytes,
-            "tick_us": o.tick_us, "seconds": o.timing.seconds,
+            "tick_us": o.tick_us, "seconds": o.timing.seconds, "latency_of": o.of,
         }),
     );
     line.insert("offered_per_s".into(), json!(o.rate));
@@ -142,8 +151,17 @@ async fn pace(mut writers: Vec<Writer>, schedule: Schedule, body: String, tick: 
 /// Reads connection `n` until every one of its sends is acknowledged or
 /// `drain_until` passes, timing each ack from its send's due time. Pings go
 /// unanswered (the pacer owns the writing half): the servers close only
-/// silent connections, and these send all the time.
-async fn read_acks(mut reader: Reader, n: u64, schedule: Schedule, phases: Phases, drain_until: Instant) -> Tally {
+/// silent connections, and these send all the time. With `deliveries`, the
+/// latencies recorded are those of the partner's messages arriving here
+/// (their id is their send's number), not of the acks.
+async fn read_acks(
+    mut reader: Reader,
+    n: u64,
+    schedule: Schedule,
+    phases: Phases,
+    drain_until: Instant,
+    deliveries: bool,
+) -> Tally {
     let mut tally = Tally::new();
     let mut acked = vec![false; schedule.sends_of(n) as usize];
     let mut unacked = acked.len();
@@ -176,10 +194,20 @@ async fn read_acks(mut reader: Reader, n: u64, schedule: Schedule, phases: Phase
                         let due = schedule.due(k);
                         if phases.measures(due) {
                             tally.acks += 1;
-                            tally.record(now - due);
+                            if !deliveries {
+                                tally.record(now - due);
+                            }
                         }
                     }
-                    Kind::Msg => tally.deliveries += u64::from(phases.measures(now)),
+                    Kind::Msg => {
+                        tally.deliveries += u64::from(phases.measures(now));
+                        if deliveries && let Some(k) = numeric_id(text) {
+                            let due = schedule.due(k);
+                            if phases.measures(due) {
+                                tally.record(now - due);
+                            }
+                        }
+                    }
                     Kind::Error => tally.error(text),
                     _ => {}
                 }
@@ -192,7 +220,7 @@ async fn read_acks(mut reader: Reader, n: u64, schedule: Schedule, phases: Phase
     }
     // Sends never acknowledged count with the latency they had reached, so
     // that a stalled server shows in the tail.
-    for (i, _) in acked.iter().enumerate().filter(|(_, seen)| !**seen) {
+    for (i, _) in acked.iter().enumerate().filter(|(_, seen)| !**seen && !deliveries) {
         let due = schedule.due(i as u64 * schedule.senders + n);
         if phases.measures(due) {
             tally.record(drain_until - due);

@@ -8,9 +8,11 @@ use serde_json::{Map, Value, json};
 /// Command-line options naming the server under test.
 #[derive(clap::Args, Clone)]
 pub struct ServerArgs {
-    /// The server's WebSocket URL, `ws://HOST:PORT/PATH` (dev auth by `?token=`).
-    #[arg(long)]
-    pub url: String,
+    /// The server's WebSocket URL, `ws://HOST:PORT/PATH` (dev auth by
+    /// `?token=`). Repeated for the nodes of a cluster: connection `n` goes
+    /// to the `n % count`th, so the two users of a pair are on two nodes.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// The server's name in the result line.
     #[arg(long, default_value = "server")]
     pub label: String,
@@ -24,23 +26,24 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The URL's `IP:PORT` and path.
-    fn split_url(&self) -> (&str, &str) {
-        let rest = self.url.strip_prefix("ws://").expect("the URL starts with ws://");
+    /// The `IP:PORT` and path of connection `n`'s URL.
+    fn split_url(&self, n: usize) -> (&str, &str) {
+        let url = &self.url[n % self.url.len()];
+        let rest = url.strip_prefix("ws://").expect("the URL starts with ws://");
         rest.find('/').map_or((rest, "/"), |slash| rest.split_at(slash))
     }
 
-    /// The TCP address in the URL.
-    pub fn socket_addr(&self) -> SocketAddr {
-        let authority = self.split_url().0;
+    /// The TCP address connection `n` connects to.
+    pub fn socket_addr(&self, n: usize) -> SocketAddr {
+        let authority = self.split_url(n).0;
         authority
             .parse()
             .unwrap_or_else(|e| panic!("{authority} is not an IP:PORT address: {e}"))
     }
 
-    /// The path in the URL.
-    pub fn path(&self) -> &str {
-        self.split_url().1
+    /// The path of connection `n`'s URL.
+    pub fn path(&self, n: usize) -> &str {
+        self.split_url(n).1
     }
 
     /// The source address of connection number `n`.
