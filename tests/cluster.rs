@@ -549,6 +549,12 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
     for events in [&alice_events, &bob_events, &carol_events] {
         events.wait_until("connected", |e| e.iter().any(|e| e["state"] == "connected"));
     }
+    // dora, on the doomed node, will not come back; erin on the other watches her.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _dora = runtime.block_on(support::connect(&format!("ws://127.0.0.1:{a}/ws"), "dora"));
+    let mut erin = runtime.block_on(support::connect(&format!("ws://127.0.0.1:{b}/ws"), "erin"));
+    let watched = runtime.block_on(erin.request(json!({"type": "watch", "id": "w", "users": ["dora"]})));
+    assert_eq!(watched["online"], json!({"dora": true}), "{watched}");
     const SENT: u64 = 300;
     let mut ids = Vec::new();
     for i in 0..SENT {
@@ -609,6 +615,9 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
     }
     reader.stop().unwrap();
     alice.stop().unwrap();
+    // The dead node's presence expired: dora is offline for everyone.
+    let offline = runtime.block_on(next_of(&mut erin, "presence"));
+    assert_eq!(offline, json!({"type": "presence", "user": "dora", "online": false}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -673,4 +682,61 @@ async fn a_group_of_2000_spread_over_three_nodes_hears_every_message_once_in_ord
             node.stop().unwrap();
         }
     });
+}
+
+/// Runs `redis-cli` against `url` with `args`.
+fn redis_cli(url: &str, args: &[&str]) {
+    let out = Command::new("redis-cli").arg("-u").arg(url).args(args).output().unwrap();
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn metric(port: u16, name: &str) -> u64 {
+    let text = http_get(port, "/metrics").1;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("imbed_{name}_total ")))
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_falls_silent_is_noticed_and_made_again() {
+    let dir = TempDir::new().unwrap();
+    let redis = Private::redis(dir.path());
+    let postgres = support::postgres::database(dir.path());
+    let nodes = tokio::task::block_in_place(|| {
+        let nodes: Vec<Server> = (1..=2)
+            .map(|n| cluster_node(&format!("n{n}"), &postgres, &redis.url))
+            .collect();
+        nodes.iter().for_each(wait_healthy);
+        nodes
+    });
+    let urls: Vec<String> = nodes.iter().map(ws_url).collect();
+    let port = nodes[1].local_addr().unwrap().port();
+    let mut alice = support::connect(&urls[0], "alice").await;
+    let mut bob = support::connect(&urls[1], "bob").await;
+    assert_eq!(alice.send_to("bob", "a1", json!(1)).await["seq"], 1);
+    assert_eq!(next_of(&mut bob, "msg").await["seq"], 1);
+    // Redis stops passing publishes on (its connections stay open): each
+    // node's subscription hears nothing, not even its own probes.
+    tokio::task::block_in_place(|| redis_cli(&redis.url, &["CLIENT", "PAUSE", "2000", "WRITE"]));
+    for i in 2..=4u64 {
+        assert_eq!(alice.send_to("bob", &format!("a{i}"), json!(i)).await["seq"], i);
+    }
+    tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while metric(port, "cluster_reconnects") == 0 {
+            assert!(std::time::Instant::now() < deadline, "the silence was never noticed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    for i in 2..=4u64 {
+        assert_eq!(next_of(&mut bob, "msg").await["seq"], i);
+    }
+    tokio::task::block_in_place(|| nodes.iter().for_each(wait_healthy));
+    assert_eq!(alice.send_to("bob", "a5", json!(5)).await["seq"], 5);
+    assert_eq!(next_of(&mut bob, "msg").await["seq"], 5);
+    bob.assert_quiet().await;
+    drop((alice, bob));
+    tokio::task::block_in_place(|| nodes.into_iter().for_each(|n| n.stop().unwrap()));
 }

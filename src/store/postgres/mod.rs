@@ -9,6 +9,7 @@
 //! connection and health recovers on its own.
 
 mod amending;
+mod appending;
 mod notices;
 mod readers;
 mod rows;

@@ -15,11 +15,11 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool, Transaction};
-use futures_util::future::try_join_all;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::appending::{Plain, append_run};
 use super::rows::indexed_text;
 use super::{Health, amending, notices};
 use crate::protocol::now_ms;
@@ -297,15 +297,21 @@ async fn write_batch(
     while index < batch.len() {
         let run = batch[index..].iter().take_while(|job| plain(job)).count();
         if run > 0 {
-            let appends = batch[index..index + run].iter().map(|job| {
-                let Job::Append(m, push_to, _) = job else {
-                    unreachable!("a plain job is an append")
-                };
-                let members = new_members(known, m);
-                joined.extend(members.iter().map(|u| (m.conv.clone(), u.to_string())));
-                append_statement(&tx, &append, m, push_to, members)
-            });
-            outcomes.extend(try_join_all(appends).await?);
+            let appends: Vec<Plain<'_>> = (batch[index..index + run].iter())
+                .filter_map(|job| match job {
+                    Job::Append(message, push_to, _) => Some(Plain {
+                        message,
+                        push_to,
+                        members: new_members(known, message),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            for plain in &appends {
+                let conv = &plain.message.conv;
+                joined.extend(plain.members.iter().map(|u| (conv.clone(), u.to_string())));
+            }
+            outcomes.extend(append_run(&tx, &appends).await?);
             index += run;
             continue;
         }
