@@ -550,7 +550,10 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
         events.wait_until("connected", |e| e.iter().any(|e| e["state"] == "connected"));
     }
     // dora, on the doomed node, will not come back; erin on the other watches her.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _dora = runtime.block_on(support::connect(&format!("ws://127.0.0.1:{a}/ws"), "dora"));
     let mut erin = runtime.block_on(support::connect(&format!("ws://127.0.0.1:{b}/ws"), "erin"));
     let watched = runtime.block_on(erin.request(json!({"type": "watch", "id": "w", "users": ["dora"]})));
@@ -662,13 +665,24 @@ async fn a_group_of_2000_spread_over_three_nodes_hears_every_message_once_in_ord
     sent.sort();
     let all: Vec<u64> = (1..=3 * EACH).collect();
     assert_eq!(sent, all, "one gapless sequence for the three nodes' sends");
-    // Every listener gets all of them, in order, once.
+    // Every listener gets all of them, in order, once. (A generous wait:
+    // 2,000 sessions share two cores with the other tests.)
     let listening = clients.into_iter().map(|mut client| {
         tokio::spawn(async move {
             let mut seqs = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while seqs.len() < (3 * EACH) as usize {
-                let frame = next_of(&mut client, "msg").await;
-                seqs.push(frame["seq"].as_u64().unwrap());
+                use futures_util::StreamExt;
+                let message = tokio::time::timeout_at(deadline, client.ws.next()).await;
+                let text = match message.expect("every message within a minute") {
+                    Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => text,
+                    Some(Ok(_)) => continue,
+                    other => panic!("the connection ended: {other:?}"),
+                };
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "msg" {
+                    seqs.push(frame["seq"].as_u64().unwrap());
+                }
             }
             client.assert_quiet().await;
             seqs
@@ -686,8 +700,17 @@ async fn a_group_of_2000_spread_over_three_nodes_hears_every_message_once_in_ord
 
 /// Runs `redis-cli` against `url` with `args`.
 fn redis_cli(url: &str, args: &[&str]) {
-    let out = Command::new("redis-cli").arg("-u").arg(url).args(args).output().unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("redis-cli")
+        .arg("-u")
+        .arg(url)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn metric(port: u16, name: &str) -> u64 {

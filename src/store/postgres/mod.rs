@@ -2,8 +2,9 @@
 //! nodes sharing a database, or for one node that wants a database server.
 //!
 //! The store runs on a small tokio runtime of its own, so it neither
-//! depends on nor blocks the server's. One writer task commits every write
-//! in groups ([`writer`]); reads go to a pool of connections ([`readers`]).
+//! depends on nor blocks the server's. Writers commit every write in groups
+//! ([`writer`]), each for its share of the conversations; reads go to a
+//! pool of connections ([`readers`]).
 //! Both come from one deadpool pool, which replaces a broken connection on
 //! its next use: after PostgreSQL restarts, the first batch finds a new
 //! connection and health recovers on its own.
@@ -34,10 +35,16 @@ use super::{
     GroupRecord, NewMessage, PushRequest, PushesDone, ReadDone, Retention, SearchPage, SearchScope, Store, StoreError,
     StoreHealth, StoredMessage, SyncedPage, UploadDone, WriteDone,
 };
-use writer::Failure;
+use writer::{Failure, Writer};
 
-/// Connections in the pool: the writer's and the readers'.
+/// Connections in the pool: the writers' and the readers'.
 const POOL_SIZE: usize = 8;
+
+/// Writers committing at once, each with its own connection and its own
+/// share of the conversations: one PostgreSQL backend executes one
+/// statement at a time, and a single writer left the database server's
+/// other cores idle (docs/BENCHMARKS.md, "Cluster").
+const WRITERS: usize = 2;
 
 /// How long a connection attempt, or a wait for a free connection, may take
 /// before the operation fails with an error instead.
@@ -73,9 +80,12 @@ pub(crate) struct PostgresStore {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
     pool: Pool,
-    jobs: Mutex<Option<UnboundedSender<Job>>>,
-    /// The writer, and the completion thread, which ends after it.
+    /// Each writer's queue.
+    jobs: Mutex<Option<Vec<UnboundedSender<Job>>>>,
+    /// The writers, then the completion thread, which ends after them.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Which writer a conversation's jobs go to.
+    spread: ahash::RandomState,
     health: Arc<Health>,
 }
 
@@ -150,31 +160,54 @@ impl PostgresStore {
             .name("imbed-store-done".into())
             .spawn(move || jobs::complete(completions))
             .map_err(|e| StoreError(format!("could not start a store thread: {e}")))?;
-        let (jobs, queue) = unbounded_channel();
-        // Its own thread, driving the writer with the runtime's I/O: a batch
-        // holds its jobs' completions, which are not shared across threads.
-        let (on_runtime, writing_pool, writer_health) = (handle.clone(), pool.clone(), health.clone());
-        let writer = std::thread::Builder::new()
-            .name("imbed-store".into())
-            .spawn(move || {
-                let writing = writer::run(writing_pool, queue, completed, retention, rules, commits, writer_health);
-                on_runtime.block_on(writing)
-            })
-            .map_err(|e| StoreError(format!("could not start a store thread: {e}")))?;
+        let mut queues = Vec::with_capacity(WRITERS);
+        let mut threads = Vec::with_capacity(WRITERS + 1);
+        for index in 0..WRITERS {
+            let (jobs, queue) = unbounded_channel();
+            queues.push(jobs);
+            let writer = Writer {
+                pool: pool.clone(),
+                completed: completed.clone(),
+                retention: retention.clone(),
+                rules,
+                commits: commits.clone(),
+                health: health.clone(),
+                prunes_by_age: index == 0,
+            };
+            // Its own thread, driving the writer with the runtime's I/O: a
+            // batch holds its jobs' completions, which are not shared across threads.
+            let on_runtime = handle.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("imbed-store-{index}"))
+                .spawn(move || on_runtime.block_on(writer.run(queue)))
+                .map_err(|e| StoreError(format!("could not start a store thread: {e}")))?;
+            threads.push(thread);
+        }
+        // The completion thread ends once every writer has dropped its sender.
+        drop(completed);
+        threads.push(completer);
         Ok(PostgresStore {
             runtime: Mutex::new(Some(runtime)),
             handle,
             pool,
-            jobs: Mutex::new(Some(jobs)),
-            threads: Mutex::new(vec![writer, completer]),
+            jobs: Mutex::new(Some(queues)),
+            threads: Mutex::new(threads),
             health,
+            spread: ahash::RandomState::new(),
         })
     }
 
+    /// Queues `job` to its writer: a conversation's appends and read marks
+    /// always to the same one (so they commit in order), the rest to the first.
     fn submit(&self, job: Job) {
+        let writer = match &job {
+            Job::Append(m, ..) => self.spread.hash_one(&m.conv) as usize % WRITERS,
+            Job::MarkRead { conv, .. } => self.spread.hash_one(conv) as usize % WRITERS,
+            _ => 0,
+        };
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let unsent = match jobs.as_ref() {
-            Some(jobs) => jobs.send(job).err().map(|e| e.0),
+            Some(jobs) => jobs[writer].send(job).err().map(|e| e.0),
             None => Some(job),
         };
         drop(jobs);

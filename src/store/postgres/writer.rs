@@ -82,43 +82,59 @@ struct Known {
     members: HashSet<(String, String)>,
 }
 
-/// Runs the writer until every sender of `jobs` is gone; outcomes go to `completed`.
-pub(super) async fn run(
-    pool: Pool,
-    mut jobs: UnboundedReceiver<Job>,
-    completed: Sender<Completed>,
-    retention: Retention,
-    rules: Rules,
-    commits: CommitObserver,
-    health: Arc<Health>,
-) {
-    let mut known = Known::default();
-    let mut last_prune = Instant::now();
-    loop {
-        let first = match tokio::time::timeout(PING_EVERY, jobs.recv()).await {
-            Ok(Some(job)) => Some(job),
-            Ok(None) => break,
-            Err(_) => None,
-        };
-        match first {
-            Some(first) => {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match jobs.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
+/// What a writer needs besides its queue.
+pub(super) struct Writer {
+    pub(super) pool: Pool,
+    /// Where committed batches go, to be reported in order.
+    pub(super) completed: Sender<Completed>,
+    pub(super) retention: Retention,
+    pub(super) rules: Rules,
+    pub(super) commits: CommitObserver,
+    pub(super) health: Arc<Health>,
+    /// This writer (of several) applies age retention.
+    pub(super) prunes_by_age: bool,
+}
+
+impl Writer {
+    /// Runs until every sender of `jobs` is gone.
+    pub(super) async fn run(self, mut jobs: UnboundedReceiver<Job>) {
+        let Writer {
+            pool,
+            completed,
+            retention,
+            rules,
+            commits,
+            health,
+            prunes_by_age,
+        } = self;
+        let mut known = Known::default();
+        let mut last_prune = Instant::now();
+        loop {
+            let first = match tokio::time::timeout(PING_EVERY, jobs.recv()).await {
+                Ok(Some(job)) => Some(job),
+                Ok(None) => break,
+                Err(_) => None,
+            };
+            match first {
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match jobs.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
                     }
+                    let started = Instant::now();
+                    let outcomes = commit_batch(&pool, &mut known, batch, &retention, &rules, &health).await;
+                    commits(started.elapsed());
+                    let _ = completed.send(outcomes);
                 }
-                let started = Instant::now();
-                let outcomes = commit_batch(&pool, &mut known, batch, &retention, &rules, &health).await;
-                commits(started.elapsed());
-                let _ = completed.send(outcomes);
+                None => ping(&pool, &health).await,
             }
-            None => ping(&pool, &health).await,
-        }
-        if last_prune.elapsed() >= PRUNE_EVERY {
-            last_prune = Instant::now();
-            prune_by_age(&pool, &retention).await;
+            if prunes_by_age && last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = Instant::now();
+                prune_by_age(&pool, &retention).await;
+            }
         }
     }
 }
