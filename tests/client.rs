@@ -30,14 +30,6 @@ fn client(port: u16, user: &str) -> (Client, Arc<RecordingHost>) {
     (client, recorder)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn delivered_seqs(recorder: &RecordingHost, conv: &str) -> Vec<u64> {
     recorder
         .events_of("message")
@@ -51,7 +43,7 @@ fn delivered_seqs(recorder: &RecordingHost, conv: &str) -> Vec<u64> {
 fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("s.db").to_str().unwrap().to_owned();
-    let port = free_port();
+    let port = support::free_port();
     let first = server(port, &db);
     let (alice, alice_events) = client(port, "alice");
     let (_bob, bob_events) = client(port, "bob");
@@ -108,7 +100,7 @@ fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
 fn offline_messages_arrive_by_sync_and_requests_get_replies() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("s.db").to_str().unwrap().to_owned();
-    let port = free_port();
+    let port = support::free_port();
     let server = server(port, &db);
     for i in 0..5 {
         server.send("host", "carol", &i.to_string(), None).unwrap();
@@ -171,7 +163,7 @@ fn offline_messages_arrive_by_sync_and_requests_get_replies() {
 fn the_outbox_survives_a_client_restart() {
     let dir = TempDir::new().unwrap();
     let state = dir.path().join("client.db").to_str().unwrap().to_owned();
-    let port = free_port();
+    let port = support::free_port();
     let config = json!({"url": format!("ws://127.0.0.1:{port}/ws"), "token": "dora", "state_path": state,
         "reconnect": {"initial_ms": 50, "max_ms": 200}});
     let offline = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
@@ -194,7 +186,7 @@ fn the_outbox_survives_a_client_restart() {
 
 #[test]
 fn a_wss_url_speaks_tls() {
-    let port = free_port();
+    let port = support::free_port();
     let _plain = server(port, ":memory:");
     let config =
         json!({"url": format!("wss://127.0.0.1:{port}/ws"), "token": "tess", "reconnect": {"initial_ms": 5000}});
@@ -236,7 +228,7 @@ fn stop_closes_the_connection_with_a_close_handshake() {
 fn a_client_moves_to_the_next_server_when_one_cannot_be_reached() {
     let t = support::start(json!({}));
     let live = t.server.local_addr().unwrap().port();
-    let dead = free_port();
+    let dead = support::free_port();
     let config = json!({"urls": [format!("ws://127.0.0.1:{dead}/ws"), format!("ws://127.0.0.1:{live}/ws")],
         "token": "alice", "reconnect": {"initial_ms": 50, "max_ms": 200}});
     let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();

@@ -90,24 +90,6 @@ fn start_node(mut config: serde_json::Value) -> Server {
     server
 }
 
-fn client(port: u16, user: &str) -> (Client, Arc<RecordingHost>) {
-    let config = json!({"url": format!("ws://127.0.0.1:{port}/ws"), "token": user,
-        "reconnect": {"initial_ms": 50, "max_ms": 500}, "heartbeat_ms": 1000, "dead_after_ms": 3000});
-    let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
-    let recorder = Arc::new(RecordingHost::default());
-    client.set_host(recorder.clone()).unwrap();
-    client.start().unwrap();
-    (client, recorder)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET path` on the node at `port`: the status line and the body.
 fn http_get(port: u16, path: &str) -> (String, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -134,11 +116,11 @@ fn acked_ids(events: &RecordingHost) -> Vec<String> {
 async fn a_postgres_restart_fails_sends_without_acks_and_the_outbox_stores_each_once_after() {
     let dir = TempDir::new().unwrap();
     let pg = Private::postgres(dir.path());
-    let port = free_port();
+    let port = support::free_port();
     let server = tokio::task::block_in_place(|| node(port, &pg.url));
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let (alice, alice_events) = tokio::task::block_in_place(|| client(port, "alice"));
-    let (_bob, bob_events) = tokio::task::block_in_place(|| client(port, "bob"));
+    let (alice, alice_events) = tokio::task::block_in_place(|| client_of(&[port], "alice"));
+    let (_bob, bob_events) = tokio::task::block_in_place(|| client_of(&[port], "bob"));
     bob_events.wait_until("bob connected", |e| e.iter().any(|e| e["state"] == "connected"));
     let mut ids: Vec<String> = (0..10)
         .map(|i| alice.send("bob", &json!({"n": i}).to_string()).unwrap())
@@ -235,9 +217,9 @@ async fn next_of(client: &mut support::Client, kind: &str) -> serde_json::Value 
     }
 }
 
-/// Three nodes, each started once the previous one is subscribed.
-fn three_nodes(postgres: &str, redis: &str) -> Vec<Server> {
-    (1..=3)
+/// `count` nodes named n1, n2…, each started once the previous one is subscribed.
+fn nodes(count: usize, postgres: &str, redis: &str) -> Vec<Server> {
+    (1..=count)
         .map(|n| {
             let node = cluster_node(&format!("n{n}"), postgres, redis);
             wait_healthy(&node);
@@ -261,7 +243,7 @@ async fn three_nodes_on_one_database_and_one_redis_behave_like_one() {
     let dir = TempDir::new().unwrap();
     let redis = Private::redis(dir.path());
     let postgres = support::postgres::database(dir.path());
-    let nodes = tokio::task::block_in_place(|| three_nodes(&postgres, &redis.url));
+    let nodes = tokio::task::block_in_place(|| nodes(3, &postgres, &redis.url));
     let urls: Vec<String> = nodes.iter().map(ws_url).collect();
 
     // 1:1 across nodes, both ways, in order.
@@ -372,13 +354,7 @@ async fn a_redis_restart_keeps_acks_coming_and_the_store_brings_back_what_redis_
     let dir = TempDir::new().unwrap();
     let redis = Private::redis(dir.path());
     let postgres = support::postgres::database(dir.path());
-    let nodes = tokio::task::block_in_place(|| {
-        let nodes: Vec<Server> = (1..=2)
-            .map(|n| cluster_node(&format!("n{n}"), &postgres, &redis.url))
-            .collect();
-        nodes.iter().for_each(wait_healthy);
-        nodes
-    });
+    let nodes = tokio::task::block_in_place(|| nodes(2, &postgres, &redis.url));
     let urls: Vec<String> = nodes.iter().map(ws_url).collect();
     let mut alice = support::connect(&urls[0], "alice").await;
     let mut bob = support::connect(&urls[1], "bob").await;
@@ -539,7 +515,7 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
     let dir = TempDir::new().unwrap();
     let redis = Private::redis(dir.path());
     let postgres = support::postgres::database(dir.path());
-    let (a, b) = (free_port(), free_port());
+    let (a, b) = (support::free_port(), support::free_port());
     let mut doomed = NodeProcess::spawn("doomed", a, &postgres, &redis.url);
     let _survivor = NodeProcess::spawn("survivor", b, &postgres, &redis.url);
     // alice and bob start on the doomed node, carol on the other.
@@ -605,7 +581,7 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
         "carol: every message once, in order"
     );
     // The store has each once: a fresh node reads them back.
-    let reader = node(free_port(), &postgres);
+    let reader = node(support::free_port(), &postgres);
     for conv in ["dm:alice:bob", "dm:alice:carol"] {
         let stored = reader.history(conv, None, 1000).unwrap();
         let client_ids: std::collections::BTreeSet<&str> =
@@ -630,7 +606,7 @@ async fn a_group_of_2000_spread_over_three_nodes_hears_every_message_once_in_ord
     let dir = TempDir::new().unwrap();
     let redis = Private::redis(dir.path());
     let postgres = support::postgres::database(dir.path());
-    let nodes = tokio::task::block_in_place(|| three_nodes(&postgres, &redis.url));
+    let nodes = tokio::task::block_in_place(|| nodes(3, &postgres, &redis.url));
     let urls: Vec<String> = nodes.iter().map(ws_url).collect();
     let members: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:04}")).collect();
     tokio::task::block_in_place(|| {
@@ -727,13 +703,7 @@ async fn a_subscription_that_falls_silent_is_noticed_and_made_again() {
     let dir = TempDir::new().unwrap();
     let redis = Private::redis(dir.path());
     let postgres = support::postgres::database(dir.path());
-    let nodes = tokio::task::block_in_place(|| {
-        let nodes: Vec<Server> = (1..=2)
-            .map(|n| cluster_node(&format!("n{n}"), &postgres, &redis.url))
-            .collect();
-        nodes.iter().for_each(wait_healthy);
-        nodes
-    });
+    let nodes = tokio::task::block_in_place(|| nodes(2, &postgres, &redis.url));
     let urls: Vec<String> = nodes.iter().map(ws_url).collect();
     let port = nodes[1].local_addr().unwrap().port();
     let mut alice = support::connect(&urls[0], "alice").await;

@@ -83,8 +83,13 @@ pub async fn run(o: Options) -> Value {
     let body = json!("x".repeat(o.body_bytes)).to_string();
     let pacer = tokio::spawn(pace(writers, schedule, body, Duration::from_micros(o.tick_us)));
     let usage = phases.meter(o.server.server_pid).await;
+    // The writers stay open until every reader is done: a writer dropped
+    // when the pacer ends would close its connection before the last acks
+    // (a durable server's come a commit later) could arrive.
+    let (failed, writers) = pacer.await.expect("the pacer panicked");
     let mut total = Tally::sum(readers).await;
-    total.closed_early += pacer.await.expect("the pacer panicked");
+    drop(writers);
+    total.closed_early += failed;
     let mut line = o.server.result(
         "latency",
         json!({
@@ -120,8 +125,8 @@ impl Schedule {
 }
 
 /// Sends every send at its due time (or up to `tick` later) until the end;
-/// returns how many connections failed.
-async fn pace(mut writers: Vec<Writer>, schedule: Schedule, body: String, tick: Duration) -> u64 {
+/// returns how many connections failed, and the writers, still open.
+async fn pace(mut writers: Vec<Writer>, schedule: Schedule, body: String, tick: Duration) -> (u64, Vec<Writer>) {
     let mut timer = Timer::new().expect("a timerfd");
     let mut failed = vec![false; writers.len()];
     let mut frame = String::new();
@@ -145,7 +150,7 @@ async fn pace(mut writers: Vec<Writer>, schedule: Schedule, body: String, tick: 
             timer.sleep_until(wake).await.expect("the timerfd");
         }
     }
-    failed.iter().filter(|&&f| f).count() as u64
+    (failed.iter().filter(|&&f| f).count() as u64, writers)
 }
 
 /// Reads connection `n` until every one of its sends is acknowledged or

@@ -3,17 +3,23 @@
 Each test gets its own host process on a free loopback port, so host events
 and conversation sequences never leak between tests. Tests of the durable
 store start hosts on a SQLite file of their own, and restart or crash them.
-JsonLinesProcess, the stdout-reading half of a host, also runs other
+The cluster tests start several hosts ("nodes") on one PostgreSQL database
+and one Redis (docs/CLUSTER.md), each test on a database and a Redis of its
+own. JsonLinesProcess, the stdout-reading half of a host, also runs other
 programs that print JSON lines, such as the example client `imbed-client`.
 """
 
+import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -284,3 +290,203 @@ def dev_host():
 def jwt_host():
     """imbed-host in HS256 JWT mode, signed with JWT_SECRET."""
     yield from _run_host(["--jwt-secret", JWT_SECRET])
+
+
+# --- clusters: several nodes on one PostgreSQL and one Redis ------------------------
+
+PG_TEST_SERVER = REPO_ROOT / "scripts" / "pg-test-server"
+REDIS_TEST_SERVER = REPO_ROOT / "scripts" / "redis-test-server"
+# pg-test-server waits up to 30 s for PostgreSQL to come up (after an initdb
+# the first time), redis-test-server as long for PING; then they give up.
+SERVICE_TIMEOUT_S = 90
+# A node answers `ok` on /healthz once it is subscribed to Redis; on a loaded
+# machine the first node also creates the schema first.
+HEALTHY_TIMEOUT_S = 15
+HEALTHY_POLL_INTERVAL_S = 0.05
+PSQL_TIMEOUT_S = 30
+
+
+def _service(script, command, directory):
+    """Run scripts/pg-test-server or scripts/redis-test-server; returns what it printed (a URL for start)."""
+    try:
+        result = subprocess.run(
+            [str(script), command, str(directory)], check=False, capture_output=True, text=True, timeout=SERVICE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script.name} {command} {directory} did not finish within {SERVICE_TIMEOUT_S} s")
+    if result.returncode != 0:
+        pytest.fail(f"{script.name} {command} {directory} exited with {result.returncode}: {result.stderr}")
+    return result.stdout.strip()
+
+
+def _private_service(script, prefix):
+    """Start script's server in a new temporary directory; yields its URL, then stops it and removes the directory."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield _service(script, "start", directory / "server")
+    finally:
+        try:
+            _service(script, "stop", directory / "server")
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _psql(url, sql):
+    """Run one statement as the URL's role (the imbed role may create databases)."""
+    result = subprocess.run(
+        ["psql", url, "-XqAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=PSQL_TIMEOUT_S,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"psql {sql!r} exited with {result.returncode}: {result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a PostgreSQL server: IMBED_TEST_POSTGRES's, or a private one for the whole run."""
+    shared = os.environ.get("IMBED_TEST_POSTGRES")
+    if shared:
+        yield shared
+    else:
+        yield from _private_service(PG_TEST_SERVER, "imbed-interop-pg.")
+
+
+@pytest.fixture
+def postgres_database(postgres_server):
+    """The URL of a new, empty database on postgres_server, dropped after the test."""
+    name = f"interop_{uuid.uuid4().hex[:12]}"
+    _psql(postgres_server, f"CREATE DATABASE {name}")
+    try:
+        yield postgres_server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        # The nodes are stopped by now; FORCE ends the connections of a killed one.
+        _psql(postgres_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def redis_server():
+    """The URL of a private Redis for this test only.
+
+    Not IMBED_TEST_REDIS's: every node publishes on one channel, imbed:bus,
+    whatever its database (docs/CLUSTER.md), so a Redis shared between tests
+    would mix their live messages and presence. A private one starts in a
+    fraction of a second.
+    """
+    yield from _private_service(REDIS_TEST_SERVER, "imbed-interop-redis.")
+
+
+class ClusterNode(ImbedHost):
+    """imbed-host as one node of a cluster: dev auth, a free port, --postgres, --redis and --node-id.
+
+    Started, it is healthy: /healthz answered `ok` (it is subscribed to Redis).
+    """
+
+    def __init__(self, node_id, postgres, redis, config=None):
+        self.db = None
+        self.node_id = node_id
+        argv = [str(HOST_BINARY), "--listen", "127.0.0.1:0", "--dev-auth"]
+        if config is not None:
+            argv += ["--config", str(config)]
+        argv += ["--postgres", postgres, "--redis", redis, "--node-id", node_id]
+        JsonLinesProcess.__init__(self, f"imbed-host {node_id}", argv, banner=True)
+        self.url, self.port = self._await_listening_line()
+
+    def healthz(self):
+        """GET /healthz: (status, body)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=EVENT_TIMEOUT_S)
+        try:
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+    def wait_healthy(self):
+        """Wait until /healthz answers 200 `ok`; fails the test if it does not within HEALTHY_TIMEOUT_S."""
+        deadline = time.monotonic() + HEALTHY_TIMEOUT_S
+        last = None
+        while time.monotonic() < deadline and self.running():
+            try:
+                last = self.healthz()
+            except OSError as error:
+                last = error
+            if last == (200, "ok\n"):
+                return
+            time.sleep(HEALTHY_POLL_INTERVAL_S)
+        pytest.fail(
+            f"{self.name} not healthy within {HEALTHY_TIMEOUT_S} s (exit code {self.process.poll()}); "
+            f"last /healthz: {last!r}"
+        )
+
+
+class Cluster:
+    """Starts nodes on one PostgreSQL database and one Redis; stops or kills them."""
+
+    def __init__(self, postgres, redis, directory):
+        self.postgres = postgres
+        self.redis = redis
+        self._directory = directory  # for the nodes' --config files
+        self._nodes = []
+
+    def start(self, node_id, config=None, redis=None):
+        """A new healthy node named node_id; config, a dict, is its --config file (docs/C-API.md keys).
+
+        redis overrides the cluster's Redis URL for this node (a proxy to it, say).
+        """
+        if not HOST_BINARY.is_file():
+            pytest.fail(f"{HOST_BINARY} does not exist: run `make host` or set IMBED_HOST")
+        config_file = None
+        if config is not None:
+            config_file = self._directory / f"{node_id}.json"
+            config_file.write_text(json.dumps(config))
+        try:
+            node = ClusterNode(node_id, self.postgres, redis or self.redis, config_file)
+        except HostDidNotStart as failure:
+            pytest.fail(f"node {node_id}: {failure}")
+        self._nodes.append(node)
+        node.wait_healthy()
+        return node
+
+    def start_many(self, count, config=None, prefix="n"):
+        """count nodes, prefix1..prefixN, each started once the one before is healthy."""
+        return [self.start(f"{prefix}{n}", config) for n in range(1, count + 1)]
+
+    def stop(self, node):
+        """SIGTERM node; it must exit 0, having printed only JSON lines."""
+        self._nodes.remove(node)
+        _stop_cleanly(node)
+
+    def crash(self, node):
+        """SIGKILL node, as a crash would end it, unless it is gone already; it is no longer stopped at teardown."""
+        if node in self._nodes:
+            self._nodes.remove(node)
+            node.crash()
+
+    def stop_all(self):
+        """Stop every node still running, all of them even when one fails; then report the first failure."""
+        failures = []
+        while self._nodes:
+            try:
+                self.stop(self._nodes[-1])
+            except AssertionError as failure:
+                failures.append(failure)
+        if failures:
+            raise failures[0]
+
+
+@pytest.fixture
+def cluster(postgres_database, redis_server):
+    """A Cluster on a new database and a private Redis; its nodes still running are stopped after the test."""
+    directory = Path(tempfile.mkdtemp(prefix="imbed-cluster."))
+    nodes = Cluster(postgres_database, redis_server, directory)
+    try:
+        yield nodes
+    finally:
+        try:
+            nodes.stop_all()
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)

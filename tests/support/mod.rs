@@ -87,6 +87,15 @@ pub struct TestServer {
     pub url: String,
 }
 
+/// A loopback port nobody listens on (for a server that must come back on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Starts a server on a free port with `extra` merged into a dev-auth config.
 pub fn start(extra: Value) -> TestServer {
     let mut config = json!({"listen": "127.0.0.1:0", "auth": {"mode": "dev"}});

@@ -68,6 +68,10 @@ pub(super) struct Node {
     published: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
+/// How long a gap waits for its messages to arrive over Redis before they
+/// are read from the store.
+const BACKFILL_GRACE: Duration = Duration::from_millis(50);
+
 /// How long a stopping node waits for its last envelopes and the removal
 /// of its presence to reach Redis.
 const FINAL_PUBLISH: Duration = Duration::from_secs(1);
@@ -189,11 +193,21 @@ impl Node {
 
     /// Reads `gap` from the store and delivers it, then any gap after it;
     /// a failed read is tried again a second later, until the node stops.
+    /// It waits [`BACKFILL_GRACE`] first: a gap is most often a message
+    /// another node stored a moment earlier, still on its way over Redis,
+    /// and one that arrives meanwhile needs no read.
     fn backfill(self: &Arc<Self>, first: Gap) {
         let node = self.clone();
         self.runtime.spawn(async move {
             let mut gap = Some(first);
             while let Some(Gap { conv, after, before }) = gap.take() {
+                tokio::time::sleep(BACKFILL_GRACE).await;
+                if node.sequencer.delivered_before(&conv, before) {
+                    gap = node.sequencer.backfilled(&conv, before, Vec::new(), &mut |seq, a| {
+                        node.deliver_here(&conv, seq, a);
+                    });
+                    continue;
+                }
                 node.counters.backfills.fetch_add(1, Ordering::Relaxed);
                 let (store, encode, read_conv) = (node.store.clone(), node.encode, conv.clone());
                 let read = tokio::task::spawn_blocking(move || {

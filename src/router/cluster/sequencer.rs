@@ -139,6 +139,11 @@ impl Sequencer {
         gap(conv, track)
     }
 
+    /// Whether everything of `conv` before `before` has been delivered here.
+    pub(super) fn delivered_before(&self, conv: &str, before: u64) -> bool {
+        self.shard(conv).get(conv).is_some_and(|track| track.last + 1 >= before)
+    }
+
     /// A backfill of `conv` failed: the gap is asked for again.
     pub(super) fn backfill_failed(&self, conv: &str) -> Option<Gap> {
         let mut shard = self.shard(conv);
@@ -244,6 +249,7 @@ mod tests {
         });
         assert_eq!(more, None);
         assert_eq!(delivered, [5, 6, 7, 8, 9, 10]);
+        assert!(s.delivered_before("c", 11) && !s.delivered_before("c", 12));
         assert_eq!(s.followed(), [("c".to_owned(), 10)]);
     }
 
