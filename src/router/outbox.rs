@@ -38,6 +38,29 @@ struct Held {
 struct Queue {
     ready: VecDeque<Utf8Bytes>,
     held: Option<Vec<Held>>,
+    /// On a node of a cluster: per conversation, the last seq the session's
+    /// latest sync read. A message up to it reaches the session in that
+    /// reply (or the next sync), so a copy arriving later from another node
+    /// or a backfill is not pushed again. An entry goes once a later
+    /// message of its conversation is pushed.
+    synced: Option<std::collections::HashMap<Box<str>, u64>>,
+}
+
+impl Queue {
+    /// Whether the session's latest sync covers the message at `position`.
+    fn covers(&mut self, position: Option<Position<'_>>) -> bool {
+        let (Some((conv, seq)), Some(synced)) = (position, self.synced.as_mut()) else {
+            return false;
+        };
+        match synced.get(conv) {
+            Some(&up_to) if seq <= up_to => true,
+            Some(_) => {
+                synced.remove(conv);
+                false
+            }
+            None => false,
+        }
+    }
 }
 
 /// A session's outbound queue: producers push, the session's writer drains.
@@ -102,10 +125,16 @@ impl Outbox {
     /// Queues a `msg` frame at `position`, so a sync in progress can tell
     /// whether its reply already carries it.
     pub(crate) fn push_at(&self, frame: Utf8Bytes, position: Option<Position<'_>>) -> bool {
-        if self.is_closing() || !self.reserve(frame.len()) {
+        if self.is_closing() {
             return false;
         }
         let mut queue = self.queue();
+        if queue.covers(position) {
+            return true;
+        }
+        if !self.reserve(frame.len()) {
+            return false;
+        }
         match queue.held.as_mut() {
             Some(held) => {
                 let position = position.map(|(conv, seq)| (conv.to_owned(), seq));
@@ -154,6 +183,15 @@ impl Outbox {
             _ => Some(h.frame),
         });
         self.enqueue(&mut queue, still_due);
+    }
+
+    /// Remembers, per conversation, the last seq a sync read for this
+    /// session (see `Queue::synced`); for nodes of a cluster, where copies
+    /// of a message can arrive after the sync that carried it.
+    pub(crate) fn remember_synced(&self, synced: impl IntoIterator<Item = (String, u64)>) {
+        let mut queue = self.queue();
+        let remembered = queue.synced.get_or_insert_with(Default::default);
+        remembered.extend(synced.into_iter().map(|(conv, seq)| (conv.into_boxed_str(), seq)));
     }
 
     /// Asks the writer to close the connection; only the first request counts.
@@ -220,6 +258,21 @@ mod tests {
         assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
         assert_eq!(outbox.take_ready(), ["123456"]);
         assert!(outbox.take_ready().is_empty());
+    }
+
+    #[test]
+    fn a_message_the_last_sync_covered_is_not_pushed_again() {
+        let outbox = Outbox::new(1000);
+        outbox.remember_synced([("c".to_owned(), 5), ("d".to_owned(), 2)]);
+        assert!(outbox.push_at("c-4".into(), Some(("c", 4))));
+        assert!(outbox.push_at("c-5".into(), Some(("c", 5))));
+        assert!(outbox.push_at("c-6".into(), Some(("c", 6))));
+        assert!(outbox.push_at("d-3".into(), Some(("d", 3))));
+        assert!(outbox.push_at("e-1".into(), Some(("e", 1))));
+        assert_eq!(outbox.take_ready(), ["c-6", "d-3", "e-1"]);
+        // Past the sync, the conversation is forgotten: nothing is filtered.
+        assert!(outbox.push_at("c-6 again".into(), Some(("c", 6))));
+        assert_eq!(outbox.take_ready(), ["c-6 again"]);
     }
 
     #[test]

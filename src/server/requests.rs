@@ -289,6 +289,10 @@ async fn sync(
                 for conv in &page.convs {
                     synced_by.router.synced(&conv.conv, conv.last_seq);
                 }
+                if synced_by.config.cluster.redis.is_some() {
+                    let synced = page.convs.iter().map(|c| (c.conv.clone(), c.last_seq));
+                    answering.outbox.remember_synced(synced);
+                }
                 let next = range.until.as_deref().filter(|_| page.more_after);
                 let (frames, covered) = sync_reply(id.as_deref(), &page.convs, reads, next, budget);
                 answering

@@ -614,10 +614,10 @@ async def killed_node_scenario(cleanup, cluster, doomed, survivor):
             assert_frame(msg, to="erin", body=body_of(msg["id"]), **{"from": "alice"})
             stored_unacked[msg["id"]] = msg
 
-    # From now on alice knows every message up to her cursors. The protocol lets
-    # the server push one of those again (she ignores a msg at or below her
-    # cursor), and this engine does, from a backfill (see the xfail test
-    # below); such repeats must be exact copies, and nothing else may come.
+    # From now on alice knows every message up to her cursors: none of those
+    # may be pushed to her again (a backfill of what the dead node never
+    # published must skip the sessions whose sync covered it; the test
+    # below pins that case exactly). A repeat is recorded, and fails below.
     have = {(msg["conv"], msg["seq"]): msg["id"] for msg in missed + live}
     have.update({(ack["conv"], ack["seq"]): ack["id"] for ack in [first_to_bob, first_to_erin, *alice.acks.values()]})
     repeats = []
@@ -666,6 +666,7 @@ async def killed_node_scenario(cleanup, cluster, doomed, survivor):
     assert_stored_once(stored, acks_to_erin)
     stored, _ = await sync_rounds(await connect(survivor, "bob"), "all", {})
     assert_stored_once(stored, [first_to_bob, *bob.acks.values()])
+    assert repeats == [], f"pushed again after her sync: {repeats}"
     print(
         f"alice: {len(live)} live messages, {len(missed_from_bob)} from sync; {len(unacked)} unacked at the kill,"
         f" {len(stored_unacked)} of them stored before it; {len(missed_to_erin)} of her own in sync;"
@@ -760,18 +761,6 @@ class PushedAgain(AssertionError):
     """A session was pushed a message it already had."""
 
 
-BACKFILL_PUSHES_AGAIN = (
-    "engine bug: a message that a node stored and acknowledged but was killed before publishing is "
-    "backfilled on the other node (src/router/cluster/mod.rs, Node::backfill, Arrival.except None) to "
-    "every session there of the conversation's members, including sessions that connected after it was "
-    "stored and already have it: alice's new session on the survivor, which has seqs 2 and 3 from their "
-    "acks (and from her sync's last_seq 3), gets msg seq 2 and 3 again before erin's seq 4 (PROTOCOL.md: "
-    "only messages stored while the session is open are pushed to it; CLUSTER.md: what Redis lost "
-    "reaches sessions from the store once)"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=PushedAgain, reason=BACKFILL_PUSHES_AGAIN)
 def test_a_message_a_killed_node_never_published_is_not_pushed_again_to_a_session_that_has_it(cluster):
     with FreezableProxy(cluster.redis) as proxy:
         doomed = cluster.start("doomed", FAST_CLUSTER_CONFIG, redis=proxy.url)
