@@ -65,6 +65,32 @@ async fn messages_idempotency_keys_and_sequences_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_one_send_in_one_commit_are_stored_once() {
+    let dir = TempDir::new().unwrap();
+    let t = start(db_config(&dir, json!({})));
+    let mut alice = connect(&t.url, "alice").await;
+    // Pipelined without waiting, so that they share a commit: a send, its
+    // retry, another, and the first once more.
+    for (id, body) in [("a", 1), ("a", 1), ("b", 2), ("a", 1)] {
+        alice
+            .send_json(json!({"type": "send", "id": id, "to": "bob", "body": body}))
+            .await;
+    }
+    let mut acks = Vec::new();
+    while acks.len() < 4 {
+        let frame = alice.recv().await;
+        if frame["type"] == "ack" {
+            acks.push((frame["id"].as_str().unwrap().to_owned(), frame["seq"].as_u64().unwrap()));
+        }
+    }
+    acks.sort();
+    let expected = [("a", 1), ("a", 1), ("a", 1), ("b", 2)].map(|(id, seq)| (id.to_owned(), seq));
+    assert_eq!(acks, expected);
+    let stored = tokio::task::block_in_place(|| t.server.history("dm:alice:bob", None, 10)).unwrap();
+    assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_messages_come_through_sync_in_pages() {
     let dir = TempDir::new().unwrap();
     let t = start(db_config(&dir, json!({})));

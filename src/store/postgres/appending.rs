@@ -13,54 +13,53 @@ use super::writer::Failure;
 use crate::store::jobs::Outcome;
 use crate::store::{NewMessage, Placement};
 
-/// `$1…$7`: the run's messages as parallel arrays (conversation, sender,
-/// recipient, group, client id, body, ts, folded words: `$8`); `$9`/`$10`
-/// the members to record, by message number (1-based, as `ORDINALITY`);
+/// `$1…$8`: the run's messages as parallel arrays (conversation, sender,
+/// recipient, group, client id, body, ts, folded words); `$9`/`$10` the
+/// members to record, by message number (1-based, as `ORDINALITY`);
 /// `$11`/`$12` the push requests, the same way. A message whose sender and
-/// client id are stored (or earlier in the run) is not stored again. One
-/// row per message, in order: whether it is new, and where it is.
+/// client id are stored, or earlier in the run, is not stored again. The
+/// answer has a row per message, in three kinds: `stored` (its seq now),
+/// `old` (where the stored one is), `again` (its first copy in this run is
+/// message number `seq`). No step joins two sets of the run's size with
+/// each other: seqs come from a window over the run and the counter rows
+/// (locked by the batch already), not from joining what was updated.
 const APPEND_RUN: &str = "
     WITH input AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                              $7::bigint[], $8::text[])
             WITH ORDINALITY AS i (conv, sender, recipient, grp, client_id, body, ts, words, ord)
-    ), stored_before AS (
-        SELECT i.ord, m.conv, m.seq, m.ts FROM input i
-        JOIN messages m ON m.sender = i.sender AND m.client_id = i.client_id
-    ), firsts AS (
-        SELECT i.*, row_number() OVER (PARTITION BY i.sender, i.client_id ORDER BY i.ord) AS nth
-        FROM input i WHERE NOT EXISTS (SELECT FROM stored_before s WHERE s.ord = i.ord)
+    ), numbered AS (
+        SELECT i.*, old.conv AS old_conv, old.seq AS old_seq, old.ts AS old_ts,
+               first_value(i.ord) OVER (PARTITION BY i.sender, i.client_id ORDER BY i.ord) AS first_ord
+        FROM input i
+        LEFT JOIN LATERAL (
+            SELECT m.conv, m.seq, m.ts FROM messages m WHERE m.sender = i.sender AND m.client_id = i.client_id
+        ) old ON true
     ), fresh AS (
-        SELECT f.*, row_number() OVER (PARTITION BY f.conv ORDER BY f.ord) AS k FROM firsts f WHERE f.nth = 1
-    ), counts AS (
-        SELECT conv, count(*) AS n FROM fresh GROUP BY conv
+        SELECT n.ord, n.conv, n.sender, n.recipient, n.grp, n.client_id, n.body, n.ts, n.words,
+               c.last_seq + row_number() OVER (PARTITION BY n.conv ORDER BY n.ord) AS seq
+        FROM numbered n JOIN conversations c ON c.conv = n.conv
+        WHERE n.old_seq IS NULL AND n.first_ord = n.ord
     ), bumped AS (
-        UPDATE conversations c SET last_seq = c.last_seq + counts.n FROM counts WHERE c.conv = counts.conv
-        RETURNING c.conv, c.last_seq - counts.n AS base
+        UPDATE conversations c SET last_seq = top.seq
+        FROM (SELECT conv, max(seq) AS seq FROM fresh GROUP BY conv) top WHERE c.conv = top.conv
     ), stored AS (
         INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts, words)
-        SELECT f.conv, b.base + f.k, f.sender, f.recipient, f.grp, f.client_id, f.body, f.ts,
-               to_tsvector('simple'::regconfig, f.words)
-        FROM fresh f JOIN bumped b ON b.conv = f.conv ORDER BY f.ord
-        RETURNING conv, seq, sender, client_id, ts
-    ), placed AS (
-        SELECT f.ord, s.conv, s.seq FROM fresh f JOIN stored s ON s.sender = f.sender AND s.client_id = f.client_id
+        SELECT conv, seq, sender, recipient, grp, client_id, body, ts, to_tsvector('simple'::regconfig, words)
+        FROM fresh ORDER BY ord
     ), members AS (
         INSERT INTO user_conversations (user_id, conv)
-        SELECT u.user_id, p.conv FROM unnest($9::bigint[], $10::text[]) AS u (ord, user_id) JOIN placed p USING (ord)
+        SELECT u.user_id, f.conv FROM unnest($9::bigint[], $10::text[]) AS u (ord, user_id) JOIN fresh f USING (ord)
         ON CONFLICT DO NOTHING
     ), pushed AS (
         INSERT INTO pushes (kind, user_id, conv, seq, sender)
-        SELECT 'message', u.user_id, p.conv, p.seq, i.sender
-        FROM unnest($11::bigint[], $12::text[]) AS u (ord, user_id) JOIN placed p USING (ord) JOIN input i USING (ord)
+        SELECT 'message', u.user_id, f.conv, f.seq, f.sender
+        FROM unnest($11::bigint[], $12::text[]) AS u (ord, user_id) JOIN fresh f USING (ord)
         ON CONFLICT DO NOTHING
     )
-    SELECT i.ord, fr.ord IS NOT NULL, coalesce(sb.seq, st.seq), coalesce(sb.conv, st.conv), coalesce(sb.ts, st.ts)
-    FROM input i
-    LEFT JOIN stored_before sb ON sb.ord = i.ord
-    LEFT JOIN fresh fr ON fr.ord = i.ord
-    LEFT JOIN stored st ON st.sender = i.sender AND st.client_id = i.client_id
-    ORDER BY i.ord";
+    SELECT 'stored', ord, seq, conv, ts FROM fresh
+    UNION ALL SELECT 'old', ord, old_seq, old_conv, old_ts FROM numbered WHERE old_seq IS NOT NULL
+    UNION ALL SELECT 'again', ord, first_ord, NULL, NULL FROM numbered WHERE old_seq IS NULL AND first_ord <> ord";
 
 /// One message of a run: the message, whom to push, the members to record.
 pub(super) struct Plain<'m> {
@@ -112,26 +111,46 @@ pub(super) async fn append_run(tx: &Transaction<'_>, plain: &[Plain<'_>]) -> Res
             ],
         )
         .await?;
-    if rows.len() != plain.len() {
-        return Err(Failure::Data(crate::store::StoreError(format!(
-            "PostgreSQL: {} outcomes for {} messages",
-            rows.len(),
-            plain.len()
-        ))));
-    }
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let seq = row.get::<_, i64>(2) as u64;
-            if row.get::<_, bool>(1) {
-                Outcome::New(seq)
-            } else {
-                Outcome::Duplicate(Placement {
-                    conv: row.get(3),
-                    seq,
-                    ts: row.get(4),
-                })
+    // Message number (from 1) → its outcome; a copy of an earlier one takes that one's place.
+    let mut outcomes: Vec<Option<Outcome>> = (0..plain.len()).map(|_| None).collect();
+    let mut again = Vec::new();
+    for row in &rows {
+        let (kind, ord, seq): (&str, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let slot = outcomes.get_mut(ord as usize - 1).ok_or_else(|| unexpected(ord))?;
+        *slot = match kind {
+            "stored" => Some(Outcome::New(seq as u64)),
+            "old" => Some(Outcome::Duplicate(Placement {
+                conv: row.get(3),
+                seq: seq as u64,
+                ts: row.get(4),
+            })),
+            _ => {
+                again.push((ord as usize - 1, seq as usize - 1));
+                None
             }
-        })
-        .collect())
+        };
+    }
+    for (copy, first) in again {
+        let placement = match (outcomes.get(first), plain.get(first)) {
+            (Some(Some(Outcome::New(seq))), Some(p)) => Placement {
+                conv: p.message.conv.clone(),
+                seq: *seq,
+                ts: p.message.ts,
+            },
+            _ => return Err(unexpected(first as i64 + 1)),
+        };
+        outcomes[copy] = Some(Outcome::Duplicate(placement));
+    }
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(index, outcome)| outcome.ok_or_else(|| unexpected(index as i64 + 1)))
+        .collect()
+}
+
+/// The statement answered something other than one outcome per message.
+fn unexpected(ord: i64) -> Failure {
+    Failure::Data(crate::store::StoreError(format!(
+        "PostgreSQL: no outcome for message {ord} of a run"
+    )))
 }
