@@ -178,9 +178,24 @@ impl Node {
         }
     }
 
+    /// Whether a recipient of `recipients` has a session here.
+    fn has_recipients_here(&self, recipients: &Recipients) -> bool {
+        match recipients {
+            Recipients::Direct(a, b) => self.local.is_online(a) || self.local.is_online(b),
+            Recipients::Group(group) => {
+                (self.groups.get(group)).is_some_and(|g| g.members.iter().any(|m| self.local.is_online(m)))
+            }
+        }
+    }
+
     /// Passes `conv`'s message `seq` through the sequencer to the sessions
     /// here; how many it reached now (none while it waits for a backfill).
+    /// A conversation with nobody here is not followed: with many nodes,
+    /// each would otherwise track, and backfill, every conversation.
     fn arrive(self: &Arc<Self>, conv: &str, seq: u64, arrival: Arrival) -> usize {
+        if !self.sequencer.follows(conv) && !self.has_recipients_here(&arrival.recipients) {
+            return 0;
+        }
         let mut delivered = 0;
         let gap = self.sequencer.arrive(conv, seq, arrival, &mut |seq, a| {
             delivered += self.deliver_here(conv, seq, a);

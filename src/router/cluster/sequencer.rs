@@ -152,6 +152,11 @@ impl Sequencer {
         gap(conv, track)
     }
 
+    /// Whether `conv` is followed here.
+    pub(super) fn follows(&self, conv: &str) -> bool {
+        self.shard(conv).contains_key(conv)
+    }
+
     /// A sync told a session here that `conv` ends at `last_seq`: a
     /// conversation not followed yet is followed from there.
     pub(super) fn synced(&self, conv: &str, last_seq: u64) {
@@ -282,5 +287,6 @@ mod tests {
         assert_eq!((gap.after, gap.before), (3, 8));
         assert_eq!(s.behind("c", 7), None, "one backfill at a time");
         assert_eq!(s.behind("unknown", 7), None);
+        assert!(s.follows("c") && !s.follows("unknown"));
     }
 }
