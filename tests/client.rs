@@ -21,22 +21,8 @@ fn server(port: u16, db: &str) -> Server {
 }
 
 fn client(port: u16, user: &str) -> (Client, Arc<RecordingHost>) {
-    let config = json!({"url": format!("ws://127.0.0.1:{port}/ws"), "token": user,
-        "reconnect": {"initial_ms": 50, "max_ms": 500}, "heartbeat_ms": 1000, "dead_after_ms": 3000});
-    let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
-    let recorder = Arc::new(RecordingHost::default());
-    client.set_host(recorder.clone()).unwrap();
-    client.start().unwrap();
-    (client, recorder)
-}
-
-fn delivered_seqs(recorder: &RecordingHost, conv: &str) -> Vec<u64> {
-    recorder
-        .events_of("message")
-        .iter()
-        .filter(|e| e["message"]["conv"] == conv)
-        .map(|e| e["message"]["seq"].as_u64().unwrap())
-        .collect()
+    support::start_client(json!({"url": format!("ws://127.0.0.1:{port}/ws"), "token": user,
+        "reconnect": {"initial_ms": 50, "max_ms": 500}, "heartbeat_ms": 1000, "dead_after_ms": 3000}))
 }
 
 #[test]
@@ -79,7 +65,7 @@ fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
     assert_eq!(unique.len(), acked.len(), "every ack once");
     assert!(ids.iter().all(|id| acked.contains(id)));
     assert_eq!(
-        delivered_seqs(&bob_events, "dm:alice:bob"),
+        support::delivered_seqs(&bob_events, "dm:alice:bob"),
         (1..=ids.len() as u64).collect::<Vec<_>>()
     );
     let states: Vec<Value> = bob_events
@@ -109,7 +95,7 @@ fn offline_messages_arrive_by_sync_and_requests_get_replies() {
     events.wait_until("five by sync", |e| {
         e.iter().filter(|e| e["event"] == "message").count() == 5
     });
-    assert_eq!(delivered_seqs(&events, "dm:carol:host"), [1, 2, 3, 4, 5]);
+    assert_eq!(support::delivered_seqs(&events, "dm:carol:host"), [1, 2, 3, 4, 5]);
     let id = carol
         .request(r#"{"type":"history","conv":"dm:carol:host","limit":2}"#)
         .unwrap();

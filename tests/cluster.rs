@@ -10,7 +10,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imbed::config::ClientConfig;
 use imbed::{Client, Config, Server};
 use serde_json::json;
 use support::RecordingHost;
@@ -492,22 +491,8 @@ impl Drop for NodeProcess {
 /// A client of the client role that tries `ports`' nodes in order.
 fn client_of(ports: &[u16], user: &str) -> (Client, Arc<RecordingHost>) {
     let urls: Vec<String> = ports.iter().map(|p| format!("ws://127.0.0.1:{p}/ws")).collect();
-    let config = json!({"urls": urls, "token": user,
-        "reconnect": {"initial_ms": 50, "max_ms": 300}, "heartbeat_ms": 500, "dead_after_ms": 1500});
-    let client = Client::new(ClientConfig::from_json(&config.to_string()).unwrap()).unwrap();
-    let recorder = Arc::new(RecordingHost::default());
-    client.set_host(recorder.clone()).unwrap();
-    client.start().unwrap();
-    (client, recorder)
-}
-
-fn seqs_in(events: &RecordingHost, conv: &str) -> Vec<u64> {
-    events
-        .events_of("message")
-        .iter()
-        .filter(|e| e["message"]["conv"] == conv)
-        .map(|e| e["message"]["seq"].as_u64().unwrap())
-        .collect()
+    support::start_client(json!({"urls": urls, "token": user,
+        "reconnect": {"initial_ms": 50, "max_ms": 300}, "heartbeat_ms": 500, "dead_after_ms": 1500}))
 }
 
 #[test]
@@ -571,12 +556,12 @@ fn a_node_killed_under_load_loses_and_duplicates_nothing_its_clients_move_to_ano
     assert!(ids.iter().all(|id| unique.contains(id)));
     let expected: Vec<u64> = (1..=SENT).collect();
     assert_eq!(
-        seqs_in(&bob_events, "dm:alice:bob"),
+        support::delivered_seqs(&bob_events, "dm:alice:bob"),
         expected,
         "bob: every message once, in order"
     );
     assert_eq!(
-        seqs_in(&carol_events, "dm:alice:carol"),
+        support::delivered_seqs(&carol_events, "dm:alice:carol"),
         expected,
         "carol: every message once, in order"
     );

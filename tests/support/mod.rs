@@ -87,6 +87,27 @@ pub struct TestServer {
     pub url: String,
 }
 
+/// Starts a client of the client role on `config` (ClientConfig JSON),
+/// with a host that records its events.
+pub fn start_client(config: Value) -> (imbed::Client, Arc<RecordingHost>) {
+    let config = imbed::config::ClientConfig::from_json(&config.to_string()).unwrap();
+    let client = imbed::Client::new(config).unwrap();
+    let recorder = Arc::new(RecordingHost::default());
+    client.set_host(recorder.clone()).unwrap();
+    client.start().unwrap();
+    (client, recorder)
+}
+
+/// The seqs of `conv`'s messages a client's host was given, in order.
+pub fn delivered_seqs(recorder: &RecordingHost, conv: &str) -> Vec<u64> {
+    recorder
+        .events_of("message")
+        .iter()
+        .filter(|e| e["message"]["conv"] == conv)
+        .map(|e| e["message"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
 /// A loopback port nobody listens on (for a server that must come back on it).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
