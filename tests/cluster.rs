@@ -718,3 +718,28 @@ async fn a_subscription_that_falls_silent_is_noticed_and_made_again() {
     drop((alice, bob));
     tokio::task::block_in_place(|| nodes.into_iter().for_each(|n| n.stop().unwrap()));
 }
+
+#[test]
+fn a_bad_or_unreachable_database_or_redis_is_a_clear_error_at_start() {
+    let start_error = |config: serde_json::Value| {
+        let mut config = config;
+        config["listen"] = json!("127.0.0.1:0");
+        config["auth"] = json!({"mode": "dev"});
+        let server = Server::new(Config::from_json(&config.to_string()).unwrap()).unwrap();
+        let error = server
+            .start()
+            .expect_err("a server that cannot reach its store does not start");
+        error.to_string()
+    };
+    let nobody = format!("postgres://imbed@127.0.0.1:{}/imbed", support::free_port());
+    let not_a_url = start_error(json!({"store": {"postgres": "mysql://x"}}));
+    assert!(
+        not_a_url.contains("store.postgres is not a PostgreSQL URL"),
+        "{not_a_url}"
+    );
+    let unreachable = start_error(json!({"store": {"postgres": nobody}}));
+    assert!(unreachable.contains("PostgreSQL unreachable"), "{unreachable}");
+    let postgres = support::postgres::database(TempDir::new().unwrap().path());
+    let bad_redis = start_error(json!({"store": {"postgres": postgres}, "cluster": {"redis": "http://x"}}));
+    assert!(bad_redis.contains("cluster.redis"), "{bad_redis}");
+}

@@ -524,6 +524,9 @@ mod tests {
         assert!(error_of(r#"{"listen":"localhost"}"#).starts_with("listen:"));
         assert!(error_of(r#"{"log_level":"loud"}"#).starts_with("log_level:"));
         assert!(error_of(r#"{"store":{"path":""}}"#).starts_with("store.path:"));
+        assert!(error_of(r#"{"cluster":{"redis":"redis://127.0.0.1:6379"}}"#).starts_with("cluster.redis:"));
+        let too_short = r#"{"cluster":{"heartbeat_ms":1000,"presence_ttl_ms":1500}}"#;
+        assert!(error_of(too_short).starts_with("cluster.presence_ttl_ms:"));
         assert!(error_of(r#"{"store":{"retention":{"days":1}}}"#).contains("days"));
         assert!(error_of(r#"{} x"#).contains("trailing"));
         assert!(!error_of("not json").is_empty());
