@@ -12,7 +12,7 @@ DB      ?= imbed.db
 FILES   ?= imbed-files
 
 # lib-client, sizes and test-lean: the lean client-only library (docs/MOBILE.md, "Size").
-.PHONY: all lib lib-client sizes test-lean host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer test-cluster-harness check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
+.PHONY: all lib lib-client sizes test-lean host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer test-cluster-harness test-scripts check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
 
 all: host
 
@@ -62,7 +62,7 @@ build/test_messages: lib tests/c/test_messages.c tests/c/check.h
 	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_messages.c $(LIB) $(LDLIBS) -o $@
 
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
-test: deps lint check-header check-symbols check-abi test-rust test-c test-install test-lean test-interop test-web test-swift test-kotlin test-jvm-consumer test-cluster-harness test-fuzz
+test: deps lint check-header check-symbols check-abi test-rust test-c test-install test-lean test-interop test-web test-swift test-kotlin test-jvm-consumer test-cluster-harness test-scripts test-fuzz
 
 deps:
 	@scripts/install-test-deps
@@ -172,6 +172,10 @@ test-interop: host client
 # its own user in a temporary directory on a free port (issue 14).
 test-cluster-harness:
 	tests/cluster/harness-test
+
+# The project's own scripts: the benchmark report's table and its verdict.
+test-scripts:
+	python3 -m pytest -q tests/scripts
 
 # The web chat page (examples/web) in headless Chromium, and its state in Node.
 test-web: host
