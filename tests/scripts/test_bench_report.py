@@ -31,7 +31,8 @@ def clean_rows():
     return [
         result("imbed", "direct", messages_per_s=120000),
         result("bun", "direct", messages_per_s=100000),
-        result("imbed", "latency", offered_per_s=50000, latency_ms={"p99": 0.5}),
+        result("imbed", "latency", offered_per_s=50000,
+               latency_ms={"p50": 0.1, "p99": 0.5, "p99.9": 1.25, "max": 7.5}, messages_per_s=50000),
         result("bun", "latency", offered_per_s=50000, latency_ms={"p99": 0.4}),
     ]
 
@@ -44,6 +45,8 @@ def test_a_clean_run_prints_the_ratio_table_first_and_succeeds(tmp_path):
     assert "| **imbed** (in memory) | 120,000 (1.20×)" in done.stdout
     assert "old" not in markdown and "kept" in markdown and "120,000 (1.20×)" in markdown
     assert "SUSPECT" not in done.stderr
+    # The tail beside p99: p99.9 and the max, in the details table.
+    assert "| latency | imbed | 50,000 msg/s | 0.10 | 0.50 | 1.25 | 7.50 |" in markdown, markdown
 
 
 def test_a_suspect_run_is_written_but_fails_loudly(tmp_path):
