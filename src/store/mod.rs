@@ -190,6 +190,28 @@ pub(crate) struct SearchPage {
 }
 
 impl SearchPage {
+    /// The first `limit` of `found` (one more was asked for, to learn
+    /// whether more match), each with its cursor from `positions` (the
+    /// store's order of the rows, such as a rowid); `next` is the cursor
+    /// after them when more may follow: one more was found, or the byte
+    /// budget ran out (`starved`).
+    pub(crate) fn cut(
+        mut found: Vec<Arc<StoredMessage>>,
+        positions: &[i64],
+        limit: usize,
+        starved: bool,
+    ) -> SearchPage {
+        let more = found.len() > limit || (starved && !found.is_empty());
+        found.truncate(limit);
+        let cursors: Vec<String> = positions[..found.len()].iter().map(i64::to_string).collect();
+        let next = more.then(|| cursors[found.len() - 1].clone());
+        SearchPage {
+            results: found,
+            cursors,
+            next,
+        }
+    }
+
     /// The page cut to its first `carried` results: `next` is then the
     /// cursor after the last of them, when any were left out.
     pub(crate) fn carried(&self, carried: usize) -> Option<&str> {

@@ -159,16 +159,8 @@ pub(super) async fn search(
     params.extend(phrases.iter().map(|p| p as &(dyn ToSql + Sync)));
     let rows = client.query(&sql, &params).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.get(13)).collect();
-    let mut found = messages_within(&rows, limit + 1, &mut max_bytes)?;
-    let more = found.len() > limit || (max_bytes == 0 && !found.is_empty());
-    found.truncate(limit);
-    let cursors: Vec<String> = ids[..found.len()].iter().map(i64::to_string).collect();
-    let next = more.then(|| cursors[found.len() - 1].clone());
-    Ok(SearchPage {
-        results: found,
-        cursors,
-        next,
-    })
+    let found = messages_within(&rows, limit + 1, &mut max_bytes)?;
+    Ok(SearchPage::cut(found, &ids, limit, max_bytes == 0))
 }
 
 /// See [`crate::store::Store::conversations`].

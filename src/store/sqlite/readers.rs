@@ -181,7 +181,7 @@ impl Readers {
                 message_from_row(r)
             })?;
             let results = take_within(rows, limit + 1, &mut max_bytes)?;
-            Ok(search_page(results, &rowids, limit, max_bytes == 0))
+            Ok(SearchPage::cut(results, &rowids, limit, max_bytes == 0))
         })
     }
 
@@ -245,20 +245,5 @@ impl Readers {
             snapshot.commit()?;
             Ok(groups)
         })
-    }
-}
-
-/// The first `limit` of `found` (one more was asked for, to learn whether
-/// more match), and the cursor after them when more may follow (one more
-/// was found, or the byte budget ran out): the rowid of the last one.
-fn search_page(mut found: Vec<Arc<StoredMessage>>, rowids: &[i64], limit: usize, starved: bool) -> SearchPage {
-    let more = found.len() > limit || (starved && !found.is_empty());
-    found.truncate(limit);
-    let cursors: Vec<String> = rowids[..found.len()].iter().map(i64::to_string).collect();
-    let next = more.then(|| cursors[found.len() - 1].clone());
-    SearchPage {
-        results: found,
-        cursors,
-        next,
     }
 }
