@@ -1,8 +1,10 @@
-//! A run of plain messages (no target, no files) stored by one statement:
-//! each conversation's counter row moves once by the run's count, and the
-//! messages, their push requests and their direct conversations' members
-//! are inserted as sets. The per-statement cost PostgreSQL pays (planning,
-//! executor start, a round trip) is then paid once per run, not per message.
+//! Messages stored by one statement: each conversation's counter row moves
+//! once by the run's count, and the messages, their push requests, file
+//! references and direct conversations' members are inserted as sets. The
+//! per-statement cost PostgreSQL pays (planning, executor start, a round
+//! trip) is then paid once per run, not per message. A run of plain
+//! messages is stored this way; so is an event or a message with files, once
+//! checked, as a run of one.
 
 use std::sync::Arc;
 
@@ -11,12 +13,13 @@ use deadpool_postgres::Transaction;
 use super::rows::indexed_text;
 use super::writer::Failure;
 use crate::store::jobs::Outcome;
-use crate::store::{NewMessage, Placement};
+use crate::store::{MessageKind, NewMessage, Placement};
 
-/// `$1…$8`: the run's messages as parallel arrays (conversation, sender,
-/// recipient, group, client id, body, ts, folded words); `$9`/`$10` the
-/// members to record, by message number (1-based, as `ORDINALITY`);
-/// `$11`/`$12` the push requests, the same way. A message whose sender and
+/// `$1…$8`, `$13`, `$14`: the run's messages as parallel arrays
+/// (conversation, sender, recipient, group, client id, body, ts, folded
+/// words or NULL for an event, kind, target); `$9`/`$10` the members to
+/// record, by message number (1-based, as `ORDINALITY`); `$11`/`$12` the
+/// push requests, the same way; `$15`/`$16` the files referred to. A message whose sender and
 /// client id are stored, or earlier in the run, is not stored again. The
 /// answer has a row per message, in three kinds: `stored` (its seq now),
 /// `old` (where the stored one is), `again` (its first copy in this run is
@@ -26,8 +29,8 @@ use crate::store::{NewMessage, Placement};
 const APPEND_RUN: &str = "
     WITH input AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                             $7::bigint[], $8::text[])
-            WITH ORDINALITY AS i (conv, sender, recipient, grp, client_id, body, ts, words, ord)
+                             $7::bigint[], $8::text[], $13::text[], $14::bigint[])
+            WITH ORDINALITY AS i (conv, sender, recipient, grp, client_id, body, ts, words, kind, target, ord)
     ), numbered AS (
         SELECT i.*, old.conv AS old_conv, old.seq AS old_seq, old.ts AS old_ts,
                first_value(i.ord) OVER (PARTITION BY i.sender, i.client_id ORDER BY i.ord) AS first_ord
@@ -36,7 +39,7 @@ const APPEND_RUN: &str = "
             SELECT m.conv, m.seq, m.ts FROM messages m WHERE m.sender = i.sender AND m.client_id = i.client_id
         ) old ON true
     ), fresh AS (
-        SELECT n.ord, n.conv, n.sender, n.recipient, n.grp, n.client_id, n.body, n.ts, n.words,
+        SELECT n.ord, n.conv, n.sender, n.recipient, n.grp, n.client_id, n.body, n.ts, n.words, n.kind, n.target,
                c.last_seq + row_number() OVER (PARTITION BY n.conv ORDER BY n.ord) AS seq
         FROM numbered n JOIN conversations c ON c.conv = n.conv
         WHERE n.old_seq IS NULL AND n.first_ord = n.ord
@@ -44,8 +47,9 @@ const APPEND_RUN: &str = "
         UPDATE conversations c SET last_seq = top.seq
         FROM (SELECT conv, max(seq) AS seq FROM fresh GROUP BY conv) top WHERE c.conv = top.conv
     ), stored AS (
-        INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts, words)
-        SELECT conv, seq, sender, recipient, grp, client_id, body, ts, to_tsvector('simple'::regconfig, words)
+        INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts, kind, target, words)
+        SELECT conv, seq, sender, recipient, grp, client_id, body, ts, kind, target,
+               to_tsvector('simple'::regconfig, words)
         FROM fresh ORDER BY ord
     ), members AS (
         INSERT INTO user_conversations (user_id, conv)
@@ -55,6 +59,10 @@ const APPEND_RUN: &str = "
         INSERT INTO pushes (kind, user_id, conv, seq, sender)
         SELECT 'message', u.user_id, f.conv, f.seq, f.sender
         FROM unnest($11::bigint[], $12::text[]) AS u (ord, user_id) JOIN fresh f USING (ord)
+        ON CONFLICT DO NOTHING
+    ), referred AS (
+        INSERT INTO file_refs (file_id, conv, seq)
+        SELECT r.file_id, f.conv, f.seq FROM unnest($15::bigint[], $16::text[]) AS r (ord, file_id) JOIN fresh f USING (ord)
         ON CONFLICT DO NOTHING
     )
     SELECT 'stored', ord, seq, conv, ts FROM fresh
@@ -68,8 +76,8 @@ pub(super) struct Plain<'m> {
     pub(super) members: Vec<&'m str>,
 }
 
-/// Stores the run `plain` (plain messages, in order) with one statement;
-/// an outcome per message, in order.
+/// Stores the run `plain` (messages and events that passed their checks,
+/// in order) with one statement; an outcome per message, in order.
 pub(super) async fn append_run(tx: &Transaction<'_>, plain: &[Plain<'_>]) -> Result<Vec<Outcome>, Failure> {
     let column = |f: fn(&NewMessage) -> Option<&str>| plain.iter().map(|p| f(p.message)).collect::<Vec<_>>();
     let convs = column(|m| Some(&m.conv));
@@ -79,9 +87,20 @@ pub(super) async fn append_run(tx: &Transaction<'_>, plain: &[Plain<'_>]) -> Res
     let client_ids = column(|m| Some(&m.client_id));
     let bodies = column(|m| Some(m.body.get()));
     let ts: Vec<i64> = plain.iter().map(|p| p.message.ts).collect();
-    let words: Vec<String> = plain.iter().map(|p| indexed_text(&p.message.body)).collect();
+    let words: Vec<Option<String>> = (plain.iter())
+        .map(|p| (p.message.kind == MessageKind::Message).then(|| indexed_text(&p.message.body)))
+        .collect();
+    let kinds = column(|m| m.kind.name());
+    let targets: Vec<Option<i64>> = (plain.iter())
+        .map(|p| p.message.target.map(|seq| seq.min(i64::MAX as u64) as i64))
+        .collect();
     let (mut member_ords, mut members, mut push_ords, mut pushes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut file_ords, mut files) = (Vec::new(), Vec::new());
     for (ord, p) in (1i64..).zip(plain) {
+        for file in &p.message.files {
+            file_ords.push(ord);
+            files.push(file.as_str());
+        }
         for user in &p.members {
             member_ords.push(ord);
             members.push(*user);
@@ -108,6 +127,10 @@ pub(super) async fn append_run(tx: &Transaction<'_>, plain: &[Plain<'_>]) -> Res
                 &members,
                 &push_ords,
                 &pushes,
+                &kinds,
+                &targets,
+                &file_ords,
+                &files,
             ],
         )
         .await?;

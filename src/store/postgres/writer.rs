@@ -1,11 +1,11 @@
 //! The writer task: every write, in group commits.
 //!
 //! As in the SQLite store, jobs queue while a transaction commits and the
-//! next transaction takes all of them. Within it, runs of plain appends are
-//! pipelined: their statements go out together and the node waits one round
-//! trip for the run, not one per message. Each append is one statement that
-//! takes the conversation's next seq from its counter row, so seqs are
-//! gapless and commit in seq order whichever node writes. A transaction
+//! next transaction takes all of them. Within it, a run of plain appends is
+//! stored by one statement ([`append_run`]), which takes each conversation's
+//! next seqs from its counter row, so seqs are gapless and commit in seq
+//! order whichever node writes; an event or a message with files is checked
+//! first, then stored the same way as a run of one. A transaction
 //! first locks the counter rows of its conversations in name order, so two
 //! nodes' batches wait for each other but never deadlock.
 
@@ -17,15 +17,13 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Object, Pool, Transaction};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 
 use super::appending::{Plain, append_run};
-use super::rows::indexed_text;
 use super::{Health, amending, notices};
 use crate::protocol::now_ms;
 use crate::store::amend::Rules;
 use crate::store::jobs::{Completed, Job, Outcome};
-use crate::store::{CommitObserver, MessageKind, NewMessage, Placement, ReadMark, Retention, StoreError};
+use crate::store::{CommitObserver, MessageKind, NewMessage, ReadMark, Retention, StoreError};
 
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 4096;
@@ -40,34 +38,6 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// (a deadlock or serialization failure, or the same client id written by
 /// two nodes at once).
 const ATTEMPTS: usize = 5;
-
-/// Stores a message unless its sender's client id is stored: takes the
-/// conversation's next seq, inserts the message, its direct conversation's
-/// members, push requests and file references. Answers `(new, seq, conv, ts)`:
-/// the new seq, or where the original is.
-const APPEND: &str = "
-    WITH dup AS (
-        SELECT conv, seq, ts FROM messages WHERE sender = $2 AND client_id = $5
-    ), bumped AS (
-        UPDATE conversations SET last_seq = last_seq + 1
-        WHERE conv = $1 AND NOT EXISTS (SELECT FROM dup)
-        RETURNING last_seq
-    ), stored AS (
-        INSERT INTO messages (conv, seq, sender, recipient, grp, client_id, body, ts, kind, target, words)
-        SELECT $1, last_seq, $2, $3, $4, $5, $6, $7, $8, $9, to_tsvector('simple'::regconfig, $10::text) FROM bumped
-        RETURNING seq
-    ), members AS (
-        INSERT INTO user_conversations (user_id, conv) SELECT u, $1 FROM stored, unnest($11::text[]) u
-        ON CONFLICT DO NOTHING
-    ), pushed AS (
-        INSERT INTO pushes (kind, user_id, conv, seq, sender) SELECT 'message', u, $1, seq, $2
-        FROM stored, unnest($12::text[]) u ON CONFLICT DO NOTHING
-    ), referred AS (
-        INSERT INTO file_refs (file_id, conv, seq) SELECT f, $1, seq FROM stored, unnest($13::text[]) f
-        ON CONFLICT DO NOTHING
-    )
-    SELECT true, seq, NULL::text, NULL::bigint FROM stored
-    UNION ALL SELECT false, seq, conv, ts FROM dup";
 
 /// Creates the counter rows of the conversations `$1` that have none and
 /// locks them all, in name order (an upsert locks the row it touches).
@@ -289,7 +259,7 @@ fn conversations_of(batch: &[Job]) -> Vec<&str> {
 }
 
 /// Neither an event nor a message with files: nothing to check before it
-/// is stored, so it can be pipelined.
+/// is stored, so it can join a run.
 fn plain(job: &Job) -> bool {
     matches!(job, Job::Append(m, ..) if m.target.is_none() && m.files.is_empty())
 }
@@ -306,7 +276,6 @@ async fn write_batch(
     if !convs.is_empty() {
         tx.execute(LOCK_CONVERSATIONS, &[&convs]).await?;
     }
-    let append = tx.prepare_cached(APPEND).await?;
     let mut joined = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut index = 0;
@@ -335,8 +304,14 @@ async fn write_batch(
         outcomes.push(match job {
             Job::Append(m, push_to, _) => {
                 let members = new_members(known, m);
-                let outcome = amending::append_checked(&tx, m, rules, || {
-                    append_statement(&tx, &append, m, push_to, members.clone())
+                let one = [Plain {
+                    message: m,
+                    push_to,
+                    members: members.clone(),
+                }];
+                let outcome = amending::append_checked(&tx, m, rules, || async {
+                    let mut outcomes = append_run(&tx, &one).await?;
+                    Ok(outcomes.remove(0))
                 })
                 .await?;
                 if matches!(outcome, Outcome::New(_)) {
@@ -408,44 +383,6 @@ fn new_members<'m>(known: &Known, m: &'m NewMessage) -> Vec<&'m str> {
         .into_iter()
         .filter(|user| !known.members.contains(&(m.conv.clone(), user.to_string())))
         .collect()
-}
-
-/// Runs [`APPEND`] for `m`.
-async fn append_statement(
-    tx: &Transaction<'_>,
-    append: &tokio_postgres::Statement,
-    m: &NewMessage,
-    push_to: &[Arc<str>],
-    members: Vec<&str>,
-) -> Result<Outcome, Failure> {
-    let text = (m.kind == MessageKind::Message).then(|| indexed_text(&m.body));
-    let push_to: Vec<&str> = push_to.iter().map(|u| &**u).collect();
-    let target = m.target.map(|seq| seq.min(i64::MAX as u64) as i64);
-    let params: [&(dyn ToSql + Sync); 13] = [
-        &m.conv,
-        &&*m.from,
-        &m.to,
-        &m.group,
-        &m.client_id,
-        &m.body.get(),
-        &m.ts,
-        &m.kind.name(),
-        &target,
-        &text,
-        &members,
-        &push_to,
-        &m.files,
-    ];
-    let row = tx.query_one(append, &params).await?;
-    Ok(if row.get::<_, bool>(0) {
-        Outcome::New(row.get::<_, i64>(1) as u64)
-    } else {
-        Outcome::Duplicate(Placement {
-            conv: row.get(2),
-            seq: row.get::<_, i64>(1) as u64,
-            ts: row.get(3),
-        })
-    })
 }
 
 /// Deletes what the count retention no longer keeps of the conversations
