@@ -27,7 +27,12 @@ use super::{
 
 const SHARDS: usize = 64;
 
-type IdempotencyKey = (Arc<str>, String);
+/// An idempotency key as kept: two keyed 64-bit hashes of the sender and
+/// its client id, so that keeping a key allocates nothing and finding one
+/// compares no strings. The hash keys are random per store: two different
+/// sends share a digest with odds of about 10^-27 among 500,000 keys, far
+/// below a memory error's (docs/DECISIONS.md, "Idempotency keys as digests").
+type KeyDigest = u128;
 
 /// What a kept message costs beyond its bytes: the `Arc`, the struct and the
 /// allocations of its strings and body (measured: a direct run of 64-byte
@@ -140,13 +145,15 @@ impl Conversation {
 /// One shard of idempotency keys, in the order they came.
 #[derive(Default)]
 struct Keys {
-    placements: HashMap<IdempotencyKey, Placement>,
-    order: VecDeque<IdempotencyKey>,
+    placements: HashMap<KeyDigest, Placement>,
+    order: VecDeque<KeyDigest>,
 }
 
 /// Messages, idempotency keys and read cursors in memory.
 pub(crate) struct MemoryStore {
     hasher: RandomState,
+    /// The two hashes of a [`KeyDigest`].
+    key_hashers: [RandomState; 2],
     retention: Retention,
     limits: MemoryLimits,
     /// Bytes of the messages kept, over all conversations.
@@ -192,6 +199,7 @@ impl MemoryStore {
     pub(crate) fn with_retention(retention: Retention, limits: MemoryLimits, rules: Rules) -> MemoryStore {
         MemoryStore {
             hasher: RandomState::new(),
+            key_hashers: [RandomState::new(), RandomState::new()],
             retention,
             limits,
             kept_bytes: AtomicUsize::new(0),
@@ -211,6 +219,11 @@ impl MemoryStore {
     fn shard<'a, T>(&self, shards: &'a [Mutex<T>], key: &str) -> MutexGuard<'a, T> {
         let index = self.hasher.hash_one(key) as usize % SHARDS;
         shards[index].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key_digest(&self, from: &str, client_id: &str) -> KeyDigest {
+        let [high, low] = self.key_hashers.each_ref().map(|h| h.hash_one((from, client_id)));
+        (KeyDigest::from(high) << 64) | KeyDigest::from(low)
     }
 
     fn remember_conversation(&self, user: &str, conv: &str) {
@@ -258,7 +271,7 @@ impl Store for MemoryStore {
         // duplicate check and the insert one step; the conversation lock is
         // held across `done` so completions run in seq order.
         let mut keys = self.shard(&self.keys, &message.from);
-        let key = (message.from.clone(), message.client_id.clone());
+        let key = self.key_digest(&message.from, &message.client_id);
         if let Some(known) = keys.placements.get(&key) {
             let placement = known.clone();
             drop(keys);
@@ -330,7 +343,7 @@ impl Store for MemoryStore {
             ts: stored.message.ts,
         };
         let appended = Appended::New(stored);
-        keys.placements.insert(key.clone(), placement);
+        keys.placements.insert(key, placement);
         keys.order.push_back(key);
         // The bound is global; the sender's own shard gives way, so a sender
         // that floods mostly forgets its own keys, not a bystander's.
