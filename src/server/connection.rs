@@ -69,7 +69,7 @@ pub(crate) async fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) {
         _ = stopping.wait_for(|s| *s) => return,
     };
     if let Some((ws, signed_in)) = admitted {
-        session::run(core, ws, signed_in).await;
+        session::run(core, Box::new(ws), signed_in).await;
     }
 }
 

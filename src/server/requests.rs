@@ -84,18 +84,10 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
         Ok(frame) => frame,
         Err(e) => return reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message)),
     };
-    let id = frame.id.as_deref();
     let handled = match &*frame.kind {
         "send" => send(core, session, state, &frame),
-        "sync" => sync(core, session, state, &frame).await,
-        "history" => history(core, session, state, &frame).await,
         "read" => read(core, session, state, &frame),
-        "join" => change_membership(core, session, &mut state.limits, &frame, true).await,
-        "leave" => change_membership(core, session, &mut state.limits, &frame, false).await,
         "members" => members(core, session, &frame),
-        "conversations" => conversations(core, session, state, &frame).await,
-        "reads" => reads(core, session, state, &frame).await,
-        "search" => search::search(core, session, state, &frame).await,
         "edit" => amendments::amend(core, session, state, &frame, MessageKind::Edit),
         "delete" => amendments::amend(core, session, state, &frame, MessageKind::Delete),
         "react" => amendments::amend(core, session, state, &frame, MessageKind::React),
@@ -105,12 +97,48 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
         "unwatch" => watch(core, session, &frame, false),
         "typing" => typing(core, session, &mut state.limits, &frame),
         "ping" => {
-            reply(session, ServerFrame::Pong { id }.encode());
+            reply(
+                session,
+                ServerFrame::Pong {
+                    id: frame.id.as_deref(),
+                }
+                .encode(),
+            );
             Ok(())
         }
         "auth" => Err(bad("already authenticated")),
+        // Boxed: a future lives inside every session's reader for as long as
+        // the session, sized by its largest state, and these are rare.
+        "sync" | "history" | "join" | "leave" | "conversations" | "reads" | "search" => {
+            return Box::pin(handle_waiting(core, session, state, frame)).await;
+        }
         other => Err(bad(format!("unknown frame type `{other}`"))),
     };
+    refuse(session, frame.id.as_deref(), handled);
+}
+
+/// The frames whose answers wait for the store or the outbox.
+async fn handle_waiting(
+    core: &Arc<Core>,
+    session: &Arc<SessionHandle>,
+    state: &mut SessionState,
+    frame: ClientFrame<'_>,
+) {
+    let handled = match &*frame.kind {
+        "sync" => sync(core, session, state, &frame).await,
+        "history" => history(core, session, state, &frame).await,
+        "join" => change_membership(core, session, &mut state.limits, &frame, true).await,
+        "leave" => change_membership(core, session, &mut state.limits, &frame, false).await,
+        "conversations" => conversations(core, session, state, &frame).await,
+        "reads" => reads(core, session, state, &frame).await,
+        "search" => search::search(core, session, state, &frame).await,
+        other => Err(bad(format!("unknown frame type `{other}`"))),
+    };
+    refuse(session, frame.id.as_deref(), handled);
+}
+
+/// Answers a refused frame with its error.
+fn refuse(session: &SessionHandle, id: Option<&str>, handled: Result<(), Refusal>) {
     if let Err((code, message)) = handled {
         reply(session, error_frame(id, code, &message));
     }

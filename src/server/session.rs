@@ -68,10 +68,7 @@ pub(crate) async fn admit(
         Ok(signed_in) => Some((ws, signed_in)),
         Err(why) => {
             tracing::debug!(why, "authentication failed");
-            let _ = ws
-                .send(Message::text(error_frame(None, ErrorCode::Unauthorized, why)))
-                .await;
-            close_gracefully(ws, CloseCode::Policy, why).await;
+            turn_away(ws, ErrorCode::Unauthorized, why).await;
             None
         }
     }
@@ -139,6 +136,12 @@ async fn first_frame_credentials(ws: &mut Ws, deadline: Instant) -> Result<Crede
     }
 }
 
+/// Tells the client why with an error frame, then closes with 1008.
+async fn turn_away(mut ws: Ws, code: ErrorCode, why: &str) {
+    let _ = ws.send(Message::text(error_frame(None, code, why))).await;
+    close_gracefully(ws, CloseCode::Policy, why).await;
+}
+
 /// Sends a close frame, then reads until the peer answers it (or a short
 /// grace passes), so the close frame is not lost to a reset connection.
 async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
@@ -153,8 +156,10 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
     .await;
 }
 
-/// Runs an authenticated session until it ends.
-pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, signed_in: SignedIn) {
+/// Runs an authenticated session until it ends. The WebSocket comes boxed:
+/// an argument stays in the session's future for its whole life, beside the
+/// copy the reader and writer share.
+pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
     let (user, device): (Arc<str>, Arc<str>) = (signed_in.user.into(), signed_in.device.into());
@@ -184,11 +189,13 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, signed_in: SignedIn) {
         Attached::CameOnline => core.presence.announce(&user, true),
         Attached::AlreadyOnline => {}
         Attached::TooMany => {
-            let why = "too many connections for this user";
-            let _ = ws
-                .send(Message::text(error_frame(None, ErrorCode::RateLimited, why)))
-                .await;
-            return close_gracefully(ws, CloseCode::Policy, why).await;
+            // Boxed, so this rare path does not size every session's task.
+            return Box::pin(turn_away(
+                *ws,
+                ErrorCode::RateLimited,
+                "too many connections for this user",
+            ))
+            .await;
         }
     }
     if core.is_stopping() {
@@ -201,7 +208,7 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Ws, signed_in: SignedIn) {
     });
     tracing::debug!(session = &*name, "session started");
 
-    let (sink, stream) = ws.split();
+    let (sink, stream) = (*ws).split();
     let mut writer = tokio::spawn(write_loop(sink, session.clone(), core.config.limits.ping_interval()));
     let reason = read_loop(&core, stream, &session, &mut writer).await;
     if session

@@ -15,14 +15,30 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
-/// What the writes of one session have reported.
-struct Reported {
-    /// Writes reported ahead of an earlier one still in flight.
-    early: Mutex<BTreeSet<u64>>,
+/// How far a session's writes have been reported.
+#[derive(Default)]
+struct Progress {
     /// Writes 1 to this one are all reported.
-    through: watch::Sender<u64>,
+    through: u64,
+    /// Writes reported ahead of an earlier one still in flight.
+    early: BTreeSet<u64>,
+}
+
+/// What the writes of one session have reported, and who waits for it.
+/// A `Notify` rather than a watch channel: this lives as long as the
+/// session, and a watch channel's waiter lists took 400 bytes of each.
+#[derive(Default)]
+struct Reported {
+    progress: Mutex<Progress>,
+    advanced: Notify,
+}
+
+impl Reported {
+    fn through(&self) -> u64 {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).through
+    }
 }
 
 /// Counts a session's store writes: started, and reported.
@@ -40,13 +56,18 @@ pub(crate) struct Written {
 
 impl Drop for Written {
     fn drop(&mut self) {
-        let mut early = self.reported.early.lock().unwrap_or_else(|p| p.into_inner());
-        early.insert(self.number);
-        let mut through = *self.reported.through.borrow();
-        while early.remove(&(through + 1)) {
-            through += 1;
+        let mut progress = self.reported.progress.lock().unwrap_or_else(|p| p.into_inner());
+        if self.number != progress.through + 1 {
+            progress.early.insert(self.number);
+            return;
         }
-        self.reported.through.send_replace(through);
+        progress.through = self.number;
+        while progress.early.first() == Some(&(progress.through + 1)) {
+            progress.early.pop_first();
+            progress.through += 1;
+        }
+        drop(progress);
+        self.reported.advanced.notify_waiters();
     }
 }
 
@@ -55,10 +76,7 @@ impl WriteOrder {
     pub(crate) fn new() -> WriteOrder {
         WriteOrder {
             started: 0,
-            reported: Arc::new(Reported {
-                early: Mutex::default(),
-                through: watch::channel(0).0,
-            }),
+            reported: Arc::default(),
         }
     }
 
@@ -73,9 +91,18 @@ impl WriteOrder {
 
     /// Resolves once every write started so far has been reported.
     pub(crate) fn settled(&self) -> impl Future<Output = ()> + Send + 'static {
-        let (mut reported, target) = (self.reported.through.subscribe(), self.started);
+        let (reported, target) = (self.reported.clone(), self.started);
         async move {
-            let _ = reported.wait_for(|n| *n >= target).await;
+            loop {
+                let advanced = reported.advanced.notified();
+                tokio::pin!(advanced);
+                // Registered before the check, so a report between the two still wakes it.
+                advanced.as_mut().enable();
+                if reported.through() >= target {
+                    return;
+                }
+                advanced.await;
+            }
         }
     }
 }
