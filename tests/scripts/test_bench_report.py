@@ -62,3 +62,70 @@ def test_a_suspect_run_is_written_but_fails_loudly(tmp_path):
     assert "imbed direct: the server closed connections" in done.stderr
     assert "120,000 (1.20×)" in markdown, "the numbers are written all the same"
     assert done.stdout.splitlines()[0].startswith("| server |")
+
+
+def issue_18_rows(rss_kb):
+    """A run with every row issue 18's table needs, imbed and Bun."""
+    return clean_rows() + [
+        result("imbed", "room", deliveries_per_s=4_000_000, server_cpu_pct=100),
+        result("bun", "room", deliveries_per_s=6_000_000, server_cpu_pct=50),
+        result("imbed", "idle", kb_per_connection=1.5),
+        result("bun", "idle", kb_per_connection=4.0),
+        result("imbed-sqlite", "durable", messages_per_s=90000),
+        result("imbed", "rss", interval_s=5, t_s=[5.0 * i for i in range(13)], rss_kb=rss_kb,
+               messages_per_s=150000, params={"senders": 400, "seconds": 60}, server_rss_kb=rss_kb[-1],
+               command="bench direct --url ws://127.0.0.1:1/ws --server-pid 7 --label imbed --seconds 60"),
+    ]
+
+
+FLAT = [8000, 300000, 400000, 405000, 409000, 410000, 411000, 412000, 413000, 414000, 415000, 416000, 417000]
+
+
+def test_issue_18_targets_each_with_its_measurement_target_and_verdict(tmp_path):
+    rows = issue_18_rows(FLAT)
+    rows[0]["latency_ms"] = {"p99": 20.0}  # imbed direct: p99 at saturation
+    rows[1]["latency_ms"] = {"p99": 12.0}  # bun direct
+    done, markdown = run_report(tmp_path, rows)
+    assert done.returncode == 0, done.stderr
+    assert "target (issue 7)" not in markdown
+    assert "| target (issue 18) | measured | target | |" in markdown
+    # 120,000 vs 100,000: 1.2×, below 1.5×.
+    assert "| direct messages/s | 1.20× bun (120,000 vs 100,000) | ≥ 1.5× bun | **not met** |" in markdown
+    # Per server CPU-second: 4M at 100% against 6M at 50% (12M per CPU-second).
+    assert ("| room deliveries per second of server CPU | 0.33× bun (4,000,000 vs 12,000,000) "
+            "| ≥ 1.5× bun | **not met** |") in markdown, markdown
+    assert "| idle KiB per connection | 0.38× bun (1.5 vs 4.0) | ≤ half of bun's | met |" in markdown
+    assert "| p99 at the same offered load (50,000/s) | 1.25× bun (0.50 ms vs 0.40 ms) | ≤ bun's | **not met** |" in markdown
+    assert "| p99 at saturation (direct) | 1.67× bun (20.00 ms vs 12.00 ms) | ≤ 2× bun's | met |" in markdown
+    assert "| durable (SQLite) direct | 0.75× (90,000 vs 120,000 messages/s) | ≥ 0.6× imbed in memory | met |" in markdown
+    # 409,000 KiB at 20 s to 417,000 at 60 s: +1.96%, under 2%.
+    assert "| RSS over a 60 s saturating direct run in memory | 399 → 407 MiB from 20 s to 60 s: +1.96% " in markdown
+    assert "from 20 s to the end) | met |" in markdown
+    # The rule in words, and the samples.
+    assert "grows by less than 2% from the sample at 20 s" in markdown
+    assert "| s | 0 | 5 | 10 | 15 | 20 | 25 | 30 | 35 | 40 | 45 | 50 | 55 | 60 |" in markdown
+    assert "| VmRSS MiB | 8 | 293 | 391 | 396 | 399 |" in markdown
+    assert "| rss | imbed | 150,000 msg/s over 60 s |" in markdown
+
+
+def test_the_room_rate_per_server_cpu_second_beside_the_raw_rate_for_every_server(tmp_path):
+    done, markdown = run_report(tmp_path, issue_18_rows(FLAT))
+    header = done.stdout.splitlines()[0]
+    assert "| room deliveries/s | room deliveries per server CPU-second |" in header, header
+    assert "| **imbed** (in memory) | 120,000 (1.20×) | 4,000,000 (0.67×) | 4,000,000 (0.33×) | 1.5 (0.38×) |" in markdown
+    assert "| bun | 100,000 (1.00×) | 6,000,000 (1.00×) | 12,000,000 (1.00×) | 4.0 (1.00×) |" in markdown
+
+
+def test_memory_that_keeps_growing_after_warm_up_is_not_flat(tmp_path):
+    growing = [8000 + 20000 * i for i in range(13)]  # 88,000 KiB at 20 s, 248,000 at 60 s
+    done, markdown = run_report(tmp_path, issue_18_rows(growing))
+    assert done.returncode == 0, done.stderr
+    assert "86 → 242 MiB from 20 s to 60 s: +181.82% | flat after warm-up (< 2% growth from 20 s to the end) | **not met** |" in markdown
+
+
+def test_a_row_without_its_runs_is_not_measured(tmp_path):
+    rows = [r for r in clean_rows() if r["server"] != "bun"]
+    done, markdown = run_report(tmp_path, rows)
+    assert done.returncode == 0, done.stderr
+    assert "| direct messages/s | – (no bun run) | ≥ 1.5× bun | not measured |" in markdown
+    assert "| RSS over a 60 s saturating direct run in memory | – (no RSS run) |" in markdown
