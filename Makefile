@@ -12,7 +12,7 @@ DB      ?= imbed.db
 FILES   ?= imbed-files
 
 # lib-client, sizes and test-lean: the lean client-only library (docs/MOBILE.md, "Size").
-.PHONY: all lib lib-client sizes test-lean host client run bench bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer test-cluster-harness test-scripts check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
+.PHONY: all lib lib-client sizes test-lean host client run bench bench-curves bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer test-cluster-harness test-scripts check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
 
 all: host
 
@@ -173,7 +173,7 @@ test-interop: host client
 test-cluster-harness:
 	tests/cluster/harness-test
 
-# The project's own scripts: the benchmark report's table and its verdict.
+# The project's own scripts: the benchmark reports (the table, issue 18's targets, the curves) and their verdicts.
 test-scripts:
 	python3 -m pytest -q tests/scripts
 
@@ -206,9 +206,19 @@ clean:
 
 # imbed (memory, SQLite) and the peers in ../shared/peers through one load generator,
 # pinned to their own cores; writes the table in docs/BENCHMARKS.md and docs/bench.png.
-# Knobs: BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_PEERS, BENCH_RATE, PEERS_DIR.
+# Knobs: BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_PEERS, BENCH_RATE,
+# BENCH_RSS_SECONDS, PEERS_DIR.
 bench:
 	scripts/bench
+
+# How cost grows (issue 18): imbed beside Bun, one run per point, direct throughput,
+# p99 and CPU per message against connections, room deliveries per server CPU-second
+# against group size, RSS against connections, durable throughput against stored
+# messages; writes the curves section of docs/BENCHMARKS.md and docs/bench-curves.png.
+# About 12 minutes. Knobs: CURVES_SECONDS, CURVES_CONNECTIONS, CURVES_MEMBERS,
+# CURVES_STORED, CURVES_FILL_SECONDS, CURVES_PEERS, PEERS_DIR (scripts/bench-curves).
+bench-curves:
+	scripts/bench-curves
 
 # Criterion micro-benchmarks of the hot paths: frame encode, command parse, fan-out.
 bench-micro:

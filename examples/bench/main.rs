@@ -8,6 +8,7 @@
 //! cargo run --release --example bench -- room --url ws://127.0.0.1:8080/ws --members 100 --senders 10
 //! cargo run --release --example bench -- latency --url ws://127.0.0.1:8080/ws --rate 50000
 //! cargo run --release --example bench -- sqlite-ceiling --path /tmp/ceiling.db --batch 200 --seconds 5
+//! cargo run --release --example bench -- fill --path /tmp/stored.db --messages 1000000
 //! ```
 //!
 //! Everything runs on one thread, so that pinned to one core (`taskset`) the
@@ -17,6 +18,7 @@ mod ceiling;
 mod closed_loop;
 mod connect;
 mod direct;
+mod fill;
 mod frames;
 mod histogram;
 mod idle;
@@ -50,6 +52,8 @@ enum Scenario {
     Latency(latency::Options),
     /// A bare rusqlite loop inserting the rows imbed stores, in batches: the disk's ceiling.
     SqliteCeiling(ceiling::Options),
+    /// Adds stored messages to a SQLite file in imbed's schema, for the durable scenario at scale.
+    Fill(fill::Options),
 }
 
 fn main() {
@@ -64,6 +68,7 @@ fn main() {
         Scenario::Room(options) => runtime.block_on(room::run(options)),
         Scenario::Latency(options) => runtime.block_on(latency::run(options)),
         Scenario::SqliteCeiling(options) => ceiling::run(options),
+        Scenario::Fill(options) => fill::run(options),
     };
     // The command line, so every number in a report can say where it came from.
     let command: Vec<String> = std::env::args().skip(1).collect();
