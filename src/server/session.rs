@@ -208,7 +208,13 @@ pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
     });
     tracing::debug!(session = &*name, "session started");
 
-    let (sink, stream) = (*ws).split();
+    // Moved out in a block of its own: a box moved out of is freed only when
+    // its binding goes, which for an argument is when the session ends.
+    let ws = {
+        let boxed = ws;
+        *boxed
+    };
+    let (sink, stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, session.clone(), core.config.limits.ping_interval()));
     let reason = read_loop(&core, stream, &session, &mut writer).await;
     if session
