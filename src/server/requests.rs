@@ -107,32 +107,60 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
             Ok(())
         }
         "auth" => Err(bad("already authenticated")),
-        // Boxed: a future lives inside every session's reader for as long as
-        // the session, sized by its largest state, and these are rare.
-        "sync" | "history" | "join" | "leave" | "conversations" | "reads" | "search" => {
-            return Box::pin(handle_waiting(core, session, state, frame)).await;
-        }
-        other => Err(bad(format!("unknown frame type `{other}`"))),
+        other => match Waiting::of(other) {
+            // Boxed: a future lives inside every session's reader for as long
+            // as the session, sized by its largest state, and these are rare.
+            Some(kind) => return Box::pin(handle_waiting(core, session, state, kind, frame)).await,
+            None => Err(bad(format!("unknown frame type `{other}`"))),
+        },
     };
     refuse(session, frame.id.as_deref(), handled);
 }
 
 /// The frames whose answers wait for the store or the outbox.
+#[derive(Clone, Copy)]
+enum Waiting {
+    Sync,
+    History,
+    Join,
+    Leave,
+    Conversations,
+    Reads,
+    Search,
+}
+
+impl Waiting {
+    /// The waiting frame of type `kind`, if it is one.
+    fn of(kind: &str) -> Option<Waiting> {
+        Some(match kind {
+            "sync" => Waiting::Sync,
+            "history" => Waiting::History,
+            "join" => Waiting::Join,
+            "leave" => Waiting::Leave,
+            "conversations" => Waiting::Conversations,
+            "reads" => Waiting::Reads,
+            "search" => Waiting::Search,
+            _ => return None,
+        })
+    }
+}
+
+/// Answers a frame that waits for the store or the outbox.
 async fn handle_waiting(
     core: &Arc<Core>,
     session: &Arc<SessionHandle>,
     state: &mut SessionState,
+    kind: Waiting,
     frame: ClientFrame<'_>,
 ) {
-    let handled = match &*frame.kind {
-        "sync" => sync(core, session, state, &frame).await,
-        "history" => history(core, session, state, &frame).await,
-        "join" => change_membership(core, session, &mut state.limits, &frame, true).await,
-        "leave" => change_membership(core, session, &mut state.limits, &frame, false).await,
-        "conversations" => conversations(core, session, state, &frame).await,
-        "reads" => reads(core, session, state, &frame).await,
-        "search" => search::search(core, session, state, &frame).await,
-        other => Err(bad(format!("unknown frame type `{other}`"))),
+    let handled = match kind {
+        Waiting::Sync => sync(core, session, state, &frame).await,
+        Waiting::History => history(core, session, state, &frame).await,
+        Waiting::Join => change_membership(core, session, &mut state.limits, &frame, true).await,
+        Waiting::Leave => change_membership(core, session, &mut state.limits, &frame, false).await,
+        Waiting::Conversations => conversations(core, session, state, &frame).await,
+        Waiting::Reads => reads(core, session, state, &frame).await,
+        Waiting::Search => search::search(core, session, state, &frame).await,
     };
     refuse(session, frame.id.as_deref(), handled);
 }
