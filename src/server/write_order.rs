@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -31,13 +32,28 @@ struct Progress {
 /// session, and a watch channel's waiter lists took 400 bytes of each.
 #[derive(Default)]
 struct Reported {
+    /// What was reported so far.
     progress: Mutex<Progress>,
+    /// Signalled when `progress.through` moves.
     advanced: Notify,
+    /// Reads waiting for `advanced`: a report wakes nobody (and takes no
+    /// waiter lock) while it is zero, which is nearly always.
+    waiting: AtomicUsize,
 }
 
 impl Reported {
+    /// The write up to which all are reported.
     fn through(&self) -> u64 {
         self.progress.lock().unwrap_or_else(|p| p.into_inner()).through
+    }
+}
+
+/// One read counted in `Reported::waiting` until it is done or dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -67,7 +83,11 @@ impl Drop for Written {
             progress.through += 1;
         }
         drop(progress);
-        self.reported.advanced.notify_waiters();
+        // A read counts itself before it checks the progress under the lock,
+        // so either it sees this report or this sees it waiting.
+        if self.reported.waiting.load(Ordering::SeqCst) > 0 {
+            self.reported.advanced.notify_waiters();
+        }
     }
 }
 
@@ -93,13 +113,18 @@ impl WriteOrder {
     pub(crate) fn settled(&self) -> impl Future<Output = ()> + Send + 'static {
         let (reported, target) = (self.reported.clone(), self.started);
         async move {
+            if reported.through() >= target {
+                return;
+            }
+            reported.waiting.fetch_add(1, Ordering::SeqCst);
+            let _counted = Waiting(&reported.waiting);
             loop {
                 let advanced = reported.advanced.notified();
                 tokio::pin!(advanced);
                 // Registered before the check, so a report between the two still wakes it.
                 advanced.as_mut().enable();
                 if reported.through() >= target {
-                    return;
+                    break;
                 }
                 advanced.await;
             }
