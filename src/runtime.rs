@@ -42,7 +42,7 @@ mod tests {
     /// A busy worker must not starve tasks that overflowed its local queue
     /// into the shared one: under a saturating load, each session's reader
     /// and writer wake by the hundreds at once, and the ones that overflow
-    /// used to wait a hundred milliseconds (one task taken every ~127 polls).
+    /// used to wait a hundred milliseconds (one task taken every ~127 ticks).
     #[test]
     fn tasks_that_overflow_the_local_queue_run_while_the_worker_stays_busy() {
         let runtime = super::build(1, "test", &tracing::Dispatch::none()).unwrap();

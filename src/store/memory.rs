@@ -221,6 +221,7 @@ impl MemoryStore {
         shards[index].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The digest under which `from`'s send with `client_id` is remembered.
     fn key_digest(&self, from: &str, client_id: &str) -> KeyDigest {
         let [high, low] = self.key_hashers.each_ref().map(|h| h.hash_one((from, client_id)));
         (KeyDigest::from(high) << 64) | KeyDigest::from(low)
