@@ -12,7 +12,7 @@ DB      ?= imbed.db
 FILES   ?= imbed-files
 
 # lib-client, sizes and test-lean: the lean client-only library (docs/MOBILE.md, "Size").
-.PHONY: all lib lib-client sizes test-lean host client run bench bench-curves bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer test-cluster-harness test-scripts check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
+.PHONY: all lib lib-client sizes test-lean host client run bench bench-curves bench-ceiling bench-micro bench-durable soak fuzz test-fuzz test test-rust test-c test-install test-interop test-web test-jvm-consumer test-cluster-harness test-scripts check-header check-symbols check-abi abi-baseline lint deps clean install uninstall
 
 all: host
 
@@ -219,6 +219,13 @@ bench:
 # CURVES_STORED, CURVES_FILL_SECONDS, CURVES_PEERS, PEERS_DIR (scripts/bench-curves).
 bench-curves:
 	scripts/bench-curves
+
+# The raw ceiling of the direct row: a bare epoll WebSocket server in C doing the
+# same wire work (benches/ceiling/direct_ceiling.c), pinned and loaded like imbed.
+# Arguments: SECONDS and generator options, e.g. make bench-ceiling ARGS="10 --window 16".
+bench-ceiling:
+	cargo build --release --features internals --example bench
+	scripts/bench-ceiling $(ARGS)
 
 # Criterion micro-benchmarks of the hot paths: frame encode, command parse, fan-out.
 bench-micro:
