@@ -129,3 +129,25 @@ def test_a_row_without_its_runs_is_not_measured(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| direct messages/s | – (no bun run) | ≥ 1.5× bun | not measured |" in markdown
     assert "| RSS over a 60 s saturating direct run in memory | – (no RSS run) |" in markdown
+
+
+def test_a_peers_own_limit_that_no_target_leans_on_is_named_but_does_not_fail(tmp_path):
+    rows = clean_rows() + [
+        result("imbed", "room", deliveries_per_s=4000000, server_cpu_pct=100),
+        # Bun's room: the generator cannot keep up; the target compares per server CPU-second.
+        result("bun", "room", deliveries_per_s=7000000, server_cpu_pct=99, generator_cpu_pct=99),
+        # The Go hub drops slow readers by design.
+        result("go-hub", "room", deliveries_per_s=300000, server_cpu_pct=100, closed_early=200),
+    ]
+    done, _ = run_report(tmp_path, rows)
+    assert done.returncode == 0, done.stderr
+    assert "SUSPECT" not in done.stderr, done.stderr
+    assert "noted (a peer's own limit, no target leans on it): bun room: the generator's core" in done.stderr
+    assert "noted (a peer's own limit, no target leans on it): go-hub room: the server closed" in done.stderr
+
+
+def test_other_load_fails_the_run_even_on_a_peers_room(tmp_path):
+    rows = clean_rows() + [result("bun", "room", deliveries_per_s=7000000, server_cpu_pct=99, other_cpu_pct=30)]
+    done, _ = run_report(tmp_path, rows)
+    assert done.returncode == 3, done.stderr
+    assert "1 SUSPECT RESULT(S)" in done.stderr and "bun room: other processes" in done.stderr
