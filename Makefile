@@ -227,7 +227,8 @@ bench-ceiling:
 	cargo build --release --features internals --example bench
 	scripts/bench-ceiling $(ARGS)
 
-# Criterion micro-benchmarks of the hot paths: frame encode, command parse, fan-out.
+# Criterion micro-benchmarks of the hot paths: frame encode, command parse, fan-out,
+# the in-memory store's append at its bounds.
 bench-micro:
 	cargo bench --features internals
 

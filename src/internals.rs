@@ -111,3 +111,61 @@ impl Room {
         }
     }
 }
+
+/// The in-memory store under the direct benchmark's load: one message after
+/// another, each from the next of `senders` users to its partner (0↔1,
+/// 2↔3, …), each with a fresh idempotency key, as `bench direct` sends them.
+pub struct MemoryAppends {
+    store: crate::store::memory::MemoryStore,
+    senders: Vec<Arc<str>>,
+    body: Box<serde_json::value::RawValue>,
+    sent: u64,
+}
+
+impl MemoryAppends {
+    /// An empty store with the default bounds, and `senders` users (even).
+    pub fn new(senders: usize) -> MemoryAppends {
+        MemoryAppends {
+            store: crate::store::memory::MemoryStore::default(),
+            senders: (0..senders).map(|n| Arc::from(format!("u{n}"))).collect(),
+            body: serde_json::value::to_raw_value(&"x".repeat(64)).expect("a string is JSON"),
+            sent: 0,
+        }
+    }
+
+    /// Stores the next message; whether the store took it as new.
+    pub fn append(&mut self) -> bool {
+        use crate::store::{Appended, MessageKind, NewMessage, Store};
+        let n = self.sent as usize;
+        self.sent += 1;
+        let (from, to) = (
+            &self.senders[n % self.senders.len()],
+            &self.senders[(n % self.senders.len()) ^ 1],
+        );
+        let (a, b) = if from < to { (from, to) } else { (to, from) };
+        let message = NewMessage {
+            conv: format!("dm:{a}:{b}"),
+            from: from.clone(),
+            to: Some(to.to_string()),
+            group: None,
+            client_id: self.sent.to_string(),
+            body: self.body.clone(),
+            ts: crate::protocol::now_ms(),
+            kind: MessageKind::Message,
+            target: None,
+            files: Vec::new(),
+            by_host: false,
+        };
+        let stored = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stored.clone();
+        self.store.append(
+            message,
+            Vec::new(),
+            Box::new(move |result| {
+                let new = matches!(result, Ok(Appended::New(_)));
+                done.store(new, std::sync::atomic::Ordering::Relaxed);
+            }),
+        );
+        stored.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
