@@ -48,19 +48,9 @@ fn build(path: &str, args: &Args) -> Duration {
     let mut rng = fastrand::Rng::with_seed(7);
     let tx = conn.transaction().unwrap();
     {
-        let mut insert = tx
-            .prepare(
-                "INSERT INTO messages (conv, seq, sender, recipient, client_id, body, ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .unwrap();
+        let mut insert = tx.prepare(imbed::internals::SQLITE_INSERT_MESSAGE).unwrap();
         // As the store's writer does: the message, then its words.
-        let mut index = tx
-            .prepare(
-                "INSERT INTO message_text (rowid, text, conv)
-                 VALUES (last_insert_rowid(), imbed_search_text(?1), ?2)",
-            )
-            .unwrap();
+        let mut index = tx.prepare(imbed::internals::SQLITE_INDEX_MESSAGE).unwrap();
         let mut seqs = vec![0u64; args.conversations as usize];
         for n in 0..args.messages {
             let c = rng.u64(..args.conversations) as usize;

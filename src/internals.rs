@@ -55,6 +55,19 @@ pub fn migrate_sqlite(conn: &mut rusqlite::Connection, path: &str) -> Result<(),
     crate::store::sqlite::schema::migrate(conn, path).map_err(|e| e.0)
 }
 
+/// How the SQLite store's writer stores a plain message, in the columns a
+/// tool needs to fill a file in imbed's schema (`?1`..`?7`: conv, seq,
+/// sender, recipient, client id, body, ts).
+pub const SQLITE_INSERT_MESSAGE: &str = "INSERT INTO messages (conv, seq, sender, recipient, client_id, body, ts)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Indexes that message's words for search, right after
+/// [`SQLITE_INSERT_MESSAGE`] (`?1`: the body, `?2`: the conversation): the
+/// rows the writer makes, which computes the same text in Rust that
+/// `imbed_search_text` computes in SQL.
+pub const SQLITE_INDEX_MESSAGE: &str =
+    "INSERT INTO message_text (rowid, text, conv) VALUES (last_insert_rowid(), imbed_search_text(?1), ?2)";
+
 /// The `msg` frame of `message`.
 pub fn msg_frame(message: &StoredMessage) -> String {
     crate::server::msg_frames::msg_frame(message)

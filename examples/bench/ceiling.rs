@@ -52,27 +52,22 @@ pub fn run(o: Options) -> serde_json::Value {
         for i in 0..o.batch {
             let c = (rows as usize + i) % conversations;
             last_seqs[c] += 1;
-            conn.prepare_cached(
-                "INSERT INTO messages (conv, seq, sender, recipient, client_id, body, ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .unwrap()
-            .execute(params![
-                format!("dm:u{c}:v{c}"),
-                last_seqs[c],
-                format!("u{c}"),
-                format!("v{c}"),
-                (rows + i as u64).to_string(),
-                body,
-                0
-            ])
-            .unwrap();
-            conn.prepare_cached(
-                "INSERT INTO message_text (rowid, text, conv) VALUES (last_insert_rowid(), imbed_search_text(?1), ?2)",
-            )
-            .unwrap()
-            .execute(params![body, format!("dm:u{c}:v{c}")])
-            .unwrap();
+            conn.prepare_cached(imbed::internals::SQLITE_INSERT_MESSAGE)
+                .unwrap()
+                .execute(params![
+                    format!("dm:u{c}:v{c}"),
+                    last_seqs[c],
+                    format!("u{c}"),
+                    format!("v{c}"),
+                    (rows + i as u64).to_string(),
+                    body,
+                    0
+                ])
+                .unwrap();
+            conn.prepare_cached(imbed::internals::SQLITE_INDEX_MESSAGE)
+                .unwrap()
+                .execute(params![body, format!("dm:u{c}:v{c}")])
+                .unwrap();
         }
         for (c, seq) in last_seqs.iter().enumerate() {
             conn.prepare_cached("INSERT INTO conversations VALUES (?1, ?2) ON CONFLICT (conv) DO UPDATE SET last_seq = excluded.last_seq")

@@ -110,19 +110,9 @@ pub fn run(o: Options) -> Value {
     while added < wanted && deadline.is_none_or(|d| Instant::now() < d) {
         let tx = conn.transaction().unwrap();
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO messages (conv, seq, sender, recipient, client_id, body, ts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .unwrap();
+            let mut insert = tx.prepare_cached(imbed::internals::SQLITE_INSERT_MESSAGE).unwrap();
             // As the store's writer does: the message, then its words.
-            let mut index = tx
-                .prepare_cached(
-                    "INSERT INTO message_text (rowid, text, conv)
-                     VALUES (last_insert_rowid(), imbed_search_text(?1), ?2)",
-                )
-                .unwrap();
+            let mut index = tx.prepare_cached(imbed::internals::SQLITE_INDEX_MESSAGE).unwrap();
             let end = (added + o.commit_every).min(wanted);
             for i in added..end {
                 let n = before + i;
