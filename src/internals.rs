@@ -119,7 +119,7 @@ impl Room {
     /// Empties every outbox, as the writers would.
     pub fn write_all(&mut self) {
         for session in &self.online {
-            let bytes = session.outbox.take_ready().iter().map(|frame| frame.len()).sum();
+            let bytes = session.outbox.take_ready().frames.iter().map(|frame| frame.len()).sum();
             session.outbox.written(bytes);
         }
     }

@@ -60,30 +60,36 @@ async fn raw_session(addr: std::net::SocketAddr, user: &str) -> TcpStream {
     tcp
 }
 
+/// Reads one server frame: its first byte (FIN and opcode) and its payload.
+/// Server frames are never masked.
+async fn next_frame(tcp: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.ok()?;
+    assert_eq!(head[1] & 0x80, 0, "a masked server frame");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            tcp.read_exact(&mut n).await.unwrap();
+            u16::from_be_bytes(n) as usize
+        }
+        127 => {
+            let mut n = [0u8; 8];
+            tcp.read_exact(&mut n).await.unwrap();
+            u64::from_be_bytes(n) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    Some((head[0], payload))
+}
+
 /// Reads server frames until a close frame; returns its code.
 async fn close_code(tcp: &mut (impl AsyncRead + Unpin)) -> u16 {
     let read = async {
         loop {
-            let mut head = [0u8; 2];
-            tcp.read_exact(&mut head)
-                .await
-                .expect("connection ended without a close frame");
-            let len = match head[1] & 0x7f {
-                126 => {
-                    let mut n = [0u8; 2];
-                    tcp.read_exact(&mut n).await.unwrap();
-                    u16::from_be_bytes(n) as usize
-                }
-                127 => {
-                    let mut n = [0u8; 8];
-                    tcp.read_exact(&mut n).await.unwrap();
-                    u64::from_be_bytes(n) as usize
-                }
-                n => n as usize,
-            };
-            let mut payload = vec![0u8; len];
-            tcp.read_exact(&mut payload).await.unwrap();
-            if head[0] & 0x0f == 0x8 {
+            let (head, payload) = next_frame(tcp).await.expect("connection ended without a close frame");
+            if head & 0x0f == 0x8 {
                 return u16::from_be_bytes([payload[0], payload[1]]);
             }
         }
@@ -180,4 +186,50 @@ async fn a_message_that_never_ends_is_closed_at_the_idle_timeout() {
     }
     let ended = t.host.wait_for(|e| e["event"] == "disconnected");
     assert_eq!(ended["reason"], "idle timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_are_answered_between_whole_frames_and_a_close_with_one_close() {
+    // The reader's pongs reach the socket through the writer, which owns it:
+    // among a stream of replies each pong must arrive whole, between frames.
+    let t = start(json!({}));
+    let mut tcp = raw_session(t.server.local_addr().unwrap(), "pinger").await;
+    const ROUNDS: usize = 300;
+    let mut bytes = Vec::new();
+    for i in 0..ROUNDS {
+        let text = format!(r#"{{"type":"ping","id":"p{i}","pad":"{}"}}"#, "x".repeat(i * 7));
+        bytes.extend(frame(true, 0, 0x1, true, text.as_bytes()));
+        bytes.extend(frame(true, 0, 0x9, true, format!("w{i}").as_bytes()));
+    }
+    let (mut reader, mut writer) = tcp.split();
+    let (_, (texts, pongs)) = tokio::join!(writer.write_all(&bytes), async {
+        let (mut texts, mut pongs) = (Vec::new(), Vec::new());
+        while pongs.len() < ROUNDS || texts.len() < ROUNDS + 1 {
+            let (head, payload) = tokio::time::timeout(Duration::from_secs(5), next_frame(&mut reader))
+                .await
+                .expect("a reply in time")
+                .expect("the connection ended early");
+            match head {
+                0x81 => texts.push(String::from_utf8(payload).unwrap()),
+                0x8a => pongs.push(String::from_utf8(payload).unwrap()),
+                other => panic!("unexpected frame {other:#x}"),
+            }
+        }
+        (texts, pongs)
+    });
+    assert!(texts[0].contains(r#""type":"welcome""#), "{}", texts[0]);
+    for i in 0..ROUNDS {
+        assert!(texts[i + 1].contains(&format!(r#""id":"p{i}""#)), "{}", texts[i + 1]);
+        assert_eq!(pongs[i], format!("w{i}"));
+    }
+    writer
+        .write_all(&frame(true, 0, 0x8, true, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    let (head, payload) = next_frame(&mut reader).await.expect("an answer to the close");
+    assert_eq!((head, &payload[..2]), (0x88, &1000u16.to_be_bytes()[..]));
+    let after = tokio::time::timeout(Duration::from_secs(5), next_frame(&mut reader))
+        .await
+        .expect("the server ends the connection");
+    assert_eq!(after, None, "nothing follows the close frame");
 }

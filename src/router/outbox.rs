@@ -37,6 +37,9 @@ struct Held {
 #[derive(Default)]
 struct Queue {
     ready: VecDeque<Utf8Bytes>,
+    /// WebSocket control frames (pongs) the reader's tungstenite wrote,
+    /// already framed: they go out before the next text frames.
+    control: Vec<u8>,
     held: Option<Vec<Held>>,
     /// On a node of a cluster: per conversation, the last seq the session's
     /// latest sync read. A message up to it reaches the session in that
@@ -61,6 +64,14 @@ impl Queue {
             None => false,
         }
     }
+}
+
+/// What the writer takes from the outbox at once.
+pub(crate) struct Ready {
+    /// Control frames, framed, each whole; to write before the text frames.
+    pub(crate) control: Vec<u8>,
+    /// The payloads of the text frames, in order.
+    pub(crate) frames: VecDeque<Utf8Bytes>,
 }
 
 /// A session's outbound queue: producers push, the session's writer drains.
@@ -99,7 +110,7 @@ impl Outbox {
 
     /// Appends to the ready frames, waking the writer if they were none.
     fn enqueue(&self, queue: &mut Queue, frames: impl IntoIterator<Item = Utf8Bytes>) {
-        let was_empty = queue.ready.is_empty();
+        let was_empty = queue.ready.is_empty() && queue.control.is_empty();
         queue.ready.extend(frames);
         if was_empty && !queue.ready.is_empty() {
             self.became_ready.notify_one();
@@ -107,8 +118,26 @@ impl Outbox {
     }
 
     /// Every frame ready to write, in order, leaving the queue empty.
-    pub(crate) fn take_ready(&self) -> VecDeque<Utf8Bytes> {
-        std::mem::take(&mut self.queue().ready)
+    pub(crate) fn take_ready(&self) -> Ready {
+        let mut queue = self.queue();
+        Ready {
+            control: std::mem::take(&mut queue.control),
+            frames: std::mem::take(&mut queue.ready),
+        }
+    }
+
+    /// Queues control frames, framed (see [`Ready::control`]); they count
+    /// against the limit like any frame. Dropped when the session is closing:
+    /// its close frame ends what the peer is owed.
+    pub(crate) fn push_control(&self, framed: &[u8]) {
+        if self.is_closing() || !self.reserve(framed.len()) {
+            return;
+        }
+        let mut queue = self.queue();
+        if queue.control.is_empty() && queue.ready.is_empty() {
+            self.became_ready.notify_one();
+        }
+        queue.control.extend_from_slice(framed);
     }
 
     /// Resolves when frames may be ready (at once if some were queued since
@@ -256,8 +285,8 @@ mod tests {
         assert!(!outbox.push("1".into()));
         outbox.close(close::GOING_AWAY, "again");
         assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
-        assert_eq!(outbox.take_ready(), ["123456"]);
-        assert!(outbox.take_ready().is_empty());
+        assert_eq!(outbox.take_ready().frames, ["123456"]);
+        assert!(outbox.take_ready().frames.is_empty());
     }
 
     #[test]
@@ -269,10 +298,10 @@ mod tests {
         assert!(outbox.push_at("c-6".into(), Some(("c", 6))));
         assert!(outbox.push_at("d-3".into(), Some(("d", 3))));
         assert!(outbox.push_at("e-1".into(), Some(("e", 1))));
-        assert_eq!(outbox.take_ready(), ["c-6", "d-3", "e-1"]);
+        assert_eq!(outbox.take_ready().frames, ["c-6", "d-3", "e-1"]);
         // Past the sync, the conversation is forgotten: nothing is filtered.
         assert!(outbox.push_at("c-6 again".into(), Some(("c", 6))));
-        assert_eq!(outbox.take_ready(), ["c-6 again"]);
+        assert_eq!(outbox.take_ready().frames, ["c-6 again"]);
     }
 
     #[test]
@@ -283,13 +312,13 @@ mod tests {
         outbox.push_at("live-5".into(), Some(("c", 5)));
         outbox.push_at("live-7".into(), Some(("c", 7)));
         outbox.push("pong".into());
-        assert!(outbox.take_ready().is_empty());
+        assert!(outbox.take_ready().frames.is_empty());
         outbox.release(vec!["sync-5".into(), "synced".into()], |conv, seq| {
             conv == "c" && seq <= 5
         });
-        assert_eq!(outbox.take_ready(), ["sync-5", "synced", "live-7", "pong"]);
+        assert_eq!(outbox.take_ready().frames, ["sync-5", "synced", "live-7", "pong"]);
         outbox.push("after".into());
-        assert_eq!(outbox.take_ready(), ["after"]);
+        assert_eq!(outbox.take_ready().frames, ["after"]);
     }
 
     #[tokio::test]
@@ -299,12 +328,27 @@ mod tests {
         outbox.push("b".into());
         // The permit of the first push is waiting; the second stored none.
         outbox.ready().await;
-        assert_eq!(outbox.take_ready(), ["a", "b"]);
+        assert_eq!(outbox.take_ready().frames, ["a", "b"]);
         let woken = tokio::time::timeout(std::time::Duration::from_millis(20), outbox.ready()).await;
         assert!(woken.is_err(), "no frame was queued since the last take");
         outbox.push("c".into());
         outbox.ready().await;
-        assert_eq!(outbox.take_ready(), ["c"]);
+        assert_eq!(outbox.take_ready().frames, ["c"]);
+    }
+
+    #[tokio::test]
+    async fn control_frames_wake_the_writer_and_go_first() {
+        let outbox = Outbox::new(10);
+        outbox.push_control(&[0x8a, 0]);
+        outbox.push("abc".into());
+        outbox.ready().await;
+        let ready = outbox.take_ready();
+        assert_eq!((ready.control, ready.frames), (vec![0x8a, 0], ["abc".into()].into()));
+        // They count against the limit like any frame, and go with the session.
+        outbox.push_control(&[0; 11]);
+        assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
+        outbox.push_control(&[0x8a, 0]);
+        assert!(outbox.take_ready().control.is_empty());
     }
 
     #[tokio::test]

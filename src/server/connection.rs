@@ -30,6 +30,7 @@ use super::files;
 use super::handshake::{self, Admission, Credentials, WS_PATH, websocket_config};
 use super::http::{self, Body};
 use super::session::{self, SignedIn, Ws};
+use super::socket::SessionIo;
 
 /// What every connection on the listening port goes through.
 pub(crate) struct Frontend {
@@ -99,7 +100,7 @@ async fn handshake(frontend: &Arc<Frontend>, tcp: TcpStream, full: bool) -> Opti
         return None;
     };
     let config = websocket_config(&frontend.core.config.limits);
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let ws = WebSocketStream::from_raw_socket(SessionIo::new(upgraded), Role::Server, Some(config)).await;
     session::admit(&frontend.core, ws, pending.credentials, pending.deadline).await
 }
 

@@ -21,7 +21,9 @@ mod receipts;
 mod requests;
 pub(crate) mod search;
 mod session;
+mod socket;
 mod write_order;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

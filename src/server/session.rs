@@ -1,20 +1,17 @@
 //! One WebSocket session, from authentication to close: a reader task (this
-//! one) and a writer task.
+//! one) and a writer task ([`super::writer`]).
 //!
 //! The reader parses frames and answers them through the session's outbox;
-//! the writer drains the outbox, batching every frame that is ready into one
-//! flush, and pings on a timer. Either side ends the session by asking the
-//! outbox to close; the reader reports the end to the router and the host.
+//! the writer, which owns the socket's write half, drains the outbox.
+//! Either side ends the session by asking the outbox to close; the reader
+//! reports the end to the router and the host.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
@@ -27,6 +24,8 @@ use super::core::Core;
 use super::handshake::Credentials;
 use super::rate_limit::{FrameBudget, rate_limited};
 use super::requests::{SessionState, handle_text, reply};
+use super::socket::SessionIo;
+use super::writer::write_loop;
 use crate::host::Event;
 use crate::protocol::{
     ClientFrame, ErrorCode, ServerFrame, close, error_frame, is_valid_id, now_ms, parse_client_frame,
@@ -35,15 +34,10 @@ use crate::router::outbox::Outbox;
 use crate::router::{Attached, SessionHandle};
 
 /// A WebSocket on the socket hyper handed over after the upgrade.
-pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Ws = WebSocketStream<SessionIo>;
 
 /// How long a closing side waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// How long the writer waits for room to send its close frame. A slow
-/// reader has megabytes ahead of it in the socket; it should still learn
-/// why it was cut off (1013) when it gets there, if it is reading at all.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who a session is: its user and device.
 pub(crate) struct SignedIn {
@@ -158,7 +152,7 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
 
 /// Runs an authenticated session until it ends. The WebSocket comes boxed:
 /// an argument stays in the session's future for its whole life, beside the
-/// copy the reader and writer share.
+/// copy the reader owns.
 pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
@@ -210,13 +204,16 @@ pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
 
     // Moved out in a block of its own: a box moved out of is freed only when
     // its binding goes, which for an argument is when the session ends.
-    let ws = {
+    let mut ws = {
         let boxed = ws;
         *boxed
     };
-    let (sink, stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(sink, session.clone(), core.config.limits.ping_interval()));
-    let reason = read_loop(&core, stream, &session, &mut writer).await;
+    // What tungstenite still holds (a pong owed during authentication)
+    // leaves before the writer takes the socket.
+    let _ = ws.flush().await;
+    let socket = ws.get_mut().hand_over(session.clone());
+    let mut writer = tokio::spawn(write_loop(socket, session.clone(), core.config.limits.ping_interval()));
+    let reason = read_loop(&core, ws, &session, &mut writer).await;
     if session
         .outbox
         .close_reason()
@@ -240,7 +237,7 @@ pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
 /// Reads frames until the connection ends; returns why it ended.
 async fn read_loop(
     core: &Arc<Core>,
-    mut stream: SplitStream<Ws>,
+    mut stream: Ws,
     session: &Arc<SessionHandle>,
     writer: &mut JoinHandle<()>,
 ) -> &'static str {
@@ -256,8 +253,12 @@ async fn read_loop(
                 session.outbox.close(close::NORMAL, "idle timeout");
                 break None;
             }
-            // The peer's close may be its answer to ours: the server's reason wins.
-            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => {
+            // The peer's close may be its answer to ours: the server's reason
+            // wins. The writer answers the peer's close with the server's
+            // close frame; tungstenite's own answer is not read out of it.
+            Ok(None)
+            | Ok(Some(Ok(Message::Close(_))))
+            | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => {
                 break session
                     .outbox
                     .close_reason()
@@ -306,47 +307,5 @@ fn close_code_for(e: &WsError) -> (u16, &'static str) {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => (close::NORMAL, "connection reset"),
         WsError::Protocol(_) => (close::PROTOCOL_ERROR, "protocol error"),
         _ => (close::INTERNAL_ERROR, "connection error"),
-    }
-}
-
-/// Drains the outbox into the socket until a close is requested, then sends
-/// the close frame.
-async fn write_loop(mut sink: SplitSink<Ws, Message>, session: Arc<SessionHandle>, ping_every: Duration) {
-    let outbox = &session.outbox;
-    let pump = pump(&mut sink, outbox, ping_every);
-    tokio::select! {
-        result = pump => if result.is_err() { outbox.close(close::INTERNAL_ERROR, "write failed") },
-        _ = outbox.closed() => {}
-    }
-    if let Some((code, reason)) = outbox.close_reason() {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        let _ = timeout(CLOSE_WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-    }
-}
-
-/// Writes every frame that is ready with one flush, and pings on a timer.
-/// Returns only when writing fails.
-async fn pump(sink: &mut SplitSink<Ws, Message>, outbox: &Outbox, ping_every: Duration) -> Result<(), WsError> {
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    loop {
-        tokio::select! {
-            _ = outbox.ready() => {
-                // Cork: let every other task that is ready run first, so the
-                // frames they queue here leave in this one write.
-                tokio::task::yield_now().await;
-                // Each frame stops counting against the outbox once tungstenite
-                // has it: a long batch must not count frames the peer already read.
-                for frame in outbox.take_ready() {
-                    let bytes = frame.len();
-                    sink.feed(Message::Text(frame)).await?;
-                    outbox.written(bytes);
-                }
-                sink.flush().await?;
-            }
-            _ = ping.tick() => sink.send(Message::Ping(Default::default())).await?,
-        }
     }
 }
