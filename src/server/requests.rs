@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -77,12 +78,24 @@ pub(crate) fn bad(message: impl Into<String>) -> Refusal {
     (ErrorCode::BadRequest, message.into())
 }
 
-/// Handles one text frame. It returns once the request has taken effect as
-/// far as the next frame's checks can see.
-pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, state: &mut SessionState, text: &str) {
+/// Handles one text frame. Most requests take effect, as far as the next
+/// frame's checks can see, before it returns; the rest come back as a future
+/// to await before the next frame.
+///
+/// Not async itself: the waiting requests' futures are boxed, and the common
+/// ones never wait, so the session's reader holds no request state while idle.
+pub(crate) fn handle_text<'a>(
+    core: &'a Arc<Core>,
+    session: &'a Arc<SessionHandle>,
+    state: &'a mut SessionState,
+    text: &'a str,
+) -> Option<BoxFuture<'a, ()>> {
     let frame = match parse_client_frame(text) {
         Ok(frame) => frame,
-        Err(e) => return reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message)),
+        Err(e) => {
+            reply(session, error_frame(e.id.as_deref(), ErrorCode::BadRequest, &e.message));
+            return None;
+        }
     };
     let handled = match &*frame.kind {
         "send" => send(core, session, state, &frame),
@@ -110,11 +123,12 @@ pub(crate) async fn handle_text(core: &Arc<Core>, session: &Arc<SessionHandle>, 
         other => match Waiting::of(other) {
             // Boxed: a future lives inside every session's reader for as long
             // as the session, sized by its largest state, and these are rare.
-            Some(kind) => return Box::pin(handle_waiting(core, session, state, kind, frame)).await,
+            Some(kind) => return Some(Box::pin(handle_waiting(core, session, state, kind, frame))),
             None => Err(bad(format!("unknown frame type `{other}`"))),
         },
     };
     refuse(session, frame.id.as_deref(), handled);
+    None
 }
 
 /// The frames whose answers wait for the store or the outbox.

@@ -150,10 +150,10 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
     .await;
 }
 
-/// Runs an authenticated session until it ends. The WebSocket comes boxed:
-/// an argument stays in the session's future for its whole life, beside the
-/// copy the reader owns.
-pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
+/// Runs an authenticated session until it ends. The WebSocket stays boxed
+/// for the session's life: inline, it would size the session's future
+/// twice, as the argument and as the reader's.
+pub(crate) async fn run(core: Arc<Core>, mut ws: Box<Ws>, signed_in: SignedIn) {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
     let (user, device): (Arc<str>, Arc<str>) = (signed_in.user.into(), signed_in.device.into());
@@ -202,18 +202,12 @@ pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
     });
     tracing::debug!(session = &*name, "session started");
 
-    // Moved out in a block of its own: a box moved out of is freed only when
-    // its binding goes, which for an argument is when the session ends.
-    let mut ws = {
-        let boxed = ws;
-        *boxed
-    };
     // What tungstenite still holds (a pong owed during authentication)
     // leaves before the writer takes the socket.
     let _ = ws.flush().await;
     let socket = ws.get_mut().hand_over(session.clone());
     let mut writer = tokio::spawn(write_loop(socket, session.clone(), core.config.limits.ping_interval()));
-    let reason = read_loop(&core, ws, &session, &mut writer).await;
+    let reason = read_loop(&core, &mut ws, &session, &mut writer).await;
     if session
         .outbox
         .close_reason()
@@ -237,7 +231,7 @@ pub(crate) async fn run(core: Arc<Core>, ws: Box<Ws>, signed_in: SignedIn) {
 /// Reads frames until the connection ends; returns why it ended.
 async fn read_loop(
     core: &Arc<Core>,
-    mut stream: Ws,
+    stream: &mut Ws,
     session: &Arc<SessionHandle>,
     writer: &mut JoinHandle<()>,
 ) -> &'static str {
@@ -276,7 +270,11 @@ async fn read_loop(
                     break None;
                 }
                 (FrameBudget::Over, message) => reply(session, rate_limited(message.to_text().ok())),
-                (FrameBudget::Within, Message::Text(text)) => handle_text(core, session, &mut state, &text).await,
+                (FrameBudget::Within, Message::Text(text)) => {
+                    if let Some(waiting) = handle_text(core, session, &mut state, &text) {
+                        waiting.await;
+                    }
+                }
                 (FrameBudget::Within, _) => reply(
                     session,
                     error_frame(

@@ -58,13 +58,13 @@ impl SessionIo {
         let (read, write) = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (read, write) = parts.io.into_inner().into_split();
-                (
-                    ReadHalf::Tcp {
-                        head: parts.read_buf,
-                        socket: read,
-                    },
-                    WriteHalf::Tcp(write),
-                )
+                // A copy: the bytes hyper read ahead are a view of its whole
+                // read buffer, which would otherwise live as long as the session.
+                let head = match parts.read_buf.is_empty() {
+                    true => Bytes::new(),
+                    false => Bytes::copy_from_slice(&parts.read_buf),
+                };
+                (ReadHalf::Tcp { head, socket: read }, WriteHalf::Tcp(write))
             }
             Err(upgraded) => {
                 let (read, write) = tokio::io::split(TokioIo::new(upgraded));
