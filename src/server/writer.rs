@@ -33,6 +33,9 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// neither waits for its end to start leaving nor makes the buffer large.
 const WRITE_AT: usize = 16 * 1024;
 
+/// The longest header of a server frame: unmasked, with a 64-bit length.
+const MAX_HEADER: usize = 10;
+
 /// The socket and the bytes framed for it that it has not taken yet.
 struct Framed {
     socket: WriteHalf,
@@ -61,11 +64,13 @@ impl Framed {
         }
         self.buffer.clear();
         self.written = 0;
-        // A large frame made the buffer large; an idle session keeps little.
-        if self.buffer.capacity() > 4 * WRITE_AT {
-            self.buffer.shrink_to(WRITE_AT);
-        }
         Ok(())
+    }
+
+    /// Frees the buffer once everything ready is written: most sessions are
+    /// idle most of the time, and an idle one keeps no buffer.
+    fn release(&mut self) {
+        self.buffer = Vec::new();
     }
 }
 
@@ -109,6 +114,9 @@ async fn pump(framed: &mut Framed, outbox: &Outbox, ping_every: Duration) -> io:
                 // frames they queue here leave in this one write.
                 tokio::task::yield_now().await;
                 let ready = outbox.take_ready();
+                // One allocation for a batch of small frames.
+                let framed_size = ready.control.len() + ready.frames.iter().map(|f| f.len() + MAX_HEADER).sum::<usize>();
+                framed.buffer.reserve(framed_size.min(WRITE_AT + MAX_HEADER));
                 framed.buffer.extend_from_slice(&ready.control);
                 outbox.written(ready.control.len());
                 // Each frame stops counting against the outbox once it is in
@@ -122,10 +130,12 @@ async fn pump(framed: &mut Framed, outbox: &Outbox, ping_every: Duration) -> io:
                     }
                 }
                 framed.flush().await?;
+                framed.release();
             }
             _ = ping.tick() => {
                 push_frame(&mut framed.buffer, Frame::ping(Bytes::new()));
                 framed.flush().await?;
+                framed.release();
             }
         }
     }
