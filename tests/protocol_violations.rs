@@ -233,3 +233,46 @@ async fn websocket_pings_are_answered_between_whole_frames_and_a_close_with_one_
         .expect("the server ends the connection");
     assert_eq!(after, None, "nothing follows the close frame");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_with_the_upgrade_request_are_read() {
+    // A client that does not wait for the 101: hyper reads its first frames
+    // with the request, and the session must read them before the socket.
+    let t = start(json!({}));
+    let addr = t.server.local_addr().unwrap();
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = format!(
+        "GET /ws?token=eager HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    bytes.extend(frame(true, 0, 0x1, true, br#"{"type":"ping","id":"early"}"#));
+    bytes.extend(frame(true, 0, 0x9, true, b"early ping"));
+    tcp.write_all(&bytes).await.unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tcp.read_exact(&mut byte).await.unwrap();
+        response.push(byte[0]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"));
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), next_frame(&mut tcp))
+            .await
+            .expect("an answer in time")
+            .expect("the connection ended early");
+        seen.push((frame.0, String::from_utf8(frame.1).unwrap()));
+    }
+    assert!(
+        seen.iter()
+            .any(|(head, text)| *head == 0x81 && text.contains(r#""type":"welcome""#)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(head, text)| *head == 0x81 && text.contains(r#""id":"early""#)),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&(0x8a, "early ping".to_owned())), "{seen:?}");
+}
