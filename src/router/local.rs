@@ -10,6 +10,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::{Attached, Position, Router, SessionHandle};
 
 const SHARDS: usize = 64;
+// A user's shard fits in a byte (`deliver_to_all`).
+const _: () = assert!(SHARDS <= 256);
 
 type Sessions = HashMap<Arc<str>, Vec<Arc<SessionHandle>>>;
 
@@ -40,7 +42,28 @@ impl LocalRouter {
     }
 
     fn shard(&self, user: &str) -> &RwLock<Sessions> {
-        &self.shards[self.hasher.hash_one(user) as usize % SHARDS]
+        &self.shards[self.shard_of(user)]
+    }
+
+    fn shard_of(&self, user: &str) -> usize {
+        self.hasher.hash_one(user) as usize % SHARDS
+    }
+
+    /// Queues `frame` to the sessions of `user` in `shard`, a shard already locked.
+    fn deliver_in(
+        shard: &Sessions,
+        user: &str,
+        frame: &Utf8Bytes,
+        position: Option<Position<'_>>,
+        except: Option<u64>,
+    ) -> usize {
+        let Some(list) = shard.get(user) else {
+            return 0;
+        };
+        list.iter()
+            .filter(|s| Some(s.id) != except)
+            .filter(|s| s.outbox.push_at(frame.clone(), position))
+            .count()
     }
 }
 
@@ -107,13 +130,45 @@ impl Router for LocalRouter {
 
     fn deliver(&self, user: &str, frame: &Utf8Bytes, position: Option<Position<'_>>, except: Option<u64>) -> usize {
         let shard = self.shard(user).read().unwrap_or_else(|p| p.into_inner());
-        let Some(list) = shard.get(user) else {
-            return 0;
-        };
-        list.iter()
-            .filter(|s| Some(s.id) != except)
-            .filter(|s| s.outbox.push_at(frame.clone(), position))
-            .count()
+        Self::deliver_in(&shard, user, frame, position, except)
+    }
+
+    /// Takes each shard's lock once for all of `users` in it, instead of
+    /// once per user: in a large group's fan-out the locks were half of the
+    /// router's time. Users are put in shard order by a counting sort.
+    fn deliver_to_all(
+        &self,
+        users: &[Arc<str>],
+        frame: &Utf8Bytes,
+        position: Option<Position<'_>>,
+        except: Option<u64>,
+    ) -> usize {
+        let shards: Vec<u8> = users.iter().map(|user| self.shard_of(user) as u8).collect();
+        let mut starts = [0usize; SHARDS + 1];
+        for &shard in &shards {
+            starts[shard as usize + 1] += 1;
+        }
+        for i in 0..SHARDS {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts;
+        let mut ordered: Vec<&str> = vec![""; users.len()];
+        for (user, &shard) in users.iter().zip(&shards) {
+            ordered[next[shard as usize]] = user;
+            next[shard as usize] += 1;
+        }
+        let mut delivered = 0;
+        for (index, lock) in self.shards.iter().enumerate() {
+            let in_shard = &ordered[starts[index]..starts[index + 1]];
+            if in_shard.is_empty() {
+                continue;
+            }
+            let shard = lock.read().unwrap_or_else(|p| p.into_inner());
+            for user in in_shard {
+                delivered += Self::deliver_in(&shard, user, frame, position, except);
+            }
+        }
+        delivered
     }
 
     fn close_all(&self, code: u16, reason: &'static str) {
@@ -131,5 +186,51 @@ impl Router for LocalRouter {
 
     fn user_count(&self) -> usize {
         self.users.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::router::outbox::Outbox;
+
+    fn session(router: &LocalRouter, id: u64, user: &str) -> Arc<SessionHandle> {
+        let session = Arc::new(SessionHandle {
+            id,
+            user: user.into(),
+            device: "d".into(),
+            background: AtomicBool::new(false),
+            outbox: Outbox::new(1 << 20),
+        });
+        assert_ne!(router.attach(session.clone(), 16), Attached::TooMany);
+        session
+    }
+
+    #[test]
+    fn delivering_to_all_reaches_every_session_of_every_user_once_in_its_order() {
+        let router = LocalRouter::new();
+        // Enough users to fill every shard, a user with two sessions, one
+        // excepted session, and members with no session at all.
+        let mut sessions = Vec::new();
+        for n in 0..300u64 {
+            sessions.push(session(&router, n, &format!("u{n}")));
+        }
+        sessions.push(session(&router, 1000, "u7"));
+        let members: Vec<Arc<str>> = (0..300)
+            .chain(500..520)
+            .rev()
+            .map(|n| Arc::from(format!("u{n}")))
+            .collect();
+        for seq in 1..=3 {
+            let frame = Utf8Bytes::from(format!("m{seq}"));
+            assert_eq!(router.deliver_to_all(&members, &frame, Some(("g:x", seq)), Some(1000)), 300);
+        }
+        for session in &sessions {
+            let frames = session.outbox.take_ready().frames;
+            let expected: &[&str] = if session.id == 1000 { &[] } else { &["m1", "m2", "m3"] };
+            assert_eq!(frames, expected, "session {}", session.id);
+        }
     }
 }

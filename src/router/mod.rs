@@ -96,6 +96,20 @@ pub(crate) trait Router: Send + Sync + 'static {
     /// to every session of `user` except the one with id `except`; returns
     /// how many sessions it was queued to.
     fn deliver(&self, user: &str, frame: &Utf8Bytes, position: Option<Position<'_>>, except: Option<u64>) -> usize;
+    /// [`Router::deliver`] to each of `users`; returns how many sessions
+    /// the frame was queued to.
+    fn deliver_to_all(
+        &self,
+        users: &[Arc<str>],
+        frame: &Utf8Bytes,
+        position: Option<Position<'_>>,
+        except: Option<u64>,
+    ) -> usize {
+        users
+            .iter()
+            .map(|user| self.deliver(user, frame, position, except))
+            .sum()
+    }
     /// Asks every session to close with `code` and `reason`.
     fn close_all(&self, code: u16, reason: &'static str);
     /// How many sessions are attached.
@@ -113,10 +127,7 @@ pub(crate) trait Router: Send + Sync + 'static {
             Audience::Direct(a, b) => {
                 self.deliver(a, frame, position, except) + self.deliver(b, frame, position, except)
             }
-            Audience::Group(_, members) => members
-                .iter()
-                .map(|member| self.deliver(member, frame, position, except))
-                .sum(),
+            Audience::Group(_, members) => self.deliver_to_all(members, frame, position, except),
         }
     }
 

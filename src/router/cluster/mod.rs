@@ -171,9 +171,7 @@ impl Node {
                 n
             }
             Recipients::Group(group) => self.groups.get(group).map_or(0, |g| {
-                (g.members.iter())
-                    .map(|m| self.local.deliver(m, &arrival.frame, position, except))
-                    .sum()
+                self.local.deliver_to_all(&g.members, &arrival.frame, position, except)
             }),
         }
     }
