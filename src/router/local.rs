@@ -225,7 +225,10 @@ mod tests {
             .collect();
         for seq in 1..=3 {
             let frame = Utf8Bytes::from(format!("m{seq}"));
-            assert_eq!(router.deliver_to_all(&members, &frame, Some(("g:x", seq)), Some(1000)), 300);
+            assert_eq!(
+                router.deliver_to_all(&members, &frame, Some(("g:x", seq)), Some(1000)),
+                300
+            );
         }
         for session in &sessions {
             let frames = session.outbox.take_ready().frames;
