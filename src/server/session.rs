@@ -203,10 +203,8 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Box<Ws>, signed_in: SignedIn) {
     tracing::debug!(session = &*name, "session started");
 
     // What tungstenite still holds (a pong owed during authentication)
-    // leaves before the writer takes the socket. Bounded, so a peer that
-    // stopped reading cannot hold the session here: what is left is then
-    // written through the outbox, whose control bytes leave first.
-    let _ = timeout(CLOSE_GRACE, ws.flush()).await;
+    // leaves before the writer takes the socket.
+    let _ = ws.flush().await;
     let socket = ws.get_mut().hand_over(session.clone());
     let mut writer = tokio::spawn(write_loop(socket, session.clone(), core.config.limits.ping_interval()));
     let reason = read_loop(&core, &mut ws, &session, &mut writer).await;
