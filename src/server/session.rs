@@ -203,7 +203,9 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Box<Ws>, signed_in: SignedIn) {
     tracing::debug!(session = &*name, "session started");
 
     // What tungstenite still holds (a pong owed during authentication)
-    // leaves before the writer takes the socket.
+    // leaves before the writer takes the socket. It cannot wait on the
+    // peer: with at most the upgrade's answer and a pong written so far,
+    // the socket's send buffer has room whether or not the peer reads.
     let _ = ws.flush().await;
     let socket = ws.get_mut().hand_over(session.clone());
     let mut writer = tokio::spawn(write_loop(socket, session.clone(), core.config.limits.ping_interval()));
