@@ -29,7 +29,7 @@ use super::core::Core;
 use super::files;
 use super::handshake::{self, Admission, Credentials, WS_PATH, websocket_config};
 use super::http::{self, Body};
-use super::session::{self, SignedIn, Ws};
+use super::session::{self, Admitted};
 use super::socket::SessionIo;
 
 /// What every connection on the listening port goes through.
@@ -58,33 +58,39 @@ struct Exchange {
 
 /// Serves one accepted TCP connection until it ends. `full` says the server
 /// was at its connection limit when it was accepted.
-pub(crate) async fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) {
+///
+/// Not an `async fn`: one would keep room for its arguments, the socket
+/// among them, for the whole session. The handshake is boxed, so hyper's
+/// and TLS's state is freed once the session starts instead of sizing every
+/// idle session's task.
+pub(crate) fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) -> impl Future<Output = ()> + Send {
     let core = frontend.core.clone();
     let mut stopping = core.stopping.clone();
-    // A connection still in its handshake when the server stops is dropped;
-    // a session closes itself with 1001 when asked.
-    // Boxed, so hyper's and TLS's state is freed once the session starts
-    // instead of sizing every idle session's task.
-    let admitted = tokio::select! {
-        admitted = Box::pin(handshake(&frontend, tcp, full)) => admitted,
-        _ = stopping.wait_for(|s| *s) => return,
-    };
-    if let Some((ws, signed_in)) = admitted {
-        session::run(core, Box::new(ws), signed_in).await;
+    let handshake = Box::pin(handshake(frontend, tcp, full));
+    async move {
+        // A connection still in its handshake when the server stops is
+        // dropped; a session closes itself with 1001 when asked.
+        let admitted = tokio::select! {
+            admitted = handshake => admitted,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        if let Some(admitted) = admitted {
+            session::run(core, admitted).await;
+        }
     }
 }
 
 /// TLS, HTTP requests, and when one upgrades, the WebSocket and its user.
-async fn handshake(frontend: &Arc<Frontend>, tcp: TcpStream, full: bool) -> Option<(Ws, SignedIn)> {
+async fn handshake(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) -> Option<Admitted> {
     let deadline = Instant::now() + frontend.core.config.limits.handshake_timeout();
     let exchange = Arc::new(Exchange {
         first_request_seen: AtomicBool::new(false),
         upgrade: Mutex::new(None),
     });
     match &frontend.tls {
-        None => serve_http(frontend, tcp, full, deadline, &exchange).await,
+        None => serve_http(&frontend, tcp, full, deadline, &exchange).await,
         Some(tls) => match timeout_at(deadline, tls.accept(tcp)).await {
-            Ok(Ok(tls_stream)) => serve_http(frontend, tls_stream, full, deadline, &exchange).await,
+            Ok(Ok(tls_stream)) => serve_http(&frontend, tls_stream, full, deadline, &exchange).await,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
                 return None;

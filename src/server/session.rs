@@ -40,32 +40,55 @@ pub(crate) type Ws = WebSocketStream<SessionIo>;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Who a session is: its user and device.
-pub(crate) struct SignedIn {
+struct SignedIn {
     /// The authenticated user.
-    pub(crate) user: String,
+    user: String,
     /// The device: named by the token, else by the client, else made up.
-    pub(crate) device: String,
+    device: String,
     /// Whether the token or the client named the device: a made-up one is
     /// not remembered, since nothing can reach it again.
-    pub(crate) named: bool,
+    named: bool,
 }
 
-/// Authenticates an upgraded connection before `deadline`; a client that
-/// fails gets `unauthorized` and close code 1008.
+/// A session that started: authenticated, welcomed and reachable.
+pub(crate) struct Admitted {
+    /// Boxed for the session's life: inline, it would size the session's
+    /// future twice, as the argument and as the reader's.
+    ws: Box<Ws>,
+    session: Arc<SessionHandle>,
+    name: Arc<str>,
+}
+
+/// Authenticates an upgraded connection before `deadline` and starts its
+/// session. A client that fails gets `unauthorized` and close code 1008;
+/// a user with too many sessions, `rate_limited` and 1008.
+///
+/// Everything but the [`Admitted`] session is made and dropped here, in the
+/// handshake's boxed future: what lives across the read loop's await takes
+/// room in every idle session's task.
 pub(crate) async fn admit(
     core: &Arc<Core>,
     mut ws: Ws,
     credentials: Credentials,
     deadline: Instant,
-) -> Option<(Ws, SignedIn)> {
-    match authenticate(core, &mut ws, credentials, deadline).await {
-        Ok(signed_in) => Some((ws, signed_in)),
+) -> Option<Admitted> {
+    let signed_in = match authenticate(core, &mut ws, credentials, deadline).await {
+        Ok(signed_in) => signed_in,
         Err(why) => {
             tracing::debug!(why, "authentication failed");
             turn_away(ws, ErrorCode::Unauthorized, why).await;
-            None
+            return None;
         }
-    }
+    };
+    let Some((session, name)) = start(core, signed_in) else {
+        turn_away(ws, ErrorCode::RateLimited, "too many connections for this user").await;
+        return None;
+    };
+    Some(Admitted {
+        ws: Box::new(ws),
+        session,
+        name,
+    })
 }
 
 /// The user and device of the connection: from the handshake's token, or
@@ -150,10 +173,42 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
     .await;
 }
 
-/// Runs an authenticated session until it ends. The WebSocket stays boxed
-/// for the session's life: inline, it would size the session's future
-/// twice, as the argument and as the reader's.
-pub(crate) async fn run(core: Arc<Core>, mut ws: Box<Ws>, signed_in: SignedIn) {
+/// Runs an admitted session until it ends.
+pub(crate) async fn run(core: Arc<Core>, admitted: Admitted) {
+    let Admitted { mut ws, session, name } = admitted;
+
+    // What tungstenite still holds (a pong owed during authentication)
+    // leaves before the writer takes the socket. It cannot wait on the
+    // peer: with at most the upgrade's answer and a pong written so far,
+    // the socket's send buffer has room whether or not the peer reads.
+    let _ = ws.flush().await;
+    let socket = ws.get_mut().hand_over(session.clone());
+    let mut writer = tokio::spawn(write_loop(socket, session.clone(), core.config.limits.ping_interval()));
+    let reason = read_loop(&core, &mut ws, &session, &mut writer).await;
+    if session
+        .outbox
+        .close_reason()
+        .is_some_and(|(code, _)| code == close::SLOW_READER)
+    {
+        core.metrics.slow_reader_closes.inc();
+    }
+    core.presence.forget(&session);
+    if core.router.detach(&session) {
+        core.presence.announce(&session.user, false);
+    }
+    tracing::debug!(session = &*name, reason, "session ended");
+    core.events.post(Event::Disconnected {
+        user: session.user.clone(),
+        session: name,
+        device: session.device.clone(),
+        reason: reason.into(),
+    });
+}
+
+/// Makes the session of `signed_in`, queues its welcome and makes it
+/// reachable; its handle and name, or `None` when the user has too many
+/// sessions already.
+fn start(core: &Arc<Core>, signed_in: SignedIn) -> Option<(Arc<SessionHandle>, Arc<str>)> {
     let number = core.next_number();
     let name: Arc<str> = core.unique_name("s", number).into();
     let (user, device): (Arc<str>, Arc<str>) = (signed_in.user.into(), signed_in.device.into());
@@ -182,52 +237,18 @@ pub(crate) async fn run(core: Arc<Core>, mut ws: Box<Ws>, signed_in: SignedIn) {
     {
         Attached::CameOnline => core.presence.announce(&user, true),
         Attached::AlreadyOnline => {}
-        Attached::TooMany => {
-            // Boxed, so this rare path does not size every session's task.
-            return Box::pin(turn_away(
-                *ws,
-                ErrorCode::RateLimited,
-                "too many connections for this user",
-            ))
-            .await;
-        }
+        Attached::TooMany => return None,
     }
     if core.is_stopping() {
         session.outbox.close(close::GOING_AWAY, "server stopping");
     }
     core.events.post(Event::Connected {
-        user: user.clone(),
+        user,
         session: name.clone(),
-        device: device.clone(),
+        device,
     });
     tracing::debug!(session = &*name, "session started");
-
-    // What tungstenite still holds (a pong owed during authentication)
-    // leaves before the writer takes the socket. It cannot wait on the
-    // peer: with at most the upgrade's answer and a pong written so far,
-    // the socket's send buffer has room whether or not the peer reads.
-    let _ = ws.flush().await;
-    let socket = ws.get_mut().hand_over(session.clone());
-    let mut writer = tokio::spawn(write_loop(socket, session.clone(), core.config.limits.ping_interval()));
-    let reason = read_loop(&core, &mut ws, &session, &mut writer).await;
-    if session
-        .outbox
-        .close_reason()
-        .is_some_and(|(code, _)| code == close::SLOW_READER)
-    {
-        core.metrics.slow_reader_closes.inc();
-    }
-    core.presence.forget(&session);
-    if core.router.detach(&session) {
-        core.presence.announce(&user, false);
-    }
-    tracing::debug!(session = &*name, reason, "session ended");
-    core.events.post(Event::Disconnected {
-        user,
-        session: name,
-        device,
-        reason: reason.into(),
-    });
+    Some((session, name))
 }
 
 /// Reads frames until the connection ends; returns why it ended.
