@@ -12,11 +12,13 @@ use crate::config::{Limits, OriginsConfig};
 /// The one path the server upgrades.
 pub(crate) const WS_PATH: &str = "/ws";
 
-/// tungstenite's buffers sized for many small messages, with the configured
-/// limits: its defaults (128 KiB read buffer, 64 MiB messages) suit neither.
+/// tungstenite's buffers sized for many small messages and mostly idle
+/// connections (docs/DECISIONS.md, "Small tungstenite buffers"), with the
+/// configured limits: its defaults (128 KiB read buffer, 64 MiB messages)
+/// suit neither.
 pub(crate) fn websocket_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(16 * 1024 + 2 * limits.max_frame_bytes + limits.outbound_queue_bytes)
         .max_message_size(Some(limits.max_frame_bytes))
