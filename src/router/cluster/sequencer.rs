@@ -20,6 +20,10 @@ const SHARDS: usize = 64;
 /// The most messages one backfill reads.
 pub(super) const BACKFILL_LIMIT: u64 = 1000;
 
+/// How far back a conversation first seen here is read from the store
+/// (what was stored before this node followed the bus is left out there).
+const FIRST_SEEN_LOOKBACK: u64 = 16;
+
 /// Who a message goes to, owned, for while it waits.
 #[derive(Debug, Clone)]
 pub(super) enum Recipients {
@@ -85,8 +89,11 @@ impl Sequencer {
     /// Message `seq` of `conv` arrived: `deliver` gets it and any waiting
     /// after it now in order, under the conversation's lock (so two
     /// arrivals never interleave on a session). A conversation first seen
-    /// here starts at the message before. A gap that needs a backfill is
-    /// returned, once, until [`Sequencer::backfilled`] reports it.
+    /// here starts [`FIRST_SEEN_LOOKBACK`] messages before: the ones just
+    /// before it may have been stored on other nodes a moment earlier and
+    /// still be on their way (starting at the message before dropped them
+    /// when they came). A gap that needs a backfill is returned, once,
+    /// until [`Sequencer::backfilled`] reports it.
     pub(super) fn arrive(
         &self,
         conv: &str,
@@ -96,7 +103,7 @@ impl Sequencer {
     ) -> Option<Gap> {
         let mut shard = self.shard(conv);
         let track = shard.entry(conv.to_owned()).or_insert_with(|| Track {
-            last: seq.saturating_sub(1),
+            last: seq.saturating_sub(1 + FIRST_SEEN_LOOKBACK),
             ..Track::default()
         });
         if seq <= track.last {
@@ -239,6 +246,7 @@ mod tests {
     #[test]
     fn in_order_passes_a_duplicate_is_dropped_and_a_gap_waits_for_its_backfill() {
         let s = Sequencer::default();
+        s.synced("c", 4);
         let mut delivered = Vec::new();
         assert_eq!(arrive(&s, 5, &mut delivered), None);
         assert_eq!(arrive(&s, 6, &mut delivered), None);
@@ -256,6 +264,23 @@ mod tests {
         assert_eq!(delivered, [5, 6, 7, 8, 9, 10]);
         assert!(s.delivered_before("c", 11) && !s.delivered_before("c", 12));
         assert_eq!(s.followed(), [("c".to_owned(), 10)]);
+    }
+
+    #[test]
+    fn a_conversation_first_seen_past_its_start_waits_for_the_messages_just_before() {
+        // Node a stored seq 1 and node b seq 2 a moment later; b's arrived
+        // here first. Seq 1 must still reach this node's sessions, first.
+        let s = Sequencer::default();
+        let mut delivered = Vec::new();
+        let gap = arrive(&s, 2, &mut delivered).unwrap();
+        assert_eq!((gap.after, gap.before), (0, 2));
+        assert_eq!(arrive(&s, 1, &mut delivered), None);
+        assert_eq!(delivered, [1, 2]);
+        // Far into a conversation, it looks back a bounded way.
+        let far = Sequencer::default();
+        let gap = arrive(&far, 1000, &mut delivered).unwrap();
+        assert_eq!((gap.after, gap.before), (999 - FIRST_SEEN_LOOKBACK, 1000));
+        assert_eq!(delivered, [1, 2], "nothing delivered before the backfill");
     }
 
     #[test]
