@@ -64,10 +64,6 @@ pub(super) struct Node {
     /// The server's runtime: backfills start from the store's completion
     /// thread too, which is not one of its threads.
     runtime: tokio::runtime::Handle,
-    /// When this node began to follow the bus, less a margin for the other
-    /// nodes' clocks (ms): a message stored before it was stored before any
-    /// session here began, so a backfill does not push it (sync brings it).
-    following_since_ms: i64,
     /// Disconnects when the publisher has ended.
     published: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
@@ -75,10 +71,6 @@ pub(super) struct Node {
 /// How long a gap waits for its messages to arrive over Redis before they
 /// are read from the store.
 const BACKFILL_GRACE: Duration = Duration::from_millis(50);
-
-/// How far the other nodes' clocks may be behind this one's, for
-/// [`Node::following_since_ms`].
-const CLOCK_MARGIN_MS: i64 = 1000;
 
 /// How long a stopping node waits for its last envelopes and the removal
 /// of its presence to reach Redis.
@@ -125,7 +117,6 @@ impl Cluster {
             counters,
             stopping,
             runtime: tokio::runtime::Handle::current(),
-            following_since_ms: crate::protocol::now_ms() - CLOCK_MARGIN_MS,
             published: Mutex::new(Some(published)),
         });
         let publisher = bus::publish(node.clone(), client.clone(), queue, stopped.clone());
@@ -222,7 +213,13 @@ impl Node {
         let node = self.clone();
         self.runtime.spawn(async move {
             let mut gap = Some(first);
-            while let Some(Gap { conv, after, before }) = gap.take() {
+            while let Some(Gap {
+                conv,
+                after,
+                before,
+                history_before_ms,
+            }) = gap.take()
+            {
                 tokio::time::sleep(BACKFILL_GRACE).await;
                 if node.sequencer.delivered_before(&conv, before) {
                     gap = node.sequencer.backfilled(&conv, before, Vec::new(), &mut |seq, a| {
@@ -232,13 +229,12 @@ impl Node {
                 }
                 node.counters.backfills.fetch_add(1, Ordering::Relaxed);
                 let (store, encode, read_conv) = (node.store.clone(), node.encode, conv.clone());
-                let since = node.following_since_ms;
                 let read = tokio::task::spawn_blocking(move || {
                     let limit = (before - after - 1) as usize;
                     store.history(&read_conv, Some(before), limit, usize::MAX).map(|found| {
                         found
                             .iter()
-                            .filter(|m| m.seq > after && m.message.ts >= since)
+                            .filter(|m| m.seq > after && m.message.ts >= history_before_ms)
                             .map(|m| (m.seq, encode(m)))
                             .collect::<Vec<_>>()
                     })

@@ -14,15 +14,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::protocol::now_ms;
+
 /// Conversations are spread over this many locks.
 const SHARDS: usize = 64;
 
 /// The most messages one backfill reads.
 pub(super) const BACKFILL_LIMIT: u64 = 1000;
 
-/// How far back a conversation first seen here is read from the store
-/// (what was stored before this node followed the bus is left out there).
+/// How far back a conversation first seen here is read from the store.
 const FIRST_SEEN_LOOKBACK: u64 = 16;
+
+/// How long before a conversation's first sighting here a message it
+/// misses may have been stored and still be on its way (with the other
+/// nodes' clocks a little behind); one stored earlier is history, which
+/// sessions here get by sync, and a backfill does not push it.
+const RACE_WINDOW_MS: i64 = 2000;
 
 /// Who a message goes to, owned, for while it waits.
 #[derive(Debug, Clone)]
@@ -53,6 +60,8 @@ pub(super) struct Gap {
     pub(super) after: u64,
     /// The first seq waiting.
     pub(super) before: u64,
+    /// Messages stored before this (ms since the epoch) are history here.
+    pub(super) history_before_ms: i64,
 }
 
 #[derive(Default)]
@@ -63,6 +72,10 @@ struct Track {
     waiting: BTreeMap<u64, Arrival>,
     /// A backfill is reading the gap.
     backfilling: bool,
+    /// Messages stored before this (ms since the epoch) are history here:
+    /// for a conversation first seen by a message, shortly before it
+    /// arrived; for one a sync began, none.
+    history_before_ms: i64,
 }
 
 /// The per-conversation order of this node.
@@ -92,8 +105,9 @@ impl Sequencer {
     /// here starts [`FIRST_SEEN_LOOKBACK`] messages before: the ones just
     /// before it may have been stored on other nodes a moment earlier and
     /// still be on their way (starting at the message before dropped them
-    /// when they came). A gap that needs a backfill is returned, once,
-    /// until [`Sequencer::backfilled`] reports it.
+    /// when they came); of those, the backfill pushes only what was stored
+    /// within [`RACE_WINDOW_MS`] of this arrival. A gap that needs a
+    /// backfill is returned, once, until [`Sequencer::backfilled`] reports it.
     pub(super) fn arrive(
         &self,
         conv: &str,
@@ -104,6 +118,7 @@ impl Sequencer {
         let mut shard = self.shard(conv);
         let track = shard.entry(conv.to_owned()).or_insert_with(|| Track {
             last: seq.saturating_sub(1 + FIRST_SEEN_LOOKBACK),
+            history_before_ms: now_ms() - RACE_WINDOW_MS,
             ..Track::default()
         });
         if seq <= track.last {
@@ -197,6 +212,7 @@ impl Sequencer {
             conv: conv.to_owned(),
             after: track.last,
             before: last_seq + 1,
+            history_before_ms: track.history_before_ms,
         })
     }
 }
@@ -224,6 +240,7 @@ fn gap(conv: &str, track: &mut Track) -> Option<Gap> {
         conv: conv.to_owned(),
         after: track.last,
         before: before.min(track.last + 1 + BACKFILL_LIMIT),
+        history_before_ms: track.history_before_ms,
     })
 }
 
@@ -281,6 +298,12 @@ mod tests {
         let gap = arrive(&far, 1000, &mut delivered).unwrap();
         assert_eq!((gap.after, gap.before), (999 - FIRST_SEEN_LOOKBACK, 1000));
         assert_eq!(delivered, [1, 2], "nothing delivered before the backfill");
+        // What was stored well before the first sighting is history.
+        let window = now_ms() - gap.history_before_ms;
+        assert!((RACE_WINDOW_MS..RACE_WINDOW_MS + 1000).contains(&window), "{window}");
+        // A conversation a sync began has no such bound.
+        s.synced("d", 3);
+        assert_eq!(s.behind("d", 5).map(|g| g.history_before_ms), Some(0));
     }
 
     #[test]
