@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::{Attached, Position, Router, SessionHandle};
+use super::{Attached, Audience, Position, Router, SessionHandle};
 
 const SHARDS: usize = 64;
 // A user's shard fits in a byte (`deliver_to_all`).
@@ -64,6 +64,46 @@ impl LocalRouter {
             .filter(|s| Some(s.id) != except)
             .filter(|s| s.outbox.push_at(frame.clone(), position))
             .count()
+    }
+
+    /// [`Router::deliver`] to each of `users`; returns how many sessions
+    /// the frame was queued to. Takes each shard's lock once for all of
+    /// `users` in it, instead of once per user: in a large group's fan-out
+    /// the locks were half of the router's time. Users are put in shard
+    /// order by a counting sort.
+    pub(crate) fn deliver_to_all(
+        &self,
+        users: &[Arc<str>],
+        frame: &Utf8Bytes,
+        position: Option<Position<'_>>,
+        except: Option<u64>,
+    ) -> usize {
+        let shards: Vec<u8> = users.iter().map(|user| self.shard_of(user) as u8).collect();
+        let mut starts = [0usize; SHARDS + 1];
+        for &shard in &shards {
+            starts[shard as usize + 1] += 1;
+        }
+        for i in 0..SHARDS {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts;
+        let mut ordered: Vec<&str> = vec![""; users.len()];
+        for (user, &shard) in users.iter().zip(&shards) {
+            ordered[next[shard as usize]] = user;
+            next[shard as usize] += 1;
+        }
+        let mut delivered = 0;
+        for (index, lock) in self.shards.iter().enumerate() {
+            let in_shard = &ordered[starts[index]..starts[index + 1]];
+            if in_shard.is_empty() {
+                continue;
+            }
+            let shard = lock.read().unwrap_or_else(|p| p.into_inner());
+            for user in in_shard {
+                delivered += Self::deliver_in(&shard, user, frame, position, except);
+            }
+        }
+        delivered
     }
 }
 
@@ -133,42 +173,15 @@ impl Router for LocalRouter {
         Self::deliver_in(&shard, user, frame, position, except)
     }
 
-    /// Takes each shard's lock once for all of `users` in it, instead of
-    /// once per user: in a large group's fan-out the locks were half of the
-    /// router's time. Users are put in shard order by a counting sort.
-    fn deliver_to_all(
-        &self,
-        users: &[Arc<str>],
-        frame: &Utf8Bytes,
-        position: Option<Position<'_>>,
-        except: Option<u64>,
-    ) -> usize {
-        let shards: Vec<u8> = users.iter().map(|user| self.shard_of(user) as u8).collect();
-        let mut starts = [0usize; SHARDS + 1];
-        for &shard in &shards {
-            starts[shard as usize + 1] += 1;
-        }
-        for i in 0..SHARDS {
-            starts[i + 1] += starts[i];
-        }
-        let mut next = starts;
-        let mut ordered: Vec<&str> = vec![""; users.len()];
-        for (user, &shard) in users.iter().zip(&shards) {
-            ordered[next[shard as usize]] = user;
-            next[shard as usize] += 1;
-        }
-        let mut delivered = 0;
-        for (index, lock) in self.shards.iter().enumerate() {
-            let in_shard = &ordered[starts[index]..starts[index + 1]];
-            if in_shard.is_empty() {
-                continue;
+    fn fanout(&self, conv: &str, seq: u64, frame: &Utf8Bytes, audience: Audience<'_>, except: Option<u64>) -> usize {
+        let position = Some((conv, seq));
+        match audience {
+            Audience::Direct(a, b) if a == b => self.deliver(a, frame, position, except),
+            Audience::Direct(a, b) => {
+                self.deliver(a, frame, position, except) + self.deliver(b, frame, position, except)
             }
-            let shard = lock.read().unwrap_or_else(|p| p.into_inner());
-            for user in in_shard {
-                delivered += Self::deliver_in(&shard, user, frame, position, except);
-            }
+            Audience::Group(_, members) => self.deliver_to_all(members, frame, position, except),
         }
-        delivered
     }
 
     fn close_all(&self, code: u16, reason: &'static str) {

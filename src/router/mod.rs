@@ -96,20 +96,6 @@ pub(crate) trait Router: Send + Sync + 'static {
     /// to every session of `user` except the one with id `except`; returns
     /// how many sessions it was queued to.
     fn deliver(&self, user: &str, frame: &Utf8Bytes, position: Option<Position<'_>>, except: Option<u64>) -> usize;
-    /// [`Router::deliver`] to each of `users`; returns how many sessions
-    /// the frame was queued to.
-    fn deliver_to_all(
-        &self,
-        users: &[Arc<str>],
-        frame: &Utf8Bytes,
-        position: Option<Position<'_>>,
-        except: Option<u64>,
-    ) -> usize {
-        users
-            .iter()
-            .map(|user| self.deliver(user, frame, position, except))
-            .sum()
-    }
     /// Asks every session to close with `code` and `reason`.
     fn close_all(&self, code: u16, reason: &'static str);
     /// How many sessions are attached.
@@ -120,16 +106,7 @@ pub(crate) trait Router: Send + Sync + 'static {
     /// Queues the `msg` frame of `conv`'s message `seq` to every session of
     /// its `audience` but the one with id `except`; returns how many
     /// sessions it was queued to here.
-    fn fanout(&self, conv: &str, seq: u64, frame: &Utf8Bytes, audience: Audience<'_>, except: Option<u64>) -> usize {
-        let position = Some((conv, seq));
-        match audience {
-            Audience::Direct(a, b) if a == b => self.deliver(a, frame, position, except),
-            Audience::Direct(a, b) => {
-                self.deliver(a, frame, position, except) + self.deliver(b, frame, position, except)
-            }
-            Audience::Group(_, members) => self.deliver_to_all(members, frame, position, except),
-        }
-    }
+    fn fanout(&self, conv: &str, seq: u64, frame: &Utf8Bytes, audience: Audience<'_>, except: Option<u64>) -> usize;
 
     /// Whether one of `user`'s sessions is in the foreground: the user is looking.
     fn is_looking(&self, user: &str) -> bool {
