@@ -239,3 +239,86 @@ fn a_client_moves_to_the_next_server_when_one_cannot_be_reached() {
     );
     assert!(ClientConfig::from_json(r#"{"token":"t","urls":["http://x"]}"#).is_err());
 }
+
+/// The window of sends the client role keeps unanswered (its `SEND_WINDOW`).
+const SEND_WINDOW: usize = 64;
+
+/// A server that speaks just enough of the protocol to acknowledge sends.
+/// On its first connection it waits for a window of sends, answers them all
+/// in one write and closes the socket at once, so that the client's next
+/// write fails while the acks are still being read; on later connections it
+/// answers each send as it comes. A repeated id gets its first seq, as from
+/// a real server.
+async fn acks_then_drops(listener: tokio::net::TcpListener) {
+    use futures_util::SinkExt;
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut seqs = std::collections::HashMap::new();
+    for connection in 0.. {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+        ws.send(Message::text(r#"{"type":"welcome","user":"alice"}"#))
+            .await
+            .unwrap();
+        let mut sends = 0;
+        while let Some(Ok(Message::Text(text))) = ws.next().await {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            let answer = match frame["type"].as_str() {
+                Some("send") => {
+                    sends += 1;
+                    let next = seqs.len() as u64 + 1;
+                    let seq = *seqs.entry(frame["id"].to_string()).or_insert(next);
+                    json!({"type": "ack", "id": frame["id"], "conv": "dm:alice:bob", "seq": seq, "ts": 1})
+                }
+                Some("sync") => json!({"type": "synced", "id": frame["id"], "convs": {}}),
+                _ => continue,
+            };
+            ws.feed(Message::text(answer.to_string())).await.unwrap();
+            if connection > 0 || sends == SEND_WINDOW {
+                ws.flush().await.unwrap();
+            }
+            if connection == 0 && sends == SEND_WINDOW {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn an_ack_read_just_before_a_write_fails_still_reaches_the_host() {
+    const SENDS: usize = 100;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { acks_then_drops(tokio::net::TcpListener::from_std(listener).unwrap()).await });
+    });
+    let (client, recorder) = client(port, "alice");
+    let ids: Vec<String> = (0..SENDS)
+        .map(|n| client.send("bob", &n.to_string()).unwrap())
+        .collect();
+    recorder.wait_until("an ack for every send", |e| {
+        e.iter().filter(|e| e["event"] == "ack").count() >= SENDS
+    });
+    let acked: Vec<String> = recorder
+        .events_of("ack")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = acked.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), acked.len(), "each send acknowledged once");
+    assert!(ids.iter().all(|id| acked.contains(id)));
+    let connects = recorder
+        .events_of("state")
+        .iter()
+        .filter(|e| e["state"] == "connected")
+        .count();
+    assert!(connects >= 2, "the first connection was dropped");
+    client.stop().unwrap();
+}

@@ -573,7 +573,8 @@ async fn handle_frame(
                 }
                 state.sent(&conv, seq)
             };
-            outflow.fill(shared, ws).await?;
+            // The send left the outbox with `settle`: the host hears of it
+            // before the next write, which may fail and end the connection.
             events
                 .post_waiting(Event::Ack {
                     id,
@@ -585,6 +586,7 @@ async fn handle_frame(
             if let Some(through) = stepped {
                 record_cursor(shared, events, conv, through).await;
             }
+            outflow.fill(shared, ws).await?;
         }
         // Try again on a fresh connection, after a backoff that keeps growing
         // until a sync succeeds, rather than in a tight loop here.
