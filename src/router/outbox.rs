@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::protocol::close;
@@ -142,8 +143,8 @@ impl Outbox {
 
     /// Resolves when frames may be ready (at once if some were queued since
     /// the last [`Outbox::take_ready`]).
-    pub(crate) async fn ready(&self) {
-        self.became_ready.notified().await;
+    pub(crate) fn ready(&self) -> Notified<'_> {
+        self.became_ready.notified()
     }
 
     /// Queues a frame; false when the session is closing or just overflowed.

@@ -8,6 +8,7 @@
 //! shares no lock with the reader, and a frame costs a header and one copy
 //! into the buffer, with no `Sink` between the outbox and the socket.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -22,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, O
 use super::socket::WriteHalf;
 use crate::protocol::close;
 use crate::router::SessionHandle;
-use crate::router::outbox::Outbox;
+use crate::router::outbox::{Outbox, Ready};
 
 /// How long the writer waits for room to send its close frame. A slow
 /// reader has megabytes ahead of it in the socket; it should still learn
@@ -81,62 +83,125 @@ fn push_frame(buffer: &mut Vec<u8>, frame: Frame) {
 
 /// Drains the outbox into the socket until a close is requested, then
 /// sends the close frame.
-pub(crate) async fn write_loop(socket: WriteHalf, session: Arc<SessionHandle>, ping_every: Duration) {
-    let outbox = &session.outbox;
+///
+/// A plain fn around an `async` block, and a close raced inside [`pump`]
+/// rather than beside it: the task's future then holds each of its values
+/// once (an `async fn` keeps its arguments beside the locals they move
+/// into) and never the pump and the close wait side by side, which keeps
+/// every idle session's writer task in a 512-byte block.
+pub(crate) fn write_loop(
+    socket: WriteHalf,
+    session: Arc<SessionHandle>,
+    ping_every: Duration,
+) -> impl Future<Output = ()> + Send {
     let mut framed = Framed {
         socket,
         buffer: Vec::new(),
         written: 0,
     };
-    tokio::select! {
-        result = pump(&mut framed, outbox, ping_every) => if result.is_err() { outbox.close(close::INTERNAL_ERROR, "write failed") },
-        _ = outbox.closed() => {}
-    }
-    if let Some((code, reason)) = outbox.close_reason() {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        // After the frame the pump was writing, if it was cut short.
-        push_frame(&mut framed.buffer, Frame::close(Some(frame)));
-        let _ = timeout(CLOSE_WRITE_TIMEOUT, framed.flush()).await;
+    async move {
+        let outbox = &session.outbox;
+        if pump(&mut framed, outbox, ping_every).await.is_err() {
+            outbox.close(close::INTERNAL_ERROR, "write failed");
+        }
+        if let Some((code, reason)) = outbox.close_reason() {
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            // After the frame the pump was writing, if it was cut short.
+            push_frame(&mut framed.buffer, Frame::close(Some(frame)));
+            let _ = timeout(CLOSE_WRITE_TIMEOUT, framed.flush()).await;
+        }
     }
 }
 
-/// Writes every frame that is ready, and pings on a timer. Returns only
-/// when writing fails.
+/// Writes every frame that is ready, and pings on a timer. Returns when a
+/// close is requested, even in the middle of a write (a slow reader's
+/// socket may never take the rest), or with the error of a failed write.
 async fn pump(framed: &mut Framed, outbox: &Outbox, ping_every: Duration) -> io::Result<()> {
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     loop {
+        // Checked here, not only raced below: a writer that always finds
+        // frames ready would otherwise never see a close.
+        if outbox.is_closing() {
+            return Ok(());
+        }
+        // In this order, so that a busy writer neither registers a close
+        // wait per batch nor skips its pings (which keep a peer that
+        // only reads from looking idle).
         tokio::select! {
+            biased;
+            _ = ping.tick() => {
+                push_frame(&mut framed.buffer, Frame::ping(Bytes::new()));
+                if flush_unless_closed(framed, outbox).await? == Flushed::Closing {
+                    return Ok(());
+                }
+                framed.release();
+            }
             _ = outbox.ready() => {
                 // Cork: let every other task that is ready run first, so the
                 // frames they queue here leave in this one write.
                 tokio::task::yield_now().await;
-                let ready = outbox.take_ready();
-                // One allocation for a batch of small frames.
-                let framed_size = ready.control.len() + ready.frames.iter().map(|f| f.len() + MAX_HEADER).sum::<usize>();
-                framed.buffer.reserve(framed_size.min(WRITE_AT + MAX_HEADER));
-                framed.buffer.extend_from_slice(&ready.control);
-                outbox.written(ready.control.len());
-                // Each frame stops counting against the outbox once it is in
-                // the buffer: a long batch must not count frames the peer already read.
-                for frame in ready.frames {
-                    let bytes = frame.len();
-                    framed.push_text(frame.into());
-                    outbox.written(bytes);
-                    if framed.buffer.len() >= WRITE_AT {
-                        framed.flush().await?;
+                let mut frames = start_batch(framed, outbox);
+                loop {
+                    frame_until_full(framed, outbox, &mut frames);
+                    if flush_unless_closed(framed, outbox).await? == Flushed::Closing {
+                        return Ok(());
+                    }
+                    if frames.is_empty() {
+                        break;
                     }
                 }
-                framed.flush().await?;
                 framed.release();
             }
-            _ = ping.tick() => {
-                push_frame(&mut framed.buffer, Frame::ping(Bytes::new()));
-                framed.flush().await?;
-                framed.release();
-            }
+            _ = outbox.closed() => return Ok(()),
         }
+    }
+}
+
+/// Takes what is ready: the control frames go into the buffer, which is
+/// sized for the batch (one allocation for a batch of small frames); the
+/// text frames are returned, to be framed by [`frame_until_full`].
+fn start_batch(framed: &mut Framed, outbox: &Outbox) -> VecDeque<Utf8Bytes> {
+    let Ready { control, frames } = outbox.take_ready();
+    let framed_size = control.len() + frames.iter().map(|f| f.len() + MAX_HEADER).sum::<usize>();
+    framed.buffer.reserve(framed_size.min(WRITE_AT + MAX_HEADER));
+    framed.buffer.extend_from_slice(&control);
+    outbox.written(control.len());
+    frames
+}
+
+/// Frames text frames from the front of `frames` until none is left or the
+/// buffer holds [`WRITE_AT`] bytes, so a long batch starts leaving before
+/// its end. Each frame stops counting against the outbox once it is in the
+/// buffer: a long batch must not count frames the peer already read. (Not
+/// `async`: no frame is held across the pump's awaits.)
+fn frame_until_full(framed: &mut Framed, outbox: &Outbox, frames: &mut VecDeque<Utf8Bytes>) {
+    while framed.buffer.len() < WRITE_AT
+        && let Some(frame) = frames.pop_front()
+    {
+        let bytes = frame.len();
+        framed.push_text(frame.into());
+        outbox.written(bytes);
+    }
+}
+
+/// How a flush raced with a close request ended.
+#[derive(PartialEq)]
+enum Flushed {
+    /// Everything buffered was written.
+    All,
+    /// A close was requested first; the rest stays buffered.
+    Closing,
+}
+
+/// Writes out what is buffered, unless a close is requested first.
+async fn flush_unless_closed(framed: &mut Framed, outbox: &Outbox) -> io::Result<Flushed> {
+    // The close wait is polled only when the write has to wait.
+    tokio::select! {
+        biased;
+        written = framed.flush() => written.map(|()| Flushed::All),
+        _ = outbox.closed() => Ok(Flushed::Closing),
     }
 }
