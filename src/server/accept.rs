@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::connection::{self, Frontend};
+use super::connection::{self, Frontend, OpenConnection};
 
 /// Accepts connections until the server stops. Every connection task holds a
 /// clone of `alive`, so the server knows when the last one has ended.
@@ -26,14 +26,8 @@ pub(crate) async fn accept_loop(frontend: Arc<Frontend>, listener: TcpListener, 
                 // over the limit is still answered (503) within the handshake deadline.
                 let open = core.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
                 let full = open > core.config.limits.max_connections;
-                let frontend = frontend.clone();
-                let alive = alive.clone();
-                tokio::spawn(async move {
-                    let core = frontend.core.clone();
-                    connection::serve(frontend, tcp, full).await;
-                    core.open_connections.fetch_sub(1, Ordering::Relaxed);
-                    drop(alive);
-                });
+                let open = OpenConnection::new(core.clone(), alive.clone());
+                tokio::spawn(connection::serve(frontend.clone(), tcp, full, open));
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.

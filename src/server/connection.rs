@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use hyper::body::Incoming;
@@ -56,27 +57,60 @@ struct Exchange {
     upgrade: Mutex<Option<PendingUpgrade>>,
 }
 
+/// An accepted connection, counted in [`Core::open_connections`] until it
+/// is dropped; it holds a clone of the server's `alive` sender, so the
+/// server knows when the last connection has ended.
+pub(crate) struct OpenConnection {
+    core: Arc<Core>,
+    _alive: Sender<()>,
+}
+
+impl OpenConnection {
+    /// Takes `core`'s count of open connections (already raised by the
+    /// accept loop) and a clone of the server's `alive` sender.
+    pub(crate) fn new(core: Arc<Core>, alive: Sender<()>) -> OpenConnection {
+        OpenConnection { core, _alive: alive }
+    }
+
+    /// The server's shared state.
+    fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.core.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves one accepted TCP connection until it ends. `full` says the server
 /// was at its connection limit when it was accepted.
 ///
 /// Not an `async fn`: one would keep room for its arguments, the socket
 /// among them, for the whole session. The handshake is boxed, so hyper's
 /// and TLS's state is freed once the session starts instead of sizing every
-/// idle session's task.
-pub(crate) fn serve(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) -> impl Future<Output = ()> + Send {
-    let core = frontend.core.clone();
-    let mut stopping = core.stopping.clone();
+/// idle session's task; the session's future is made before it is awaited,
+/// so the `Admitted` it is made of is not kept beside it.
+pub(crate) fn serve(
+    frontend: Arc<Frontend>,
+    tcp: TcpStream,
+    full: bool,
+    open: OpenConnection,
+) -> impl Future<Output = ()> + Send {
+    let mut stopping = frontend.core.stopping.clone();
     let handshake = Box::pin(handshake(frontend, tcp, full));
     async move {
         // A connection still in its handshake when the server stops is
         // dropped; a session closes itself with 1001 when asked.
-        let admitted = tokio::select! {
+        let session = match tokio::select! {
             admitted = handshake => admitted,
-            _ = stopping.wait_for(|s| *s) => return,
+            _ = stopping.wait_for(|s| *s) => None,
+        } {
+            Some(admitted) => session::run(open.core(), admitted),
+            None => return,
         };
-        if let Some(admitted) = admitted {
-            session::run(core, admitted).await;
-        }
+        session.await;
     }
 }
 
