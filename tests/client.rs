@@ -25,6 +25,19 @@ fn client(port: u16, user: &str) -> (Client, Arc<RecordingHost>) {
         "reconnect": {"initial_ms": 50, "max_ms": 500}, "heartbeat_ms": 1000, "dead_after_ms": 3000}))
 }
 
+/// Asserts that the host heard one `ack` for each of `ids`, and no other.
+fn assert_each_acked_once(recorder: &RecordingHost, ids: &[String]) {
+    let mut acked: Vec<String> = recorder
+        .events_of("ack")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    acked.sort();
+    let mut sent = ids.to_vec();
+    sent.sort();
+    assert_eq!(acked, sent, "each send acknowledged once");
+}
+
 #[test]
 fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
     let dir = TempDir::new().unwrap();
@@ -54,16 +67,7 @@ fn a_server_restart_mid_conversation_loses_and_duplicates_nothing() {
     });
     std::thread::sleep(Duration::from_millis(300)); // any duplicate would arrive now
     // The rest were queued before the restart and sent after it.
-    let acked: Vec<String> = alice_events
-        .events_of("ack")
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
-    let mut unique = acked.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), acked.len(), "every ack once");
-    assert!(ids.iter().all(|id| acked.contains(id)));
+    assert_each_acked_once(&alice_events, &ids);
     assert_eq!(
         support::delivered_seqs(&bob_events, "dm:alice:bob"),
         (1..=ids.len() as u64).collect::<Vec<_>>()
@@ -304,16 +308,7 @@ fn an_ack_read_just_before_a_write_fails_still_reaches_the_host() {
     recorder.wait_until("an ack for every send", |e| {
         e.iter().filter(|e| e["event"] == "ack").count() >= SENDS
     });
-    let acked: Vec<String> = recorder
-        .events_of("ack")
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
-    let mut sorted = acked.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(sorted.len(), acked.len(), "each send acknowledged once");
-    assert!(ids.iter().all(|id| acked.contains(id)));
+    assert_each_acked_once(&recorder, &ids);
     let connects = recorder
         .events_of("state")
         .iter()
