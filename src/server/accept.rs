@@ -1,7 +1,6 @@
 //! The accept loop: one task per connection until the server stops.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -24,9 +23,8 @@ pub(crate) async fn accept_loop(frontend: Arc<Frontend>, listener: TcpListener, 
                 let _ = tcp.set_nodelay(true);
                 // Counted from accept, so half-open handshakes count too; one
                 // over the limit is still answered (503) within the handshake deadline.
-                let open = core.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
-                let full = open > core.config.limits.max_connections;
-                let open = OpenConnection::new(core.clone(), alive.clone());
+                let (open, open_now) = OpenConnection::count(core.clone(), alive.clone());
+                let full = open_now > core.config.limits.max_connections;
                 tokio::spawn(connection::serve(frontend.clone(), tcp, full, open));
             }
             Err(e) => {

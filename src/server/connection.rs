@@ -66,10 +66,11 @@ pub(crate) struct OpenConnection {
 }
 
 impl OpenConnection {
-    /// Takes `core`'s count of open connections (already raised by the
-    /// accept loop) and a clone of the server's `alive` sender.
-    pub(crate) fn new(core: Arc<Core>, alive: Sender<()>) -> OpenConnection {
-        OpenConnection { core, _alive: alive }
+    /// Counts a connection as open, with a clone of the server's `alive`
+    /// sender; returns its guard and how many are open with it.
+    pub(crate) fn count(core: Arc<Core>, alive: Sender<()>) -> (OpenConnection, usize) {
+        let open_now = core.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        (OpenConnection { core, _alive: alive }, open_now)
     }
 
     /// The server's shared state.
