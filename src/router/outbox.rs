@@ -41,6 +41,10 @@ struct Queue {
     /// WebSocket control frames (pongs) the reader's tungstenite wrote,
     /// already framed: they go out before the next text frames.
     control: Vec<u8>,
+    /// The bytes ever queued, less those of held frames a sync reply
+    /// carried: what counts against the limit is this, less what the
+    /// writer has written.
+    pushed: usize,
     held: Option<Vec<Held>>,
     /// On a node of a cluster: per conversation, the last seq the session's
     /// latest sync read. A message up to it reaches the session in that
@@ -85,7 +89,10 @@ pub(crate) struct Ready {
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     became_ready: Notify,
-    queued_bytes: AtomicUsize,
+    /// The bytes the writer has written, ever. Changed by the writer alone,
+    /// so that a push counts what is queued with plain loads under the
+    /// lock it takes anyway, not with an atomic read-modify-write per frame.
+    written: AtomicUsize,
     limit_bytes: usize,
     close_reason: OnceLock<(u16, &'static str)>,
     close_requested: Notify,
@@ -102,7 +109,7 @@ impl Outbox {
         Outbox {
             queue: Mutex::default(),
             became_ready: Notify::new(),
-            queued_bytes: AtomicUsize::new(0),
+            written: AtomicUsize::new(0),
             limit_bytes,
             close_reason: OnceLock::new(),
             close_requested: Notify::new(),
@@ -137,10 +144,10 @@ impl Outbox {
     /// against the limit like any frame. Dropped when the session is closing:
     /// its close frame ends what the peer is owed.
     pub(crate) fn push_control(&self, framed: &[u8]) {
-        if self.is_closing() || !self.reserve(framed.len()) {
+        let mut queue = self.queue();
+        if self.is_closing() || !self.reserve(&mut queue, framed.len()) {
             return;
         }
-        let mut queue = self.queue();
         if queue.control.is_empty() && queue.ready.is_empty() {
             self.became_ready.notify_one();
         }
@@ -168,7 +175,7 @@ impl Outbox {
         if queue.covers(position) {
             return true;
         }
-        if !self.reserve(frame.len()) {
+        if !self.reserve(&mut queue, frame.len()) {
             return false;
         }
         match queue.held.as_mut() {
@@ -181,14 +188,18 @@ impl Outbox {
         true
     }
 
+    /// The bytes queued and not yet written, as `queue` counts them.
+    fn queued(&self, queue: &Queue) -> usize {
+        queue.pushed.wrapping_sub(self.written.load(Ordering::SeqCst))
+    }
+
     /// Counts `len` more bytes against the limit, closing with 1013 when over.
-    fn reserve(&self, len: usize) -> bool {
-        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before + len > self.limit_bytes {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+    fn reserve(&self, queue: &mut Queue, len: usize) -> bool {
+        if self.queued(queue) + len > self.limit_bytes {
             self.close(close::SLOW_READER, "slow reader");
             return false;
         }
+        queue.pushed += len;
         true
     }
 
@@ -206,19 +217,20 @@ impl Outbox {
     /// `already_sent(conv, seq)` is true, and stops holding.
     pub(crate) fn release(&self, reply: Vec<Utf8Bytes>, already_sent: impl Fn(&str, u64) -> bool) {
         let mut queue = self.queue();
-        let reply = reply
-            .into_iter()
-            .filter(|frame| !self.is_closing() && self.reserve(frame.len()));
-        self.enqueue(&mut queue, reply);
-        let held = queue.held.take().unwrap_or_default();
-        let still_due = held.into_iter().filter_map(|h| match &h.position {
-            Some((conv, seq)) if already_sent(conv, *seq) => {
-                self.written(h.frame.len());
-                None
+        let mut due = Vec::with_capacity(reply.len());
+        for frame in reply {
+            if self.is_closing() || !self.reserve(&mut queue, frame.len()) {
+                break;
             }
-            _ => Some(h.frame),
-        });
-        self.enqueue(&mut queue, still_due);
+            due.push(frame);
+        }
+        for held in queue.held.take().unwrap_or_default() {
+            match &held.position {
+                Some((conv, seq)) if already_sent(conv, *seq) => queue.pushed -= held.frame.len(),
+                _ => due.push(held.frame),
+            }
+        }
+        self.enqueue(&mut queue, due);
     }
 
     /// Remembers, per conversation, the last seq a sync read for this
@@ -255,9 +267,11 @@ impl Outbox {
         }
     }
 
-    /// The writer reports `bytes` of frames handed to the WebSocket, making room.
+    /// The writer reports `bytes` of frames handed to the WebSocket, making
+    /// room. Only the session's writer calls it.
     pub(crate) fn written(&self, bytes: usize) {
-        self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+        let written = self.written.load(Ordering::Relaxed).wrapping_add(bytes);
+        self.written.store(written, Ordering::SeqCst);
         if self.room_wanted.load(Ordering::SeqCst) {
             self.drained.notify_waiters();
         }
@@ -271,7 +285,7 @@ impl Outbox {
             // Created before the check, so a drain between the two still wakes it.
             let drained = self.drained.notified();
             self.room_wanted.store(true, Ordering::SeqCst);
-            if self.is_closing() || self.queued_bytes.load(Ordering::SeqCst) + bytes <= self.limit_bytes {
+            if self.is_closing() || self.queued(&self.queue()) + bytes <= self.limit_bytes {
                 self.room_wanted.store(false, Ordering::SeqCst);
                 return;
             }
@@ -326,6 +340,20 @@ mod tests {
         assert_eq!(outbox.take_ready().frames, ["sync-5", "synced", "live-7", "pong"]);
         outbox.push("after".into());
         assert_eq!(outbox.take_ready().frames, ["after"]);
+    }
+
+    #[test]
+    fn a_held_frame_the_reply_carried_stops_counting() {
+        // Room for the reply and the held frame, not for two copies.
+        let outbox = Outbox::new(12);
+        assert!(outbox.hold());
+        assert!(outbox.push_at("live-5".into(), Some(("c", 5))));
+        outbox.release(vec!["sync-5".into()], |_, seq| seq <= 5);
+        assert!(!outbox.is_closing());
+        assert_eq!(outbox.take_ready().frames, ["sync-5"]);
+        outbox.written(6);
+        assert!(outbox.push("123456789012".into()));
+        assert!(!outbox.is_closing());
     }
 
     #[tokio::test]

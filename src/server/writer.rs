@@ -174,17 +174,18 @@ fn start_batch(framed: &mut Framed, outbox: &Outbox) -> VecDeque<Utf8Bytes> {
 
 /// Frames text frames from the front of `frames` until none is left or the
 /// buffer holds [`WRITE_AT`] bytes, so a long batch starts leaving before
-/// its end. Each frame stops counting against the outbox once it is in the
-/// buffer: a long batch must not count frames the peer already read. (Not
-/// `async`: no frame is held across the pump's awaits.)
+/// its end. The frames stop counting against the outbox once they are in
+/// the buffer: a long batch must not count frames the peer already read.
+/// (Not `async`: no frame is held across the pump's awaits.)
 fn frame_until_full(framed: &mut Framed, outbox: &Outbox, frames: &mut VecDeque<Utf8Bytes>) {
+    let mut bytes = 0;
     while framed.buffer.len() < WRITE_AT
         && let Some(frame) = frames.pop_front()
     {
-        let bytes = frame.len();
+        bytes += frame.len();
         framed.push_text(frame.into());
-        outbox.written(bytes);
     }
+    outbox.written(bytes);
 }
 
 /// How a flush raced with a close request ended.
