@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::Limits;
 use crate::protocol::{Conversation, ServerFrame, is_valid_request_id, parse_client_frame};
-use crate::router::{LocalRouter, Outbox, Router, SessionHandle};
+use crate::router::{LocalRouter, Members, Outbox, Router, SessionHandle};
 use crate::store::StoredMessage;
 
 /// Whether `text` parses as a client frame.
@@ -81,7 +81,7 @@ pub fn ack_frame(id: &str, conv: &str, seq: u64, ts: i64) -> String {
 /// A group whose members are all online, one session each, for fan-out.
 pub struct Room {
     router: LocalRouter,
-    members: Vec<Arc<str>>,
+    members: Members,
     online: Vec<Arc<SessionHandle>>,
 }
 
@@ -90,9 +90,10 @@ impl Room {
     pub fn new(members: usize) -> Room {
         let mut room = Room {
             router: LocalRouter::new(),
-            members: Vec::new(),
+            members: Arc::default(),
             online: Vec::new(),
         };
+        let mut names = Vec::new();
         for n in 0..members {
             let user: Arc<str> = Arc::from(format!("m{n}"));
             let session = Arc::new(SessionHandle {
@@ -103,17 +104,19 @@ impl Room {
                 outbox: Outbox::new(1 << 20),
             });
             room.router.attach(session.clone(), usize::MAX);
-            room.members.push(user);
+            names.push(user);
             room.online.push(session);
         }
+        names.sort();
+        room.members = Arc::new(names);
         room
     }
 
-    /// Queues `frame` (message `seq` of `g:room`) to every member but session 0.
+    /// Queues `frame` (message `seq` of `g:room`) to every member but
+    /// session 0, as a group message's fan-out does.
     pub fn deliver(&self, frame: &Utf8Bytes, seq: u64) {
-        for member in &self.members {
-            self.router.deliver(member, frame, Some(("g:room", seq)), Some(0));
-        }
+        self.router
+            .deliver_to_group("room", &self.members, frame, Some(("g:room", seq)), Some(0));
     }
 
     /// Empties every outbox, as the writers would.

@@ -10,13 +10,16 @@ use std::sync::{Arc, RwLock};
 
 use crate::store::GroupRecord;
 
+/// A group's members, sorted; shared, and replaced whole on a change.
+pub(crate) type Members = Arc<Vec<Arc<str>>>;
+
 /// A group's state as fan-out sees it.
 #[derive(Clone, Debug)]
 pub(crate) struct Group {
     /// Whether `join` is refused.
     pub(crate) closed: bool,
     /// The members, sorted.
-    pub(crate) members: Arc<Vec<Arc<str>>>,
+    pub(crate) members: Members,
 }
 
 impl Group {

@@ -2,18 +2,28 @@
 
 use ahash::HashMap;
 use ahash::RandomState;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::{Attached, Audience, Position, Router, SessionHandle};
+use super::{Attached, Audience, Members, Position, Router, SessionHandle};
 
 const SHARDS: usize = 64;
 // A user's shard fits in a byte (`deliver_to_all`).
 const _: () = assert!(SHARDS <= 256);
 
 type Sessions = HashMap<Arc<str>, Vec<Arc<SessionHandle>>>;
+
+/// A group's sessions here, as a fan-out to the group found them.
+struct GroupSessions {
+    /// The member list they were found for. Kept, not only compared: a
+    /// new list can then never be taken for it at the same address.
+    members: Members,
+    /// The router's [`LocalRouter::changes`] before they were looked up.
+    change: u64,
+    sessions: Arc<[Arc<SessionHandle>]>,
+}
 
 /// Routes to sessions of this process. Users are spread over shards so that
 /// fan-out to different users rarely touches the same lock.
@@ -22,6 +32,13 @@ pub(crate) struct LocalRouter {
     shards: Vec<RwLock<Sessions>>,
     sessions: AtomicUsize,
     users: AtomicUsize,
+    /// Counts attaches and detaches, each after its change to the shards:
+    /// a group's sessions found at an earlier count may be wrong.
+    changes: AtomicU64,
+    /// Per group, its sessions as the last fan-out to it found them, so that
+    /// the next one skips a lookup per member while nobody comes or goes.
+    /// Emptied at each detach, so that it keeps no closed session alive.
+    groups: RwLock<HashMap<Arc<str>, GroupSessions>>,
 }
 
 impl Default for LocalRouter {
@@ -31,6 +48,8 @@ impl Default for LocalRouter {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             sessions: AtomicUsize::new(0),
             users: AtomicUsize::new(0),
+            changes: AtomicU64::new(0),
+            groups: RwLock::default(),
         }
     }
 }
@@ -66,18 +85,56 @@ impl LocalRouter {
             .count()
     }
 
-    /// [`Router::deliver`] to each of `users`; returns how many sessions
-    /// the frame was queued to. Takes each shard's lock once for all of
-    /// `users` in it, instead of once per user: in a large group's fan-out
-    /// the locks were half of the router's time. Users are put in shard
-    /// order by a counting sort.
-    pub(crate) fn deliver_to_all(
+    /// [`Router::deliver`] to each member of `group`, whose members are
+    /// `members`; returns how many sessions the frame was queued to.
+    pub(crate) fn deliver_to_group(
         &self,
-        users: &[Arc<str>],
+        group: &str,
+        members: &Members,
         frame: &Utf8Bytes,
         position: Option<Position<'_>>,
         except: Option<u64>,
     ) -> usize {
+        let sessions = self.sessions_of_group(group, members);
+        sessions
+            .iter()
+            .filter(|s| Some(s.id) != except)
+            .filter(|s| s.outbox.push_at(frame.clone(), position))
+            .count()
+    }
+
+    /// The sessions of `group`'s `members`: the ones the last fan-out
+    /// found, unless a member list or a session changed since.
+    fn sessions_of_group(&self, group: &str, members: &Members) -> Arc<[Arc<SessionHandle>]> {
+        let change = self.changes.load(Ordering::SeqCst);
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = groups.get(group)
+            && found.change == change
+            && Arc::ptr_eq(&found.members, members)
+        {
+            return found.sessions.clone();
+        }
+        drop(groups);
+        let sessions: Arc<[Arc<SessionHandle>]> = self.sessions_of_all(members).into();
+        let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
+        // A detach since `change` emptied the map: keep nothing it would
+        // not have kept.
+        if self.changes.load(Ordering::SeqCst) == change {
+            let found = GroupSessions {
+                members: members.clone(),
+                change,
+                sessions: sessions.clone(),
+            };
+            groups.insert(group.into(), found);
+        }
+        sessions
+    }
+
+    /// The sessions of each of `users`. Takes each shard's lock once for all
+    /// of `users` in it, instead of once per user: in a large group's
+    /// fan-out the locks were half of the router's time. Users are put in
+    /// shard order by a counting sort.
+    fn sessions_of_all(&self, users: &[Arc<str>]) -> Vec<Arc<SessionHandle>> {
         let shards: Vec<u8> = users.iter().map(|user| self.shard_of(user) as u8).collect();
         let mut starts = [0usize; SHARDS + 1];
         for &shard in &shards {
@@ -92,7 +149,7 @@ impl LocalRouter {
             ordered[next[shard as usize]] = user;
             next[shard as usize] += 1;
         }
-        let mut delivered = 0;
+        let mut sessions = Vec::with_capacity(users.len());
         for (index, lock) in self.shards.iter().enumerate() {
             let in_shard = &ordered[starts[index]..starts[index + 1]];
             if in_shard.is_empty() {
@@ -100,10 +157,10 @@ impl LocalRouter {
             }
             let shard = lock.read().unwrap_or_else(|p| p.into_inner());
             for user in in_shard {
-                delivered += Self::deliver_in(&shard, user, frame, position, except);
+                sessions.extend(shard.get(*user).into_iter().flatten().cloned());
             }
         }
-        delivered
+        sessions
     }
 }
 
@@ -115,6 +172,9 @@ impl Router for LocalRouter {
             return Attached::TooMany;
         }
         list.push(session);
+        // After the session is in its shard: a fan-out that sees the new
+        // count finds it there.
+        self.changes.fetch_add(1, Ordering::SeqCst);
         self.sessions.fetch_add(1, Ordering::Relaxed);
         if list.len() > 1 {
             return Attached::AlreadyOnline;
@@ -139,6 +199,14 @@ impl Router for LocalRouter {
             shard.remove(&session.user);
             self.users.fetch_sub(1, Ordering::Relaxed);
         }
+        drop(shard);
+        let stale = {
+            let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
+            self.changes.fetch_add(1, Ordering::SeqCst);
+            std::mem::take(&mut *groups)
+        };
+        // Dropped outside the lock: the sessions of every group cached.
+        drop(stale);
         last
     }
 
@@ -180,7 +248,7 @@ impl Router for LocalRouter {
             Audience::Direct(a, b) => {
                 self.deliver(a, frame, position, except) + self.deliver(b, frame, position, except)
             }
-            Audience::Group(_, members) => self.deliver_to_all(members, frame, position, except),
+            Audience::Group(group, members) => self.deliver_to_group(group, members, frame, position, except),
         }
     }
 
@@ -221,8 +289,12 @@ mod tests {
         session
     }
 
+    fn members(names: impl IntoIterator<Item = String>) -> Members {
+        Arc::new(names.into_iter().map(Arc::from).collect())
+    }
+
     #[test]
-    fn delivering_to_all_reaches_every_session_of_every_user_once_in_its_order() {
+    fn delivering_to_a_group_reaches_every_session_of_every_member_once_in_its_order() {
         let router = LocalRouter::new();
         // Enough users to fill every shard, a user with two sessions, one
         // excepted session, and members with no session at all.
@@ -231,15 +303,11 @@ mod tests {
             sessions.push(session(&router, n, &format!("u{n}")));
         }
         sessions.push(session(&router, 1000, "u7"));
-        let members: Vec<Arc<str>> = (0..300)
-            .chain(500..520)
-            .rev()
-            .map(|n| Arc::from(format!("u{n}")))
-            .collect();
+        let members = members((0..300).chain(500..520).rev().map(|n| format!("u{n}")));
         for seq in 1..=3 {
             let frame = Utf8Bytes::from(format!("m{seq}"));
             assert_eq!(
-                router.deliver_to_all(&members, &frame, Some(("g:x", seq)), Some(1000)),
+                router.deliver_to_group("g", &members, &frame, Some(("g:g", seq)), Some(1000)),
                 300
             );
         }
@@ -248,5 +316,28 @@ mod tests {
             let expected: &[&str] = if session.id == 1000 { &[] } else { &["m1", "m2", "m3"] };
             assert_eq!(frames, expected, "session {}", session.id);
         }
+    }
+
+    #[test]
+    fn a_group_fan_out_sees_who_came_and_went_since_the_last_and_keeps_no_closed_session() {
+        let router = LocalRouter::new();
+        let alice = session(&router, 1, "alice");
+        let team = members(["alice".to_owned(), "bob".to_owned()]);
+        let deliver = |members: &Members| router.deliver_to_group("team", members, &"m".into(), None, None);
+        assert_eq!(deliver(&team), 1);
+        let bob = session(&router, 2, "bob");
+        assert_eq!(deliver(&team), 2, "a session attached since the last fan-out");
+        assert_eq!(deliver(&team), 2);
+        router.detach(&alice);
+        assert_eq!(Arc::strong_count(&alice), 1, "nothing else keeps the closed session");
+        assert_eq!(deliver(&team), 1);
+        assert_eq!(alice.outbox.take_ready().frames.len(), 3);
+        // A new member list is looked up, though nobody came or went since.
+        let carol = session(&router, 3, "carol");
+        assert_eq!(deliver(&team), 1);
+        let with_carol = members(["bob".to_owned(), "carol".to_owned()]);
+        assert_eq!(deliver(&with_carol), 2);
+        assert_eq!(bob.outbox.take_ready().frames.len(), 5);
+        assert_eq!(carol.outbox.take_ready().frames.len(), 1);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub(crate) use groups::Groups;
+pub(crate) use groups::{Groups, Members};
 pub(crate) use local::LocalRouter;
 pub(crate) use outbox::{Outbox, Position};
 pub(crate) use presence::Presence;
@@ -54,7 +54,7 @@ pub(crate) enum Audience<'a> {
     /// conversation with oneself).
     Direct(&'a str, &'a str),
     /// A group, by name, and its members as this node knows them.
-    Group(&'a str, &'a [Arc<str>]),
+    Group(&'a str, &'a Members),
 }
 
 /// A change to a group, which every node's copy of the groups must see.

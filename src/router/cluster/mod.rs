@@ -171,7 +171,8 @@ impl Node {
                 n
             }
             Recipients::Group(group) => self.groups.get(group).map_or(0, |g| {
-                self.local.deliver_to_all(&g.members, &arrival.frame, position, except)
+                self.local
+                    .deliver_to_group(group, &g.members, &arrival.frame, position, except)
             }),
         }
     }
