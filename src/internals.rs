@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::Limits;
 use crate::protocol::{Conversation, ServerFrame, is_valid_request_id, parse_client_frame};
-use crate::router::{LocalRouter, Members, Outbox, Router, SessionHandle};
+use crate::router::{LocalRouter, Members, Router, SessionHandle};
 use crate::store::StoredMessage;
 
 /// Whether `text` parses as a client frame.
@@ -96,13 +96,7 @@ impl Room {
         let mut names = Vec::new();
         for n in 0..members {
             let user: Arc<str> = Arc::from(format!("m{n}"));
-            let session = Arc::new(SessionHandle {
-                id: n as u64,
-                user: user.clone(),
-                device: user.clone(),
-                background: Default::default(),
-                outbox: Outbox::new(1 << 20),
-            });
+            let session = Arc::new(SessionHandle::new(n as u64, user.clone(), user.clone(), 1 << 20));
             room.router.attach(session.clone(), usize::MAX);
             names.push(user);
             room.online.push(session);

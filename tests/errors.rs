@@ -110,6 +110,33 @@ async fn a_client_that_answers_pings_stays_past_the_idle_timeout() {
     assert!(t.host.events_of("disconnected").is_empty());
 }
 
+/// The pings among the frames `c` receives until none comes for `wait`.
+async fn pings_within(c: &mut support::Client, wait: Duration) -> usize {
+    let mut pings = 0;
+    while let Ok(Some(frame)) = tokio::time::timeout(wait, futures_util::StreamExt::next(&mut c.ws)).await {
+        pings += usize::from(matches!(frame.expect("read"), Message::Ping(_)));
+    }
+    pings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_is_pinged_once_per_interval_whether_it_talks_or_not() {
+    let t = start(json!({"limits": {"ping_interval_ms": 100, "idle_timeout_ms": 10_000}}));
+    let mut quiet = connect(&t.url, "quiet").await;
+    let mut busy = connect(&t.url, "busy").await;
+    let (mut quiet_pings, mut busy_pings) = (0, 0);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        busy.send_json(json!({"type": "ping", "id": "p"})).await;
+        busy_pings += pings_within(&mut busy, Duration::from_millis(10)).await;
+        quiet_pings += pings_within(&mut quiet, Duration::from_millis(10)).await;
+    }
+    // About ten each: a ping per 100 ms, not one per keepalive tick (25 ms).
+    for (who, pings) in [("quiet", quiet_pings), ("busy", busy_pings)] {
+        assert!((5..=15).contains(&pings), "{who} was pinged {pings} times in 1 s");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_get_503_until_one_closes() {
     let t = start(json!({"limits": {"max_connections": 2}}));

@@ -247,7 +247,8 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// How often the server pings each connection.
     pub ping_interval_ms: u64,
-    /// A connection that sends nothing for this long is closed.
+    /// A connection that sends nothing for this long is closed (at the
+    /// latest a quarter of the shorter of this and the ping interval later).
     pub idle_timeout_ms: u64,
     /// Open connections (in their handshake or in a session) beyond which
     /// new ones are refused with HTTP 503.

@@ -253,10 +253,14 @@ impl Router for LocalRouter {
     }
 
     fn close_all(&self, code: u16, reason: &'static str) {
+        self.for_each_session(&mut |session| session.outbox.close(code, reason));
+    }
+
+    fn for_each_session(&self, visit: &mut dyn FnMut(&SessionHandle)) {
         for shard in &self.shards {
             let shard = shard.read().unwrap_or_else(|p| p.into_inner());
             for session in shard.values().flatten() {
-                session.outbox.close(code, reason);
+                visit(session);
             }
         }
     }
@@ -272,19 +276,11 @@ impl Router for LocalRouter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
 
     use super::*;
-    use crate::router::outbox::Outbox;
 
     fn session(router: &LocalRouter, id: u64, user: &str) -> Arc<SessionHandle> {
-        let session = Arc::new(SessionHandle {
-            id,
-            user: user.into(),
-            device: "d".into(),
-            background: AtomicBool::new(false),
-            outbox: Outbox::new(1 << 20),
-        });
+        let session = Arc::new(SessionHandle::new(id, user.into(), "d".into(), 1 << 20));
         assert_ne!(router.attach(session.clone(), 16), Attached::TooMany);
         session
     }

@@ -12,7 +12,7 @@ pub(crate) mod outbox;
 pub(crate) mod presence;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -34,6 +34,24 @@ pub(crate) struct SessionHandle {
     pub(crate) background: AtomicBool,
     /// Frames waiting to be written to this connection.
     pub(crate) outbox: Outbox,
+    /// When the peer was last heard from, in the server's keepalive ticks
+    /// (`server::keepalive`, which alone reads it).
+    pub(crate) last_heard: AtomicU32,
+}
+
+impl SessionHandle {
+    /// A session of `user` on `device`, in the foreground, with an empty
+    /// outbox of at most `outbox_bytes`.
+    pub(crate) fn new(id: u64, user: Arc<str>, device: Arc<str>, outbox_bytes: usize) -> SessionHandle {
+        SessionHandle {
+            id,
+            user,
+            device,
+            background: AtomicBool::new(false),
+            outbox: Outbox::new(outbox_bytes),
+            last_heard: AtomicU32::new(0),
+        }
+    }
 }
 
 /// What [`Router::attach`] did.
@@ -98,6 +116,9 @@ pub(crate) trait Router: Send + Sync + 'static {
     fn deliver(&self, user: &str, frame: &Utf8Bytes, position: Option<Position<'_>>, except: Option<u64>) -> usize;
     /// Asks every session to close with `code` and `reason`.
     fn close_all(&self, code: u16, reason: &'static str);
+    /// Calls `visit` with every session, under the locks that keep the
+    /// sessions where they are: `visit` must not call the router.
+    fn for_each_session(&self, visit: &mut dyn FnMut(&SessionHandle));
     /// How many sessions are attached.
     fn session_count(&self) -> usize;
     /// How many users have a session.

@@ -41,6 +41,8 @@ struct Queue {
     /// WebSocket control frames (pongs) the reader's tungstenite wrote,
     /// already framed: they go out before the next text frames.
     control: Vec<u8>,
+    /// Whether the writer is asked to ping the peer.
+    ping: bool,
     /// The bytes ever queued, less those of held frames a sync reply
     /// carried: what counts against the limit is this, less what the
     /// writer has written.
@@ -61,6 +63,11 @@ struct Queue {
 }
 
 impl Queue {
+    /// Whether nothing waits for the writer.
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.control.is_empty() && !self.ping
+    }
+
     /// Whether the session's latest sync covers the message at `position`.
     fn covers(&mut self, position: Option<Position<'_>>) -> bool {
         let (Some((conv, seq)), Some(synced)) = (position, self.synced.as_mut()) else {
@@ -79,6 +86,8 @@ impl Queue {
 
 /// What the writer takes from the outbox at once.
 pub(crate) struct Ready {
+    /// Whether to ping the peer, before the other frames.
+    pub(crate) ping: bool,
     /// Control frames, framed, each whole; to write before the text frames.
     pub(crate) control: Vec<u8>,
     /// The payloads of the text frames, in order.
@@ -124,7 +133,7 @@ impl Outbox {
 
     /// Appends to the ready frames, waking the writer if they were none.
     fn enqueue(&self, queue: &mut Queue, frames: impl IntoIterator<Item = Utf8Bytes>) {
-        let was_empty = queue.ready.is_empty() && queue.control.is_empty();
+        let was_empty = queue.is_empty();
         queue.ready.extend(frames);
         if was_empty && !queue.ready.is_empty() {
             self.became_ready.notify_one();
@@ -135,6 +144,7 @@ impl Outbox {
     pub(crate) fn take_ready(&self) -> Ready {
         let mut queue = self.queue();
         Ready {
+            ping: std::mem::take(&mut queue.ping),
             control: std::mem::take(&mut queue.control),
             frames: std::mem::take(&mut queue.ready),
         }
@@ -148,10 +158,23 @@ impl Outbox {
         if self.is_closing() || !self.reserve(&mut queue, framed.len()) {
             return;
         }
-        if queue.control.is_empty() && queue.ready.is_empty() {
+        if queue.is_empty() {
             self.became_ready.notify_one();
         }
         queue.control.extend_from_slice(framed);
+    }
+
+    /// Asks the writer to ping the peer (once, however often asked before
+    /// it does). Nothing when the session is closing.
+    pub(crate) fn ping(&self) {
+        let mut queue = self.queue();
+        if self.is_closing() || queue.ping {
+            return;
+        }
+        if queue.is_empty() {
+            self.became_ready.notify_one();
+        }
+        queue.ping = true;
     }
 
     /// Resolves when frames may be ready (at once if some were queued since
@@ -384,6 +407,22 @@ mod tests {
         assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
         outbox.push_control(&[0x8a, 0]);
         assert!(outbox.take_ready().control.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_ping_wakes_the_writer_once_and_goes_with_the_next_batch() {
+        let outbox = Outbox::new(10);
+        outbox.ping();
+        outbox.ping();
+        outbox.push("a".into());
+        outbox.ready().await;
+        let ready = outbox.take_ready();
+        assert!(ready.ping);
+        assert_eq!(ready.frames, ["a"]);
+        assert!(!outbox.take_ready().ping);
+        outbox.close(close::NORMAL, "bye");
+        outbox.ping();
+        assert!(!outbox.take_ready().ping);
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::auth::Authenticator;
 use super::files::FileShelf;
+use super::keepalive::Keepalive;
 use super::metrics::{Live, Metrics};
 use super::msg_frames::msg_frame;
 use super::push::{self, PushPump};
@@ -61,6 +62,8 @@ pub(crate) struct Core {
     pub(crate) pushes: PushPump,
     /// Uploaded files' bytes, when `files.dir` is configured.
     pub(crate) files: Option<FileShelf>,
+    /// The clock of pings and idle timeouts.
+    pub(crate) keepalive: Keepalive,
 }
 
 /// Locks over which groups' membership changes are spread.
@@ -94,6 +97,7 @@ impl Core {
         stopping: watch::Receiver<bool>,
     ) -> Core {
         let auth = Authenticator::new(&config.auth);
+        let keepalive = Keepalive::new(&config.limits);
         Core {
             config,
             store,
@@ -112,6 +116,7 @@ impl Core {
             store_reads: Arc::new(Semaphore::new(MAX_STORE_READS)),
             pushes: PushPump::default(),
             files,
+            keepalive,
         }
     }
 

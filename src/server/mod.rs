@@ -12,6 +12,7 @@ pub(crate) mod core;
 pub(crate) mod files;
 pub(crate) mod handshake;
 pub(crate) mod http;
+mod keepalive;
 pub(crate) mod membership;
 pub(crate) mod metrics;
 pub(crate) mod msg_frames;
@@ -242,6 +243,7 @@ impl Server {
             runtime.spawn(push::run(core.clone()));
         }
         runtime.spawn(files::collect(core.clone()));
+        runtime.spawn(keepalive::run(core.clone()));
         tracing::dispatcher::with_default(&logs, || {
             tracing::info!(address = %local_addr, "listening");
         });

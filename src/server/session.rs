@@ -8,12 +8,10 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
-use tokio::time::error::Elapsed;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -31,7 +29,6 @@ use crate::host::Event;
 use crate::protocol::{
     ClientFrame, ErrorCode, ServerFrame, close, error_frame, is_valid_id, now_ms, parse_client_frame,
 };
-use crate::router::outbox::Outbox;
 use crate::router::{Attached, SessionHandle};
 
 /// A WebSocket on the socket hyper handed over after the upgrade.
@@ -187,7 +184,7 @@ pub(crate) fn run(core: Arc<Core>, admitted: Admitted) -> impl Future<Output = (
         // the socket's send buffer has room whether or not the peer reads.
         let _ = ws.flush().await;
         let socket = ws.get_mut().hand_over(session.clone());
-        let mut writer = tokio::spawn(write_loop(socket, session.clone(), core.config.limits.ping_interval()));
+        let mut writer = tokio::spawn(write_loop(socket, session.clone()));
         let reason = read_loop(&core, &mut ws, &session, &mut writer).await;
         if session
             .outbox
@@ -220,14 +217,9 @@ fn start(core: &Arc<Core>, signed_in: SignedIn) -> Option<(Arc<SessionHandle>, A
     if signed_in.named {
         core.store.save_device(user.clone(), device.clone(), Box::new(|_| {}));
     }
-    let outbox = Outbox::new(core.config.limits.outbound_queue_bytes);
-    let session = Arc::new(SessionHandle {
-        id: number,
-        user: user.clone(),
-        device: device.clone(),
-        background: AtomicBool::new(false),
-        outbox,
-    });
+    let outbox_bytes = core.config.limits.outbound_queue_bytes;
+    let session = Arc::new(SessionHandle::new(number, user.clone(), device.clone(), outbox_bytes));
+    core.keepalive.heard(&session);
     let welcome = ServerFrame::Welcome {
         user: &user,
         session: &name,
@@ -264,21 +256,25 @@ fn read_loop<'a>(
     session: &'a Arc<SessionHandle>,
     writer: &'a mut JoinHandle<()>,
 ) -> impl Future<Output = &'static str> + Send + 'a {
-    let idle = core.config.limits.idle_timeout();
     let mut state = SessionState::new(&core.config.limits);
     async move {
         let peer_reason = loop {
+            // No timeout here: the keepalive task closes a session it has
+            // not heard from, so a wait for the peer registers no timer.
             let next = tokio::select! {
                 _ = &mut *writer => break None,
-                next = timeout(idle, stream.next()) => next,
+                next = stream.next() => next,
             };
+            core.keepalive.heard(session);
             let text = match on_read(session, &mut state, next) {
                 AfterRead::Read => continue,
                 AfterRead::Request(text) => text,
                 AfterRead::End(peer_reason) => break peer_reason,
             };
             if let Some(waiting) = handle_text(core, session, &mut state, &text) {
+                core.keepalive.answering(session);
                 waiting.await;
+                core.keepalive.heard(session);
             }
         };
         session.outbox.close(close::NORMAL, "closed by peer");
@@ -286,7 +282,10 @@ fn read_loop<'a>(
             let _ = writer.await;
         }
         // Let the peer's close frame arrive, so the connection ends cleanly.
-        let _ = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} }).await;
+        // Boxed: in place, the timer took room in every session's task for
+        // the whole session, for its last moment (a larger size class).
+        let grace = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} });
+        let _ = Box::pin(grace).await;
         peer_reason.unwrap_or_else(|| session.outbox.close_reason().map_or("connection error", |(_, r)| r))
     }
 }
@@ -310,31 +309,27 @@ enum AfterRead {
 fn on_read(
     session: &Arc<SessionHandle>,
     state: &mut SessionState,
-    read: Result<Option<Result<Message, WsError>>, Elapsed>,
+    read: Option<Result<Message, WsError>>,
 ) -> AfterRead {
     match read {
-        Err(_) => {
-            session.outbox.close(close::NORMAL, "idle timeout");
-            AfterRead::End(None)
-        }
         // The peer's close may be its answer to ours: the server's reason
         // wins. The writer answers the peer's close with the server's
         // close frame; tungstenite's own answer is not read out of it.
-        Ok(None)
-        | Ok(Some(Ok(Message::Close(_))))
-        | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => AfterRead::End(
-            session
-                .outbox
-                .close_reason()
-                .map(|(_, reason)| reason)
-                .or(Some("closed by peer")),
-        ),
-        Ok(Some(Err(e))) => {
+        None | Some(Ok(Message::Close(_))) | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+            AfterRead::End(
+                session
+                    .outbox
+                    .close_reason()
+                    .map(|(_, reason)| reason)
+                    .or(Some("closed by peer")),
+            )
+        }
+        Some(Err(e)) => {
             let (code, reason) = close_code_for(&e);
             session.outbox.close(code, reason);
             AfterRead::End(None)
         }
-        Ok(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => match (state.limits.frame(), message) {
+        Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => match (state.limits.frame(), message) {
             (FrameBudget::Exhausted, _) => {
                 session.outbox.close(close::POLICY, "rate limit");
                 AfterRead::End(None)
@@ -356,7 +351,7 @@ fn on_read(
                 AfterRead::Read
             }
         },
-        Ok(Some(Ok(_))) => AfterRead::Read,
+        Some(Ok(_)) => AfterRead::Read,
     }
 }
 

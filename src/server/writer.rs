@@ -2,8 +2,9 @@
 //!
 //! It drains the outbox, frames every text frame that is ready into one
 //! buffer and writes it with as few system calls as the socket allows,
-//! pings on a timer, and ends the connection with a close frame when a
-//! close is requested. The frames are framed here, with tungstenite's frame
+//! pings when the outbox asks it to (`server::keepalive` does, on its
+//! schedule), and ends the connection with a close frame when a close is
+//! requested. The frames are framed here, with tungstenite's frame
 //! types, because the writer owns the socket's write half outright: it
 //! shares no lock with the reader, and a frame costs a header and one copy
 //! into the buffer, with no `Sink` between the outbox and the socket.
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -82,29 +83,59 @@ fn push_frame(buffer: &mut Vec<u8>, frame: Frame) {
 }
 
 /// Drains the outbox into the socket until a close is requested, then
-/// sends the close frame.
+/// sends the close frame. Returns when a close is requested, even in the
+/// middle of a write (a slow reader's socket may never take the rest), or
+/// when a write fails.
 ///
-/// A plain fn around an `async` block, and a close raced inside [`pump`]
-/// rather than beside it: the task's future then holds each of its values
-/// once (an `async fn` keeps its arguments beside the locals they move
-/// into) and never the pump and the close wait side by side, which keeps
-/// every idle session's writer task in a 512-byte block.
-pub(crate) fn write_loop(
-    socket: WriteHalf,
-    session: Arc<SessionHandle>,
-    ping_every: Duration,
-) -> impl Future<Output = ()> + Send {
+/// A plain fn around one `async` block, with the pump inline and a close
+/// raced inside it rather than beside it: the task's future then holds
+/// each of its values once (an `async fn` keeps its arguments beside the
+/// locals they move into, and a pump of its own kept its references to
+/// them again) and never the pump and the close wait side by side, which
+/// keeps every idle session's writer task in a 384-byte block.
+pub(crate) fn write_loop(socket: WriteHalf, session: Arc<SessionHandle>) -> impl Future<Output = ()> + Send {
     let mut framed = Framed {
         socket,
         buffer: Vec::new(),
         written: 0,
     };
     async move {
-        let outbox = &session.outbox;
-        if pump(&mut framed, outbox, ping_every).await.is_err() {
-            outbox.close(close::INTERNAL_ERROR, "write failed");
+        let write_failed = 'pump: loop {
+            // Checked here, not only raced below: a writer that always finds
+            // frames ready would otherwise never see a close.
+            if session.outbox.is_closing() {
+                break false;
+            }
+            // In this order, so that a busy writer registers no close wait
+            // per batch. The batch is written after the `select!`, not in
+            // its arm, which would keep the macro's state through the write.
+            let ready = tokio::select! {
+                biased;
+                _ = session.outbox.ready() => true,
+                _ = session.outbox.closed() => false,
+            };
+            if !ready {
+                break false;
+            }
+            // Cork: let every other task that is ready run first, so the
+            // frames they queue here leave in this one write.
+            tokio::task::yield_now().await;
+            let mut frames = start_batch(&mut framed, &session.outbox);
+            loop {
+                frame_until_full(&mut framed, &session.outbox, &mut frames);
+                match flush_unless_closed(&mut framed, &session.outbox).await {
+                    Ok(Flushed::All) if frames.is_empty() => break,
+                    Ok(Flushed::All) => {}
+                    Ok(Flushed::Closing) => break 'pump false,
+                    Err(_) => break 'pump true,
+                }
+            }
+            framed.release();
+        };
+        if write_failed {
+            session.outbox.close(close::INTERNAL_ERROR, "write failed");
         }
-        if let Some((code, reason)) = outbox.close_reason() {
+        if let Some((code, reason)) = session.outbox.close_reason() {
             let frame = CloseFrame {
                 code: CloseCode::from(code),
                 reason: reason.into(),
@@ -116,57 +147,16 @@ pub(crate) fn write_loop(
     }
 }
 
-/// Writes every frame that is ready, and pings on a timer. Returns when a
-/// close is requested, even in the middle of a write (a slow reader's
-/// socket may never take the rest), or with the error of a failed write.
-async fn pump(framed: &mut Framed, outbox: &Outbox, ping_every: Duration) -> io::Result<()> {
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    loop {
-        // Checked here, not only raced below: a writer that always finds
-        // frames ready would otherwise never see a close.
-        if outbox.is_closing() {
-            return Ok(());
-        }
-        // In this order, so that a busy writer neither registers a close
-        // wait per batch nor skips its pings (which keep a peer that
-        // only reads from looking idle).
-        tokio::select! {
-            biased;
-            _ = ping.tick() => {
-                push_frame(&mut framed.buffer, Frame::ping(Bytes::new()));
-                if flush_unless_closed(framed, outbox).await? == Flushed::Closing {
-                    return Ok(());
-                }
-                framed.release();
-            }
-            _ = outbox.ready() => {
-                // Cork: let every other task that is ready run first, so the
-                // frames they queue here leave in this one write.
-                tokio::task::yield_now().await;
-                let mut frames = start_batch(framed, outbox);
-                loop {
-                    frame_until_full(framed, outbox, &mut frames);
-                    if flush_unless_closed(framed, outbox).await? == Flushed::Closing {
-                        return Ok(());
-                    }
-                    if frames.is_empty() {
-                        break;
-                    }
-                }
-                framed.release();
-            }
-            _ = outbox.closed() => return Ok(()),
-        }
-    }
-}
-
 /// Takes what is ready: the control frames go into the buffer, which is
 /// sized for the batch (one allocation for a batch of small frames); the
 /// text frames are returned, to be framed by [`frame_until_full`].
 fn start_batch(framed: &mut Framed, outbox: &Outbox) -> VecDeque<Utf8Bytes> {
-    let Ready { control, frames } = outbox.take_ready();
+    let Ready { ping, control, frames } = outbox.take_ready();
     let framed_size = control.len() + frames.iter().map(|f| f.len() + MAX_HEADER).sum::<usize>();
     framed.buffer.reserve(framed_size.min(WRITE_AT + MAX_HEADER));
+    if ping {
+        push_frame(&mut framed.buffer, Frame::ping(Bytes::new()));
+    }
     framed.buffer.extend_from_slice(&control);
     outbox.written(control.len());
     frames

@@ -416,6 +416,10 @@ impl Router for Cluster {
         self.node.local.close_all(code, reason);
     }
 
+    fn for_each_session(&self, visit: &mut dyn FnMut(&SessionHandle)) {
+        self.node.local.for_each_session(visit);
+    }
+
     fn session_count(&self) -> usize {
         self.node.local.session_count()
     }
