@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::{Attached, Audience, Members, Position, Router, SessionHandle};
 
 const SHARDS: usize = 64;
-// A user's shard fits in a byte (`deliver_to_all`).
+// A user's shard fits in a byte (`sessions_of_all`).
 const _: () = assert!(SHARDS <= 256);
 
 type Sessions = HashMap<Arc<str>, Vec<Arc<SessionHandle>>>;
