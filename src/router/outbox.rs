@@ -47,7 +47,14 @@ struct Queue {
     /// carried: what counts against the limit is this, less what the
     /// writer has written.
     pushed: usize,
-    held: Option<Vec<Held>>,
+    /// The frames held back while a sync reply is read. Boxed, like
+    /// `synced`: only a session in a sync has any, and inline the empty
+    /// list took every session's handle a size class larger.
+    #[expect(
+        clippy::box_collection,
+        reason = "the empty list's 24 bytes, not its entries, are what the box saves"
+    )]
+    held: Option<Box<Vec<Held>>>,
     /// On a node of a cluster: per conversation, the last seq the session's
     /// latest sync read. A message up to it reaches the session in that
     /// reply (or the next sync), so a copy arriving later from another node
@@ -232,7 +239,7 @@ impl Outbox {
         if queue.held.is_some() {
             return false;
         }
-        queue.held = Some(Vec::new());
+        queue.held = Some(Box::default());
         true
     }
 
@@ -247,7 +254,7 @@ impl Outbox {
             }
             due.push(frame);
         }
-        for held in queue.held.take().unwrap_or_default() {
+        for held in queue.held.take().map(|held| *held).unwrap_or_default() {
             match &held.position {
                 Some((conv, seq)) if already_sent(conv, *seq) => queue.pushed -= held.frame.len(),
                 _ => due.push(held.frame),

@@ -24,8 +24,14 @@ use crate::router::SessionHandle;
 
 /// The read half of a session's socket.
 pub(crate) enum ReadHalf {
-    /// A plain TCP socket, after the bytes hyper read past the upgrade request.
-    Tcp { head: Bytes, socket: OwnedReadHalf },
+    /// A plain TCP socket, after the bytes hyper read past the upgrade
+    /// request, if it read any. Boxed, and dropped once read: a client
+    /// rarely sends before the upgrade's answer, and inline the head's 32
+    /// bytes put every session's WebSocket in a larger size class.
+    Tcp {
+        head: Option<Box<Bytes>>,
+        socket: OwnedReadHalf,
+    },
     /// Any other stream: TLS.
     Other(tokio::io::ReadHalf<TokioIo<Upgraded>>),
 }
@@ -60,10 +66,7 @@ impl SessionIo {
                 let (read, write) = parts.io.into_inner().into_split();
                 // A copy: the bytes hyper read ahead are a view of its whole
                 // read buffer, which would otherwise live as long as the session.
-                let head = match parts.read_buf.is_empty() {
-                    true => Bytes::new(),
-                    false => Bytes::copy_from_slice(&parts.read_buf),
-                };
+                let head = (!parts.read_buf.is_empty()).then(|| Box::new(Bytes::copy_from_slice(&parts.read_buf)));
                 (ReadHalf::Tcp { head, socket: read }, WriteHalf::Tcp(write))
             }
             Err(upgraded) => {
@@ -91,13 +94,18 @@ impl SessionIo {
 impl AsyncRead for SessionIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().read {
-            ReadHalf::Tcp { head, socket } if head.is_empty() => Pin::new(socket).poll_read(cx, buf),
-            ReadHalf::Tcp { head, .. } => {
-                let n = head.len().min(buf.remaining());
-                buf.put_slice(&head[..n]);
-                head.advance(n);
-                Poll::Ready(Ok(()))
-            }
+            ReadHalf::Tcp { head, socket } => match head {
+                None => Pin::new(socket).poll_read(cx, buf),
+                Some(ahead) => {
+                    let n = ahead.len().min(buf.remaining());
+                    buf.put_slice(&ahead[..n]);
+                    ahead.advance(n);
+                    if ahead.is_empty() {
+                        *head = None;
+                    }
+                    Poll::Ready(Ok(()))
+                }
+            },
             ReadHalf::Other(socket) => Pin::new(socket).poll_read(cx, buf),
         }
     }
