@@ -51,8 +51,9 @@ pub(crate) struct SessionState {
     pub(crate) limits: SessionLimits,
     /// Its store writes in flight.
     writes: WriteOrder,
-    /// Its store reads in flight.
-    reads: Arc<Semaphore>,
+    /// Its store reads in flight; made at its first read, since most
+    /// sessions idle and an idle one never reads.
+    reads: std::sync::OnceLock<Arc<Semaphore>>,
 }
 
 impl SessionState {
@@ -61,7 +62,7 @@ impl SessionState {
         SessionState {
             limits: SessionLimits::new(limits),
             writes: WriteOrder::new(),
-            reads: Arc::new(Semaphore::new(STORE_READS_PER_SESSION)),
+            reads: std::sync::OnceLock::new(),
         }
     }
 }
@@ -391,7 +392,10 @@ pub(crate) async fn read_then_answer<T: Send + 'static>(
     read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     answer: impl FnOnce(Result<T, String>) + Send + 'static,
 ) {
-    let Ok(mine) = state.reads.clone().acquire_owned().await else {
+    let reads = state
+        .reads
+        .get_or_init(|| Arc::new(Semaphore::new(STORE_READS_PER_SESSION)));
+    let Ok(mine) = reads.clone().acquire_owned().await else {
         return;
     };
     // A peer that stops reading never makes room: it is a slow reader.

@@ -60,7 +60,8 @@ impl Drop for Waiting<'_> {
 /// Counts a session's store writes: started, and reported.
 pub(crate) struct WriteOrder {
     started: u64,
-    reported: Arc<Reported>,
+    /// Made at the first write: most sessions idle, and never write.
+    reported: Option<Arc<Reported>>,
 }
 
 /// One write in flight; dropping it (when the store reports, or drops the
@@ -96,7 +97,7 @@ impl WriteOrder {
     pub(crate) fn new() -> WriteOrder {
         WriteOrder {
             started: 0,
-            reported: Arc::default(),
+            reported: None,
         }
     }
 
@@ -105,7 +106,7 @@ impl WriteOrder {
         self.started += 1;
         Written {
             number: self.started,
-            reported: self.reported.clone(),
+            reported: self.reported.get_or_insert_with(Arc::default).clone(),
         }
     }
 
@@ -113,6 +114,8 @@ impl WriteOrder {
     pub(crate) fn settled(&self) -> impl Future<Output = ()> + Send + 'static {
         let (reported, target) = (self.reported.clone(), self.started);
         async move {
+            // No write started yet: nothing to wait for.
+            let Some(reported) = reported else { return };
             if reported.through() >= target {
                 return;
             }
@@ -150,6 +153,21 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), settled)
             .await
             .expect("settled once both earlier writes were reported")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_before_any_write_is_settled_at_once_and_waits_for_later_ones() {
+        let mut order = WriteOrder::new();
+        order.settled().await;
+        let first = order.start();
+        let settled = tokio::spawn(order.settled());
+        tokio::task::yield_now().await;
+        assert!(!settled.is_finished());
+        drop(first);
+        tokio::time::timeout(std::time::Duration::from_secs(1), settled)
+            .await
+            .expect("settled once the write was reported")
             .unwrap();
     }
 
