@@ -139,6 +139,14 @@ impl WriteOrder {
 mod tests {
     use super::*;
 
+    /// Awaits `settled`, failing with `why` if it takes over a second.
+    async fn settles(settled: tokio::task::JoinHandle<()>, why: &str) {
+        tokio::time::timeout(std::time::Duration::from_secs(1), settled)
+            .await
+            .expect(why)
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn reads_wait_for_the_writes_started_before_them() {
         let mut order = WriteOrder::new();
@@ -150,10 +158,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!settled.is_finished());
         drop(second);
-        tokio::time::timeout(std::time::Duration::from_secs(1), settled)
-            .await
-            .expect("settled once both earlier writes were reported")
-            .unwrap();
+        settles(settled, "settled once both earlier writes were reported").await;
     }
 
     #[tokio::test]
@@ -165,10 +170,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!settled.is_finished());
         drop(first);
-        tokio::time::timeout(std::time::Duration::from_secs(1), settled)
-            .await
-            .expect("settled once the write was reported")
-            .unwrap();
+        settles(settled, "settled once the write was reported").await;
     }
 
     #[tokio::test]
@@ -184,9 +186,6 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!settled.is_finished(), "the first write is not reported yet");
         drop(first);
-        tokio::time::timeout(std::time::Duration::from_secs(1), settled)
-            .await
-            .expect("settled once the first was reported too")
-            .unwrap();
+        settles(settled, "settled once the first was reported too").await;
     }
 }
