@@ -76,10 +76,21 @@ impl LocalRouter {
         position: Option<Position<'_>>,
         except: Option<u64>,
     ) -> usize {
-        let Some(list) = shard.get(user) else {
-            return 0;
-        };
-        list.iter()
+        shard
+            .get(user)
+            .map_or(0, |list| Self::push_to(list, frame, position, except))
+    }
+
+    /// Queues `frame` to each of `sessions` but the one with id `except`;
+    /// how many it was queued to.
+    fn push_to(
+        sessions: &[Arc<SessionHandle>],
+        frame: &Utf8Bytes,
+        position: Option<Position<'_>>,
+        except: Option<u64>,
+    ) -> usize {
+        sessions
+            .iter()
             .filter(|s| Some(s.id) != except)
             .filter(|s| s.outbox.push_at(frame.clone(), position))
             .count()
@@ -95,12 +106,7 @@ impl LocalRouter {
         position: Option<Position<'_>>,
         except: Option<u64>,
     ) -> usize {
-        let sessions = self.sessions_of_group(group, members);
-        sessions
-            .iter()
-            .filter(|s| Some(s.id) != except)
-            .filter(|s| s.outbox.push_at(frame.clone(), position))
-            .count()
+        Self::push_to(&self.sessions_of_group(group, members), frame, position, except)
     }
 
     /// The sessions of `group`'s `members`: the ones the last fan-out
