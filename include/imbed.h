@@ -408,7 +408,9 @@ imbed_status imbed_server_port(imbed_server *server, uint16_t *port_out);
 
 // Sends a direct message from `from` (any valid id the host chooses; it
 // need not be connected) to the user `to`, and returns once it is stored.
-// `body_json` is any JSON value. `client_id` is the idempotency key: sending
+// `body_json` is any JSON value a client may send (docs/PROTOCOL.md, `send`:
+// no lone surrogate escape, no number beyond a double's range); anything
+// else fails with `IMBED_ERR_INVALID_ARGUMENT`. `client_id` is the idempotency key: sending
 // again with the same `from` and `client_id` stores nothing new and reports
 // the same seq; NULL lets the engine make a unique one. On success the
 // message's seq goes to `*seq_out` unless `seq_out` is NULL.

@@ -216,7 +216,7 @@ pub(crate) fn parse_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameErr
                 id: None,
                 message: "id must be a string of 1 to 64 characters".into(),
             }),
-            _ => match frame.body.and_then(unreadable_escapes) {
+            _ => match frame.body.and_then(unreadable) {
                 Some(why) => Err(FrameError {
                     id: frame.id.as_deref().map(str::to_owned),
                     message: format!("body: {why}"),
@@ -236,17 +236,50 @@ pub(crate) fn parse_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameErr
 }
 
 /// Why `body` cannot be read, when it escapes half of a surrogate pair
-/// alone (`"\uD800"`). JSON's grammar allows that, so the parser takes it,
-/// but no string can hold it: the server could read neither the body's
-/// files nor its words, and strict clients could not read the message.
-/// Only a body with an escape is parsed a second time to find out.
-fn unreadable_escapes(body: &RawValue) -> Option<String> {
-    if !body.get().contains("\\u") {
+/// alone (`"\uD800"`) or holds a number no double holds (`1e999`). JSON's
+/// grammar allows both, so the parser takes them, but no string or number
+/// can hold them: the server could read neither the body's files nor its
+/// words, and strict clients could not read the message. Only a body with
+/// an escape, an exponent or a long run of digits is parsed a second time
+/// to find out.
+fn unreadable(body: &RawValue) -> Option<String> {
+    let text = body.get();
+    if !text.contains("\\u") && !may_hold_a_huge_number(text) {
         return None;
     }
-    serde_json::from_str::<serde_json::Value>(body.get())
+    serde_json::from_str::<serde_json::Value>(text)
         .err()
         .map(|e| e.to_string())
+}
+
+/// A body the host wrote (JSON text), held to the rules a client's is.
+pub(crate) fn host_body(json: &str) -> Result<Box<RawValue>, String> {
+    let body = RawValue::from_string(json.trim().to_owned()).map_err(|e| format!("body is not JSON: {e}"))?;
+    match unreadable(&body) {
+        Some(why) => Err(format!("body: {why}")),
+        None => Ok(body),
+    }
+}
+
+/// Whether `text` may hold a number too large for a double: one with an
+/// exponent, or with more digits than the largest double (`1.8e308`) has
+/// before its point. Says yes to some strings that only look like one.
+fn may_hold_a_huge_number(text: &str) -> bool {
+    const DIGITS_OF_THE_LARGEST_DOUBLE: usize = 309;
+    let mut digits = 0;
+    for &byte in text.as_bytes() {
+        if byte.is_ascii_digit() {
+            digits += 1;
+            if digits > DIGITS_OF_THE_LARGEST_DOUBLE {
+                return true;
+            }
+        } else if digits > 0 && (byte == b'e' || byte == b'E') {
+            return true;
+        } else {
+            digits = 0;
+        }
+    }
+    false
 }
 
 /// A stored message as delivered: the `msg` frame.
@@ -513,6 +546,25 @@ mod tests {
         // A surrogate pair, and other escapes, are fine.
         let pair = r#"{"type":"send","id":"c2","to":"bob","body":"\uD83D\uDE00 \u00e9"}"#;
         assert!(parse_client_frame(pair).is_ok());
+    }
+
+    #[test]
+    fn a_body_with_a_number_no_double_holds_is_refused_with_the_frames_id() {
+        // Found by the fuzzer: JSON's grammar allows `1e999`, but no double
+        // holds it, so a body the server stored as is could not be read for
+        // its files (a reference to a file went unchecked) or its words, nor
+        // by strict clients.
+        let long = "9".repeat(400);
+        for number in ["88448e843", "-1.5E+400", long.as_str()] {
+            let text = format!(r#"{{"type":"send","id":"c1","to":"bob","body":{{"files":["f"],"n":{number}}}}}"#);
+            let refused = parse_client_frame(&text).map(|_| ()).unwrap_err();
+            assert_eq!(refused.id.as_deref(), Some("c1"), "{number}");
+            assert!(refused.message.starts_with("body: "), "{}", refused.message);
+        }
+        // Numbers a double holds, and strings that only look like numbers, are fine.
+        let fine =
+            r#"{"type":"send","id":"c2","to":"bob","body":{"n":[1e308,-2E-999,12345678901234567890],"s":"1e999"}}"#;
+        assert!(parse_client_frame(fine).is_ok());
     }
 
     #[test]

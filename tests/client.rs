@@ -126,6 +126,10 @@ fn offline_messages_arrive_by_sync_and_requests_get_replies() {
             .any(|e| e["event"] == "send_failed" && e["id"] == nowhere.as_str())
     });
     assert!(matches!(carol.request("[1]"), Err(imbed::Error::InvalidArgument(_))));
+    assert!(matches!(
+        carol.send("host", r#"{"n":-1E400}"#),
+        Err(imbed::Error::InvalidArgument(why)) if why.starts_with("body: number out of range")
+    ));
     let failed = carol.send_group("nogroup", "1").unwrap();
     events.wait_until("send_failed", |e| {
         e.iter()

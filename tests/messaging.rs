@@ -148,6 +148,14 @@ async fn the_host_sends_as_any_sender_and_reads_history() {
         t.server.send("a", "bob", "{", None),
         Err(imbed::Error::InvalidArgument(_))
     ));
+    // JSON, but with a number no double holds: refused as a client's would
+    // be, so its files cannot go unchecked.
+    let huge = t.server.send("a", "bob", r#"{"files":["x"],"n":1e999}"#, None);
+    assert!(
+        matches!(&huge, Err(imbed::Error::InvalidArgument(why)) if why.starts_with("body: number out of range")),
+        "{huge:?}"
+    );
+    assert_eq!(t.server.history("dm:a:bob", None, 10).unwrap().len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

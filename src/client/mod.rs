@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
@@ -31,7 +30,7 @@ use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of, next_owner_id};
 use crate::host::poller::EventPoller;
 use crate::host::{Event, Host, log_layer};
-use crate::protocol::is_valid_id;
+use crate::protocol::{host_body, is_valid_id};
 
 /// A client. All methods take `&self` and may be called from any thread.
 pub struct Client {
@@ -185,8 +184,7 @@ impl Client {
                 "{field} must be 1 to 64 characters of [A-Za-z0-9_.@-]"
             )));
         }
-        let body = RawValue::from_string(body_json.trim().to_owned())
-            .map_err(|e| Error::InvalidArgument(format!("body is not JSON: {e}")))?;
+        let body = host_body(body_json).map_err(Error::InvalidArgument)?;
         let id = format!(
             "{}-{}",
             self.id_prefix,

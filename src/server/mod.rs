@@ -32,7 +32,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
 use tokio::net::TcpSocket;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -52,7 +51,9 @@ use crate::host::dispatcher::Dispatcher;
 use crate::host::gate::{CallbackGate, in_callback_of};
 use crate::host::poller::EventPoller;
 use crate::host::{Event, Host, log_layer};
-use crate::protocol::{Conversation, close, direct_conv, group_conv, is_valid_id, is_valid_request_id, now_ms};
+use crate::protocol::{
+    Conversation, close, direct_conv, group_conv, host_body, is_valid_id, is_valid_request_id, now_ms,
+};
 use crate::router::cluster::Cluster;
 use crate::router::{Groups, LocalRouter, Presence, Router};
 use crate::store::amend::Refused as StoreRefused;
@@ -622,8 +623,7 @@ fn host_message(
         Some(_) => return Err(Error::InvalidArgument("client_id must be 1 to 64 characters".into())),
         None => core.unique_name("host", core.next_number()),
     };
-    let body = RawValue::from_string(body_json.trim().to_owned())
-        .map_err(|e| Error::InvalidArgument(format!("body is not JSON: {e}")))?;
+    let body = host_body(body_json).map_err(Error::InvalidArgument)?;
     Ok(NewMessage {
         conv,
         from: from.into(),
