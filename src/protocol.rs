@@ -55,7 +55,13 @@ pub(crate) mod close {
 /// The direct conversation of two users: `dm:<a>:<b>` with the ids sorted bytewise.
 pub(crate) fn direct_conv(a: &str, b: &str) -> String {
     let (first, second) = if a.as_bytes() <= b.as_bytes() { (a, b) } else { (b, a) };
-    format!("dm:{first}:{second}")
+    // Sized once: `format!` grew it twice, a tenth of a direct send's own work.
+    let mut conv = String::with_capacity("dm::".len() + first.len() + second.len());
+    conv.push_str("dm:");
+    conv.push_str(first);
+    conv.push(':');
+    conv.push_str(second);
+    conv
 }
 
 /// A conversation id, parsed.
@@ -266,20 +272,13 @@ pub(crate) fn host_body(json: &str) -> Result<Box<RawValue>, String> {
 /// before its point. Says yes to some strings that only look like one.
 fn may_hold_a_huge_number(text: &str) -> bool {
     const DIGITS_OF_THE_LARGEST_DOUBLE: usize = 309;
-    let mut digits = 0;
-    for &byte in text.as_bytes() {
-        if byte.is_ascii_digit() {
-            digits += 1;
-            if digits > DIGITS_OF_THE_LARGEST_DOUBLE {
-                return true;
-            }
-        } else if digits > 0 && (byte == b'e' || byte == b'E') {
-            return true;
-        } else {
-            digits = 0;
-        }
-    }
-    false
+    let bytes = text.as_bytes();
+    let exponent = memchr::memchr2_iter(b'e', b'E', bytes).any(|at| at > 0 && bytes[at - 1].is_ascii_digit());
+    exponent
+        || bytes.len() > DIGITS_OF_THE_LARGEST_DOUBLE
+            && bytes
+                .split(|byte| !byte.is_ascii_digit())
+                .any(|digits| digits.len() > DIGITS_OF_THE_LARGEST_DOUBLE)
 }
 
 /// A stored message as delivered: the `msg` frame.

@@ -318,14 +318,16 @@ impl Store for MemoryStore {
                 return done(Ok(Appended::Refused(why)));
             }
         };
-        // Group conversations belong to their members, not to whoever sent in
-        // them; an event makes nobody a member (a host's delete is sent by neither).
-        if let Some(to) = message.to.as_deref().filter(|_| message.kind == MessageKind::Message) {
-            self.remember_conversation(&message.from, &message.conv);
-            self.remember_conversation(to, &message.conv);
-        }
-        // Looked up first: the key is cloned only for a conversation's first message.
+        // Looked up first: the key is cloned only for a conversation's first
+        // message. Its two users are remembered then, and only then: a direct
+        // conversation is never forgotten, and its first message is a message
+        // (an event needs a target). Group conversations belong to their
+        // members, not to whoever sent in them.
         if !conversations.contains_key(&message.conv) {
+            if let Some(to) = message.to.as_deref().filter(|_| message.kind == MessageKind::Message) {
+                self.remember_conversation(&message.from, &message.conv);
+                self.remember_conversation(to, &message.conv);
+            }
             conversations.insert(message.conv.clone(), Conversation::default());
         }
         let conversation = conversations.get_mut(&message.conv).expect("inserted above");
