@@ -511,10 +511,26 @@ impl ServerFrame<'_> {
     }
 }
 
+/// What a `msg` frame holds besides its strings and body, with room to
+/// spare: its keys, quotes, numbers and a few of the optional fields.
+const MSG_FRAME_FIXED_BYTES: usize = 128;
+
 impl MsgFrame<'_> {
     /// The frame as JSON text.
     pub(crate) fn encode(&self) -> String {
-        serde_json::to_string(self).expect("msg frames always serialize")
+        // Sized once: from serde_json's 128 bytes, a frame of a short body
+        // grew its buffer (a copy and a second allocation) every time.
+        let strings = [
+            self.conv,
+            self.from,
+            self.to.unwrap_or(""),
+            self.group.unwrap_or(""),
+            self.id,
+        ];
+        let capacity = MSG_FRAME_FIXED_BYTES + self.body.get().len() + strings.iter().map(|s| s.len()).sum::<usize>();
+        let mut text = Vec::with_capacity(capacity);
+        serde_json::to_writer(&mut text, self).expect("msg frames always serialize");
+        String::from_utf8(text).expect("serde_json writes UTF-8")
     }
 }
 

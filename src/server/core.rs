@@ -19,8 +19,7 @@ use crate::host::dispatcher::EventQueue;
 use crate::host::gate::CallbackGate;
 use crate::protocol::Conversation;
 use crate::router::{Audience, Groups, Presence, Router};
-use crate::store::amend::Refused;
-use crate::store::{Appended, NewMessage, Placement, Store, StoreError};
+use crate::store::{Appended, NewMessage, Store, StoreError};
 
 /// Shared by the accept loop, every connection and the host's calls.
 pub(crate) struct Core {
@@ -174,15 +173,17 @@ impl Core {
 
     /// Stores `message` (with push requests for its recipients who are not
     /// looking), then delivers it to every session of its recipients but
-    /// `sender_session`, tells the host, and calls `reply` with where it
-    /// was stored. A duplicate is not delivered again; `reply` gets the
-    /// original placement. One the store refused (an event its target does
-    /// not allow, an unknown file) gets why.
+    /// `sender_session`, tells the host, and calls `reply` with the store's
+    /// outcome (where it was stored: [`Appended::placement`]). A duplicate
+    /// is not delivered again; `reply` gets the original placement. One the
+    /// store refused (an event its target does not allow, an unknown file)
+    /// gets why. The outcome itself, not a placement made of it: an ack
+    /// reads the conversation's name where it is, with no copy per message.
     pub(crate) fn submit(
         self: &Arc<Self>,
         message: NewMessage,
         sender_session: Option<u64>,
-        reply: impl FnOnce(Result<Result<Placement, Refused>, StoreError>) + Send + 'static,
+        reply: impl FnOnce(Result<Appended, StoreError>) + Send + 'static,
     ) {
         let core = self.clone();
         let push_to = push::recipients(self, &message);
@@ -219,7 +220,7 @@ impl Core {
                         });
                     }
                 }
-                reply(outcome.map(|a| a.placement()));
+                reply(outcome);
             }),
         );
     }

@@ -641,7 +641,7 @@ fn host_message(
 
 /// Stores and delivers `message`, waiting for the store.
 fn submit_and_wait(core: &Arc<Core>, message: NewMessage) -> Result<Placement, Error> {
-    match crate::store::wait_for(|done| core.submit(message, None, done)) {
+    match crate::store::wait_for(|done| core.submit(message, None, |outcome| done(outcome.map(|a| a.placement())))) {
         Ok(Ok(placement)) => Ok(placement),
         Ok(Err(StoreRefused::NotFound(why))) => Err(Error::NotFound(why)),
         Ok(Err(StoreRefused::Forbidden(why) | StoreRefused::Invalid(why))) => Err(Error::InvalidArgument(why)),

@@ -24,7 +24,8 @@ use crate::protocol::{
 use crate::router::SessionHandle;
 use crate::store::amend::Refused as StoreRefused;
 use crate::store::{
-    ConversationRange, MessageKind, NewMessage, ReadMark, Store, StoreError, StoredMessage, SyncedConversation,
+    Appended, ConversationRange, MessageKind, NewMessage, ReadMark, Store, StoreError, StoredMessage,
+    SyncedConversation,
 };
 
 /// Default and largest `limit` of `sync` (per conversation) and `history`.
@@ -283,15 +284,19 @@ pub(crate) fn store_and_ack(
     let client_id = message.client_id.clone();
     core.submit(message, Some(session.id), move |outcome| {
         let _written = written;
-        let frame = match outcome {
-            Ok(Ok(p)) => ServerFrame::Ack {
+        let ack = |conv: &str, seq, ts| {
+            ServerFrame::Ack {
                 id: &client_id,
-                conv: &p.conv,
-                seq: p.seq,
-                ts: p.ts,
+                conv,
+                seq,
+                ts,
             }
-            .encode(),
-            Ok(Err(refused)) => {
+            .encode()
+        };
+        let frame = match outcome {
+            Ok(Appended::New(m)) => ack(&m.message.conv, m.seq, m.message.ts),
+            Ok(Appended::Duplicate(p)) => ack(&p.conv, p.seq, p.ts),
+            Ok(Appended::Refused(refused)) => {
                 let (code, message) = match refused {
                     StoreRefused::NotFound(why) => (ErrorCode::NotFound, why),
                     StoreRefused::Forbidden(why) => (ErrorCode::Forbidden, why),

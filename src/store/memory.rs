@@ -44,14 +44,25 @@ fn footprint(message: &StoredMessage) -> usize {
     message.size_bytes() + MESSAGE_OVERHEAD
 }
 
-/// One conversation: its last seq and the messages still kept.
-#[derive(Default)]
+/// One conversation: its name, its last seq and the messages still kept.
 struct Conversation {
+    /// Shared with the idempotency keys of its messages, which would
+    /// otherwise each copy it.
+    name: Arc<str>,
     last_seq: u64,
     kept: VecDeque<Arc<StoredMessage>>,
 }
 
 impl Conversation {
+    /// A conversation with no message yet.
+    fn named(name: &str) -> Conversation {
+        Conversation {
+            name: name.into(),
+            last_seq: 0,
+            kept: VecDeque::new(),
+        }
+    }
+
     /// The kept message `seq`, and where it is in `kept`.
     fn find(&self, seq: u64) -> Option<(usize, &Arc<StoredMessage>)> {
         let first = self.kept.front()?.seq;
@@ -150,14 +161,27 @@ impl Conversation {
 /// RSS 45 s into a saturating run).
 #[derive(Default)]
 struct Keys {
-    current: HashMap<KeyDigest, Placement>,
-    previous: HashMap<KeyDigest, Placement>,
+    current: HashMap<KeyDigest, KeptPlacement>,
+    previous: HashMap<KeyDigest, KeptPlacement>,
+}
+
+/// Where a send was stored, as its key keeps it: the conversation's name
+/// shared, not copied (a copy was an allocation per message).
+struct KeptPlacement {
+    conv: Arc<str>,
+    seq: u64,
+    ts: i64,
 }
 
 impl Keys {
     /// Where the send with this key was stored, if it is still remembered.
-    fn get(&self, key: &KeyDigest) -> Option<&Placement> {
-        self.current.get(key).or_else(|| self.previous.get(key))
+    fn get(&self, key: &KeyDigest) -> Option<Placement> {
+        let kept = self.current.get(key).or_else(|| self.previous.get(key))?;
+        Some(Placement {
+            conv: kept.conv.to_string(),
+            seq: kept.seq,
+            ts: kept.ts,
+        })
     }
 
     /// Forgets the older generation and starts a new one, sized like the
@@ -293,8 +317,7 @@ impl Store for MemoryStore {
         // held across `done` so completions run in seq order.
         let mut keys = self.shard(&self.keys, &message.from);
         let key = self.key_digest(&message.from, &message.client_id);
-        if let Some(known) = keys.get(&key) {
-            let placement = known.clone();
+        if let Some(placement) = keys.get(&key) {
             drop(keys);
             return done(Ok(Appended::Duplicate(placement)));
         }
@@ -328,7 +351,7 @@ impl Store for MemoryStore {
                 self.remember_conversation(&message.from, &message.conv);
                 self.remember_conversation(to, &message.conv);
             }
-            conversations.insert(message.conv.clone(), Conversation::default());
+            conversations.insert(message.conv.clone(), Conversation::named(&message.conv));
         }
         let conversation = conversations.get_mut(&message.conv).expect("inserted above");
         conversation.last_seq += 1;
@@ -360,8 +383,8 @@ impl Store for MemoryStore {
         let shed = if excess > 0 { conversation.shed(excess) } else { 0 };
         self.kept_bytes.fetch_sub(dropped + shed, Ordering::Relaxed);
         self.notices.request_pushes(&stored.message, stored.seq, &push_to);
-        let placement = Placement {
-            conv: stored.message.conv.clone(),
+        let placement = KeptPlacement {
+            conv: conversation.name.clone(),
             seq: stored.seq,
             ts: stored.message.ts,
         };
