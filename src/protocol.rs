@@ -136,19 +136,19 @@ pub(crate) struct ClientFrame<'a> {
     #[serde(rename = "type", borrow)]
     pub(crate) kind: Cow<'a, str>,
     /// The request id, echoed in every reply.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) id: Option<Cow<'a, str>>,
     /// `auth`: the token.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) token: Option<Cow<'a, str>>,
     /// `send`: the recipient user.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) to: Option<Cow<'a, str>>,
     /// `send`: the recipient group.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) group: Option<Cow<'a, str>>,
     /// `history`, `read`: the conversation.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) conv: Option<Cow<'a, str>>,
     /// `read`: the seq read up to; `edit`, `delete`, `react`, `unreact`: the target.
     #[serde(default)]
@@ -166,30 +166,47 @@ pub(crate) struct ClientFrame<'a> {
     #[serde(default)]
     pub(crate) before: Option<u64>,
     /// `conversations` and `sync`: the page starts after this conversation.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) after: Option<Cow<'a, str>>,
     /// `sync`: the page ends with this conversation (its cursors cover up to it).
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) until: Option<Cow<'a, str>>,
     /// `auth`: the device the session runs on.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) device: Option<Cow<'a, str>>,
     /// `send`: the seq of the message this one replies to.
     #[serde(default)]
     pub(crate) reply_to: Option<u64>,
     /// `react`, `unreact`: the emoji.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) emoji: Option<Cow<'a, str>>,
     /// `search`: the words to find.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) query: Option<Cow<'a, str>>,
     /// `device`: `foreground` or `background`.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     pub(crate) state: Option<Cow<'a, str>>,
     /// `send`: the message body, any JSON value (`null` included), kept as written.
     #[serde(default, borrow, deserialize_with = "present")]
     pub(crate) body: Option<&'a RawValue>,
 }
+
+/// Reads an optional string in place, as a borrow of the frame's text, when
+/// it has no escapes. `#[serde(borrow)]` alone borrows a `Cow<str>` field but
+/// not one inside an `Option`: that one was copied, every id of every frame.
+pub(crate) fn in_place<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Option::<InPlace<'a>>::deserialize(d).map(|text| text.map(|InPlace(text)| text))
+}
+
+/// Reads a list of strings, each in place as [`in_place`] reads one.
+pub(crate) fn each_in_place<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cow<'a, str>>, D::Error> {
+    Vec::<InPlace<'a>>::deserialize(d).map(|texts| texts.into_iter().map(|InPlace(text)| text).collect())
+}
+
+/// A string that serde borrows when it can: the one place where
+/// `#[serde(borrow)]` takes effect is a field of exactly this type.
+#[derive(Deserialize)]
+struct InPlace<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// Reads a field that is present as `Some`, even when its value is `null`;
 /// with `#[serde(default)]`, only an absent field is `None`.
@@ -201,7 +218,7 @@ fn present<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'a 
 /// so that the error reply can still carry the id.
 #[derive(Deserialize)]
 struct IdOnly<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "in_place")]
     id: Option<Cow<'a, str>>,
 }
 
@@ -547,6 +564,24 @@ pub(crate) fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frames_strings_are_read_in_place_unless_they_have_escapes() {
+        // Every send's id and recipient were copied: `#[serde(borrow)]`
+        // borrows a `Cow<str>` field, not one inside an `Option`.
+        let text = r#"{"type":"send","id":"c1","to":"bob","group":"g\u0031","body":1}"#;
+        let frame = parse_client_frame(text).unwrap();
+        assert!(matches!(frame.id, Some(Cow::Borrowed("c1"))), "{:?}", frame.id);
+        assert!(matches!(frame.to, Some(Cow::Borrowed("bob"))), "{:?}", frame.to);
+        assert!(
+            matches!(&frame.group, Some(Cow::Owned(g)) if g == "g1"),
+            "{:?}",
+            frame.group
+        );
+        let absent_or_null = parse_client_frame(r#"{"type":"send","id":null}"#).unwrap();
+        assert_eq!((absent_or_null.id, absent_or_null.to), (None, None));
+        assert!(parse_client_frame(r#"{"type":"send","id":5}"#).is_err());
+    }
 
     #[test]
     fn a_body_with_a_lone_surrogate_escape_is_refused_with_the_frames_id() {

@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::protocol::{each_in_place, in_place};
+
 /// What an envelope carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,15 +37,15 @@ pub(super) struct Envelope<'a> {
     pub(super) node: Cow<'a, str>,
     /// What it carries.
     pub(super) kind: Kind,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "in_place")]
     pub(super) conv: Option<Cow<'a, str>>,
     #[serde(default)]
     pub(super) seq: Option<u64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "each_in_place")]
     pub(super) users: Vec<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "in_place")]
     pub(super) group: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "in_place")]
     pub(super) user: Option<Cow<'a, str>>,
     /// `online`, `member` or `closed`, by kind.
     #[serde(default)]
@@ -126,6 +128,13 @@ mod tests {
             (Kind::Message, Some(7), "n1")
         );
         assert_eq!(read.users, ["a", "b"]);
+        // Read in place, not copied: a message's envelope names its conversation and recipients.
+        assert!(matches!(read.conv, Some(Cow::Borrowed("dm:a:b"))), "{:?}", read.conv);
+        assert!(
+            read.users.iter().all(|user| matches!(user, Cow::Borrowed(_))),
+            "{:?}",
+            read.users
+        );
         assert_eq!(read.frame.unwrap().get(), frame);
         let presence = Outgoing {
             user: Some("ü\"x"),
