@@ -355,3 +355,71 @@ fn a_flooder_does_not_evict_bystanders_idempotency_keys() {
         .collect();
     assert!(stored_twice.is_empty(), "retries stored again for {stored_twice:?}");
 }
+
+/// A session whose socket always has frames to read still writes its
+/// replies while it reads: a flood of requests must not hold back the
+/// answers until the outbox overflows (a close with 1013 for a client that
+/// reads everything). The client keeps 2,000 requests unanswered, so the
+/// server always has more to read, and the replies in flight (about 60 KB)
+/// fit in the kernel's buffers: only the server's own batching can put
+/// more than its 32 KiB into the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooder_that_reads_its_replies_gets_every_one() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const UNANSWERED: u64 = 2_000;
+    let t = start(json!({"limits": {
+        "messages_per_second": 10_000_000,
+        "max_frame_bytes": 4096,
+        "outbound_queue_bytes": 32_768,
+    }}));
+    let client = connect(&t.url, "flooder").await;
+    let (mut sink, mut stream) = client.ws.split();
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut flood = tokio::spawn({
+        let answered = answered.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            let mut sent = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                if sent - answered.load(Ordering::Relaxed) + 64 > UNANSWERED {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                for _ in 0..64 {
+                    sent += 1;
+                    let ping = json!({"type": "ping", "id": format!("p{sent}")}).to_string();
+                    sink.feed(Message::text(ping)).await.unwrap();
+                }
+                sink.flush().await.unwrap();
+            }
+            sent
+        }
+    });
+    let mut sent = None;
+    while sent.is_none_or(|sent| answered.load(Ordering::Relaxed) < sent) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("a reply within 10 s")
+            .expect("connection open")
+            .expect("read ok");
+        match frame {
+            Message::Text(text) => {
+                let n = answered.fetch_add(1, Ordering::Relaxed) + 1;
+                let reply: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(reply["id"], format!("p{n}"), "{reply}");
+            }
+            Message::Close(close) => panic!("closed after {answered:?} replies: {close:?}"),
+            _ => {}
+        }
+        if sent.is_none() && flood.is_finished() {
+            sent = Some((&mut flood).await.unwrap());
+        }
+    }
+    // The outbox holds about 1,100 pongs: many times that were answered.
+    assert!(answered.load(Ordering::Relaxed) > 10_000, "only {answered:?} answered");
+}

@@ -3,12 +3,14 @@
 //! Producers (fan-out, replies) never wait: a push that would take the queue
 //! past its byte limit closes the session with 1013 instead, because a reader
 //! that far behind is better served by `sync` after reconnecting than by an
-//! ever-growing buffer here. A close request also wakes the writer when it is
-//! blocked on a peer that does not read.
+//! ever-growing buffer here. A close request also wakes the session's task
+//! when its write is blocked on a peer that does not read.
 //!
-//! Frames wait in a queue under one lock; the writer takes all of them at
-//! once and is woken only when the queue goes from empty to not empty, so a
-//! fan-out to many sessions costs each of them a push, not a wake-up per frame.
+//! Frames wait in a queue under one lock; the session's task takes all of
+//! them at once and is woken only when the queue goes from empty to not
+//! empty, so a fan-out to many sessions costs each of them a push, not a
+//! wake-up per frame. One task per session drains its outbox, so one waker
+//! is all the outbox keeps.
 //!
 //! While a sync reply is being read from the store, the outbox *holds* new
 //! frames instead of queueing them; the reply goes out first and the held
@@ -18,9 +20,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::protocol::close;
@@ -101,17 +104,20 @@ pub(crate) struct Ready {
     pub(crate) frames: VecDeque<Utf8Bytes>,
 }
 
-/// A session's outbound queue: producers push, the session's writer drains.
+/// A session's outbound queue: producers push, the session's task drains.
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
-    became_ready: Notify,
+    /// Set when frames became ready or a close was requested, until the
+    /// session's task sees it ([`Outbox::ready`]).
+    due: AtomicBool,
+    /// The session's task, while it waits for [`Outbox::poll_ready`].
+    waiting: AtomicWaker,
     /// The bytes the writer has written, ever. Changed by the writer alone,
     /// so that a push counts what is queued with plain loads under the
     /// lock it takes anyway, not with an atomic read-modify-write per frame.
     written: AtomicUsize,
     limit_bytes: usize,
     close_reason: OnceLock<(u16, &'static str)>,
-    close_requested: Notify,
     /// Signalled when frames leave the queue or a close is requested, for
     /// whoever waits for room ([`Outbox::room_for`]).
     drained: Notify,
@@ -124,11 +130,11 @@ impl Outbox {
     pub(crate) fn new(limit_bytes: usize) -> Outbox {
         Outbox {
             queue: Mutex::default(),
-            became_ready: Notify::new(),
+            due: AtomicBool::new(false),
+            waiting: AtomicWaker::new(),
             written: AtomicUsize::new(0),
             limit_bytes,
             close_reason: OnceLock::new(),
-            close_requested: Notify::new(),
             drained: Notify::new(),
             room_wanted: AtomicBool::new(false),
         }
@@ -143,7 +149,7 @@ impl Outbox {
         let was_empty = queue.is_empty();
         queue.ready.extend(frames);
         if was_empty && !queue.ready.is_empty() {
-            self.became_ready.notify_one();
+            self.wake();
         }
     }
 
@@ -166,7 +172,7 @@ impl Outbox {
             return;
         }
         if queue.is_empty() {
-            self.became_ready.notify_one();
+            self.wake();
         }
         queue.control.extend_from_slice(framed);
     }
@@ -179,15 +185,32 @@ impl Outbox {
             return;
         }
         if queue.is_empty() {
-            self.became_ready.notify_one();
+            self.wake();
         }
         queue.ping = true;
     }
 
-    /// Resolves when frames may be ready (at once if some were queued since
-    /// the last [`Outbox::take_ready`]).
-    pub(crate) fn ready(&self) -> Notified<'_> {
-        self.became_ready.notified()
+    /// Ready when frames may be ready or a close was requested: at once if
+    /// either happened since it was last ready. For the session's task
+    /// alone, since the outbox keeps one waker.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Checked before registering too: a busy session finds it set and
+        // registers nothing.
+        if self.due.swap(false, Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        self.waiting.register(cx.waker());
+        if self.due.swap(false, Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Tells the session's task to look at the outbox.
+    fn wake(&self) {
+        self.due.store(true, Ordering::SeqCst);
+        self.waiting.wake();
     }
 
     /// Queues a frame; false when the session is closing or just overflowed.
@@ -272,10 +295,10 @@ impl Outbox {
         remembered.extend(synced.into_iter().map(|(conv, seq)| (conv.into_boxed_str(), seq)));
     }
 
-    /// Asks the writer to close the connection; only the first request counts.
+    /// Asks the session to close the connection; only the first request counts.
     pub(crate) fn close(&self, code: u16, reason: &'static str) {
         if self.close_reason.set((code, reason)).is_ok() {
-            self.close_requested.notify_one();
+            self.wake();
             self.drained.notify_waiters();
         }
     }
@@ -288,13 +311,6 @@ impl Outbox {
     /// The code and reason of the first close request.
     pub(crate) fn close_reason(&self) -> Option<(u16, &'static str)> {
         self.close_reason.get().copied()
-    }
-
-    /// Resolves once a close was requested.
-    pub(crate) async fn closed(&self) {
-        if !self.is_closing() {
-            self.close_requested.notified().await;
-        }
     }
 
     /// The writer reports `bytes` of frames handed to the WebSocket, making
@@ -327,6 +343,10 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn ready(outbox: &Outbox) {
+        std::future::poll_fn(|cx| outbox.poll_ready(cx)).await
+    }
 
     #[test]
     fn overflow_closes_with_1013_once() {
@@ -392,13 +412,30 @@ mod tests {
         outbox.push("a".into());
         outbox.push("b".into());
         // The permit of the first push is waiting; the second stored none.
-        outbox.ready().await;
+        ready(&outbox).await;
         assert_eq!(outbox.take_ready().frames, ["a", "b"]);
-        let woken = tokio::time::timeout(std::time::Duration::from_millis(20), outbox.ready()).await;
+        let woken = tokio::time::timeout(std::time::Duration::from_millis(20), ready(&outbox)).await;
         assert!(woken.is_err(), "no frame was queued since the last take");
         outbox.push("c".into());
-        outbox.ready().await;
+        ready(&outbox).await;
         assert_eq!(outbox.take_ready().frames, ["c"]);
+    }
+
+    #[tokio::test]
+    async fn a_close_wakes_the_session_with_nothing_queued() {
+        let outbox = std::sync::Arc::new(Outbox::new(1000));
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { ready(&outbox).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        outbox.close(close::GOING_AWAY, "stopping");
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .expect("woken by the close")
+            .unwrap();
+        assert!(outbox.take_ready().frames.is_empty());
     }
 
     #[tokio::test]
@@ -406,7 +443,7 @@ mod tests {
         let outbox = Outbox::new(10);
         outbox.push_control(&[0x8a, 0]);
         outbox.push("abc".into());
-        outbox.ready().await;
+        ready(&outbox).await;
         let ready = outbox.take_ready();
         assert_eq!((ready.control, ready.frames), (vec![0x8a, 0], ["abc".into()].into()));
         // They count against the limit like any frame, and go with the session.
@@ -422,7 +459,7 @@ mod tests {
         outbox.ping();
         outbox.ping();
         outbox.push("a".into());
-        outbox.ready().await;
+        ready(&outbox).await;
         let ready = outbox.take_ready();
         assert!(ready.ping);
         assert_eq!(ready.frames, ["a"]);

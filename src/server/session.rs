@@ -1,17 +1,19 @@
-//! One WebSocket session, from authentication to close: a reader task (this
-//! one) and a writer task ([`super::writer`]).
+//! One WebSocket session, from authentication to close, in one task.
 //!
-//! The reader parses frames and answers them through the session's outbox;
-//! the writer, which owns the socket's write half, drains the outbox.
-//! Either side ends the session by asking the outbox to close; the reader
-//! reports the end to the router and the host.
+//! The task reads frames and answers them through the session's outbox,
+//! and it drains the outbox into the socket's write half
+//! ([`super::writer`]): the two are raced, reads first, so a session reads
+//! what its peer sent before it writes, and its replies leave together.
+//! Anyone ends the session by asking the outbox to close; the task then
+//! sends the close frame and reports the end to the router and the host.
 
 use std::borrow::Cow;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -24,11 +26,12 @@ use super::handshake::Credentials;
 use super::rate_limit::{FrameBudget, rate_limited};
 use super::requests::{SessionState, handle_text, reply};
 use super::socket::SessionIo;
-use super::writer::write_loop;
+use super::writer::{Stopped, WriteSide};
 use crate::host::Event;
 use crate::protocol::{
     ClientFrame, ErrorCode, ServerFrame, close, error_frame, is_valid_id, now_ms, parse_client_frame,
 };
+use crate::router::outbox::Outbox;
 use crate::router::{Attached, SessionHandle};
 
 /// A WebSocket on the socket hyper handed over after the upgrade.
@@ -184,8 +187,7 @@ pub(crate) fn run(core: Arc<Core>, admitted: Admitted) -> impl Future<Output = (
         // the socket's send buffer has room whether or not the peer reads.
         let _ = ws.flush().await;
         let socket = ws.get_mut().hand_over(session.clone());
-        let mut writer = tokio::spawn(write_loop(socket, session.clone()));
-        let reason = read_loop(&core, &mut ws, &session, &mut writer).await;
+        let reason = read_loop(&core, &mut ws, &session, WriteSide::new(socket)).await;
         if session
             .outbox
             .close_reason()
@@ -248,22 +250,24 @@ fn start(core: &Arc<Core>, signed_in: SignedIn) -> Option<(Arc<SessionHandle>, A
     Some((session, name))
 }
 
-/// Reads frames until the connection ends; returns why it ended. (Not an
-/// `async fn`, which would keep its arguments twice in the session's task.)
+/// Reads frames and writes what the outbox makes ready until the
+/// connection ends; returns why it ended. (Not an `async fn`, which would
+/// keep its arguments twice in the session's task.)
 fn read_loop<'a>(
     core: &'a Arc<Core>,
     stream: &'a mut Ws,
     session: &'a Arc<SessionHandle>,
-    writer: &'a mut JoinHandle<()>,
+    mut writes: WriteSide,
 ) -> impl Future<Output = &'static str> + Send + 'a {
     let mut state = SessionState::new(&core.config.limits);
     async move {
-        let peer_reason = loop {
+        let outbox = &session.outbox;
+        let peer_reason = 'session: loop {
             // No timeout here: the keepalive task closes a session it has
             // not heard from, so a wait for the peer registers no timer.
-            let next = tokio::select! {
-                _ = &mut *writer => break None,
-                next = stream.next() => next,
+            let next = match poll_fn(|cx| poll_next_step(cx, stream, &mut writes, outbox)).await {
+                Step::Read(next) => next,
+                Step::Stopped(stopped) => break stopped_by(outbox, stopped),
             };
             core.keepalive.heard(session);
             let text = match on_read(session, &mut state, next) {
@@ -271,23 +275,68 @@ fn read_loop<'a>(
                 AfterRead::Request(text) => text,
                 AfterRead::End(peer_reason) => break peer_reason,
             };
-            if let Some(waiting) = handle_text(core, session, &mut state, &text) {
+            if let Some(mut waiting) = handle_text(core, session, &mut state, &text) {
                 core.keepalive.answering(session);
-                waiting.await;
+                // Writes go on meanwhile: the request may wait for room in
+                // the outbox.
+                let stopped = tokio::select! {
+                    () = &mut waiting => None,
+                    stopped = poll_fn(|cx| writes.poll_write_until_closing(cx, outbox)) => Some(stopped),
+                };
+                if let Some(stopped) = stopped {
+                    waiting.await;
+                    break 'session stopped_by(outbox, stopped);
+                }
                 core.keepalive.heard(session);
             }
         };
-        session.outbox.close(close::NORMAL, "closed by peer");
-        if !writer.is_finished() {
-            let _ = writer.await;
-        }
+        outbox.close(close::NORMAL, "closed by peer");
+        // Boxed, like the grace below: in place, the close's timer took
+        // room in every session's task for the whole session.
+        Box::pin(writes.close(outbox)).await;
         // Let the peer's close frame arrive, so the connection ends cleanly.
         // Boxed: in place, the timer took room in every session's task for
         // the whole session, for its last moment (a larger size class).
         let grace = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} });
         let _ = Box::pin(grace).await;
-        peer_reason.unwrap_or_else(|| session.outbox.close_reason().map_or("connection error", |(_, r)| r))
+        peer_reason.unwrap_or_else(|| outbox.close_reason().map_or("connection error", |(_, r)| r))
     }
+}
+
+/// What a session's task does next.
+enum Step {
+    /// Handle what was read.
+    Read(Option<Result<Message, WsError>>),
+    /// End: writing stopped.
+    Stopped(Stopped),
+}
+
+/// Reads first: the writes wait until the socket has nothing more to read
+/// (or [`WriteSide::is_first`]), so the replies to everything read leave
+/// in one write. Right after the write side's cork writes go first: the
+/// read was polled just before it, and most wake-ups are for writing.
+fn poll_next_step(cx: &mut Context<'_>, stream: &mut Ws, writes: &mut WriteSide, outbox: &Outbox) -> Poll<Step> {
+    let writes_first = writes.is_first();
+    if writes_first && let Poll::Ready(stopped) = writes.poll_write_until_closing(cx, outbox) {
+        return Poll::Ready(Step::Stopped(stopped));
+    }
+    if let Poll::Ready(next) = stream.poll_next_unpin(cx) {
+        writes.read_one();
+        return Poll::Ready(Step::Read(next));
+    }
+    if writes_first {
+        return Poll::Pending;
+    }
+    writes.poll_write_until_closing(cx, outbox).map(Step::Stopped)
+}
+
+/// The peer's reason for the end when writing stopped: none, since the
+/// server asked for the close (a failed write asks for one here).
+fn stopped_by(outbox: &Outbox, stopped: Stopped) -> Option<&'static str> {
+    if let Stopped::Failed = stopped {
+        outbox.close(close::INTERNAL_ERROR, "write failed");
+    }
+    None
 }
 
 /// What the read loop does after a read.

@@ -1,21 +1,26 @@
-//! A session's writer task: the only one that writes to the session's socket.
+//! A session's write side: the only code that writes to its socket.
 //!
 //! It drains the outbox, frames every text frame that is ready into one
 //! buffer and writes it with as few system calls as the socket allows,
 //! pings when the outbox asks it to (`server::keepalive` does, on its
 //! schedule), and ends the connection with a close frame when a close is
-//! requested. The frames are framed here, with tungstenite's frame
-//! types, because the writer owns the socket's write half outright: it
-//! shares no lock with the reader, and a frame costs a header and one copy
-//! into the buffer, with no `Sink` between the outbox and the socket.
+//! requested. It runs in the session's one task, raced with the reads
+//! (`server::session`), so everything it is in the middle of lives in
+//! [`WriteSide`], not in its future: the race drops that future whenever a
+//! frame is read first. The frames are framed here, with tungstenite's
+//! frame types, because the write side owns the socket's write half
+//! outright: a frame costs a header and one copy into the buffer, with no
+//! `Sink` between the outbox and the socket.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -23,11 +28,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 
 use super::socket::WriteHalf;
-use crate::protocol::close;
-use crate::router::SessionHandle;
 use crate::router::outbox::{Outbox, Ready};
 
-/// How long the writer waits for room to send its close frame. A slow
+/// How long a session waits for room to send its close frame. A slow
 /// reader has megabytes ahead of it in the socket; it should still learn
 /// why it was cut off (1013) when it gets there, if it is reading at all.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +38,11 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The buffer is written out once it holds this much, so a long batch
 /// neither waits for its end to start leaving nor makes the buffer large.
 const WRITE_AT: usize = 16 * 1024;
+
+/// A session reads at most this many frames while replies wait (and a
+/// cork is one more read): a peer that always has more to send must not
+/// keep its replies in the outbox until it overflows.
+const READS_PER_BATCH: u32 = 64;
 
 /// The longest header of a server frame: unmasked, with a 64-bit length.
 const MAX_HEADER: usize = 10;
@@ -56,18 +64,18 @@ impl Framed {
         );
     }
 
-    /// Writes out what is buffered. Cancel-safe: a write cut short goes on
-    /// where it stopped at the next call.
-    async fn flush(&mut self) -> io::Result<()> {
+    /// Writes out what is buffered; a write cut short goes on where it
+    /// stopped at the next call.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.buffer.len() {
-            match self.socket.write(&self.buffer[self.written..]).await? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
+            match ready!(Pin::new(&mut self.socket).poll_write(cx, &self.buffer[self.written..]))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 n => self.written += n,
             }
         }
         self.buffer.clear();
         self.written = 0;
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// Frees the buffer once everything ready is written: most sessions are
@@ -82,68 +90,121 @@ fn push_frame(buffer: &mut Vec<u8>, frame: Frame) {
     let _ = frame.format(buffer);
 }
 
-/// Drains the outbox into the socket until a close is requested, then
-/// sends the close frame. Returns when a close is requested, even in the
-/// middle of a write (a slow reader's socket may never take the rest), or
-/// when a write fails.
-///
-/// A plain fn around one `async` block, with the pump inline and a close
-/// raced inside it rather than beside it: the task's future then holds
-/// each of its values once (an `async fn` keeps its arguments beside the
-/// locals they move into, and a pump of its own kept its references to
-/// them again) and never the pump and the close wait side by side, which
-/// keeps every idle session's writer task in a 384-byte block.
-pub(crate) fn write_loop(socket: WriteHalf, session: Arc<SessionHandle>) -> impl Future<Output = ()> + Send {
-    let mut framed = Framed {
-        socket,
-        buffer: Vec::new(),
-        written: 0,
-    };
-    async move {
-        let write_failed = 'pump: loop {
-            // Checked here, not only raced below: a writer that always finds
-            // frames ready would otherwise never see a close.
-            if session.outbox.is_closing() {
-                break false;
+/// What a session writes, and how far it got.
+pub(crate) struct WriteSide {
+    framed: Framed,
+    /// The text frames of the batch not framed yet.
+    batch: VecDeque<Utf8Bytes>,
+    /// The outbox said frames are ready; they are taken after the cork.
+    due: bool,
+    /// The cork was pulled: the task let the others run once since `due`.
+    corked: bool,
+    /// Frames the session read since it last took a batch.
+    reads: u32,
+}
+
+/// Why [`WriteSide::poll_write_until_closing`] finished.
+pub(crate) enum Stopped {
+    /// A close was requested.
+    Closing,
+    /// A write failed.
+    Failed,
+}
+
+impl WriteSide {
+    /// Nothing to write yet, on the socket's write half.
+    pub(crate) fn new(socket: WriteHalf) -> WriteSide {
+        WriteSide {
+            framed: Framed {
+                socket,
+                buffer: Vec::new(),
+                written: 0,
+            },
+            batch: VecDeque::new(),
+            due: false,
+            corked: false,
+            reads: 0,
+        }
+    }
+
+    /// Writes what the outbox makes ready until a close is requested (even
+    /// in the middle of a write: a slow reader's socket may never take the
+    /// rest) or a write fails.
+    ///
+    /// A poll function rather than an `async fn`: it is raced with every
+    /// read, and as a future it made every session's task twice as large.
+    /// Everything it is in the middle of lives in `self`, so a poll that is
+    /// not followed up loses nothing. Before taking a batch it lets every
+    /// other task that is ready run once (the cork), so the frames they
+    /// queue leave in the same write; a session that always has frames to
+    /// read still writes at its next turn, since the cork stays pulled.
+    pub(crate) fn poll_write_until_closing(&mut self, cx: &mut Context<'_>, outbox: &Outbox) -> Poll<Stopped> {
+        loop {
+            // Checked first: a side that always finds frames ready would
+            // otherwise never see a close.
+            if outbox.is_closing() {
+                return Poll::Ready(Stopped::Closing);
             }
-            // In this order, so that a busy writer registers no close wait
-            // per batch. The batch is written after the `select!`, not in
-            // its arm, which would keep the macro's state through the write.
-            let ready = tokio::select! {
-                biased;
-                _ = session.outbox.ready() => true,
-                _ = session.outbox.closed() => false,
-            };
-            if !ready {
-                break false;
+            if self.framed.buffer.len() < WRITE_AT && !self.batch.is_empty() {
+                frame_until_full(&mut self.framed, outbox, &mut self.batch);
             }
-            // Cork: let every other task that is ready run first, so the
-            // frames they queue here leave in this one write.
-            tokio::task::yield_now().await;
-            let mut frames = start_batch(&mut framed, &session.outbox);
-            loop {
-                frame_until_full(&mut framed, &session.outbox, &mut frames);
-                match flush_unless_closed(&mut framed, &session.outbox).await {
-                    Ok(Flushed::All) if frames.is_empty() => break,
-                    Ok(Flushed::All) => {}
-                    Ok(Flushed::Closing) => break 'pump false,
-                    Err(_) => break 'pump true,
+            if !self.framed.buffer.is_empty() {
+                match self.framed.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Stopped::Failed),
+                    // The outbox wakes the task for a close too: a close
+                    // must not wait on a peer that does not read.
+                    Poll::Pending => {
+                        ready!(outbox.poll_ready(cx));
+                        self.due = true;
+                        continue;
+                    }
                 }
             }
-            framed.release();
+            if !self.due {
+                self.framed.release();
+                ready!(outbox.poll_ready(cx));
+                self.due = true;
+                continue;
+            }
+            if !self.corked {
+                // The first poll of tokio's yield defers the task's wake-up
+                // until its worker has run everything else that is ready:
+                // every frame those tasks queue here leaves in this write.
+                self.corked = true;
+                let _ = pin!(tokio::task::yield_now()).poll(cx);
+                return Poll::Pending;
+            }
+            (self.due, self.corked, self.reads) = (false, false, 0);
+            self.batch = start_batch(&mut self.framed, outbox);
+        }
+    }
+
+    /// Counts a frame the session read.
+    pub(crate) fn read_one(&mut self) {
+        self.reads = self.reads.saturating_add(1);
+    }
+
+    /// Whether to write before the next read: right after the cork, when
+    /// the task was put at the back of the run queue to write when it comes
+    /// round again, or after [`READS_PER_BATCH`] frames read, so the replies
+    /// to a flood of requests leave while it lasts.
+    pub(crate) fn is_first(&self) -> bool {
+        self.corked || self.reads >= READS_PER_BATCH
+    }
+
+    /// Sends the close frame the outbox asks for, after the frame that was
+    /// being written, if any. Waits for room to send it, but not forever.
+    pub(crate) async fn close(mut self, outbox: &Outbox) {
+        let Some((code, reason)) = outbox.close_reason() else {
+            return;
         };
-        if write_failed {
-            session.outbox.close(close::INTERNAL_ERROR, "write failed");
-        }
-        if let Some((code, reason)) = session.outbox.close_reason() {
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            };
-            // After the frame the pump was writing, if it was cut short.
-            push_frame(&mut framed.buffer, Frame::close(Some(frame)));
-            let _ = timeout(CLOSE_WRITE_TIMEOUT, framed.flush()).await;
-        }
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        push_frame(&mut self.framed.buffer, Frame::close(Some(frame)));
+        let _ = timeout(CLOSE_WRITE_TIMEOUT, poll_fn(|cx| self.framed.poll_flush(cx))).await;
     }
 }
 
@@ -176,23 +237,4 @@ fn frame_until_full(framed: &mut Framed, outbox: &Outbox, frames: &mut VecDeque<
         framed.push_text(frame.into());
     }
     outbox.written(bytes);
-}
-
-/// How a flush raced with a close request ended.
-#[derive(PartialEq)]
-enum Flushed {
-    /// Everything buffered was written.
-    All,
-    /// A close was requested first; the rest stays buffered.
-    Closing,
-}
-
-/// Writes out what is buffered, unless a close is requested first.
-async fn flush_unless_closed(framed: &mut Framed, outbox: &Outbox) -> io::Result<Flushed> {
-    // The close wait is polled only when the write has to wait.
-    tokio::select! {
-        biased;
-        written = framed.flush() => written.map(|()| Flushed::All),
-        _ = outbox.closed() => Ok(Flushed::Closing),
-    }
 }
