@@ -112,7 +112,7 @@ pub(crate) struct Outbox {
     due: AtomicBool,
     /// The session's task, while it waits for [`Outbox::poll_ready`].
     waiting: AtomicWaker,
-    /// The bytes the writer has written, ever. Changed by the writer alone,
+    /// The bytes the writer has written, ever. Changed by it alone,
     /// so that a push counts what is queued with plain loads under the
     /// lock it takes anyway, not with an atomic read-modify-write per frame.
     written: AtomicUsize,
@@ -314,7 +314,7 @@ impl Outbox {
     }
 
     /// The writer reports `bytes` of frames handed to the WebSocket, making
-    /// room. Only the session's writer calls it.
+    /// room. Only the session's write side calls it.
     pub(crate) fn written(&self, bytes: usize) {
         let written = self.written.load(Ordering::Relaxed).wrapping_add(bytes);
         self.written.store(written, Ordering::SeqCst);
@@ -324,7 +324,7 @@ impl Outbox {
     }
 
     /// Resolves once `bytes` more would fit in the queue, or the session is
-    /// closing. For one waiter at a time: the session's reader, before it
+    /// closing. For one waiter at a time: the session, before it
     /// asks the store for a reply of up to `bytes`.
     pub(crate) async fn room_for(&self, bytes: usize) {
         loop {

@@ -1,11 +1,11 @@
-//! A session's socket, split so that its reader and its writer share no lock.
+//! A session's socket, split so that its reads and its writes share no lock.
 //!
 //! tungstenite reads the client's frames through a [`SessionIo`]. Until the
 //! session starts, what tungstenite writes (an error frame, a close) goes
 //! straight to the socket. Once it starts, the socket's write half belongs
-//! to the session's writer task alone, and what tungstenite still has to
-//! write on its own (pongs) reaches the writer through the session's outbox
-//! as frames ready to send. A plain TCP socket splits into two owned halves;
+//! to the session's write side alone (`server::writer`), and what
+//! tungstenite still has to write on its own (pongs) reaches it through the
+//! session's outbox as frames ready to send. A plain TCP socket splits into two owned halves;
 //! any other stream (TLS) through tokio's `split`, which locks per call.
 
 use std::io;
@@ -80,7 +80,7 @@ impl SessionIo {
         }
     }
 
-    /// Hands the socket's write half over to the session's writer; from now
+    /// Hands the socket's write half over to the session's write side; from now
     /// on tungstenite's own writes go to `session`'s outbox. Call it once,
     /// after tungstenite flushed what it had to write.
     pub(crate) fn hand_over(&mut self, session: Arc<SessionHandle>) -> WriteHalf {
@@ -132,7 +132,7 @@ impl AsyncWrite for SessionIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().writes {
             Writes::Socket(socket) => Pin::new(socket).poll_shutdown(cx),
-            // The writer ends the connection.
+            // The write side ends the connection.
             Writes::Outbox(_) => Poll::Ready(Ok(())),
         }
     }
