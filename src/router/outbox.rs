@@ -23,7 +23,6 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::protocol::close;
@@ -108,9 +107,10 @@ pub(crate) struct Ready {
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     /// Set when frames became ready or a close was requested, until the
-    /// session's task sees it ([`Outbox::ready`]).
+    /// session's task sees it ([`Outbox::poll_ready`]).
     due: AtomicBool,
-    /// The session's task, while it waits for [`Outbox::poll_ready`].
+    /// The session's task, while it waits for [`Outbox::poll_ready`] or
+    /// [`Outbox::room_for`]: one task, so one waker serves both.
     waiting: AtomicWaker,
     /// The bytes the writer has written, ever. Changed by it alone,
     /// so that a push counts what is queued with plain loads under the
@@ -118,10 +118,8 @@ pub(crate) struct Outbox {
     written: AtomicUsize,
     limit_bytes: usize,
     close_reason: OnceLock<(u16, &'static str)>,
-    /// Signalled when frames leave the queue or a close is requested, for
-    /// whoever waits for room ([`Outbox::room_for`]).
-    drained: Notify,
-    /// Whether anyone waits for room: the writer signals only then.
+    /// Whether the session waits for room ([`Outbox::room_for`]): the
+    /// write side wakes it only then.
     room_wanted: AtomicBool,
 }
 
@@ -135,7 +133,6 @@ impl Outbox {
             written: AtomicUsize::new(0),
             limit_bytes,
             close_reason: OnceLock::new(),
-            drained: Notify::new(),
             room_wanted: AtomicBool::new(false),
         }
     }
@@ -299,7 +296,6 @@ impl Outbox {
     pub(crate) fn close(&self, code: u16, reason: &'static str) {
         if self.close_reason.set((code, reason)).is_ok() {
             self.wake();
-            self.drained.notify_waiters();
         }
     }
 
@@ -319,24 +315,28 @@ impl Outbox {
         let written = self.written.load(Ordering::Relaxed).wrapping_add(bytes);
         self.written.store(written, Ordering::SeqCst);
         if self.room_wanted.load(Ordering::SeqCst) {
-            self.drained.notify_waiters();
+            self.waiting.wake();
         }
     }
 
     /// Resolves once `bytes` more would fit in the queue, or the session is
-    /// closing. For one waiter at a time: the session, before it
-    /// asks the store for a reply of up to `bytes`.
+    /// closing. For the session's task alone, which drains the queue
+    /// meanwhile: it shares the outbox's one waker with
+    /// [`Outbox::poll_ready`]. The session waits so before it asks the
+    /// store for a reply of up to `bytes`.
     pub(crate) async fn room_for(&self, bytes: usize) {
-        loop {
-            // Created before the check, so a drain between the two still wakes it.
-            let drained = self.drained.notified();
+        std::future::poll_fn(|cx| {
+            // Registered before the check, so a drain between the two still wakes it.
+            self.waiting.register(cx.waker());
             self.room_wanted.store(true, Ordering::SeqCst);
             if self.is_closing() || self.queued(&self.queue()) + bytes <= self.limit_bytes {
                 self.room_wanted.store(false, Ordering::SeqCst);
-                return;
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            drained.await;
-        }
+        })
+        .await
     }
 }
 
