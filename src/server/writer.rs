@@ -4,10 +4,10 @@
 //! buffer and writes it with as few system calls as the socket allows,
 //! pings when the outbox asks it to (`server::keepalive` does, on its
 //! schedule), and ends the connection with a close frame when a close is
-//! requested. It runs in the session's one task, raced with the reads
+//! requested. It runs in the session's one task, polled beside the reads
 //! (`server::session`), so everything it is in the middle of lives in
-//! [`WriteSide`], not in its future: the race drops that future whenever a
-//! frame is read first. The frames are framed here, with tungstenite's
+//! [`WriteSide`]: a poll that a read cuts short is simply not followed
+//! up, and the next one goes on where it stopped. The frames are framed here, with tungstenite's
 //! frame types, because the write side owns the socket's write half
 //! outright: a frame costs a header and one copy into the buffer, with no
 //! `Sink` between the outbox and the socket.
