@@ -150,7 +150,12 @@ impl WriteSide {
             }
             if !self.framed.buffer.is_empty() {
                 match self.framed.poll_flush(cx) {
-                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Ok(())) => {
+                        if self.batch.is_empty() {
+                            self.framed.release();
+                        }
+                        continue;
+                    }
                     Poll::Ready(Err(_)) => return Poll::Ready(Stopped::Failed),
                     // The outbox wakes the task for a close too: a close
                     // must not wait on a peer that does not read.
@@ -162,7 +167,6 @@ impl WriteSide {
                 }
             }
             if !self.due {
-                self.framed.release();
                 ready!(outbox.poll_ready(cx));
                 self.due = true;
                 continue;
