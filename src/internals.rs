@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::config::Limits;
 use crate::protocol::{Conversation, ServerFrame, is_valid_request_id, parse_client_frame};
 use crate::router::{LocalRouter, Members, Router, SessionHandle};
 use crate::store::StoredMessage;
@@ -45,9 +43,40 @@ pub fn check_client_frame(text: &str) {
     }
 }
 
-/// The WebSocket settings the server uses for `limits`.
-pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
-    crate::server::handshake::websocket_config(limits)
+/// A client's frame as the server's read side decodes it: a whole
+/// message or a control frame, or the refusal that ends the connection.
+#[derive(Debug, PartialEq)]
+pub enum ClientFrameRead {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping and its payload.
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong,
+    /// A close frame.
+    Close,
+    /// The bytes broke a rule, or ended before a close frame.
+    Refused,
+}
+
+/// What the server's read side makes of a client's bytes arriving in
+/// `pieces` (one read each), refusing messages over `max_message` bytes:
+/// everything up to the first close or refusal.
+pub fn read_client_frames(pieces: Vec<Vec<u8>>, max_message: usize) -> Vec<ClientFrameRead> {
+    use crate::server::frames::Incoming;
+    crate::server::reader::read_all(pieces, max_message)
+        .into_iter()
+        .map(|read| match read {
+            Ok(Incoming::Text(text)) => ClientFrameRead::Text(text.to_string()),
+            Ok(Incoming::Binary(bytes)) => ClientFrameRead::Binary(bytes.to_vec()),
+            Ok(Incoming::Ping(bytes)) => ClientFrameRead::Ping(bytes.to_vec()),
+            Ok(Incoming::Pong) => ClientFrameRead::Pong,
+            Ok(Incoming::Close) => ClientFrameRead::Close,
+            Err(_) => ClientFrameRead::Refused,
+        })
+        .collect()
 }
 
 /// Creates or migrates the SQLite schema in `conn`.

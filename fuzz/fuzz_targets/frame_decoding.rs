@@ -1,12 +1,19 @@
-//! WebSocket frame decoding as the server configures it: any bytes a client
-//! can send after the handshake.
+//! WebSocket frame decoding as the server does it, against tungstenite's:
+//! any bytes a client can send after the handshake, arriving in pieces of
+//! any size. The server's read side must decode exactly the messages
+//! tungstenite decodes, and refuse where tungstenite refuses.
 
 #![no_main]
 
 use std::io::{Cursor, Read, Write};
 
+use imbed::internals::{ClientFrameRead, read_client_frames};
 use libfuzzer_sys::fuzz_target;
-use tungstenite::protocol::{Role, WebSocket};
+use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tungstenite::{Error, Message};
+
+/// Small, so that the fuzzer reaches the size limits.
+const MAX_MESSAGE: usize = 1024;
 
 /// The client's bytes to read; what the server writes is discarded.
 struct Wire(Cursor<Vec<u8>>);
@@ -26,12 +33,38 @@ impl Write for Wire {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    let limits = imbed::config::Limits::default();
-    let config = imbed::internals::websocket_config(&limits);
-    let mut ws = WebSocket::from_raw_socket(Wire(Cursor::new(data.to_vec())), Role::Server, Some(config));
-    // Read until the bytes run out or the stream is refused; neither may panic.
-    while let Ok(message) = ws.read() {
-        assert!(message.len() <= limits.max_frame_bytes);
+/// What tungstenite, configured as a strict server, makes of `bytes`.
+fn tungstenite_reads(bytes: &[u8]) -> Vec<ClientFrameRead> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+        .accept_unmasked_frames(false);
+    let mut ws = WebSocket::from_raw_socket(Wire(Cursor::new(bytes.to_vec())), Role::Server, Some(config));
+    let mut out = Vec::new();
+    loop {
+        let read = match ws.read() {
+            Ok(Message::Text(text)) => ClientFrameRead::Text(text.to_string()),
+            Ok(Message::Binary(bytes)) => ClientFrameRead::Binary(bytes.to_vec()),
+            Ok(Message::Ping(bytes)) => ClientFrameRead::Ping(bytes.to_vec()),
+            Ok(Message::Pong(_)) => ClientFrameRead::Pong,
+            Ok(Message::Close(_)) => ClientFrameRead::Close,
+            Ok(Message::Frame(_)) => unreachable!("tungstenite reads no raw frames"),
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => unreachable!("a cursor never blocks"),
+            Err(_) => ClientFrameRead::Refused,
+        };
+        let end = matches!(read, ClientFrameRead::Close | ClientFrameRead::Refused);
+        out.push(read);
+        if end {
+            return out;
+        }
     }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte sets the size of the pieces the rest arrives in.
+    let Some((&piece, bytes)) = data.split_first() else {
+        return;
+    };
+    let pieces = bytes.chunks(usize::from(piece).max(1)).map(<[u8]>::to_vec).collect();
+    assert_eq!(read_client_frames(pieces, MAX_MESSAGE), tungstenite_reads(bytes));
 });

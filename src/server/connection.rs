@@ -22,16 +22,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tower_http::services::ServeDir;
 
 use super::core::Core;
 use super::files;
-use super::handshake::{self, Admission, Credentials, WS_PATH, websocket_config};
+use super::handshake::{self, Admission, Credentials, WS_PATH};
 use super::http::{self, Body};
-use super::session::{self, Admitted};
-use super::socket::SessionIo;
+use super::session::{self, Admitted, Wire};
 
 /// What every connection on the listening port goes through.
 pub(crate) struct Frontend {
@@ -140,9 +137,8 @@ async fn handshake(frontend: Arc<Frontend>, tcp: TcpStream, full: bool) -> Optio
     let Ok(Ok(upgraded)) = timeout_at(pending.deadline, pending.socket).await else {
         return None;
     };
-    let config = websocket_config(&frontend.core.config.limits);
-    let ws = WebSocketStream::from_raw_socket(SessionIo::new(upgraded), Role::Server, Some(config)).await;
-    session::admit(&frontend.core, ws, pending.credentials, pending.deadline).await
+    let wire = Wire::new(upgraded, frontend.core.config.limits.max_frame_bytes);
+    session::admit(&frontend.core, wire, pending.credentials, pending.deadline).await
 }
 
 /// Runs hyper on `io` until the connection closes or upgrades.

@@ -4,27 +4,12 @@
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::http::{Body, plain};
-use crate::config::{Limits, OriginsConfig};
+use crate::config::OriginsConfig;
 
 /// The one path the server upgrades.
 pub(crate) const WS_PATH: &str = "/ws";
-
-/// tungstenite's buffers sized for many small messages and mostly idle
-/// connections (docs/DECISIONS.md, "Small tungstenite buffers"), with the
-/// configured limits: its defaults (128 KiB read buffer, 64 MiB messages)
-/// suit neither.
-pub(crate) fn websocket_config(limits: &Limits) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(512)
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(16 * 1024 + 2 * limits.max_frame_bytes + limits.outbound_queue_bytes)
-        .max_message_size(Some(limits.max_frame_bytes))
-        .max_frame_size(Some(limits.max_frame_bytes))
-        .accept_unmasked_frames(false)
-}
 
 /// What the handshake checks besides the request itself.
 pub(crate) struct Admission<'a> {

@@ -13,20 +13,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout, timeout_at};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 
 use super::core::Core;
+use super::frames::{Incoming, Refusal};
 use super::handshake::Credentials;
 use super::rate_limit::{FrameBudget, rate_limited};
+use super::reader::{ReadError, ReadSide};
 use super::requests::{SessionState, handle_text, reply};
-use super::socket::SessionIo;
-use super::writer::{Stopped, WriteSide};
+use super::socket::{self, WriteHalf};
+use super::writer::{Stopped, WriteSide, framed};
 use crate::host::Event;
 use crate::protocol::{
     ClientFrame, ErrorCode, ServerFrame, close, error_frame, is_valid_id, now_ms, parse_client_frame,
@@ -34,8 +36,29 @@ use crate::protocol::{
 use crate::router::outbox::Outbox;
 use crate::router::{Attached, SessionHandle};
 
-/// A WebSocket on the socket hyper handed over after the upgrade.
-pub(crate) type Ws = WebSocketStream<SessionIo>;
+/// A WebSocket on the socket hyper handed over after the upgrade, before
+/// its session starts: its read side, and its socket's write half.
+pub(crate) struct Wire {
+    reads: ReadSide,
+    writes: WriteHalf,
+}
+
+impl Wire {
+    /// The upgraded connection, reading messages of at most `max_message` bytes.
+    pub(crate) fn new(upgraded: Upgraded, max_message: usize) -> Wire {
+        let (reads, writes) = socket::split(upgraded);
+        Wire {
+            reads: ReadSide::new(reads, max_message),
+            writes,
+        }
+    }
+
+    /// Writes `frame` straight to the socket: before the session starts,
+    /// nothing else writes to it.
+    async fn send(&mut self, frame: Frame) {
+        let _ = self.writes.write_all(&framed(frame)).await;
+    }
+}
 
 /// How long a closing side waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -53,9 +76,10 @@ struct SignedIn {
 
 /// A session that started: authenticated, welcomed and reachable.
 pub(crate) struct Admitted {
-    /// Boxed for the session's life: inline, it would size the session's
-    /// future twice, as the argument and as the reader's.
-    ws: Box<Ws>,
+    /// Boxed: inline, its bytes put every session's task in a larger size
+    /// class (768 bytes instead of 640).
+    reads: Box<ReadSide>,
+    writes: WriteHalf,
     session: Arc<SessionHandle>,
     name: Arc<str>,
 }
@@ -69,24 +93,25 @@ pub(crate) struct Admitted {
 /// room in every idle session's task.
 pub(crate) async fn admit(
     core: &Arc<Core>,
-    mut ws: Ws,
+    mut wire: Wire,
     credentials: Credentials,
     deadline: Instant,
 ) -> Option<Admitted> {
-    let signed_in = match authenticate(core, &mut ws, credentials, deadline).await {
+    let signed_in = match authenticate(core, &mut wire, credentials, deadline).await {
         Ok(signed_in) => signed_in,
         Err(why) => {
             tracing::debug!(why, "authentication failed");
-            turn_away(ws, ErrorCode::Unauthorized, why).await;
+            turn_away(wire, ErrorCode::Unauthorized, why).await;
             return None;
         }
     };
     let Some((session, name)) = start(core, signed_in) else {
-        turn_away(ws, ErrorCode::RateLimited, "too many connections for this user").await;
+        turn_away(wire, ErrorCode::RateLimited, "too many connections for this user").await;
         return None;
     };
     Some(Admitted {
-        ws: Box::new(ws),
+        reads: Box::new(wire.reads),
+        writes: wire.writes,
         session,
         name,
     })
@@ -97,14 +122,14 @@ pub(crate) async fn admit(
 /// before `deadline`.
 async fn authenticate(
     core: &Arc<Core>,
-    ws: &mut Ws,
+    wire: &mut Wire,
     credentials: Credentials,
     deadline: Instant,
 ) -> Result<SignedIn, &'static str> {
     let Credentials { token, device } = match credentials.token {
         Some(_) => credentials,
         None => {
-            let in_frame = first_frame_credentials(ws, deadline).await?;
+            let in_frame = first_frame_credentials(wire, deadline).await?;
             Credentials {
                 token: in_frame.token,
                 device: in_frame.device.or(credentials.device),
@@ -131,12 +156,16 @@ async fn authenticate(
     })
 }
 
-async fn first_frame_credentials(ws: &mut Ws, deadline: Instant) -> Result<Credentials, &'static str> {
+async fn first_frame_credentials(wire: &mut Wire, deadline: Instant) -> Result<Credentials, &'static str> {
     loop {
-        let text = match timeout_at(deadline, ws.next()).await {
+        let text = match timeout_at(deadline, wire.reads.next()).await {
             Err(_) => return Err("authentication timed out"),
-            Ok(Some(Ok(Message::Text(text)))) => text,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Ok(Incoming::Text(text))) => text,
+            Ok(Ok(Incoming::Ping(payload))) => {
+                let _ = timeout_at(deadline, wire.send(Frame::pong(payload))).await;
+                continue;
+            }
+            Ok(Ok(Incoming::Pong)) => continue,
             Ok(_) => return Err("expected an auth frame first"),
         };
         return match parse_client_frame(&text) {
@@ -154,24 +183,34 @@ async fn first_frame_credentials(ws: &mut Ws, deadline: Instant) -> Result<Crede
     }
 }
 
-/// Tells the client why with an error frame, then closes with 1008.
-async fn turn_away(mut ws: Ws, code: ErrorCode, why: &str) {
-    let _ = ws.send(Message::text(error_frame(None, code, why))).await;
-    close_gracefully(ws, CloseCode::Policy, why).await;
-}
-
-/// Sends a close frame, then reads until the peer answers it (or a short
-/// grace passes), so the close frame is not lost to a reset connection.
-async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
+/// Tells the client why with an error frame and closes with 1008, then
+/// reads until the peer answers the close (or a short grace passes), so
+/// the close frame is not lost to a reset connection.
+async fn turn_away(mut wire: Wire, code: ErrorCode, why: &str) {
+    let close = CloseFrame {
+        code: CloseCode::Policy,
+        reason: why.into(),
     };
     let _ = timeout(CLOSE_GRACE, async {
-        let _ = ws.close(Some(frame)).await;
-        while let Some(Ok(_)) = ws.next().await {}
+        wire.send(Frame::message(
+            error_frame(None, code, why),
+            OpCode::Data(Data::Text),
+            true,
+        ))
+        .await;
+        wire.send(Frame::close(Some(close))).await;
+        until_closed(&mut wire.reads).await;
     })
     .await;
+}
+
+/// Reads until the peer's close frame, or the end of the connection.
+async fn until_closed(reads: &mut ReadSide) {
+    while let Ok(incoming) = reads.next().await {
+        if incoming == Incoming::Close {
+            break;
+        }
+    }
 }
 
 /// Runs an admitted session until it ends.
@@ -179,15 +218,14 @@ async fn close_gracefully(mut ws: Ws, code: CloseCode, reason: &str) {
 /// Not an `async fn`, so that the session's future keeps the parts of
 /// `admitted` once, not also `admitted` itself.
 pub(crate) fn run(core: Arc<Core>, admitted: Admitted) -> impl Future<Output = ()> + Send {
-    let Admitted { mut ws, session, name } = admitted;
+    let Admitted {
+        mut reads,
+        writes,
+        session,
+        name,
+    } = admitted;
     async move {
-        // What tungstenite still holds (a pong owed during authentication)
-        // leaves before the writer takes the socket. It cannot wait on the
-        // peer: with at most the upgrade's answer and a pong written so far,
-        // the socket's send buffer has room whether or not the peer reads.
-        let _ = ws.flush().await;
-        let socket = ws.get_mut().hand_over(session.clone());
-        let reason = read_loop(&core, &mut ws, &session, WriteSide::new(socket)).await;
+        let reason = read_loop(&core, &mut reads, &session, WriteSide::new(writes)).await;
         if session
             .outbox
             .close_reason()
@@ -255,7 +293,7 @@ fn start(core: &Arc<Core>, signed_in: SignedIn) -> Option<(Arc<SessionHandle>, A
 /// keep its arguments twice in the session's task.)
 fn read_loop<'a>(
     core: &'a Arc<Core>,
-    stream: &'a mut Ws,
+    stream: &'a mut ReadSide,
     session: &'a Arc<SessionHandle>,
     mut writes: WriteSide,
 ) -> impl Future<Output = &'static str> + Send + 'a {
@@ -297,7 +335,7 @@ fn read_loop<'a>(
         // Let the peer's close frame arrive, so the connection ends cleanly.
         // Boxed: in place, the timer took room in every session's task for
         // the whole session, for its last moment (a larger size class).
-        let grace = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} });
+        let grace = timeout(CLOSE_GRACE, until_closed(stream));
         let _ = Box::pin(grace).await;
         peer_reason.unwrap_or_else(|| outbox.close_reason().map_or("connection error", |(_, r)| r))
     }
@@ -306,7 +344,7 @@ fn read_loop<'a>(
 /// What a session's task does next.
 enum Step {
     /// Handle what was read.
-    Read(Option<Result<Message, WsError>>),
+    Read(Result<Incoming, ReadError>),
     /// End: writing stopped.
     Stopped(Stopped),
 }
@@ -315,12 +353,12 @@ enum Step {
 /// (or [`WriteSide::is_first`]), so the replies to everything read leave
 /// in one write. Right after the write side's cork writes go first: the
 /// read was polled just before it, and most wake-ups are for writing.
-fn poll_next_step(cx: &mut Context<'_>, stream: &mut Ws, writes: &mut WriteSide, outbox: &Outbox) -> Poll<Step> {
+fn poll_next_step(cx: &mut Context<'_>, stream: &mut ReadSide, writes: &mut WriteSide, outbox: &Outbox) -> Poll<Step> {
     let writes_first = writes.is_first();
     if writes_first && let Poll::Ready(stopped) = writes.poll_write_until_closing(cx, outbox) {
         return Poll::Ready(Step::Stopped(stopped));
     }
-    if let Poll::Ready(next) = stream.poll_next_unpin(cx) {
+    if let Poll::Ready(next) = stream.poll_next(cx) {
         writes.read_one();
         return Poll::Ready(Step::Read(next));
     }
@@ -355,39 +393,42 @@ enum AfterRead {
 // Inlined: called once per frame; out of line, direct ran about 5% slower
 // in pairs of runs.
 #[inline(always)]
-fn on_read(
-    session: &Arc<SessionHandle>,
-    state: &mut SessionState,
-    read: Option<Result<Message, WsError>>,
-) -> AfterRead {
+fn on_read(session: &Arc<SessionHandle>, state: &mut SessionState, read: Result<Incoming, ReadError>) -> AfterRead {
     match read {
         // The peer's close may be its answer to ours: the server's reason
-        // wins. The writer answers the peer's close with the server's
-        // close frame; tungstenite's own answer is not read out of it.
-        None | Some(Ok(Message::Close(_))) | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
-            AfterRead::End(
-                session
-                    .outbox
-                    .close_reason()
-                    .map(|(_, reason)| reason)
-                    .or(Some("closed by peer")),
-            )
-        }
-        Some(Err(e)) => {
+        // wins. The write side answers the peer's close with the server's
+        // close frame.
+        Ok(Incoming::Close) => AfterRead::End(
+            session
+                .outbox
+                .close_reason()
+                .map(|(_, reason)| reason)
+                .or(Some("closed by peer")),
+        ),
+        Err(e) => {
             let (code, reason) = close_code_for(&e);
             session.outbox.close(code, reason);
             AfterRead::End(None)
         }
-        Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => match (state.limits.frame(), message) {
+        Ok(Incoming::Ping(payload)) => {
+            session.outbox.push_control(&framed(Frame::pong(payload)));
+            AfterRead::Read
+        }
+        Ok(Incoming::Pong) => AfterRead::Read,
+        Ok(message @ (Incoming::Text(_) | Incoming::Binary(_))) => match (state.limits.frame(), message) {
             (FrameBudget::Exhausted, _) => {
                 session.outbox.close(close::POLICY, "rate limit");
                 AfterRead::End(None)
             }
-            (FrameBudget::Over, message) => {
-                reply(session, rate_limited(message.to_text().ok()));
+            (FrameBudget::Over, Incoming::Text(text)) => {
+                reply(session, rate_limited(Some(&text)));
                 AfterRead::Read
             }
-            (FrameBudget::Within, Message::Text(text)) => AfterRead::Request(text),
+            (FrameBudget::Over, _) => {
+                reply(session, rate_limited(None));
+                AfterRead::Read
+            }
+            (FrameBudget::Within, Incoming::Text(text)) => AfterRead::Request(text),
             (FrameBudget::Within, _) => {
                 reply(
                     session,
@@ -400,18 +441,16 @@ fn on_read(
                 AfterRead::Read
             }
         },
-        Some(Ok(_)) => AfterRead::Read,
     }
 }
 
 /// The close code and reason for a read error.
-fn close_code_for(e: &WsError) -> (u16, &'static str) {
+fn close_code_for(e: &ReadError) -> (u16, &'static str) {
     match e {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => (close::TOO_BIG, "frame too large"),
-        WsError::Capacity(_) => (close::TOO_BIG, "too large"),
-        WsError::Utf8(_) => (close::INVALID_DATA, "invalid utf-8"),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => (close::NORMAL, "connection reset"),
-        WsError::Protocol(_) => (close::PROTOCOL_ERROR, "protocol error"),
-        _ => (close::INTERNAL_ERROR, "connection error"),
+        ReadError::Refused(Refusal::TooBig) => (close::TOO_BIG, "frame too large"),
+        ReadError::Refused(Refusal::InvalidUtf8) => (close::INVALID_DATA, "invalid utf-8"),
+        ReadError::Refused(Refusal::Protocol) => (close::PROTOCOL_ERROR, "protocol error"),
+        ReadError::Reset => (close::NORMAL, "connection reset"),
+        ReadError::Io => (close::INTERNAL_ERROR, "connection error"),
     }
 }

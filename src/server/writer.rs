@@ -90,6 +90,14 @@ fn push_frame(buffer: &mut Vec<u8>, frame: Frame) {
     let _ = frame.format(buffer);
 }
 
+/// `frame`'s bytes on the wire, for what is written outside a batch: a
+/// pong, and what is sent before the session starts.
+pub(crate) fn framed(frame: Frame) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(frame.len());
+    push_frame(&mut buffer, frame);
+    buffer
+}
+
 /// What a session writes, and how far it got.
 pub(crate) struct WriteSide {
     framed: Framed,
