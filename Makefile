@@ -45,21 +45,10 @@ client: lib
 run: host
 	./$(HOST) --listen $(LISTEN) --db $(DB) --files $(FILES) --dev-auth
 
-build/test_ffi: lib tests/c/test_ffi.c tests/c/check.h
+# The C tests: one program each, on the static library.
+build/test_%: tests/c/test_%.c tests/c/check.h lib
 	@mkdir -p build
-	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_ffi.c $(LIB) $(LDLIBS) -o $@
-
-build/test_poll: lib tests/c/test_poll.c tests/c/check.h
-	@mkdir -p build
-	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_poll.c $(LIB) $(LDLIBS) -o $@
-
-build/test_push: lib tests/c/test_push.c tests/c/check.h
-	@mkdir -p build
-	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_push.c $(LIB) $(LDLIBS) -o $@
-
-build/test_messages: lib tests/c/test_messages.c tests/c/check.h
-	@mkdir -p build
-	$(CC) $(CFLAGS) $(CPPFLAGS) tests/c/test_messages.c $(LIB) $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(CPPFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # The whole suite, in order of cost: static checks, Rust, C under valgrind, interop.
 test: deps lint check-header check-symbols check-abi test-rust test-c test-install test-lean test-interop test-web test-swift test-kotlin test-jvm-consumer test-cluster-harness test-scripts test-fuzz
@@ -106,11 +95,18 @@ test-rust:
 
 # IMBED_ALLOCATOR=system: valgrind watches the C library's malloc, not the
 # engine's jemalloc (src/allocator.rs), so the engine allocates with malloc here.
-test-c: build/test_ffi build/test_poll build/test_push build/test_messages
-	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_ffi
-	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_poll
-	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_push
-	IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp ./build/test_messages
+# Under valgrind each program keeps a core busy for a minute: two run at once,
+# each one's output kept together.
+C_TESTS  = test_ffi test_poll test_push test_messages
+VALGRIND = IMBED_ALLOCATOR=system valgrind --quiet --error-exitcode=99 --leak-check=full \
+           --errors-for-leak-kinds=definite --suppressions=tests/c/valgrind.supp
+
+test-c: $(addprefix build/,$(C_TESTS))
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(addprefix valgrind-,$(C_TESTS))
+
+# Built by test-c first.
+valgrind-%:
+	$(VALGRIND) ./build/$*
 
 # `make install PREFIX=/opt/imbed` (default /usr/local; DESTDIR=/stage puts the
 # files under /stage while they name PREFIX, for packagers). The shared library
@@ -185,17 +181,22 @@ test-web: host
 # and of frame decoding, from the seeds in fuzz/seeds (the new frames' shapes)
 # and the corpus grown so far. cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets
 # the stable toolchain installed here accept them (docs/DECISIONS.md).
+# `make fuzz` builds optimized under AddressSanitizer; `make test` fuzzes each
+# target for ten seconds on a quick build without a sanitizer (--dev -s none;
+# fuzz/Cargo.toml), since the sanitizer build of every dependency took a third
+# of the suite's time (docs/DECISIONS.md).
 FUZZ_TARGETS = client_frame frame_decoding
 FUZZ_SECONDS ?= 300
+FUZZ_BUILD   ?=
 
 fuzz:
 	cd fuzz && for target in $(FUZZ_TARGETS); do \
 		mkdir -p corpus/$$target && \
-		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target corpus/$$target seeds/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $(FUZZ_BUILD) $$target corpus/$$target seeds/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
 test-fuzz:
-	$(MAKE) fuzz FUZZ_SECONDS=10
+	$(MAKE) fuzz FUZZ_SECONDS=10 FUZZ_BUILD="--dev -s none"
 
 include bindings/swift/swift.mk
 include bindings/kotlin/kotlin.mk

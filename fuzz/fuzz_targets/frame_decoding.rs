@@ -35,7 +35,10 @@ impl Write for Wire {
 
 /// What tungstenite, configured as a strict server, makes of `bytes`.
 fn tungstenite_reads(bytes: &[u8]) -> Vec<ClientFrameRead> {
+    // A small read buffer: tungstenite zeroes it at every read, and its
+    // default 128 KiB would be most of each input's time.
     let config = WebSocketConfig::default()
+        .read_buffer_size(512)
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
         .accept_unmasked_frames(false);
