@@ -116,27 +116,11 @@ impl Decoder {
     }
 
     fn on_data(&mut self, fin: bool, data: Data, payload: &[u8]) -> Result<Option<Incoming>, Refusal> {
-        let text = match (data, &mut self.fragments) {
+        let text = match (data, &self.fragments) {
             (Data::Continue, None) | (Data::Text | Data::Binary, Some(_)) | (Data::Reserved(_), _) => {
                 return Err(Refusal::Protocol);
             }
-            (Data::Continue, Some(fragments)) => {
-                fragments.payload.extend_from_slice(payload);
-                if fragments.text {
-                    // Fail fast (RFC 6455, section 8.1): an invalid
-                    // sequence is refused in the fragment that brings it.
-                    match std::str::from_utf8(&fragments.payload[fragments.valid_up_to..]) {
-                        Ok(_) => fragments.valid_up_to = fragments.payload.len(),
-                        Err(e) if e.error_len().is_some() => return Err(Refusal::InvalidUtf8),
-                        Err(e) => fragments.valid_up_to += e.valid_up_to(),
-                    }
-                }
-                if !fin {
-                    return Ok(None);
-                }
-                let Fragments { text, payload, .. } = *self.fragments.take().expect("matched above");
-                return whole(text, Bytes::from(payload)).map(Some);
-            }
+            (Data::Continue, Some(_)) => return self.on_continuation(fin, payload),
             (Data::Text, None) => true,
             (Data::Binary, None) => false,
         };
@@ -148,15 +132,41 @@ impl Decoder {
             payload: payload.to_vec(),
             valid_up_to: 0,
         });
-        if text {
-            match std::str::from_utf8(payload) {
-                Ok(_) => fragments.valid_up_to = payload.len(),
-                Err(e) if e.error_len().is_some() => return Err(Refusal::InvalidUtf8),
-                Err(e) => fragments.valid_up_to = e.valid_up_to(),
-            }
-        }
+        fragments.check_utf8()?;
         self.fragments = Some(fragments);
         Ok(None)
+    }
+
+    /// A continuation of the message in fragments.
+    fn on_continuation(&mut self, fin: bool, payload: &[u8]) -> Result<Option<Incoming>, Refusal> {
+        let Some(mut fragments) = self.fragments.take() else {
+            return Err(Refusal::Protocol);
+        };
+        fragments.payload.extend_from_slice(payload);
+        fragments.check_utf8()?;
+        if !fin {
+            self.fragments = Some(fragments);
+            return Ok(None);
+        }
+        let Fragments { text, payload, .. } = *fragments;
+        whole(text, Bytes::from(payload)).map(Some)
+    }
+}
+
+impl Fragments {
+    /// Fails fast (RFC 6455, section 8.1): a text message's invalid
+    /// sequence is refused in the fragment that brings it, while a
+    /// character cut at a fragment's end waits for the next.
+    fn check_utf8(&mut self) -> Result<(), Refusal> {
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.payload[self.valid_up_to..]) {
+            Ok(_) => self.valid_up_to = self.payload.len(),
+            Err(e) if e.error_len().is_some() => return Err(Refusal::InvalidUtf8),
+            Err(e) => self.valid_up_to += e.valid_up_to(),
+        }
+        Ok(())
     }
 }
 
