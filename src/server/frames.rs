@@ -302,35 +302,19 @@ mod tests {
         let refused = |wire: Vec<u8>| decode_all(&wire, 1).pop().expect("something decoded");
         let unmasked = vec![0x81, 1, b'x'];
         assert_eq!(refused(unmasked), Err(Refusal::Protocol));
-        assert_eq!(refused(client_frame(0xc1, b"x")), Err(Refusal::Protocol), "RSV1");
-        assert_eq!(
-            refused(client_frame(0x83, b"x")),
-            Err(Refusal::Protocol),
-            "reserved opcode"
-        );
-        assert_eq!(
-            refused(client_frame(0x09, b"x")),
-            Err(Refusal::Protocol),
-            "fragmented ping"
-        );
-        assert_eq!(
-            refused(client_frame(0x89, &[0; 126])),
-            Err(Refusal::Protocol),
-            "long ping"
-        );
-        assert_eq!(
-            refused(client_frame(0x80, b"x")),
-            Err(Refusal::Protocol),
-            "continue without start"
-        );
+        for (wire, why) in [
+            (client_frame(0xc1, b"x"), "RSV1"),
+            (client_frame(0x83, b"x"), "reserved opcode"),
+            (client_frame(0x09, b"x"), "fragmented ping"),
+            (client_frame(0x89, &[0; 126]), "long ping"),
+            (client_frame(0x80, b"x"), "continue without start"),
+            (client_frame(0x88, &[3]), "one-byte close"),
+        ] {
+            assert_eq!(refused(wire), Err(Refusal::Protocol), "{why}");
+        }
         let mut twice = client_frame(0x01, b"a");
         twice.extend(client_frame(0x81, b"b"));
         assert_eq!(refused(twice), Err(Refusal::Protocol), "a new message inside one");
-        assert_eq!(
-            refused(client_frame(0x88, &[3])),
-            Err(Refusal::Protocol),
-            "one-byte close"
-        );
         assert_eq!(refused(client_frame(0x88, &[3, 232, 0xff])), Err(Refusal::InvalidUtf8));
         assert_eq!(refused(client_frame(0x81, &[0xff])), Err(Refusal::InvalidUtf8));
         assert_eq!(refused(client_frame(0x81, &[0; 1025])), Err(Refusal::TooBig));

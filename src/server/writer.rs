@@ -7,10 +7,10 @@
 //! requested. It runs in the session's one task, polled beside the reads
 //! (`server::session`), so everything it is in the middle of lives in
 //! [`WriteSide`]: a poll that a read cuts short is simply not followed
-//! up, and the next one goes on where it stopped. The frames are framed here, with tungstenite's
-//! frame types, because the write side owns the socket's write half
-//! outright: a frame costs a header and one copy into the buffer, with no
-//! `Sink` between the outbox and the socket.
+//! up, and the next one goes on where it stopped. The frames are framed
+//! here, with tungstenite's frame types, because the write side owns the
+//! socket's write half outright: a frame costs a header and one copy into
+//! the buffer, with no `Sink` between the outbox and the socket.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
