@@ -145,7 +145,13 @@ impl Room {
     /// Empties every outbox, as the writers would.
     pub fn write_all(&mut self) {
         for session in &self.online {
-            let bytes = session.outbox.take_ready().frames.iter().map(|frame| frame.len()).sum();
+            let bytes = session
+                .outbox
+                .take_ready(Default::default())
+                .frames
+                .iter()
+                .map(|frame| frame.len())
+                .sum();
             session.outbox.written(bytes);
         }
     }

@@ -508,6 +508,31 @@ async fn a_member_that_stops_reading_is_cut_off_and_delays_nobody() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_reads_late_gets_every_message_whole_and_in_order() {
+    // 12 MB sent while the member does not read: more than the kernel's
+    // socket buffers take, so the server's writes stop part-way through
+    // its batches, and what they did not take waits in the session until
+    // the member reads.
+    let t = start(json!({"limits": {"outbound_queue_bytes": 32 << 20}}));
+    let messages = 1500u64;
+    tokio::task::block_in_place(|| {
+        t.server.create_group("late", false).unwrap();
+        t.server.add_member("late", "reader").unwrap();
+    });
+    let mut reader = support::connect_with_small_window(&t.url, "reader").await;
+    for i in 1..=messages {
+        let body = json!(format!("{i}:{}", "x".repeat(8000))).to_string();
+        tokio::task::block_in_place(|| t.server.send_group("host", "late", &body, Some(&format!("l{i}")))).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for expected in 1..=messages {
+        let msg = reader.recv().await;
+        assert_eq!(msg["seq"].as_u64(), Some(expected), "{}", &msg.to_string()[..80]);
+        assert_eq!(msg["body"], format!("{expected}:{}", "x".repeat(8000)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_above_the_announced_size_tells_only_the_joiner() {
     let t = start(json!({"groups": {"announce_max_size": 2}}));
     let mut ann = connect(&t.url, "ann").await;

@@ -314,7 +314,7 @@ mod tests {
             );
         }
         for session in &sessions {
-            let frames = session.outbox.take_ready().frames;
+            let frames = session.outbox.take_ready(Default::default()).frames;
             let expected: &[&str] = if session.id == 1000 { &[] } else { &["m1", "m2", "m3"] };
             assert_eq!(frames, expected, "session {}", session.id);
         }
@@ -333,13 +333,13 @@ mod tests {
         router.detach(&alice);
         assert_eq!(Arc::strong_count(&alice), 1, "nothing else keeps the closed session");
         assert_eq!(deliver(&team), 1);
-        assert_eq!(alice.outbox.take_ready().frames.len(), 3);
+        assert_eq!(alice.outbox.take_ready(Default::default()).frames.len(), 3);
         // A new member list is looked up, though nobody came or went since.
         let carol = session(&router, 3, "carol");
         assert_eq!(deliver(&team), 1);
         let with_carol = members(["bob".to_owned(), "carol".to_owned()]);
         assert_eq!(deliver(&with_carol), 2);
-        assert_eq!(bob.outbox.take_ready().frames.len(), 5);
-        assert_eq!(carol.outbox.take_ready().frames.len(), 1);
+        assert_eq!(bob.outbox.take_ready(Default::default()).frames.len(), 5);
+        assert_eq!(carol.outbox.take_ready(Default::default()).frames.len(), 1);
     }
 }

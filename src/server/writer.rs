@@ -1,7 +1,9 @@
 //! A session's write side: the only code that writes to its socket.
 //!
-//! It drains the outbox, frames every text frame that is ready into one
-//! buffer and writes it with as few system calls as the socket allows,
+//! It drains the outbox, frames every text frame that is ready into its
+//! worker thread's buffer and writes it with as few system calls as the
+//! socket allows (only what the socket does not take is copied into the
+//! session's own buffer, freed once written: as on the read side),
 //! pings when the outbox asks it to (`server::keepalive` does, on its
 //! schedule), and ends the connection with a close frame when a close is
 //! requested. It runs in the session's one task, polled beside the reads
@@ -12,6 +14,7 @@
 //! socket's write half outright: a frame costs a header and one copy into
 //! the buffer, with no `Sink` between the outbox and the socket.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
@@ -44,44 +47,83 @@ const WRITE_AT: usize = 16 * 1024;
 /// keep its replies in the outbox until it overflows.
 const READS_PER_BATCH: u32 = 64;
 
-/// The longest header of a server frame: unmasked, with a 64-bit length.
-const MAX_HEADER: usize = 10;
+thread_local! {
+    /// The buffer every session on this thread frames its batches into.
+    /// Borrowed only within one poll: what the socket does not take moves
+    /// to the session's own buffer.
+    static WORKER_WRITES: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(WORKER_BUFFER));
+}
+
+/// The worker's buffer: a batch written out at [`WRITE_AT`] bytes, plus
+/// the frame that took it past.
+const WORKER_BUFFER: usize = 2 * WRITE_AT;
 
 /// The socket and the bytes framed for it that it has not taken yet.
 struct Framed {
     socket: WriteHalf,
-    buffer: Vec<u8>,
-    /// How much of `buffer` the socket took.
+    /// Framed bytes the socket did not take yet: empty, and unallocated,
+    /// unless the peer reads slower than the session writes (or a control
+    /// frame waits).
+    pending: Vec<u8>,
+    /// How much of `pending` the socket took.
     written: usize,
 }
 
 impl Framed {
-    /// Appends a text frame carrying `payload`.
-    fn push_text(&mut self, payload: Bytes) {
-        push_frame(
-            &mut self.buffer,
-            Frame::message(payload, OpCode::Data(Data::Text), true),
-        );
-    }
-
-    /// Writes out what is buffered; a write cut short goes on where it
-    /// stopped at the next call.
+    /// Writes out what is pending; a write cut short goes on where it
+    /// stopped at the next call. The buffer is freed once written: most
+    /// sessions are idle most of the time, and an idle one keeps none.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.buffer.len() {
-            match ready!(Pin::new(&mut self.socket).poll_write(cx, &self.buffer[self.written..]))? {
-                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                n => self.written += n,
-            }
+        while self.written < self.pending.len() {
+            let n = ready!(poll_write(&mut self.socket, cx, &self.pending[self.written..]))?;
+            self.written += n;
         }
-        self.buffer.clear();
-        self.written = 0;
+        (self.pending, self.written) = (Vec::new(), 0);
         Poll::Ready(Ok(()))
     }
 
-    /// Frees the buffer once everything ready is written: most sessions are
-    /// idle most of the time, and an idle one keeps no buffer.
-    fn release(&mut self) {
-        self.buffer = Vec::new();
+    /// Frames text frames from the front of `frames` into the worker's
+    /// buffer (see [`frame_until_full`]) and writes them; what the socket
+    /// does not take is kept in `pending`, for [`Framed::poll_flush`].
+    /// Nothing may be pending.
+    fn poll_write_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        outbox: &Outbox,
+        frames: &mut VecDeque<Utf8Bytes>,
+    ) -> Poll<io::Result<()>> {
+        debug_assert!(self.pending.is_empty());
+        WORKER_WRITES.with_borrow_mut(|buffer| {
+            buffer.clear();
+            frame_until_full(buffer, outbox, frames);
+            let mut at = 0;
+            let written = loop {
+                if at == buffer.len() {
+                    break Poll::Ready(Ok(()));
+                }
+                match poll_write(&mut self.socket, cx, &buffer[at..]) {
+                    Poll::Ready(Ok(n)) => at += n,
+                    Poll::Ready(Err(error)) => break Poll::Ready(Err(error)),
+                    Poll::Pending => {
+                        self.pending = buffer[at..].to_vec();
+                        break Poll::Pending;
+                    }
+                }
+            };
+            // A huge frame grew the buffer: it is not kept that large.
+            if buffer.capacity() > WORKER_BUFFER {
+                *buffer = Vec::with_capacity(WORKER_BUFFER);
+            }
+            written
+        })
+    }
+}
+
+/// One write of `bytes` to `socket`; a write of nothing is an error.
+fn poll_write(socket: &mut WriteHalf, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+    match ready!(Pin::new(socket).poll_write(cx, bytes))? {
+        0 => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+        n => Poll::Ready(Ok(n)),
     }
 }
 
@@ -125,7 +167,7 @@ impl WriteSide {
         WriteSide {
             framed: Framed {
                 socket,
-                buffer: Vec::new(),
+                pending: Vec::new(),
                 written: 0,
             },
             batch: VecDeque::new(),
@@ -153,42 +195,36 @@ impl WriteSide {
             if outbox.is_closing() {
                 return Poll::Ready(Stopped::Closing);
             }
-            if self.framed.buffer.len() < WRITE_AT && !self.batch.is_empty() {
-                frame_until_full(&mut self.framed, outbox, &mut self.batch);
-            }
-            if !self.framed.buffer.is_empty() {
-                match self.framed.poll_flush(cx) {
-                    Poll::Ready(Ok(())) => {
-                        if self.batch.is_empty() {
-                            self.framed.release();
-                        }
-                        continue;
-                    }
-                    Poll::Ready(Err(_)) => return Poll::Ready(Stopped::Failed),
-                    // The outbox wakes the task for a close too: a close
-                    // must not wait on a peer that does not read.
-                    Poll::Pending => {
-                        ready!(outbox.poll_ready(cx));
-                        self.due = true;
-                        continue;
-                    }
-                }
-            }
-            if !self.due {
+            let written = if !self.framed.pending.is_empty() {
+                self.framed.poll_flush(cx)
+            } else if !self.batch.is_empty() {
+                self.framed.poll_write_frames(cx, outbox, &mut self.batch)
+            } else if !self.due {
                 ready!(outbox.poll_ready(cx));
                 self.due = true;
                 continue;
-            }
-            if !self.corked {
+            } else if !self.corked {
                 // The first poll of tokio's yield defers the task's wake-up
                 // until its worker has run everything else that is ready:
                 // every frame those tasks queue here leaves in this write.
                 self.corked = true;
                 let _ = pin!(tokio::task::yield_now()).poll(cx);
                 return Poll::Pending;
+            } else {
+                (self.due, self.corked, self.reads) = (false, false, 0);
+                self.batch = start_batch(&mut self.framed, outbox, std::mem::take(&mut self.batch));
+                continue;
+            };
+            match written {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Stopped::Failed),
+                // The outbox wakes the task for a close too: a close
+                // must not wait on a peer that does not read.
+                Poll::Pending => {
+                    ready!(outbox.poll_ready(cx));
+                    self.due = true;
+                }
             }
-            (self.due, self.corked, self.reads) = (false, false, 0);
-            self.batch = start_batch(&mut self.framed, outbox);
         }
     }
 
@@ -215,38 +251,39 @@ impl WriteSide {
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        push_frame(&mut self.framed.buffer, Frame::close(Some(frame)));
+        push_frame(&mut self.framed.pending, Frame::close(Some(frame)));
         let _ = timeout(CLOSE_WRITE_TIMEOUT, poll_fn(|cx| self.framed.poll_flush(cx))).await;
     }
 }
 
-/// Takes what is ready: the control frames go into the buffer, which is
-/// sized for the batch (one allocation for a batch of small frames); the
-/// text frames are returned, to be framed by [`frame_until_full`].
-fn start_batch(framed: &mut Framed, outbox: &Outbox) -> VecDeque<Utf8Bytes> {
-    let Ready { ping, control, frames } = outbox.take_ready();
-    let framed_size = control.len() + frames.iter().map(|f| f.len() + MAX_HEADER).sum::<usize>();
-    framed.buffer.reserve(framed_size.min(WRITE_AT + MAX_HEADER));
-    if ping {
-        push_frame(&mut framed.buffer, Frame::ping(Bytes::new()));
-    }
-    framed.buffer.extend_from_slice(&control);
+/// Takes what is ready, giving the outbox the emptied list of the batch
+/// before (see [`Outbox::take_ready`]): a ping and the control frames go
+/// to the pending bytes, written first; the text frames are returned, to
+/// be framed by [`Framed::poll_write_frames`].
+fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Utf8Bytes>) -> VecDeque<Utf8Bytes> {
+    let Ready { ping, control, frames } = outbox.take_ready(emptied);
     outbox.written(control.len());
+    framed.pending = control;
+    if ping {
+        push_frame(&mut framed.pending, Frame::ping(Bytes::new()));
+    }
     frames
 }
 
-/// Frames text frames from the front of `frames` until none is left or the
-/// buffer holds [`WRITE_AT`] bytes, so a long batch starts leaving before
+/// Frames text frames from the front of `frames` until none is left or
+/// `buffer` holds [`WRITE_AT`] bytes, so a long batch starts leaving before
 /// its end. The frames stop counting against the outbox once they are in
 /// the buffer: a long batch must not count frames the peer already read.
-/// (Not `async`: no frame is held across the pump's awaits.)
-fn frame_until_full(framed: &mut Framed, outbox: &Outbox, frames: &mut VecDeque<Utf8Bytes>) {
+fn frame_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Utf8Bytes>) {
     let mut bytes = 0;
-    while framed.buffer.len() < WRITE_AT
+    while buffer.len() < WRITE_AT
         && let Some(frame) = frames.pop_front()
     {
         bytes += frame.len();
-        framed.push_text(frame.into());
+        push_frame(
+            buffer,
+            Frame::message(Bytes::from(frame), OpCode::Data(Data::Text), true),
+        );
     }
     outbox.written(bytes);
 }
