@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::outbox::Queued;
 use super::{Attached, Audience, Members, Position, Router, SessionHandle};
 
 const SHARDS: usize = 64;
@@ -81,14 +82,15 @@ impl LocalRouter {
             .map_or(0, |list| Self::push_to(list, frame, position, except))
     }
 
-    /// Queues `frame` to each of `sessions` but the one with id `except`;
-    /// how many it was queued to.
+    /// Queues `frame` to each of `sessions` but the one with id `except`,
+    /// one frame shared by all of them; how many it was queued to.
     fn push_to(
         sessions: &[Arc<SessionHandle>],
         frame: &Utf8Bytes,
         position: Option<Position<'_>>,
         except: Option<u64>,
     ) -> usize {
+        let frame: Queued = Arc::new(frame.clone());
         sessions
             .iter()
             .filter(|s| Some(s.id) != except)
@@ -314,7 +316,13 @@ mod tests {
             );
         }
         for session in &sessions {
-            let frames = session.outbox.take_ready(Default::default()).frames;
+            let frames: Vec<String> = session
+                .outbox
+                .take_ready(Default::default())
+                .frames
+                .iter()
+                .map(|f| f.to_string())
+                .collect();
             let expected: &[&str] = if session.id == 1000 { &[] } else { &["m1", "m2", "m3"] };
             assert_eq!(frames, expected, "session {}", session.id);
         }

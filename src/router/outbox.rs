@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -31,19 +31,26 @@ use crate::protocol::close;
 /// for the next batch (8 KiB of room): a burst's list is not kept.
 const SPARE_FRAMES_KEPT: usize = 256;
 
+/// A text frame as it waits in outboxes: one frame, shared by every
+/// session it goes to, behind a thin pointer. A queue of them is dense:
+/// in a room, the writers read their queues after the fan-out filled
+/// hundreds of them, and the slots of 32-byte `Utf8Bytes` were where
+/// reading them missed the cache.
+pub(crate) type Queued = Arc<Utf8Bytes>;
+
 /// Where a `msg` frame sits: its conversation and seq.
 pub(crate) type Position<'a> = (&'a str, u64);
 
 /// A frame held back during a sync, with its position if it is a `msg`.
 struct Held {
-    frame: Utf8Bytes,
+    frame: Queued,
     position: Option<(String, u64)>,
 }
 
 /// What waits for the writer, and what waits for a sync reply.
 #[derive(Default)]
 struct Queue {
-    ready: VecDeque<Utf8Bytes>,
+    ready: VecDeque<Queued>,
     /// WebSocket control frames (pongs) the reader's tungstenite wrote,
     /// already framed: they go out before the next text frames.
     control: Vec<u8>,
@@ -104,7 +111,7 @@ pub(crate) struct Ready {
     /// Control frames, framed, each whole; to write before the text frames.
     pub(crate) control: Vec<u8>,
     /// The payloads of the text frames, in order.
-    pub(crate) frames: VecDeque<Utf8Bytes>,
+    pub(crate) frames: VecDeque<Queued>,
 }
 
 /// A session's outbound queue: producers push, the session's task drains.
@@ -146,7 +153,7 @@ impl Outbox {
     }
 
     /// Appends to the ready frames, waking the writer if they were none.
-    fn enqueue(&self, queue: &mut Queue, frames: impl IntoIterator<Item = Utf8Bytes>) {
+    fn enqueue(&self, queue: &mut Queue, frames: impl IntoIterator<Item = Queued>) {
         let was_empty = queue.is_empty();
         queue.ready.extend(frames);
         if was_empty && !queue.ready.is_empty() {
@@ -163,7 +170,7 @@ impl Outbox {
     /// server's time). A batch without text frames (a ping or a pong, or a
     /// close) means the session is quiet: then both lists are freed, and
     /// a session pinged once per interval keeps no room it does not use.
-    pub(crate) fn take_ready(&self, spare: VecDeque<Utf8Bytes>) -> Ready {
+    pub(crate) fn take_ready(&self, spare: VecDeque<Queued>) -> Ready {
         debug_assert!(spare.is_empty());
         let mut queue = self.queue();
         let frames = if queue.ready.is_empty() {
@@ -233,12 +240,12 @@ impl Outbox {
 
     /// Queues a frame; false when the session is closing or just overflowed.
     pub(crate) fn push(&self, frame: Utf8Bytes) -> bool {
-        self.push_at(frame, None)
+        self.push_at(Arc::new(frame), None)
     }
 
     /// Queues a `msg` frame at `position`, so a sync in progress can tell
     /// whether its reply already carries it.
-    pub(crate) fn push_at(&self, frame: Utf8Bytes, position: Option<Position<'_>>) -> bool {
+    pub(crate) fn push_at(&self, frame: Queued, position: Option<Position<'_>>) -> bool {
         if self.is_closing() {
             return false;
         }
@@ -293,7 +300,7 @@ impl Outbox {
             if self.is_closing() || !self.reserve(&mut queue, frame.len()) {
                 break;
             }
-            due.push(frame);
+            due.push(Arc::new(frame));
         }
         for held in queue.held.take().map(|held| *held).unwrap_or_default() {
             match &held.position {
@@ -365,6 +372,14 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    fn queued(text: &str) -> Queued {
+        Arc::new(text.into())
+    }
+
+    fn texts(frames: VecDeque<Queued>) -> Vec<String> {
+        frames.iter().map(|frame| frame.to_string()).collect()
+    }
+
     async fn ready(outbox: &Outbox) {
         std::future::poll_fn(|cx| outbox.poll_ready(cx)).await
     }
@@ -377,7 +392,7 @@ mod tests {
         assert!(!outbox.push("1".into()));
         outbox.close(close::GOING_AWAY, "again");
         assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
-        assert_eq!(outbox.take_ready(VecDeque::new()).frames, ["123456"]);
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["123456"]);
         assert!(outbox.take_ready(VecDeque::new()).frames.is_empty());
     }
 
@@ -387,7 +402,7 @@ mod tests {
         let room = |outbox: &Outbox| outbox.queue().ready.capacity();
         outbox.push("a".into());
         let first = outbox.take_ready(VecDeque::with_capacity(16)).frames;
-        assert_eq!(first, ["a"]);
+        assert_eq!(texts(first), ["a"]);
         assert!(room(&outbox) >= 16, "the emptied list is the queue's now");
         for _ in 0..16 {
             outbox.push("b".into());
@@ -409,15 +424,15 @@ mod tests {
     fn a_message_the_last_sync_covered_is_not_pushed_again() {
         let outbox = Outbox::new(1000);
         outbox.remember_synced([("c".to_owned(), 5), ("d".to_owned(), 2)]);
-        assert!(outbox.push_at("c-4".into(), Some(("c", 4))));
-        assert!(outbox.push_at("c-5".into(), Some(("c", 5))));
-        assert!(outbox.push_at("c-6".into(), Some(("c", 6))));
-        assert!(outbox.push_at("d-3".into(), Some(("d", 3))));
-        assert!(outbox.push_at("e-1".into(), Some(("e", 1))));
-        assert_eq!(outbox.take_ready(VecDeque::new()).frames, ["c-6", "d-3", "e-1"]);
+        assert!(outbox.push_at(queued("c-4"), Some(("c", 4))));
+        assert!(outbox.push_at(queued("c-5"), Some(("c", 5))));
+        assert!(outbox.push_at(queued("c-6"), Some(("c", 6))));
+        assert!(outbox.push_at(queued("d-3"), Some(("d", 3))));
+        assert!(outbox.push_at(queued("e-1"), Some(("e", 1))));
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["c-6", "d-3", "e-1"]);
         // Past the sync, the conversation is forgotten: nothing is filtered.
-        assert!(outbox.push_at("c-6 again".into(), Some(("c", 6))));
-        assert_eq!(outbox.take_ready(VecDeque::new()).frames, ["c-6 again"]);
+        assert!(outbox.push_at(queued("c-6 again"), Some(("c", 6))));
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["c-6 again"]);
     }
 
     #[test]
@@ -425,19 +440,19 @@ mod tests {
         let outbox = Outbox::new(1000);
         assert!(outbox.hold());
         assert!(!outbox.hold());
-        outbox.push_at("live-5".into(), Some(("c", 5)));
-        outbox.push_at("live-7".into(), Some(("c", 7)));
+        outbox.push_at(queued("live-5"), Some(("c", 5)));
+        outbox.push_at(queued("live-7"), Some(("c", 7)));
         outbox.push("pong".into());
         assert!(outbox.take_ready(VecDeque::new()).frames.is_empty());
         outbox.release(vec!["sync-5".into(), "synced".into()], |conv, seq| {
             conv == "c" && seq <= 5
         });
         assert_eq!(
-            outbox.take_ready(VecDeque::new()).frames,
+            texts(outbox.take_ready(VecDeque::new()).frames),
             ["sync-5", "synced", "live-7", "pong"]
         );
         outbox.push("after".into());
-        assert_eq!(outbox.take_ready(VecDeque::new()).frames, ["after"]);
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["after"]);
     }
 
     #[test]
@@ -445,10 +460,10 @@ mod tests {
         // Room for the reply and the held frame, not for two copies.
         let outbox = Outbox::new(12);
         assert!(outbox.hold());
-        assert!(outbox.push_at("live-5".into(), Some(("c", 5))));
+        assert!(outbox.push_at(queued("live-5"), Some(("c", 5))));
         outbox.release(vec!["sync-5".into()], |_, seq| seq <= 5);
         assert!(!outbox.is_closing());
-        assert_eq!(outbox.take_ready(VecDeque::new()).frames, ["sync-5"]);
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["sync-5"]);
         outbox.written(6);
         assert!(outbox.push("123456789012".into()));
         assert!(!outbox.is_closing());
@@ -461,12 +476,12 @@ mod tests {
         outbox.push("b".into());
         // The permit of the first push is waiting; the second stored none.
         ready(&outbox).await;
-        assert_eq!(outbox.take_ready(VecDeque::new()).frames, ["a", "b"]);
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["a", "b"]);
         let woken = tokio::time::timeout(std::time::Duration::from_millis(20), ready(&outbox)).await;
         assert!(woken.is_err(), "no frame was queued since the last take");
         outbox.push("c".into());
         ready(&outbox).await;
-        assert_eq!(outbox.take_ready(VecDeque::new()).frames, ["c"]);
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["c"]);
     }
 
     #[tokio::test]
@@ -493,7 +508,8 @@ mod tests {
         outbox.push("abc".into());
         ready(&outbox).await;
         let ready = outbox.take_ready(VecDeque::new());
-        assert_eq!((ready.control, ready.frames), (vec![0x8a, 0], ["abc".into()].into()));
+        assert_eq!(ready.control, [0x8a, 0]);
+        assert_eq!(texts(ready.frames), ["abc"]);
         // They count against the limit like any frame, and go with the session.
         outbox.push_control(&[0; 11]);
         assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
@@ -510,7 +526,7 @@ mod tests {
         ready(&outbox).await;
         let ready = outbox.take_ready(VecDeque::new());
         assert!(ready.ping);
-        assert_eq!(ready.frames, ["a"]);
+        assert_eq!(texts(ready.frames), ["a"]);
         assert!(!outbox.take_ready(VecDeque::new()).ping);
         outbox.close(close::NORMAL, "bye");
         outbox.ping();

@@ -25,13 +25,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
 use super::socket::WriteHalf;
-use crate::router::outbox::{Outbox, Ready};
+use crate::router::outbox::{Outbox, Queued, Ready};
 
 /// How long a session waits for room to send its close frame. A slow
 /// reader has megabytes ahead of it in the socket; it should still learn
@@ -90,7 +89,7 @@ impl Framed {
         &mut self,
         cx: &mut Context<'_>,
         outbox: &Outbox,
-        frames: &mut VecDeque<Utf8Bytes>,
+        frames: &mut VecDeque<Queued>,
     ) -> Poll<io::Result<()>> {
         debug_assert!(self.pending.is_empty());
         WORKER_WRITES.with_borrow_mut(|buffer| {
@@ -127,6 +126,17 @@ fn poll_write(socket: &mut WriteHalf, cx: &mut Context<'_>, bytes: &[u8]) -> Pol
     }
 }
 
+/// Appends a text frame carrying `payload`.
+fn push_text(buffer: &mut Vec<u8>, payload: &[u8]) {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    // Writing to a Vec cannot fail.
+    let _ = header.format(payload.len() as u64, buffer);
+    buffer.extend_from_slice(payload);
+}
+
 fn push_frame(buffer: &mut Vec<u8>, frame: Frame) {
     // Writing to a Vec cannot fail.
     let _ = frame.format(buffer);
@@ -144,7 +154,7 @@ pub(crate) fn framed(frame: Frame) -> Vec<u8> {
 pub(crate) struct WriteSide {
     framed: Framed,
     /// The text frames of the batch not framed yet.
-    batch: VecDeque<Utf8Bytes>,
+    batch: VecDeque<Queued>,
     /// The outbox said frames are ready; they are taken after the cork.
     due: bool,
     /// The cork was pulled: the task let the others run once since `due`.
@@ -260,7 +270,7 @@ impl WriteSide {
 /// before (see [`Outbox::take_ready`]): a ping and the control frames go
 /// to the pending bytes, written first; the text frames are returned, to
 /// be framed by [`Framed::poll_write_frames`].
-fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Utf8Bytes>) -> VecDeque<Utf8Bytes> {
+fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Queued>) -> VecDeque<Queued> {
     let Ready { ping, control, frames } = outbox.take_ready(emptied);
     outbox.written(control.len());
     framed.pending = control;
@@ -274,16 +284,13 @@ fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Utf8Bytes
 /// `buffer` holds [`WRITE_AT`] bytes, so a long batch starts leaving before
 /// its end. The frames stop counting against the outbox once they are in
 /// the buffer: a long batch must not count frames the peer already read.
-fn frame_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Utf8Bytes>) {
+fn frame_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Queued>) {
     let mut bytes = 0;
     while buffer.len() < WRITE_AT
         && let Some(frame) = frames.pop_front()
     {
         bytes += frame.len();
-        push_frame(
-            buffer,
-            Frame::message(Bytes::from(frame), OpCode::Data(Data::Text), true),
-        );
+        push_text(buffer, frame.as_bytes());
     }
     outbox.written(bytes);
 }
