@@ -90,7 +90,7 @@ impl LocalRouter {
         position: Option<Position<'_>>,
         except: Option<u64>,
     ) -> usize {
-        let frame: Queued = Arc::new(frame.clone());
+        let frame = Queued::text(frame);
         sessions
             .iter()
             .filter(|s| Some(s.id) != except)
@@ -321,7 +321,7 @@ mod tests {
                 .take_ready(Default::default())
                 .frames
                 .iter()
-                .map(|f| f.to_string())
+                .map(Queued::payload)
                 .collect();
             let expected: &[&str] = if session.id == 1000 { &[] } else { &["m1", "m2", "m3"] };
             assert_eq!(frames, expected, "session {}", session.id);

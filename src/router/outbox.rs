@@ -24,6 +24,8 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::protocol::close;
 
@@ -31,12 +33,56 @@ use crate::protocol::close;
 /// for the next batch (8 KiB of room): a burst's list is not kept.
 const SPARE_FRAMES_KEPT: usize = 256;
 
-/// A text frame as it waits in outboxes: one frame, shared by every
-/// session it goes to, behind a thin pointer. A queue of them is dense:
-/// in a room, the writers read their queues after the fan-out filled
-/// hundreds of them, and the slots of 32-byte `Utf8Bytes` were where
-/// reading them missed the cache.
-pub(crate) type Queued = Arc<Utf8Bytes>;
+/// A text frame as it waits in outboxes: framed once (the WebSocket header
+/// and the payload, as the writer sends them), shared by every session it
+/// goes to, behind a thin pointer. A queue of them is dense: in a room,
+/// the writers read their queues after the fan-out filled hundreds of
+/// them, and the slots of 32-byte `Utf8Bytes` were where reading them
+/// missed the cache; and a frame fanned out to a room is framed once, not
+/// once per member.
+#[derive(Clone)]
+pub(crate) struct Queued(Arc<Vec<u8>>);
+
+impl Queued {
+    /// `payload` as a text frame.
+    pub(crate) fn text(payload: &str) -> Queued {
+        let mut wire = Vec::with_capacity(payload.len() + MAX_HEADER);
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        // Writing to a Vec cannot fail.
+        let _ = header.format(payload.len() as u64, &mut wire);
+        wire.extend_from_slice(payload.as_bytes());
+        Queued(Arc::new(wire))
+    }
+
+    /// The frame's bytes on the wire.
+    pub(crate) fn wire(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The payload of a short frame, for tests.
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> String {
+        assert!(self.0[1] < 126, "a short frame");
+        String::from_utf8(self.0[2..].to_vec()).unwrap()
+    }
+
+    /// How many bytes its payload has: what counts against the limit, as
+    /// the session sizes a sync's reply by its payloads.
+    pub(crate) fn len(&self) -> usize {
+        let header = match self.0[1] {
+            ..126 => 2,
+            126 => 4,
+            _ => MAX_HEADER,
+        };
+        self.0.len() - header
+    }
+}
+
+/// The longest header of a server frame: unmasked, with a 64-bit length.
+const MAX_HEADER: usize = 10;
 
 /// Where a `msg` frame sits: its conversation and seq.
 pub(crate) type Position<'a> = (&'a str, u64);
@@ -240,7 +286,7 @@ impl Outbox {
 
     /// Queues a frame; false when the session is closing or just overflowed.
     pub(crate) fn push(&self, frame: Utf8Bytes) -> bool {
-        self.push_at(Arc::new(frame), None)
+        self.push_at(Queued::text(&frame), None)
     }
 
     /// Queues a `msg` frame at `position`, so a sync in progress can tell
@@ -300,7 +346,7 @@ impl Outbox {
             if self.is_closing() || !self.reserve(&mut queue, frame.len()) {
                 break;
             }
-            due.push(Arc::new(frame));
+            due.push(Queued::text(&frame));
         }
         for held in queue.held.take().map(|held| *held).unwrap_or_default() {
             match &held.position {
@@ -373,11 +419,11 @@ mod tests {
     use super::*;
 
     fn queued(text: &str) -> Queued {
-        Arc::new(text.into())
+        Queued::text(text)
     }
 
     fn texts(frames: VecDeque<Queued>) -> Vec<String> {
-        frames.iter().map(|frame| frame.to_string()).collect()
+        frames.iter().map(Queued::payload).collect()
     }
 
     async fn ready(outbox: &Outbox) {
@@ -394,6 +440,21 @@ mod tests {
         assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
         assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["123456"]);
         assert!(outbox.take_ready(VecDeque::new()).frames.is_empty());
+    }
+
+    #[test]
+    fn a_queued_frame_is_a_whole_text_frame_counted_by_its_payload() {
+        for size in [0, 125, 126, 65_535, 65_536] {
+            let frame = Queued::text(&"x".repeat(size));
+            let mut wire = std::io::Cursor::new(frame.wire());
+            let (header, length) = FrameHeader::parse(&mut wire).unwrap().unwrap();
+            assert_eq!(
+                (header.opcode, header.is_final, header.mask, length),
+                (OpCode::Data(Data::Text), true, None, size as u64)
+            );
+            assert_eq!(frame.wire().len() - wire.position() as usize, size);
+            assert_eq!(frame.len(), size);
+        }
     }
 
     #[test]

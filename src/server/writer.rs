@@ -26,8 +26,8 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::socket::WriteHalf;
 use crate::router::outbox::{Outbox, Queued, Ready};
@@ -124,17 +124,6 @@ fn poll_write(socket: &mut WriteHalf, cx: &mut Context<'_>, bytes: &[u8]) -> Pol
         0 => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
         n => Poll::Ready(Ok(n)),
     }
-}
-
-/// Appends a text frame carrying `payload`.
-fn push_text(buffer: &mut Vec<u8>, payload: &[u8]) {
-    let header = FrameHeader {
-        opcode: OpCode::Data(Data::Text),
-        ..FrameHeader::default()
-    };
-    // Writing to a Vec cannot fail.
-    let _ = header.format(payload.len() as u64, buffer);
-    buffer.extend_from_slice(payload);
 }
 
 fn push_frame(buffer: &mut Vec<u8>, frame: Frame) {
@@ -290,7 +279,7 @@ fn frame_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque
         && let Some(frame) = frames.pop_front()
     {
         bytes += frame.len();
-        push_text(buffer, frame.as_bytes());
+        buffer.extend_from_slice(frame.wire());
     }
     outbox.written(bytes);
 }
