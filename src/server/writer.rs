@@ -1,18 +1,20 @@
 //! A session's write side: the only code that writes to its socket.
 //!
-//! It drains the outbox, frames every text frame that is ready into its
-//! worker thread's buffer and writes it with as few system calls as the
-//! socket allows (only what the socket does not take is copied into the
-//! session's own buffer, freed once written: as on the read side),
+//! It drains the outbox, copies every text frame that is ready (framed
+//! when it was queued: see `router::outbox::Queued`) into its worker
+//! thread's buffer and writes it with as few system calls as the socket
+//! allows; only what the socket does not take is copied into the
+//! session's own buffer, freed once written, as on the read side. It
 //! pings when the outbox asks it to (`server::keepalive` does, on its
 //! schedule), and ends the connection with a close frame when a close is
 //! requested. It runs in the session's one task, polled beside the reads
 //! (`server::session`), so everything it is in the middle of lives in
 //! [`WriteSide`]: a poll that a read cuts short is simply not followed
-//! up, and the next one goes on where it stopped. The frames are framed
-//! here, with tungstenite's frame types, because the write side owns the
-//! socket's write half outright: a frame costs a header and one copy into
-//! the buffer, with no `Sink` between the outbox and the socket.
+//! up, and the next one goes on where it stopped. The write side owns the
+//! socket's write half outright: a frame costs one copy into the buffer,
+//! with no `Sink` between the outbox and the socket
+//! (docs/DECISIONS.md, "The writer frames into a worker's buffer;
+//! outboxes queue framed, shared frames").
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
