@@ -90,6 +90,10 @@ impl LocalRouter {
         position: Option<Position<'_>>,
         except: Option<u64>,
     ) -> usize {
+        // Framed only for someone: a group with nobody else online costs no copy.
+        if sessions.iter().all(|s| Some(s.id) == except) {
+            return 0;
+        }
         let frame = Queued::text(frame);
         sessions
             .iter()

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use crate::protocol::close;
 
 /// The most frames an emptied list may have room for and still be kept
-/// for the next batch (8 KiB of room): a burst's list is not kept.
+/// for the next batch (2 KiB of room): a burst's list is not kept.
 const SPARE_FRAMES_KEPT: usize = 256;
 
 /// A text frame as it waits in outboxes: framed once (the WebSocket header
@@ -156,7 +156,7 @@ pub(crate) struct Ready {
     pub(crate) ping: bool,
     /// Control frames, framed, each whole; to write before the text frames.
     pub(crate) control: Vec<u8>,
-    /// The payloads of the text frames, in order.
+    /// The text frames, framed, in order.
     pub(crate) frames: VecDeque<Queued>,
 }
 
@@ -212,8 +212,8 @@ impl Outbox {
     /// `spare` is the emptied list of the batch before: it becomes the
     /// queue's, so a session that keeps receiving fills the same two lists
     /// instead of growing a new one from nothing for every batch (in a
-    /// room that growth, a copy at every doubling, was a tenth of the
-    /// server's time). A batch without text frames (a ping or a pong, or a
+    /// room that growth, a copy at every doubling, and the writer's
+    /// buffer were a tenth of the server's time). A batch without text frames (a ping or a pong, or a
     /// close) means the session is quiet: then both lists are freed, and
     /// a session pinged once per interval keeps no room it does not use.
     pub(crate) fn take_ready(&self, spare: VecDeque<Queued>) -> Ready {

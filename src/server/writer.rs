@@ -49,7 +49,7 @@ const WRITE_AT: usize = 16 * 1024;
 const READS_PER_BATCH: u32 = 64;
 
 thread_local! {
-    /// The buffer every session on this thread frames its batches into.
+    /// The buffer every session on this thread copies its batches into.
     /// Borrowed only within one poll: what the socket does not take moves
     /// to the session's own buffer.
     static WORKER_WRITES: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(WORKER_BUFFER));
@@ -83,8 +83,8 @@ impl Framed {
         Poll::Ready(Ok(()))
     }
 
-    /// Frames text frames from the front of `frames` into the worker's
-    /// buffer (see [`frame_until_full`]) and writes them; what the socket
+    /// Copies text frames from the front of `frames` into the worker's
+    /// buffer (see [`copy_until_full`]) and writes them; what the socket
     /// does not take is kept in `pending`, for [`Framed::poll_flush`].
     /// Nothing may be pending.
     fn poll_write_frames(
@@ -96,7 +96,7 @@ impl Framed {
         debug_assert!(self.pending.is_empty());
         WORKER_WRITES.with_borrow_mut(|buffer| {
             buffer.clear();
-            frame_until_full(buffer, outbox, frames);
+            copy_until_full(buffer, outbox, frames);
             let mut at = 0;
             let written = loop {
                 if at == buffer.len() {
@@ -144,7 +144,7 @@ pub(crate) fn framed(frame: Frame) -> Vec<u8> {
 /// What a session writes, and how far it got.
 pub(crate) struct WriteSide {
     framed: Framed,
-    /// The text frames of the batch not framed yet.
+    /// The text frames of the batch not copied for the socket yet.
     batch: VecDeque<Queued>,
     /// The outbox said frames are ready; they are taken after the cork.
     due: bool,
@@ -260,7 +260,7 @@ impl WriteSide {
 /// Takes what is ready, giving the outbox the emptied list of the batch
 /// before (see [`Outbox::take_ready`]): a ping and the control frames go
 /// to the pending bytes, written first; the text frames are returned, to
-/// be framed by [`Framed::poll_write_frames`].
+/// be copied by [`Framed::poll_write_frames`].
 fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Queued>) -> VecDeque<Queued> {
     let Ready { ping, control, frames } = outbox.take_ready(emptied);
     outbox.written(control.len());
@@ -271,11 +271,11 @@ fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Queued>) 
     frames
 }
 
-/// Frames text frames from the front of `frames` until none is left or
+/// Copies text frames from the front of `frames` until none is left or
 /// `buffer` holds [`WRITE_AT`] bytes, so a long batch starts leaving before
 /// its end. The frames stop counting against the outbox once they are in
 /// the buffer: a long batch must not count frames the peer already read.
-fn frame_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Queued>) {
+fn copy_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Queued>) {
     let mut bytes = 0;
     while buffer.len() < WRITE_AT
         && let Some(frame) = frames.pop_front()
