@@ -75,10 +75,7 @@ impl Framed {
     /// stopped at the next call. The buffer is freed once written: most
     /// sessions are idle most of the time, and an idle one keeps none.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.pending.len() {
-            let n = ready!(poll_write(&mut self.socket, cx, &self.pending[self.written..]))?;
-            self.written += n;
-        }
+        ready!(poll_write(&mut self.socket, cx, &self.pending, &mut self.written))?;
         (self.pending, self.written) = (Vec::new(), 0);
         Poll::Ready(Ok(()))
     }
@@ -98,19 +95,10 @@ impl Framed {
             buffer.clear();
             copy_until_full(buffer, outbox, frames);
             let mut at = 0;
-            let written = loop {
-                if at == buffer.len() {
-                    break Poll::Ready(Ok(()));
-                }
-                match poll_write(&mut self.socket, cx, &buffer[at..]) {
-                    Poll::Ready(Ok(n)) => at += n,
-                    Poll::Ready(Err(error)) => break Poll::Ready(Err(error)),
-                    Poll::Pending => {
-                        self.pending = buffer[at..].to_vec();
-                        break Poll::Pending;
-                    }
-                }
-            };
+            let written = poll_write(&mut self.socket, cx, buffer, &mut at);
+            if written.is_pending() {
+                self.pending = buffer[at..].to_vec();
+            }
             // A huge frame grew the buffer: it is not kept that large.
             if buffer.capacity() > WORKER_BUFFER {
                 *buffer = Vec::with_capacity(WORKER_BUFFER);
@@ -120,12 +108,16 @@ impl Framed {
     }
 }
 
-/// One write of `bytes` to `socket`; a write of nothing is an error.
-fn poll_write(socket: &mut WriteHalf, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-    match ready!(Pin::new(socket).poll_write(cx, bytes))? {
-        0 => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-        n => Poll::Ready(Ok(n)),
+/// Writes `bytes` from `at` on to `socket`, moving `at` past what it
+/// takes, until all is written; a write of nothing is an error.
+fn poll_write(socket: &mut WriteHalf, cx: &mut Context<'_>, bytes: &[u8], at: &mut usize) -> Poll<io::Result<()>> {
+    while *at < bytes.len() {
+        match ready!(Pin::new(&mut *socket).poll_write(cx, &bytes[*at..]))? {
+            0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            n => *at += n,
+        }
     }
+    Poll::Ready(Ok(()))
 }
 
 fn push_frame(buffer: &mut Vec<u8>, frame: Frame) {
