@@ -22,9 +22,13 @@ pub(crate) use outbox::{Outbox, Position};
 pub(crate) use presence::Presence;
 
 /// One authenticated connection, as the router sees it.
+#[repr(C)]
 pub(crate) struct SessionHandle {
     /// Unique within the server, never reused.
     pub(crate) id: u64,
+    /// Frames waiting to be written to this connection. Beside `id`, in
+    /// C's order: a fan-out reads both (see `outbox::Queue`).
+    pub(crate) outbox: Outbox,
     /// The authenticated user.
     pub(crate) user: Arc<str>,
     /// The device the session runs on.
@@ -32,8 +36,6 @@ pub(crate) struct SessionHandle {
     /// The client said its app is in the background (`device` frame): the
     /// user is not looking, so pushes are not held back for this session.
     pub(crate) background: AtomicBool,
-    /// Frames waiting to be written to this connection.
-    pub(crate) outbox: Outbox,
     /// When the peer was last heard from, in the server's keepalive ticks
     /// (`server::keepalive`, which alone reads it).
     pub(crate) last_heard: AtomicU32,

@@ -94,18 +94,18 @@ struct Held {
 }
 
 /// What waits for the writer, and what waits for a sync reply.
+///
+/// In C's order, what a push reads first: with [`Outbox`]'s order and the
+/// session handle's, a push touches two cache lines of the session.
 #[derive(Default)]
+#[repr(C)]
 struct Queue {
     ready: VecDeque<Queued>,
-    /// WebSocket control frames (pongs) the reader's tungstenite wrote,
-    /// already framed: they go out before the next text frames.
-    control: Vec<u8>,
-    /// Whether the writer is asked to ping the peer.
-    ping: bool,
     /// The bytes ever queued, less those of held frames a sync reply
     /// carried: what counts against the limit is this, less what the
     /// writer has written.
     pushed: usize,
+    limit_bytes: usize,
     /// The frames held back while a sync reply is read. Boxed, like
     /// `synced`: only a session in a sync has any, and inline the empty
     /// list took every session's handle a size class larger.
@@ -126,6 +126,12 @@ struct Queue {
         reason = "the empty map's 48 bytes, not its entries, are what the box saves"
     )]
     synced: Option<Box<std::collections::HashMap<Box<str>, u64>>>,
+    /// Whether the writer is asked to ping the peer.
+    ping: bool,
+    /// WebSocket control frames (pongs) the reader's tungstenite wrote,
+    /// already framed: they go out before the next text frames. Read by
+    /// a push only when no text frame waits.
+    control: Vec<u8>,
 }
 
 impl Queue {
@@ -161,36 +167,43 @@ pub(crate) struct Ready {
 }
 
 /// A session's outbound queue: producers push, the session's task drains.
+/// In C's order, what a push reads first (see [`Queue`]).
+#[repr(C)]
 pub(crate) struct Outbox {
-    queue: Mutex<Queue>,
-    /// Set when frames became ready or a close was requested, until the
-    /// session's task sees it ([`Outbox::poll_ready`]).
-    due: AtomicBool,
-    /// The session's task, while it waits for [`Outbox::poll_ready`] or
-    /// [`Outbox::room_for`]: one task, so one waker serves both.
-    waiting: AtomicWaker,
     /// The bytes the writer has written, ever. Changed by it alone,
     /// so that a push counts what is queued with plain loads under the
     /// lock it takes anyway, not with an atomic read-modify-write per frame.
     written: AtomicUsize,
-    limit_bytes: usize,
-    close_reason: OnceLock<(u16, &'static str)>,
+    /// Whether a close was requested: set once `close_reason` is. A flag
+    /// of its own, beside the lock, where a push reads it.
+    closing: AtomicBool,
+    /// Set when frames became ready or a close was requested, until the
+    /// session's task sees it ([`Outbox::poll_ready`]).
+    due: AtomicBool,
     /// Whether the session waits for room ([`Outbox::room_for`]): the
     /// write side wakes it only then.
     room_wanted: AtomicBool,
+    queue: Mutex<Queue>,
+    close_reason: OnceLock<(u16, &'static str)>,
+    /// The session's task, while it waits for [`Outbox::poll_ready`] or
+    /// [`Outbox::room_for`]: one task, so one waker serves both.
+    waiting: AtomicWaker,
 }
 
 impl Outbox {
     /// A queue holding at most `limit_bytes` of frames.
     pub(crate) fn new(limit_bytes: usize) -> Outbox {
         Outbox {
-            queue: Mutex::default(),
-            due: AtomicBool::new(false),
-            waiting: AtomicWaker::new(),
             written: AtomicUsize::new(0),
-            limit_bytes,
-            close_reason: OnceLock::new(),
+            closing: AtomicBool::new(false),
+            due: AtomicBool::new(false),
             room_wanted: AtomicBool::new(false),
+            queue: Mutex::new(Queue {
+                limit_bytes,
+                ..Queue::default()
+            }),
+            close_reason: OnceLock::new(),
+            waiting: AtomicWaker::new(),
         }
     }
 
@@ -319,7 +332,7 @@ impl Outbox {
 
     /// Counts `len` more bytes against the limit, closing with 1013 when over.
     fn reserve(&self, queue: &mut Queue, len: usize) -> bool {
-        if self.queued(queue) + len > self.limit_bytes {
+        if self.queued(queue) + len > queue.limit_bytes {
             self.close(close::SLOW_READER, "slow reader");
             return false;
         }
@@ -369,13 +382,14 @@ impl Outbox {
     /// Asks the session to close the connection; only the first request counts.
     pub(crate) fn close(&self, code: u16, reason: &'static str) {
         if self.close_reason.set((code, reason)).is_ok() {
+            self.closing.store(true, Ordering::SeqCst);
             self.wake();
         }
     }
 
     /// Whether a close was requested.
     pub(crate) fn is_closing(&self) -> bool {
-        self.close_reason.get().is_some()
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// The code and reason of the first close request.
@@ -403,7 +417,8 @@ impl Outbox {
             // Registered before the check, so a drain between the two still wakes it.
             self.waiting.register(cx.waker());
             self.room_wanted.store(true, Ordering::SeqCst);
-            if self.is_closing() || self.queued(&self.queue()) + bytes <= self.limit_bytes {
+            let queue = self.queue();
+            if self.is_closing() || self.queued(&queue) + bytes <= queue.limit_bytes {
                 self.room_wanted.store(false, Ordering::SeqCst);
                 Poll::Ready(())
             } else {
