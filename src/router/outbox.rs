@@ -6,7 +6,10 @@
 //! ever-growing buffer here. A close request also wakes the session's task
 //! when its write is blocked on a peer that does not read.
 //!
-//! Frames wait in a queue under one lock; the session's task takes all of
+//! Frames wait in a queue under one lock, a spin lock: it is held for a
+//! few dozen instructions and never across an await, and its unlock is a
+//! plain store where a parking lock's is an atomic exchange, one per push
+//! (docs/DECISIONS.md, "The outbox's lock spins"). The session's task takes all of
 //! them at once and is woken only when the queue goes from empty to not
 //! empty, so a fan-out to many sessions costs each of them a push, not a
 //! wake-up per frame. One task per session drains its outbox, so one waker
@@ -19,10 +22,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
+use spin::{Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -208,7 +212,7 @@ impl Outbox {
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        self.queue.lock()
     }
 
     /// Appends to the ready frames, waking the writer if they were none.
