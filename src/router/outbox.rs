@@ -9,10 +9,10 @@
 //! Frames wait in a queue under one lock, a spin lock: it is held for a
 //! few dozen instructions and never across an await, and its unlock is a
 //! plain store where a parking lock's is an atomic exchange, one per push
-//! (docs/DECISIONS.md, "The outbox's lock spins"). The session's task takes all of
-//! them at once and is woken only when the queue goes from empty to not
-//! empty, so a fan-out to many sessions costs each of them a push, not a
-//! wake-up per frame. One task per session drains its outbox, so one waker
+//! (docs/DECISIONS.md, "The outbox's lock spins"). The session's task
+//! takes all of them at once and is woken only when the queue goes from
+//! empty to not empty, so a fan-out to many sessions costs each of them a
+//! push, not a wake-up per frame. One task per session drains its outbox, so one waker
 //! is all the outbox keeps.
 //!
 //! While a sync reply is being read from the store, the outbox *holds* new
@@ -109,6 +109,8 @@ struct Queue {
     /// carried: what counts against the limit is this, less what the
     /// writer has written.
     pushed: usize,
+    /// The most bytes that may wait: a push past it closes the session
+    /// with 1013.
     limit_bytes: usize,
     /// The frames held back while a sync reply is read. Boxed, like
     /// `synced`: only a session in a sync has any, and inline the empty
