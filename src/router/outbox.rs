@@ -12,8 +12,8 @@
 //! (docs/DECISIONS.md, "The outbox's lock spins"). The session's task
 //! takes all of them at once and is woken only when the queue goes from
 //! empty to not empty, so a fan-out to many sessions costs each of them a
-//! push, not a wake-up per frame. One task per session drains its outbox, so one waker
-//! is all the outbox keeps.
+//! push, not a wake-up per frame. One task per session drains its outbox,
+//! so one waker is all the outbox keeps.
 //!
 //! While a sync reply is being read from the store, the outbox *holds* new
 //! frames instead of queueing them; the reply goes out first and the held
@@ -232,9 +232,10 @@ impl Outbox {
     /// queue's, so a session that keeps receiving fills the same two lists
     /// instead of growing a new one from nothing for every batch (in a
     /// room that growth, a copy at every doubling, and the writer's
-    /// buffer were a tenth of the server's time). A batch without text frames (a ping or a pong, or a
-    /// close) means the session is quiet: then both lists are freed, and
-    /// a session pinged once per interval keeps no room it does not use.
+    /// buffer were a tenth of the server's time). A batch without text
+    /// frames (a ping or a pong, or a close) means the session is quiet:
+    /// then both lists are freed, and a session pinged once per interval
+    /// keeps no room it does not use.
     pub(crate) fn take_ready(&self, spare: VecDeque<Queued>) -> Ready {
         debug_assert!(spare.is_empty());
         let mut queue = self.queue();
@@ -336,9 +337,14 @@ impl Outbox {
         queue.pushed.wrapping_sub(self.written.load(Ordering::SeqCst))
     }
 
+    /// Whether `len` more bytes would stay within the limit.
+    fn has_room(&self, queue: &Queue, len: usize) -> bool {
+        self.queued(queue) + len <= queue.limit_bytes
+    }
+
     /// Counts `len` more bytes against the limit, closing with 1013 when over.
     fn reserve(&self, queue: &mut Queue, len: usize) -> bool {
-        if self.queued(queue) + len > queue.limit_bytes {
+        if !self.has_room(queue, len) {
             self.close(close::SLOW_READER, "slow reader");
             return false;
         }
@@ -423,8 +429,7 @@ impl Outbox {
             // Registered before the check, so a drain between the two still wakes it.
             self.waiting.register(cx.waker());
             self.room_wanted.store(true, Ordering::SeqCst);
-            let queue = self.queue();
-            if self.is_closing() || self.queued(&queue) + bytes <= queue.limit_bytes {
+            if self.is_closing() || self.has_room(&self.queue(), bytes) {
                 self.room_wanted.store(false, Ordering::SeqCst);
                 Poll::Ready(())
             } else {
