@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::protocol::{Conversation, ServerFrame, is_valid_request_id, parse_client_frame};
-use crate::router::{LocalRouter, Members, Router, SessionHandle};
+use crate::router::{Audience, LocalRouter, Members, Router, SessionHandle};
 use crate::store::StoredMessage;
 
 /// Whether `text` parses as a client frame.
@@ -138,8 +138,8 @@ impl Room {
     /// Queues `frame` (message `seq` of `g:room`) to every member but
     /// session 0, as a group message's fan-out does.
     pub fn deliver(&self, frame: &Utf8Bytes, seq: u64) {
-        self.router
-            .deliver_to_group("room", &self.members, frame, Some(("g:room", seq)), Some(0));
+        let audience = Audience::Group("room", &self.members);
+        self.router.fanout("g:room", seq, frame, audience, Some(0));
     }
 
     /// Empties every outbox, as the writers would.
@@ -150,7 +150,8 @@ impl Room {
                 .take_ready(Default::default())
                 .frames
                 .iter()
-                .map(|frame| frame.len())
+                .flat_map(|entry| entry.frames())
+                .map(|(frame, _)| frame.len())
                 .sum();
             session.outbox.written(bytes);
         }

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::group_fanout::GroupFanout;
 use super::outbox::Queued;
 use super::{Attached, Audience, Members, Position, Router, SessionHandle};
 
@@ -23,7 +24,7 @@ struct GroupSessions {
     members: Members,
     /// The router's [`LocalRouter::changes`] before they were looked up.
     change: u64,
-    sessions: Arc<[Arc<SessionHandle>]>,
+    fanout: Arc<GroupFanout>,
 }
 
 /// Routes to sessions of this process. Users are spread over shards so that
@@ -103,7 +104,10 @@ impl LocalRouter {
     }
 
     /// [`Router::deliver`] to each member of `group`, whose members are
-    /// `members`; returns how many sessions the frame was queued to.
+    /// `members`, one push per session: for a cluster's copies of messages,
+    /// which arrive from several places and are filtered per session
+    /// (`outbox::Queue::synced`). Returns how many sessions the frame was
+    /// queued to.
     pub(crate) fn deliver_to_group(
         &self,
         group: &str,
@@ -112,22 +116,23 @@ impl LocalRouter {
         position: Option<Position<'_>>,
         except: Option<u64>,
     ) -> usize {
-        Self::push_to(&self.sessions_of_group(group, members), frame, position, except)
+        Self::push_to(self.fanout_of(group, members).sessions(), frame, position, except)
     }
 
-    /// The sessions of `group`'s `members`: the ones the last fan-out
-    /// found, unless a member list or a session changed since.
-    fn sessions_of_group(&self, group: &str, members: &Members) -> Arc<[Arc<SessionHandle>]> {
+    /// The fan-out to the sessions of `group`'s `members`: the sessions the
+    /// last fan-out found, and its batch, unless a member list or a
+    /// session changed since.
+    fn fanout_of(&self, group: &str, members: &Members) -> Arc<GroupFanout> {
         let change = self.changes.load(Ordering::SeqCst);
         let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = groups.get(group)
             && found.change == change
             && Arc::ptr_eq(&found.members, members)
         {
-            return found.sessions.clone();
+            return found.fanout.clone();
         }
         drop(groups);
-        let sessions: Arc<[Arc<SessionHandle>]> = self.sessions_of_all(members).into();
+        let fanout = Arc::new(GroupFanout::new(self.sessions_of_all(members)));
         let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
         // A detach since `change` emptied the map: keep nothing it would
         // not have kept.
@@ -135,11 +140,14 @@ impl LocalRouter {
             let found = GroupSessions {
                 members: members.clone(),
                 change,
-                sessions: sessions.clone(),
+                fanout: fanout.clone(),
             };
-            groups.insert(group.into(), found);
+            // Dropped outside the lock: it seals its batch.
+            let replaced = groups.insert(group.into(), found);
+            drop(groups);
+            drop(replaced);
         }
-        sessions
+        fanout
     }
 
     /// The sessions of each of `users`. Takes each shard's lock once for all
@@ -260,7 +268,7 @@ impl Router for LocalRouter {
             Audience::Direct(a, b) => {
                 self.deliver(a, frame, position, except) + self.deliver(b, frame, position, except)
             }
-            Audience::Group(group, members) => self.deliver_to_group(group, members, frame, position, except),
+            Audience::Group(group, members) => self.fanout_of(group, members).deliver(frame, position, except),
         }
     }
 
@@ -290,6 +298,7 @@ impl Router for LocalRouter {
 mod tests {
 
     use super::*;
+    use crate::router::outbox::texts_for;
 
     fn session(router: &LocalRouter, id: u64, user: &str) -> Arc<SessionHandle> {
         let session = Arc::new(SessionHandle::new(id, user.into(), "d".into(), 1 << 20));
@@ -303,32 +312,31 @@ mod tests {
 
     #[test]
     fn delivering_to_a_group_reaches_every_session_of_every_member_once_in_its_order() {
-        let router = LocalRouter::new();
-        // Enough users to fill every shard, a user with two sessions, one
-        // excepted session, and members with no session at all.
-        let mut sessions = Vec::new();
-        for n in 0..300u64 {
-            sessions.push(session(&router, n, &format!("u{n}")));
-        }
-        sessions.push(session(&router, 1000, "u7"));
-        let members = members((0..300).chain(500..520).rev().map(|n| format!("u{n}")));
-        for seq in 1..=3 {
-            let frame = Utf8Bytes::from(format!("m{seq}"));
-            assert_eq!(
-                router.deliver_to_group("g", &members, &frame, Some(("g:g", seq)), Some(1000)),
-                300
-            );
-        }
-        for session in &sessions {
-            let frames: Vec<String> = session
-                .outbox
-                .take_ready(Default::default())
-                .frames
-                .iter()
-                .map(Queued::payload)
-                .collect();
-            let expected: &[&str] = if session.id == 1000 { &[] } else { &["m1", "m2", "m3"] };
-            assert_eq!(frames, expected, "session {}", session.id);
+        // One push per session (a cluster's copies), and in batches.
+        for batched in [false, true] {
+            let router = LocalRouter::new();
+            // Enough users to fill every shard, a user with two sessions, one
+            // excepted session, and members with no session at all.
+            let mut sessions = Vec::new();
+            for n in 0..300u64 {
+                sessions.push(session(&router, n, &format!("u{n}")));
+            }
+            sessions.push(session(&router, 1000, "u7"));
+            let members = members((0..300).chain(500..520).rev().map(|n| format!("u{n}")));
+            for seq in 1..=3 {
+                let frame = Utf8Bytes::from(format!("m{seq}"));
+                let reached = if batched {
+                    router.fanout("g:g", seq, &frame, Audience::Group("g", &members), Some(1000))
+                } else {
+                    router.deliver_to_group("g", &members, &frame, Some(("g:g", seq)), Some(1000))
+                };
+                assert_eq!(reached, 300);
+            }
+            for session in &sessions {
+                let frames = texts_for(&session.outbox.take_ready(Default::default()).frames, session.id);
+                let expected: &[&str] = if session.id == 1000 { &[] } else { &["m1", "m2", "m3"] };
+                assert_eq!(frames, expected, "session {} batched {batched}", session.id);
+            }
         }
     }
 

@@ -5,7 +5,9 @@
 //! so that a broker-backed router (several nodes) can replace it without
 //! touching sessions.
 
+pub(crate) mod batch;
 pub(crate) mod cluster;
+pub(crate) mod group_fanout;
 pub(crate) mod groups;
 pub(crate) mod local;
 pub(crate) mod outbox;

@@ -15,10 +15,20 @@
 //! push, not a wake-up per frame. One task per session drains its outbox,
 //! so one waker is all the outbox keeps.
 //!
+//! A group's messages come in batches (`super::batch`): the fan-out pushes
+//! a batch once, and the group's next frames are appended to it. A batch
+//! that may still grow is a *tail* of the queue: whenever the queue looks
+//! (at each push, and when the writer takes) what the batch got since it
+//! last looked is queued as a slice of it and counted against the limit.
+//! So a frame pushed here goes out after the group's frames fanned out
+//! before it, and before those fanned out after it.
+//!
 //! While a sync reply is being read from the store, the outbox *holds* new
 //! frames instead of queueing them; the reply goes out first and the held
 //! frames after it, minus the messages the reply already carried. That keeps
-//! each conversation in seq order on the wire.
+//! each conversation in seq order on the wire. A holding outbox takes no
+//! batch (the fan-out pushes it each frame instead), and a hold seals the
+//! batches in its queue.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +41,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
+use super::batch::Batch;
 use crate::protocol::close;
 
 /// The most frames an emptied list may have room for and still be kept
@@ -97,6 +108,60 @@ struct Held {
     position: Option<(String, u64)>,
 }
 
+/// What waits for the writer: a frame, or a slice of a group's batch.
+pub(crate) enum Entry {
+    /// One frame.
+    Frame(Queued),
+    /// Frames `from..to` of a batch, all appended.
+    Slice(Arc<Batch>, u16, u16),
+}
+
+#[cfg(any(test, feature = "internals"))]
+impl Entry {
+    /// Its frames, each with the session it is not for.
+    pub(crate) fn frames(&self) -> Vec<(&Queued, Option<u64>)> {
+        match self {
+            Entry::Frame(frame) => vec![(frame, None)],
+            Entry::Slice(batch, from, to) => (usize::from(*from)..usize::from(*to))
+                .filter_map(|at| batch.get(at))
+                .map(|queued| (&queued.frame, queued.except))
+                .collect(),
+        }
+    }
+}
+
+/// A batch the queue reads as it grows.
+struct Tail {
+    batch: Arc<Batch>,
+    /// Its first frame not queued yet.
+    from: usize,
+    /// The session's index in the group's fan-out, to be woken by.
+    sleeper: u32,
+}
+
+/// How the queue looks at its tails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Queues what they got.
+    Now,
+    /// And asks to be woken by their next frame: the writer takes all.
+    Watch,
+    /// And seals them: the group's next frames come one by one.
+    Seal,
+}
+
+/// What a push of a batch did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BatchPushed {
+    /// The batch is queued: its frames reach the session as it grows.
+    Taken,
+    /// The session holds its frames for a sync (or filters them by its
+    /// last sync's positions): its frames must be pushed one by one.
+    Declined,
+    /// The session is closing or just overflowed.
+    Refused,
+}
+
 /// What waits for the writer, and what waits for a sync reply.
 ///
 /// In C's order, what a push reads first: with [`Outbox`]'s order and the
@@ -104,7 +169,7 @@ struct Held {
 #[derive(Default)]
 #[repr(C)]
 struct Queue {
-    ready: VecDeque<Queued>,
+    ready: VecDeque<Entry>,
     /// The bytes ever queued, less those of held frames a sync reply
     /// carried: what counts against the limit is this, less what the
     /// writer has written.
@@ -112,6 +177,14 @@ struct Queue {
     /// The most bytes that may wait: a push past it closes the session
     /// with 1013.
     limit_bytes: usize,
+    /// The batches of `ready` that may still grow, while any has been
+    /// queued since the session was quiet: boxed, since most sessions
+    /// are in no busy group, and kept while the session keeps receiving.
+    #[expect(
+        clippy::box_collection,
+        reason = "the empty list's 24 bytes, not its entries, are what the box saves"
+    )]
+    tails: Option<Box<Vec<Tail>>>,
     /// The frames held back while a sync reply is read. Boxed, like
     /// `synced`: only a session in a sync has any, and inline the empty
     /// list took every session's handle a size class larger.
@@ -146,6 +219,33 @@ impl Queue {
         self.ready.is_empty() && self.control.is_empty() && !self.ping
     }
 
+    /// Queues what each tail's batch got since the queue last looked, and
+    /// counts it; forgets the batches that grow no more.
+    fn look(&mut self, how: Look) {
+        let Some(tails) = self.tails.as_mut() else {
+            return;
+        };
+        tails.retain_mut(|tail| {
+            let (len, sealed) = match how {
+                // Sealed first: then the length read after is the last.
+                Look::Now => {
+                    let sealed = tail.batch.is_sealed();
+                    (tail.batch.len(), sealed)
+                }
+                Look::Watch => tail.batch.watch(tail.sleeper),
+                Look::Seal => (tail.batch.seal(), true),
+            };
+            if len > tail.from {
+                let batch = &tail.batch;
+                self.pushed += batch.bytes_through(len) - batch.bytes_through(tail.from);
+                self.ready
+                    .push_back(Entry::Slice(batch.clone(), tail.from as u16, len as u16));
+                tail.from = len;
+            }
+            !sealed
+        });
+    }
+
     /// Whether the session's latest sync covers the message at `position`.
     fn covers(&mut self, position: Option<Position<'_>>) -> bool {
         let (Some((conv, seq)), Some(synced)) = (position, self.synced.as_mut()) else {
@@ -168,8 +268,8 @@ pub(crate) struct Ready {
     pub(crate) ping: bool,
     /// Control frames, framed, each whole; to write before the text frames.
     pub(crate) control: Vec<u8>,
-    /// The text frames, framed, in order.
-    pub(crate) frames: VecDeque<Queued>,
+    /// The text frames, framed, in order; the batches among them sealed.
+    pub(crate) frames: VecDeque<Entry>,
 }
 
 /// A session's outbound queue: producers push, the session's task drains.
@@ -217,10 +317,19 @@ impl Outbox {
         self.queue.lock()
     }
 
-    /// Appends to the ready frames, waking the writer if they were none.
+    /// The queue, with what its tails got queued and counted.
+    fn settled(&self) -> MutexGuard<'_, Queue> {
+        let mut queue = self.queue();
+        queue.look(Look::Now);
+        queue
+    }
+
+    /// Appends to the ready frames, after what the tails got, waking the
+    /// writer if they were none.
     fn enqueue(&self, queue: &mut Queue, frames: impl IntoIterator<Item = Queued>) {
         let was_empty = queue.is_empty();
-        queue.ready.extend(frames);
+        queue.look(Look::Now);
+        queue.ready.extend(frames.into_iter().map(Entry::Frame));
         if was_empty && !queue.ready.is_empty() {
             self.wake();
         }
@@ -236,9 +345,12 @@ impl Outbox {
     /// frames (a ping or a pong, or a close) means the session is quiet:
     /// then both lists are freed, and a session pinged once per interval
     /// keeps no room it does not use.
-    pub(crate) fn take_ready(&self, spare: VecDeque<Queued>) -> Ready {
+    ///
+    /// With them, what the tails got; the writer is woken by their next frame.
+    pub(crate) fn take_ready(&self, spare: VecDeque<Entry>) -> Ready {
         debug_assert!(spare.is_empty());
         let mut queue = self.queue();
+        queue.look(Look::Watch);
         let frames = if queue.ready.is_empty() {
             queue.ready = VecDeque::new();
             VecDeque::new()
@@ -332,6 +444,38 @@ impl Outbox {
         true
     }
 
+    /// Queues `batch`, whose frames then reach the session as the group's
+    /// fan-out appends them, without a push each (see `Tail`); `sleeper`
+    /// is the session's index in the fan-out, which wakes it by that.
+    pub(crate) fn push_batch(&self, batch: &Arc<Batch>, sleeper: u32) -> BatchPushed {
+        if self.is_closing() {
+            return BatchPushed::Refused;
+        }
+        let mut queue = self.queue();
+        if queue.held.is_some() || queue.synced.is_some() {
+            return BatchPushed::Declined;
+        }
+        let tail = Tail {
+            batch: batch.clone(),
+            from: 0,
+            sleeper,
+        };
+        queue.tails.get_or_insert_with(Box::default).push(tail);
+        let was_empty = queue.is_empty();
+        if !self.reserve(&mut queue, 0) {
+            return BatchPushed::Refused;
+        }
+        if was_empty && !queue.is_empty() {
+            self.wake();
+        }
+        BatchPushed::Taken
+    }
+
+    /// A batch the session takes got a frame after its writer took all.
+    pub(crate) fn batch_grew(&self) {
+        self.wake();
+    }
+
     /// The bytes queued and not yet written, as `queue` counts them.
     fn queued(&self, queue: &Queue) -> usize {
         queue.pushed.wrapping_sub(self.written.load(Ordering::SeqCst))
@@ -344,6 +488,7 @@ impl Outbox {
 
     /// Counts `len` more bytes against the limit, closing with 1013 when over.
     fn reserve(&self, queue: &mut Queue, len: usize) -> bool {
+        queue.look(Look::Now);
         if !self.has_room(queue, len) {
             self.close(close::SLOW_READER, "slow reader");
             return false;
@@ -353,11 +498,14 @@ impl Outbox {
     }
 
     /// Starts holding new frames back; false if a hold is already on.
+    /// The batches in the queue are sealed: a frame their groups fan out
+    /// from now on is held, not sent ahead of the reply.
     pub(crate) fn hold(&self) -> bool {
         let mut queue = self.queue();
         if queue.held.is_some() {
             return false;
         }
+        queue.look(Look::Seal);
         queue.held = Some(Box::default());
         true
     }
@@ -387,6 +535,8 @@ impl Outbox {
     /// of a message can arrive after the sync that carried it.
     pub(crate) fn remember_synced(&self, synced: impl IntoIterator<Item = (String, u64)>) {
         let mut queue = self.queue();
+        // Frames appended to a batch would pass the filter by.
+        queue.look(Look::Seal);
         let remembered = queue.synced.get_or_insert_with(Default::default);
         remembered.extend(synced.into_iter().map(|(conv, seq)| (conv.into_boxed_str(), seq)));
     }
@@ -429,7 +579,7 @@ impl Outbox {
             // Registered before the check, so a drain between the two still wakes it.
             self.waiting.register(cx.waker());
             self.room_wanted.store(true, Ordering::SeqCst);
-            if self.is_closing() || self.has_room(&self.queue(), bytes) {
+            if self.is_closing() || self.has_room(&self.settled(), bytes) {
                 self.room_wanted.store(false, Ordering::SeqCst);
                 Poll::Ready(())
             } else {
@@ -440,6 +590,15 @@ impl Outbox {
     }
 }
 
+/// The payloads `entries` bring the session with id `session`, for tests.
+#[cfg(test)]
+pub(crate) fn texts_for(entries: &VecDeque<Entry>, session: u64) -> Vec<String> {
+    (entries.iter().flat_map(Entry::frames))
+        .filter(|(_, except)| *except != Some(session))
+        .map(|(frame, _)| frame.payload())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,8 +607,8 @@ mod tests {
         Queued::text(text)
     }
 
-    fn texts(frames: VecDeque<Queued>) -> Vec<String> {
-        frames.iter().map(Queued::payload).collect()
+    fn texts(frames: VecDeque<Entry>) -> Vec<String> {
+        texts_for(&frames, 0)
     }
 
     async fn ready(outbox: &Outbox) {
@@ -635,6 +794,73 @@ mod tests {
             .await
             .expect("woken by the drain")
             .unwrap();
+    }
+
+    fn batch_of(texts: &[&str]) -> Arc<Batch> {
+        let batch = Arc::new(Batch::new(8));
+        for text in texts {
+            assert!(batch.join(queued(text), Some(9)).is_ok());
+        }
+        batch
+    }
+
+    #[tokio::test]
+    async fn a_batch_reaches_the_session_as_it_grows_after_what_was_pushed_before() {
+        let outbox = Outbox::new(1000);
+        let batch = batch_of(&["a"]);
+        assert_eq!(outbox.push_batch(&batch, 5), BatchPushed::Taken);
+        ready(&outbox).await;
+        assert_eq!(texts(outbox.take_ready(VecDeque::new()).frames), ["a"]);
+        // The writer took all: the next frame wakes it, once.
+        let woken = batch.join(queued("b"), None).ok().unwrap();
+        assert_eq!(crate::router::batch::sleepers(&woken).collect::<Vec<_>>(), [5]);
+        assert!(batch.join(queued("c"), None).ok().unwrap().is_empty());
+        outbox.push("x".into());
+        assert!(batch.join(queued("d"), Some(9)).is_ok());
+        let frames = outbox.take_ready(VecDeque::new()).frames;
+        assert_eq!(texts_for(&frames, 0), ["b", "c", "x", "d"]);
+        assert_eq!(texts_for(&frames, 9), ["b", "c", "x"], "a frame not for the session");
+        // Sealed and read to its end, the batch is let go.
+        batch.seal();
+        outbox.push("y".into());
+        assert!(outbox.queue().tails.as_ref().is_some_and(|tails| tails.is_empty()));
+    }
+
+    #[test]
+    fn what_a_batch_grows_by_counts_against_the_limit() {
+        let outbox = Outbox::new(10);
+        let batch = batch_of(&["123"]);
+        assert_eq!(outbox.push_batch(&batch, 0), BatchPushed::Taken);
+        assert!(batch.join(queued("456"), None).is_ok());
+        assert!(batch.join(queued("789"), None).is_ok());
+        assert!(outbox.push("0".into()));
+        assert!(!outbox.push("1".into()), "3 + 3 + 3 + 1 bytes fit, not one more");
+        assert_eq!(outbox.close_reason(), Some((close::SLOW_READER, "slow reader")));
+        // A batch pushed past the limit is refused.
+        let outbox = Outbox::new(4);
+        assert_eq!(outbox.push_batch(&batch_of(&["12345"]), 0), BatchPushed::Refused);
+        assert!(outbox.is_closing());
+    }
+
+    #[test]
+    fn a_hold_seals_the_batches_and_a_holding_session_takes_none() {
+        let outbox = Outbox::new(1000);
+        let batch = batch_of(&["a"]);
+        assert_eq!(outbox.push_batch(&batch, 0), BatchPushed::Taken);
+        assert!(batch.join(queued("b"), None).is_ok());
+        assert!(outbox.hold());
+        assert!(batch.is_sealed(), "what the group sends next must be held");
+        assert!(batch.join(queued("c"), None).is_err());
+        assert_eq!(outbox.push_batch(&batch_of(&["c"]), 0), BatchPushed::Declined);
+        outbox.push_at(queued("c"), Some(("g", 3)));
+        outbox.release(vec!["synced".into()], |_, _| false);
+        assert_eq!(
+            texts(outbox.take_ready(VecDeque::new()).frames),
+            ["a", "b", "synced", "c"]
+        );
+        // A node of a cluster filters by its sync: it takes no batch either.
+        outbox.remember_synced([("g".to_owned(), 3)]);
+        assert_eq!(outbox.push_batch(&batch_of(&["d"]), 0), BatchPushed::Declined);
     }
 
     #[test]

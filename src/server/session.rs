@@ -225,7 +225,7 @@ pub(crate) fn run(core: Arc<Core>, admitted: Admitted) -> impl Future<Output = (
         name,
     } = admitted;
     async move {
-        let reason = read_loop(&core, &mut reads, &session, WriteSide::new(writes)).await;
+        let reason = read_loop(&core, &mut reads, &session, WriteSide::new(writes, session.id)).await;
         if session
             .outbox
             .close_reason()

@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::socket::WriteHalf;
-use crate::router::outbox::{Outbox, Queued, Ready};
+use crate::router::outbox::{Entry, Outbox, Ready};
 
 /// How long a session waits for room to send its close frame. A slow
 /// reader has megabytes ahead of it in the socket; it should still learn
@@ -88,12 +88,13 @@ impl Framed {
         &mut self,
         cx: &mut Context<'_>,
         outbox: &Outbox,
-        frames: &mut VecDeque<Queued>,
+        frames: &mut VecDeque<Entry>,
+        session: u64,
     ) -> Poll<io::Result<()>> {
         debug_assert!(self.pending.is_empty());
         WORKER_WRITES.with_borrow_mut(|buffer| {
             buffer.clear();
-            copy_until_full(buffer, outbox, frames);
+            copy_until_full(buffer, outbox, frames, session);
             let mut at = 0;
             let written = poll_write(&mut self.socket, cx, buffer, &mut at);
             if written.is_pending() {
@@ -137,7 +138,9 @@ pub(crate) fn framed(frame: Frame) -> Vec<u8> {
 pub(crate) struct WriteSide {
     framed: Framed,
     /// The text frames of the batch not copied for the socket yet.
-    batch: VecDeque<Queued>,
+    batch: VecDeque<Entry>,
+    /// The session's id: a group's batch carries frames not for it (its own).
+    session: u64,
     /// The outbox said frames are ready; they are taken after the cork.
     due: bool,
     /// The cork was pulled: the task let the others run once since `due`.
@@ -155,8 +158,8 @@ pub(crate) enum Stopped {
 }
 
 impl WriteSide {
-    /// Nothing to write yet, on the socket's write half.
-    pub(crate) fn new(socket: WriteHalf) -> WriteSide {
+    /// Nothing to write yet, on the socket's write half of session `session`.
+    pub(crate) fn new(socket: WriteHalf, session: u64) -> WriteSide {
         WriteSide {
             framed: Framed {
                 socket,
@@ -164,6 +167,7 @@ impl WriteSide {
                 written: 0,
             },
             batch: VecDeque::new(),
+            session,
             due: false,
             corked: false,
             reads: 0,
@@ -191,7 +195,7 @@ impl WriteSide {
             let written = if !self.framed.pending.is_empty() {
                 self.framed.poll_flush(cx)
             } else if !self.batch.is_empty() {
-                self.framed.poll_write_frames(cx, outbox, &mut self.batch)
+                self.framed.poll_write_frames(cx, outbox, &mut self.batch, self.session)
             } else if !self.due {
                 ready!(outbox.poll_ready(cx));
                 self.due = true;
@@ -253,7 +257,7 @@ impl WriteSide {
 /// before (see [`Outbox::take_ready`]): a ping and the control frames go
 /// to the pending bytes, written first; the text frames are returned, to
 /// be copied by [`Framed::poll_write_frames`].
-fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Queued>) -> VecDeque<Queued> {
+fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Entry>) -> VecDeque<Entry> {
     let Ready { ping, control, frames } = outbox.take_ready(emptied);
     outbox.written(control.len());
     framed.pending = control;
@@ -265,15 +269,87 @@ fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Queued>) 
 
 /// Copies text frames from the front of `frames` until none is left or
 /// `buffer` holds [`WRITE_AT`] bytes, so a long batch starts leaving before
-/// its end. The frames stop counting against the outbox once they are in
-/// the buffer: a long batch must not count frames the peer already read.
-fn copy_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Queued>) {
+/// its end; a slice of a group's batch stopped in the middle goes back to
+/// the front, for the rest. The frames stop counting against the outbox
+/// once they are in the buffer: a long batch must not count frames the
+/// peer already read. A group's frame for every session but `session` is
+/// skipped, and counted as written: the outbox counted it.
+fn copy_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Entry>, session: u64) {
     let mut bytes = 0;
     while buffer.len() < WRITE_AT
-        && let Some(frame) = frames.pop_front()
+        && let Some(entry) = frames.pop_front()
     {
-        bytes += frame.len();
-        buffer.extend_from_slice(frame.wire());
+        match entry {
+            Entry::Frame(frame) => {
+                bytes += frame.len();
+                buffer.extend_from_slice(frame.wire());
+            }
+            Entry::Slice(batch, from, to) => {
+                let mut at = from;
+                while at < to
+                    && buffer.len() < WRITE_AT
+                    && let Some(queued) = batch.get(at.into())
+                {
+                    bytes += queued.frame.len();
+                    if queued.except != Some(session) {
+                        buffer.extend_from_slice(queued.frame.wire());
+                    }
+                    at += 1;
+                }
+                // Only a full buffer stops it short: every frame below a
+                // slice's end is appended.
+                if at < to && buffer.len() >= WRITE_AT {
+                    frames.push_front(Entry::Slice(batch, at, to));
+                }
+            }
+        }
     }
     outbox.written(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::router::batch::Batch;
+    use crate::router::outbox::{BatchPushed, Queued};
+
+    #[test]
+    fn a_slice_cut_short_by_a_full_buffer_goes_on_where_it_stopped_without_the_sessions_own_frames() {
+        let body = |c: char| c.to_string().repeat(9000);
+        let batch = Arc::new(Batch::new(8));
+        for (c, except) in [('a', None), ('b', Some(7)), ('c', None), ('d', Some(8)), ('e', None)] {
+            assert!(batch.join(Queued::text(&body(c)), except).is_ok());
+        }
+        let outbox = Outbox::new(5 * 9000);
+        assert_eq!(outbox.push_batch(&batch, 0), BatchPushed::Taken);
+        let mut frames = outbox.take_ready(VecDeque::new()).frames;
+        let payloads = |buffer: &[u8]| -> String {
+            let mut out = String::new();
+            let mut at = 0;
+            while at < buffer.len() {
+                assert_eq!(&buffer[at..at + 2], [0x81, 126]);
+                let len = usize::from(u16::from_be_bytes([buffer[at + 2], buffer[at + 3]]));
+                out.push(char::from(buffer[at + 4]));
+                at += 4 + len;
+            }
+            out
+        };
+        let mut buffer = Vec::new();
+        copy_until_full(&mut buffer, &outbox, &mut frames, 7);
+        assert_eq!(
+            payloads(&buffer),
+            "ac",
+            "b is the session's own; the buffer is full after c"
+        );
+        buffer.clear();
+        copy_until_full(&mut buffer, &outbox, &mut frames, 7);
+        assert_eq!(payloads(&buffer), "de");
+        assert!(frames.is_empty());
+        // Every byte counted is written, the skipped frame's too: the whole
+        // limit is free again.
+        assert!(outbox.push(body('f').repeat(5).into()));
+        assert!(!outbox.is_closing());
+    }
 }
