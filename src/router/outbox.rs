@@ -140,7 +140,7 @@ struct Tail {
 }
 
 /// How the queue looks at its tails.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Look {
     /// Queues what they got.
     Now,
@@ -177,9 +177,8 @@ struct Queue {
     /// The most bytes that may wait: a push past it closes the session
     /// with 1013.
     limit_bytes: usize,
-    /// The batches of `ready` that may still grow, while any has been
-    /// queued since the session was quiet: boxed, since most sessions
-    /// are in no busy group, and kept while the session keeps receiving.
+    /// The batches the queue reads as they grow (see [`Tail`]): boxed,
+    /// since most sessions take no group's batch.
     #[expect(
         clippy::box_collection,
         reason = "the empty list's 24 bytes, not its entries, are what the box saves"
@@ -268,7 +267,7 @@ pub(crate) struct Ready {
     pub(crate) ping: bool,
     /// Control frames, framed, each whole; to write before the text frames.
     pub(crate) control: Vec<u8>,
-    /// The text frames, framed, in order; the batches among them sealed.
+    /// The text frames, framed, in order; slices of groups' batches among them.
     pub(crate) frames: VecDeque<Entry>,
 }
 
