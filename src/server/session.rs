@@ -225,7 +225,7 @@ pub(crate) fn run(core: Arc<Core>, admitted: Admitted) -> impl Future<Output = (
         name,
     } = admitted;
     async move {
-        let reason = read_loop(&core, &mut reads, &session, WriteSide::new(writes, session.id)).await;
+        let reason = read_loop(&core, &mut reads, &session, WriteSide::new(writes)).await;
         if session
             .outbox
             .close_reason()
@@ -303,7 +303,7 @@ fn read_loop<'a>(
         let peer_reason = 'session: loop {
             // No timeout here: the keepalive task closes a session it has
             // not heard from, so a wait for the peer registers no timer.
-            let next = match poll_fn(|cx| poll_next_step(cx, stream, &mut writes, outbox)).await {
+            let next = match poll_fn(|cx| poll_next_step(cx, stream, &mut writes, session)).await {
                 Step::Read(next) => next,
                 Step::Stopped(stopped) => break stopped_by(outbox, stopped),
             };
@@ -319,7 +319,7 @@ fn read_loop<'a>(
                 // the outbox.
                 let stopped = tokio::select! {
                     () = &mut waiting => None,
-                    stopped = poll_fn(|cx| writes.poll_write_until_closing(cx, outbox)) => Some(stopped),
+                    stopped = poll_fn(|cx| writes.poll_write_until_closing(cx, session)) => Some(stopped),
                 };
                 if let Some(stopped) = stopped {
                     waiting.await;
@@ -353,9 +353,14 @@ enum Step {
 /// (or [`WriteSide::is_first`]), so the replies to everything read leave
 /// in one write. Right after the write side's cork writes go first: the
 /// read was polled just before it, and most wake-ups are for writing.
-fn poll_next_step(cx: &mut Context<'_>, stream: &mut ReadSide, writes: &mut WriteSide, outbox: &Outbox) -> Poll<Step> {
+fn poll_next_step(
+    cx: &mut Context<'_>,
+    stream: &mut ReadSide,
+    writes: &mut WriteSide,
+    session: &SessionHandle,
+) -> Poll<Step> {
     let writes_first = writes.is_first();
-    if writes_first && let Poll::Ready(stopped) = writes.poll_write_until_closing(cx, outbox) {
+    if writes_first && let Poll::Ready(stopped) = writes.poll_write_until_closing(cx, session) {
         return Poll::Ready(Step::Stopped(stopped));
     }
     if let Poll::Ready(next) = stream.poll_next(cx) {
@@ -365,7 +370,7 @@ fn poll_next_step(cx: &mut Context<'_>, stream: &mut ReadSide, writes: &mut Writ
     if writes_first {
         return Poll::Pending;
     }
-    writes.poll_write_until_closing(cx, outbox).map(Step::Stopped)
+    writes.poll_write_until_closing(cx, session).map(Step::Stopped)
 }
 
 /// The peer's reason for the end when writing stopped: none, since the

@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::socket::WriteHalf;
+use crate::router::SessionHandle;
 use crate::router::outbox::{Entry, Outbox, Ready};
 
 /// How long a session waits for room to send its close frame. A slow
@@ -139,8 +140,6 @@ pub(crate) struct WriteSide {
     framed: Framed,
     /// The text frames of the batch not copied for the socket yet.
     batch: VecDeque<Entry>,
-    /// The session's id: a group's batch carries frames not for it (its own).
-    session: u64,
     /// The outbox said frames are ready; they are taken after the cork.
     due: bool,
     /// The cork was pulled: the task let the others run once since `due`.
@@ -158,8 +157,8 @@ pub(crate) enum Stopped {
 }
 
 impl WriteSide {
-    /// Nothing to write yet, on the socket's write half of session `session`.
-    pub(crate) fn new(socket: WriteHalf, session: u64) -> WriteSide {
+    /// Nothing to write yet, on the socket's write half.
+    pub(crate) fn new(socket: WriteHalf) -> WriteSide {
         WriteSide {
             framed: Framed {
                 socket,
@@ -167,7 +166,6 @@ impl WriteSide {
                 written: 0,
             },
             batch: VecDeque::new(),
-            session,
             due: false,
             corked: false,
             reads: 0,
@@ -185,7 +183,11 @@ impl WriteSide {
     /// other task that is ready run once (the cork), so the frames they
     /// queue leave in the same write; a session that always has frames to
     /// read still writes at its next turn, since the cork stays pulled.
-    pub(crate) fn poll_write_until_closing(&mut self, cx: &mut Context<'_>, outbox: &Outbox) -> Poll<Stopped> {
+    ///
+    /// It writes for `session`: a group's batch carries frames not for it
+    /// (its own), which it skips.
+    pub(crate) fn poll_write_until_closing(&mut self, cx: &mut Context<'_>, session: &SessionHandle) -> Poll<Stopped> {
+        let outbox = &session.outbox;
         loop {
             // Checked first: a side that always finds frames ready would
             // otherwise never see a close.
@@ -195,7 +197,7 @@ impl WriteSide {
             let written = if !self.framed.pending.is_empty() {
                 self.framed.poll_flush(cx)
             } else if !self.batch.is_empty() {
-                self.framed.poll_write_frames(cx, outbox, &mut self.batch, self.session)
+                self.framed.poll_write_frames(cx, outbox, &mut self.batch, session.id)
             } else if !self.due {
                 ready!(outbox.poll_ready(cx));
                 self.due = true;
