@@ -142,8 +142,21 @@ def test_a_peers_own_limit_that_no_target_leans_on_is_named_but_does_not_fail(tm
     done, _ = run_report(tmp_path, rows)
     assert done.returncode == 0, done.stderr
     assert "SUSPECT" not in done.stderr, done.stderr
-    assert "noted (a peer's own limit, no target leans on it): bun room: the generator's core" in done.stderr
-    assert "noted (a peer's own limit, no target leans on it): go-hub room: the server closed" in done.stderr
+    assert "noted (no target leans on it): bun room: the generator's core" in done.stderr
+    assert "noted (no target leans on it): go-hub room: the server closed" in done.stderr
+
+
+def test_imbeds_room_at_the_generators_limit_is_noted_but_its_own_errors_fail(tmp_path):
+    # The generator cannot read imbed's room as fast as imbed writes it: the
+    # target compares per server CPU-second, which that limit does not raise.
+    limited = result("imbed", "room", deliveries_per_s=5000000, server_cpu_pct=96, generator_cpu_pct=92)
+    done, _ = run_report(tmp_path, clean_rows() + [limited])
+    assert done.returncode == 0, done.stderr
+    assert "noted (no target leans on it): imbed room: the generator's core" in done.stderr
+    closing = dict(limited, closed_early=5)
+    done, _ = run_report(tmp_path, clean_rows() + [closing])
+    assert done.returncode == 3, done.stderr
+    assert "1 SUSPECT RESULT(S)" in done.stderr and "imbed room: the generator's core" in done.stderr
 
 
 def test_other_load_fails_the_run_even_on_a_peers_room(tmp_path):
