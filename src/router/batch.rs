@@ -56,10 +56,10 @@ struct State {
 }
 
 impl Batch {
-    /// An empty batch of at most `capacity` frames (at most [`MAX_FRAMES`]).
+    /// An empty batch of at most `capacity` frames (1 to [`MAX_FRAMES`]).
     pub(crate) fn new(capacity: usize) -> Batch {
         Batch {
-            slots: (0..capacity.min(MAX_FRAMES)).map(|_| OnceLock::new()).collect(),
+            slots: (0..capacity.clamp(1, MAX_FRAMES)).map(|_| OnceLock::new()).collect(),
             len: AtomicUsize::new(0),
             sealed: AtomicBool::new(false),
             state: Mutex::new(State { sleepers: Vec::new() }),

@@ -70,8 +70,8 @@ impl GroupFanout {
                 let for_one_by_one = (!open.one_by_one.is_empty()).then(|| frame.clone());
                 match batch.join(frame, except) {
                     Ok(woken) => {
-                        for sleeper in sleepers(&woken) {
-                            self.sessions[sleeper].outbox.batch_grew();
+                        for sleeper in sleepers(&woken).filter_map(|index| self.sessions.get(index)) {
+                            sleeper.outbox.batch_grew();
                         }
                         let took = open.took - usize::from(open.took_it(except, &self.sessions));
                         return took + for_one_by_one.map_or(0, |frame| open.push_one_by_one(frame, position, except));

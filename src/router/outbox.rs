@@ -44,9 +44,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use super::batch::Batch;
 use crate::protocol::close;
 
-/// The most frames an emptied list may have room for and still be kept
-/// for the next batch (2 KiB of room): a burst's list is not kept.
-const SPARE_FRAMES_KEPT: usize = 256;
+/// The most entries an emptied list may have room for and still be kept
+/// for the next batch (2 KiB of room, at 16 bytes an entry): a burst's
+/// list is not kept.
+const SPARE_FRAMES_KEPT: usize = 128;
 
 /// A text frame as it waits in outboxes: framed once (the WebSocket header
 /// and the payload, as the writer sends them), shared by every session it

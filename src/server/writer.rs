@@ -274,8 +274,8 @@ fn start_batch(framed: &mut Framed, outbox: &Outbox, emptied: VecDeque<Entry>) -
 /// its end; a slice of a group's batch stopped in the middle goes back to
 /// the front, for the rest. The frames stop counting against the outbox
 /// once they are in the buffer: a long batch must not count frames the
-/// peer already read. A group's frame for every session but `session` is
-/// skipped, and counted as written: the outbox counted it.
+/// peer already read. A group's frame that is not for `session` (its own
+/// message) is skipped, and counted as written: the outbox counted it.
 fn copy_until_full(buffer: &mut Vec<u8>, outbox: &Outbox, frames: &mut VecDeque<Entry>, session: u64) {
     let mut bytes = 0;
     while buffer.len() < WRITE_AT
