@@ -564,3 +564,79 @@ async fn a_group_above_the_announced_size_tells_only_the_joiner() {
         .wait_for(|e| e == &json!({"event": "member", "group": "big", "user": "carol", "joined": true}));
     t.server.stop().unwrap();
 }
+
+/// A member who syncs while a group's messages stream to it: its session
+/// reads them from a batch the group's fan-out keeps appending to, and
+/// the sync must seal that batch so that no live message passes the reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_syncing_mid_stream_gets_the_reply_then_every_later_message_once_in_order() {
+    let t = start(json!({}));
+    let mut alice = connect(&t.url, "alice").await;
+    let mut bob = connect(&t.url, "bob").await;
+    join(&mut alice, "team").await;
+    join(&mut bob, "team").await;
+    alice.recv().await; // bob's member notice
+    for i in 1..=200 {
+        let ack = request(
+            &mut alice,
+            json!({"type": "send", "id": format!("pre{i}"), "group": "team", "body": i}),
+        )
+        .await;
+        assert_eq!(ack["seq"], i);
+        assert_eq!(bob.recv().await["seq"], i, "live, before the sync");
+    }
+    let url = t.url.clone();
+    let sender = tokio::spawn(async move {
+        let mut alice = connect(&url, "alice").await;
+        for i in 0..400 {
+            alice
+                .send_json(json!({"type": "send", "id": format!("live{i}"), "group": "team", "body": i}))
+                .await;
+        }
+        for _ in 0..400 {
+            assert_eq!(alice.recv().await["type"], "ack");
+        }
+    });
+    // Some of the stream first, so that the sync finds bob reading a batch.
+    let mut before_reply = Vec::new();
+    while before_reply.len() < 20 {
+        let frame = bob.recv().await;
+        if frame["type"] == "msg" {
+            before_reply.push(frame["seq"].as_u64().unwrap());
+        }
+    }
+    bob.send_json(json!({"type": "sync", "id": "s", "limit": 1000})).await;
+    let mut until_synced = Vec::new();
+    loop {
+        let frame = bob.recv().await;
+        match frame["type"].as_str() {
+            Some("msg") => until_synced.push(frame["seq"].as_u64().unwrap()),
+            Some("synced") => break,
+            _ => {}
+        }
+    }
+    // The live messages pushed before the sync was read, then the reply from seq 1.
+    let reply_at = until_synced
+        .iter()
+        .rposition(|&seq| seq == 1)
+        .expect("the reply starts at seq 1");
+    before_reply.extend_from_slice(&until_synced[..reply_at]);
+    let reply = &until_synced[reply_at..];
+    assert_eq!(before_reply, (201..201 + before_reply.len() as u64).collect::<Vec<_>>());
+    let last = *reply.last().unwrap();
+    assert_eq!(reply, (1..=last).collect::<Vec<_>>(), "the reply, whole and in order");
+    let mut after = Vec::new();
+    while after.len() < (600 - last) as usize {
+        let frame = bob.recv().await;
+        if frame["type"] == "msg" {
+            after.push(frame["seq"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(
+        after,
+        (last + 1..=600).collect::<Vec<_>>(),
+        "after the reply: the rest, once, in order"
+    );
+    sender.await.unwrap();
+    bob.assert_quiet().await;
+}
