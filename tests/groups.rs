@@ -565,6 +565,16 @@ async fn a_group_above_the_announced_size_tells_only_the_joiner() {
     t.server.stop().unwrap();
 }
 
+/// The seq of the next `msg` frame `client` receives, skipping other frames.
+async fn next_msg_seq(client: &mut Client) -> u64 {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == "msg" {
+            return frame["seq"].as_u64().unwrap();
+        }
+    }
+}
+
 /// A member who syncs while a group's messages stream to it: its session
 /// reads them from a batch the group's fan-out keeps appending to, and
 /// the sync must seal that batch so that no live message passes the reply.
@@ -600,10 +610,7 @@ async fn a_member_syncing_mid_stream_gets_the_reply_then_every_later_message_onc
     // Some of the stream first, so that the sync finds bob reading a batch.
     let mut before_reply = Vec::new();
     while before_reply.len() < 20 {
-        let frame = bob.recv().await;
-        if frame["type"] == "msg" {
-            before_reply.push(frame["seq"].as_u64().unwrap());
-        }
+        before_reply.push(next_msg_seq(&mut bob).await);
     }
     bob.send_json(json!({"type": "sync", "id": "s", "limit": 1000})).await;
     let mut until_synced = Vec::new();
@@ -627,10 +634,7 @@ async fn a_member_syncing_mid_stream_gets_the_reply_then_every_later_message_onc
     assert_eq!(reply, (1..=last).collect::<Vec<_>>(), "the reply, whole and in order");
     let mut after = Vec::new();
     while after.len() < (600 - last) as usize {
-        let frame = bob.recv().await;
-        if frame["type"] == "msg" {
-            after.push(frame["seq"].as_u64().unwrap());
-        }
+        after.push(next_msg_seq(&mut bob).await);
     }
     assert_eq!(
         after,
